@@ -1,0 +1,476 @@
+//! The operator API under `/__emulator/` — not part of Creatio. It lets a
+//! test, the demo or a person play the other side of the integration:
+//! register and restrict OAuth clients, revoke tokens, change the token
+//! lifetime, define business processes and read their call log, act as a
+//! support agent (reply on a case, change its status), inject faults, read
+//! request statistics and reset the tenant.
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
+//! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
+//! | `PUT /settings` | `{"token_lifetime_secs"}` |
+//! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
+//! | `GET/DELETE /process-calls` | what the processes sent and got back |
+//! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
+//! | `POST /case-status` | an agent changes a case's status (fires processes) |
+//! | `GET/POST/DELETE /faults` | fault injection |
+//! | `GET/DELETE /stats` | request counters |
+//! | `POST /reset` | back to a freshly seeded tenant |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::faults::FaultRequest;
+use crate::identity::{ClientConfig, EntityRights};
+use crate::processes::{self, ProcessDef, ProcessEvent};
+use crate::schema::{self, defaults, EMPTY_GUID};
+use crate::seed::demo;
+use crate::store::Actor;
+use crate::Shared;
+
+type AppState = State<Arc<Shared>>;
+
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/clients", get(list_clients).post(add_client))
+        .route("/clients/{client_id}", patch(change_client))
+        .route("/tokens/revoke", post(revoke_tokens))
+        .route("/settings", put(change_settings))
+        .route(
+            "/processes",
+            get(list_processes)
+                .post(add_process)
+                .delete(clear_processes),
+        )
+        .route("/processes/{id}", delete(remove_process))
+        .route("/process-calls", get(list_calls).delete(clear_calls))
+        .route("/agent-reply", post(agent_reply))
+        .route("/case-status", post(case_status))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/stats", get(stats).delete(reset_stats))
+        .route("/reset", post(reset))
+}
+
+/// The operator API's error: a status and a sentence.
+fn fail(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+/// Parses a JSON body, answering 400 with serde's explanation when it is wrong.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        fail(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+async fn index() -> Json<Value> {
+    Json(json!({
+        "emulator": "casebridge Creatio emulator",
+        "endpoints": ["/clients", "/tokens/revoke", "/settings", "/processes", "/process-calls",
+            "/agent-reply", "/case-status", "/faults", "/stats", "/reset"],
+    }))
+}
+
+async fn list_clients(State(shared): AppState) -> Json<Value> {
+    let identity = shared.identity.read().expect("identity lock");
+    let mut clients: Vec<_> = identity.clients.values().collect();
+    clients.sort_by(|a, b| a.config.client_id.cmp(&b.config.client_id));
+    Json(json!(clients))
+}
+
+#[derive(Deserialize)]
+struct NewClient {
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(flatten)]
+    rest: ClientChange,
+}
+
+/// Fields of a client that may be changed.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ClientChange {
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    client_credentials_grant: Option<bool>,
+    #[serde(default)]
+    can_use_odata: Option<bool>,
+    #[serde(default)]
+    rights: Option<HashMap<String, EntityRights>>,
+}
+
+impl ClientChange {
+    fn apply(self, config: &mut ClientConfig) -> Result<(), String> {
+        if let Some(rights) = &self.rights {
+            if let Some(unknown) = rights.keys().find(|e| schema::find(e).is_none()) {
+                return Err(format!(
+                    "rights name an entity the emulator does not have: {unknown}"
+                ));
+            }
+        }
+        if let Some(v) = self.client_secret {
+            config.client_secret = v;
+        }
+        if let Some(v) = self.name {
+            config.name = v;
+        }
+        if let Some(v) = self.active {
+            config.active = v;
+        }
+        if let Some(v) = self.client_credentials_grant {
+            config.client_credentials_grant = v;
+        }
+        if let Some(v) = self.can_use_odata {
+            config.can_use_odata = v;
+        }
+        if let Some(v) = self.rights {
+            config.rights = v;
+        }
+        Ok(())
+    }
+}
+
+async fn add_client(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let new: NewClient = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let client_id = new
+        .client_id
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string().to_uppercase());
+    let secret = new
+        .client_secret
+        .or(new.rest.client_secret.clone())
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+    let mut config = ClientConfig::new(client_id, secret);
+    if let Err(e) = new.rest.apply(&mut config) {
+        return fail(StatusCode::BAD_REQUEST, e);
+    }
+    let client = shared.register_client(config);
+    (StatusCode::CREATED, Json(json!(client))).into_response()
+}
+
+async fn change_client(
+    State(shared): AppState,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: ClientChange = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut identity = shared.identity.write().expect("identity lock");
+    let Some(client) = identity.clients.get_mut(&client_id) else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!("no client with id {client_id}"),
+        );
+    };
+    if let Err(e) = change.apply(&mut client.config) {
+        return fail(StatusCode::BAD_REQUEST, e);
+    }
+    Json(json!(client)).into_response()
+}
+
+#[derive(Deserialize, Default)]
+struct Revoke {
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+async fn revoke_tokens(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let revoke: Revoke = if body.is_empty() {
+        Revoke::default()
+    } else {
+        match parse(&body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+    let n = shared
+        .identity
+        .write()
+        .expect("identity lock")
+        .revoke(revoke.client_id.as_deref());
+    Json(json!({"revoked": n})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    token_lifetime_secs: u64,
+}
+
+async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let settings: Settings = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if settings.token_lifetime_secs == 0 {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "token_lifetime_secs must be at least 1",
+        );
+    }
+    shared.token_lifetime_secs.store(
+        settings.token_lifetime_secs,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Json(json!({"token_lifetime_secs": settings.token_lifetime_secs})).into_response()
+}
+
+async fn list_processes(State(shared): AppState) -> Json<Value> {
+    Json(json!(*shared.processes.lock().expect("process lock")))
+}
+
+async fn add_process(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let def: ProcessDef = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if reqwest::Url::parse(&def.url).is_err() {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("url is not an absolute URL: {}", def.url),
+        );
+    }
+    shared
+        .processes
+        .lock()
+        .expect("process lock")
+        .push(def.clone());
+    (StatusCode::CREATED, Json(json!(def))).into_response()
+}
+
+async fn clear_processes(State(shared): AppState) -> StatusCode {
+    shared.processes.lock().expect("process lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn remove_process(State(shared): AppState, Path(id): Path<Uuid>) -> Response {
+    let mut defs = shared.processes.lock().expect("process lock");
+    let before = defs.len();
+    defs.retain(|d| d.id != id);
+    if defs.len() == before {
+        return fail(StatusCode::NOT_FOUND, format!("no process with id {id}"));
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn list_calls(State(shared): AppState) -> Json<Value> {
+    Json(json!(*shared.process_calls.lock().expect("call log lock")))
+}
+
+async fn clear_calls(State(shared): AppState) -> StatusCode {
+    shared.process_calls.lock().expect("call log lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReplyKind {
+    /// An outgoing e-mail on the case (how agents usually answer).
+    Email,
+    /// A task activity with the text in Notes.
+    Task,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentReply {
+    case_id: Uuid,
+    text: String,
+    #[serde(default)]
+    agent_contact_id: Option<Uuid>,
+    #[serde(default)]
+    kind: Option<ReplyKind>,
+}
+
+fn agent(id: Option<Uuid>) -> Actor {
+    Actor {
+        contact_id: id.unwrap_or_else(|| Uuid::parse_str(demo::AGENT_SARAH).expect("constant")),
+    }
+}
+
+async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let reply: AgentReply = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if reply.text.trim().is_empty() {
+        return fail(StatusCode::BAD_REQUEST, "text must not be empty");
+    }
+    let actor = agent(reply.agent_contact_id);
+    let (record, event) = {
+        let mut store = shared.store.write().expect("store lock");
+        let Some(case) = store.get("Case", &reply.case_id).cloned() else {
+            return fail(
+                StatusCode::NOT_FOUND,
+                format!("no case with id {}", reply.case_id),
+            );
+        };
+        let subject = case
+            .get("Subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let contact = case.get("ContactId").cloned().unwrap_or(json!(EMPTY_GUID));
+        let first_line: String = reply
+            .text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(250)
+            .collect();
+        let body = match reply.kind.unwrap_or(ReplyKind::Email) {
+            ReplyKind::Email => json!({
+                "Title": format!("Re: {subject}").chars().take(500).collect::<String>(),
+                "TypeId": defaults::ACTIVITY_TYPE_EMAIL,
+                "ActivityCategoryId": defaults::ACTIVITY_CATEGORY_EMAIL,
+                "Body": reply.text,
+            }),
+            ReplyKind::Task => json!({"Title": first_line, "Notes": reply.text}),
+        };
+        let mut body = body;
+        body["CaseId"] = json!(reply.case_id);
+        body["ContactId"] = contact;
+        body["StatusId"] = json!(defaults::ACTIVITY_STATUS_COMPLETED);
+        let schema = schema::find("Activity").expect("emulated");
+        match store.insert(schema, &body, actor, chrono::Utc::now()) {
+            Ok(record) => {
+                let event = ProcessEvent::activity_added(&record, &store);
+                (record, event)
+            }
+            Err(e) => return fail(e.status, e.inner.unwrap_or(e.message)),
+        }
+    };
+    processes::fire(&shared, vec![event]);
+    (StatusCode::CREATED, Json(Value::Object(record))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseStatusChange {
+    case_id: Uuid,
+    /// The new status by Id…
+    #[serde(default)]
+    status_id: Option<Uuid>,
+    /// …or by name (`Resolved`, `Closed`).
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    agent_contact_id: Option<Uuid>,
+}
+
+async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let change: CaseStatusChange = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let actor = agent(change.agent_contact_id);
+    let (record, event) = {
+        let mut store = shared.store.write().expect("store lock");
+        let status_id = match (change.status_id, &change.status) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(name)) => {
+                let found = store
+                    .rows("CaseStatus")
+                    .find(|r| {
+                        r.get("Name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                    })
+                    .and_then(|r| r.get("Id").and_then(Value::as_str).map(str::to_string));
+                match found {
+                    Some(id) => id,
+                    None => {
+                        return fail(
+                            StatusCode::BAD_REQUEST,
+                            format!("no case status named {name:?}"),
+                        )
+                    }
+                }
+            }
+            (None, None) => {
+                return fail(StatusCode::BAD_REQUEST, "give status_id or status (a name)")
+            }
+        };
+        let schema = schema::find("Case").expect("emulated");
+        match store.update(
+            schema,
+            &change.case_id,
+            &json!({"StatusId": status_id}),
+            actor,
+            chrono::Utc::now(),
+        ) {
+            Ok((old, new)) => {
+                let changed = old.get("StatusId") != new.get("StatusId");
+                (
+                    new.clone(),
+                    changed.then_some(ProcessEvent::CaseStatusChanged { case: new }),
+                )
+            }
+            Err(e) => return fail(e.status, e.inner.unwrap_or(e.message)),
+        }
+    };
+    processes::fire(&shared, event.into_iter().collect());
+    Json(Value::Object(record)).into_response()
+}
+
+async fn list_faults(State(shared): AppState) -> Json<Value> {
+    Json(json!(shared.faults.lock().expect("fault lock").list()))
+}
+
+async fn add_fault(State(shared): AppState, body: axum::body::Bytes) -> Response {
+    let request: FaultRequest = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match shared.faults.lock().expect("fault lock").add(request) {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => fail(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn clear_faults(State(shared): AppState) -> StatusCode {
+    shared.faults.lock().expect("fault lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(shared): AppState) -> Json<Value> {
+    Json(json!(shared.stats.snapshot()))
+}
+
+async fn reset_stats(State(shared): AppState) -> StatusCode {
+    shared.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn reset(State(shared): AppState) -> StatusCode {
+    shared.reset();
+    StatusCode::NO_CONTENT
+}
