@@ -65,13 +65,23 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/reset", post(reset))
 }
 
-/// The operator API's error: a status and a sentence.
-fn fail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+/// The operator API's error: a status and a sentence, sent as `{"error": …}`.
+pub struct Fail(StatusCode, String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
 }
 
+fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
+    Fail(status, message.into())
+}
+
+type Answer = Result<Response, Fail>;
+
 /// Parses a JSON body, answering 400 with serde's explanation when it is wrong.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Fail> {
     serde_json::from_slice(body).map_err(|e| {
         fail(
             StatusCode::BAD_REQUEST,
@@ -154,11 +164,8 @@ impl ClientChange {
     }
 }
 
-async fn add_client(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let new: NewClient = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn add_client(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let new: NewClient = parse(&body)?;
     let client_id = new
         .client_id
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string().to_uppercase());
@@ -168,32 +175,29 @@ async fn add_client(State(shared): AppState, body: axum::body::Bytes) -> Respons
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let mut config = ClientConfig::new(client_id, secret);
     if let Err(e) = new.rest.apply(&mut config) {
-        return fail(StatusCode::BAD_REQUEST, e);
+        return Err(fail(StatusCode::BAD_REQUEST, e));
     }
     let client = shared.register_client(config);
-    (StatusCode::CREATED, Json(json!(client))).into_response()
+    Ok((StatusCode::CREATED, Json(json!(client))).into_response())
 }
 
 async fn change_client(
     State(shared): AppState,
     Path(client_id): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let change: ClientChange = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Answer {
+    let change: ClientChange = parse(&body)?;
     let mut identity = shared.identity.write().expect("identity lock");
     let Some(client) = identity.clients.get_mut(&client_id) else {
-        return fail(
+        return Err(fail(
             StatusCode::NOT_FOUND,
             format!("no client with id {client_id}"),
-        );
+        ));
     };
     if let Err(e) = change.apply(&mut client.config) {
-        return fail(StatusCode::BAD_REQUEST, e);
+        return Err(fail(StatusCode::BAD_REQUEST, e));
     }
-    Json(json!(client)).into_response()
+    Ok(Json(json!(client)).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -202,21 +206,18 @@ struct Revoke {
     client_id: Option<String>,
 }
 
-async fn revoke_tokens(State(shared): AppState, body: axum::body::Bytes) -> Response {
+async fn revoke_tokens(State(shared): AppState, body: axum::body::Bytes) -> Answer {
     let revoke: Revoke = if body.is_empty() {
         Revoke::default()
     } else {
-        match parse(&body) {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
+        parse(&body)?
     };
     let n = shared
         .identity
         .write()
         .expect("identity lock")
         .revoke(revoke.client_id.as_deref());
-    Json(json!({"revoked": n})).into_response()
+    Ok(Json(json!({"revoked": n})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -225,45 +226,39 @@ struct Settings {
     token_lifetime_secs: u64,
 }
 
-async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let settings: Settings = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let settings: Settings = parse(&body)?;
     if settings.token_lifetime_secs == 0 {
-        return fail(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "token_lifetime_secs must be at least 1",
-        );
+        ));
     }
     shared.token_lifetime_secs.store(
         settings.token_lifetime_secs,
         std::sync::atomic::Ordering::Relaxed,
     );
-    Json(json!({"token_lifetime_secs": settings.token_lifetime_secs})).into_response()
+    Ok(Json(json!({"token_lifetime_secs": settings.token_lifetime_secs})).into_response())
 }
 
 async fn list_processes(State(shared): AppState) -> Json<Value> {
     Json(json!(*shared.processes.lock().expect("process lock")))
 }
 
-async fn add_process(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let def: ProcessDef = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn add_process(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let def: ProcessDef = parse(&body)?;
     if reqwest::Url::parse(&def.url).is_err() {
-        return fail(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             format!("url is not an absolute URL: {}", def.url),
-        );
+        ));
     }
     shared
         .processes
         .lock()
         .expect("process lock")
         .push(def.clone());
-    (StatusCode::CREATED, Json(json!(def))).into_response()
+    Ok((StatusCode::CREATED, Json(json!(def))).into_response())
 }
 
 async fn clear_processes(State(shared): AppState) -> StatusCode {
@@ -271,14 +266,17 @@ async fn clear_processes(State(shared): AppState) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-async fn remove_process(State(shared): AppState, Path(id): Path<Uuid>) -> Response {
+async fn remove_process(State(shared): AppState, Path(id): Path<Uuid>) -> Answer {
     let mut defs = shared.processes.lock().expect("process lock");
     let before = defs.len();
     defs.retain(|d| d.id != id);
     if defs.len() == before {
-        return fail(StatusCode::NOT_FOUND, format!("no process with id {id}"));
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            format!("no process with id {id}"),
+        ));
     }
-    StatusCode::NO_CONTENT.into_response()
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_calls(State(shared): AppState) -> Json<Value> {
@@ -316,22 +314,19 @@ fn agent(id: Option<Uuid>) -> Actor {
     }
 }
 
-async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let reply: AgentReply = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let reply: AgentReply = parse(&body)?;
     if reply.text.trim().is_empty() {
-        return fail(StatusCode::BAD_REQUEST, "text must not be empty");
+        return Err(fail(StatusCode::BAD_REQUEST, "text must not be empty"));
     }
     let actor = agent(reply.agent_contact_id);
     let (record, event) = {
         let mut store = shared.store.write().expect("store lock");
         let Some(case) = store.get("Case", &reply.case_id).cloned() else {
-            return fail(
+            return Err(fail(
                 StatusCode::NOT_FOUND,
                 format!("no case with id {}", reply.case_id),
-            );
+            ));
         };
         let subject = case
             .get("Subject")
@@ -365,11 +360,11 @@ async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Respon
                 let event = ProcessEvent::activity_added(&record, &store);
                 (record, event)
             }
-            Err(e) => return fail(e.status, e.inner.unwrap_or(e.message)),
+            Err(e) => return Err(fail(e.status, e.inner.unwrap_or(e.message))),
         }
     };
     processes::fire(&shared, vec![event]);
-    (StatusCode::CREATED, Json(Value::Object(record))).into_response()
+    Ok((StatusCode::CREATED, Json(Value::Object(record))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -386,11 +381,8 @@ struct CaseStatusChange {
     agent_contact_id: Option<Uuid>,
 }
 
-async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let change: CaseStatusChange = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let change: CaseStatusChange = parse(&body)?;
     let actor = agent(change.agent_contact_id);
     let (record, event) = {
         let mut store = shared.store.write().expect("store lock");
@@ -408,15 +400,18 @@ async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Respon
                 match found {
                     Some(id) => id,
                     None => {
-                        return fail(
+                        return Err(fail(
                             StatusCode::BAD_REQUEST,
                             format!("no case status named {name:?}"),
-                        )
+                        ))
                     }
                 }
             }
             (None, None) => {
-                return fail(StatusCode::BAD_REQUEST, "give status_id or status (a name)")
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "give status_id or status (a name)",
+                ))
             }
         };
         let schema = schema::find("Case").expect("emulated");
@@ -434,26 +429,26 @@ async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Respon
                     changed.then_some(ProcessEvent::CaseStatusChanged { case: new }),
                 )
             }
-            Err(e) => return fail(e.status, e.inner.unwrap_or(e.message)),
+            Err(e) => return Err(fail(e.status, e.inner.unwrap_or(e.message))),
         }
     };
     processes::fire(&shared, event.into_iter().collect());
-    Json(Value::Object(record)).into_response()
+    Ok(Json(Value::Object(record)).into_response())
 }
 
 async fn list_faults(State(shared): AppState) -> Json<Value> {
     Json(json!(shared.faults.lock().expect("fault lock").list()))
 }
 
-async fn add_fault(State(shared): AppState, body: axum::body::Bytes) -> Response {
-    let request: FaultRequest = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    match shared.faults.lock().expect("fault lock").add(request) {
-        Ok(()) => StatusCode::CREATED.into_response(),
-        Err(e) => fail(StatusCode::BAD_REQUEST, e),
-    }
+async fn add_fault(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let request: FaultRequest = parse(&body)?;
+    shared
+        .faults
+        .lock()
+        .expect("fault lock")
+        .add(request)
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e))?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 async fn clear_faults(State(shared): AppState) -> StatusCode {

@@ -168,8 +168,42 @@ fn odata_error(e: OdataError) -> Response {
     odata_response(OdataResponse::error(&e))
 }
 
+/// Why an OData request was not let in.
+enum AuthFailure {
+    /// No bearer, or an unknown, revoked or expired one.
+    Unauthorized,
+    /// The technical user lacks the `CanUseODataService` operation.
+    NoOdataRight,
+}
+
+impl IntoResponse for AuthFailure {
+    fn into_response(self) -> Response {
+        match self {
+            AuthFailure::Unauthorized => {
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(
+                        json!({"Message": "Authorization has been denied for this request."}),
+                    ),
+                )
+                    .into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+                r
+            }
+            AuthFailure::NoOdataRight => odata_error(OdataError::forbidden(
+                "The current user does not have sufficient permissions to use OData. Grant the \
+                 \"Access to OData\" (CanUseODataService) system operation to the integration's \
+                 technical user.",
+            )),
+        }
+    }
+}
+
 /// Checks the bearer token and the `CanUseODataService` operation.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<ClientSnapshot, Response> {
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<ClientSnapshot, AuthFailure> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -186,23 +220,10 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<ClientSnapshot, Res
     });
     let Some(client) = client else {
         shared.stats.record_unauthorized();
-        let mut r = (
-            StatusCode::UNAUTHORIZED,
-            axum::Json(json!({"Message": "Authorization has been denied for this request."})),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        );
-        return Err(r);
+        return Err(AuthFailure::Unauthorized);
     };
     if !client.can_use_odata {
-        return Err(odata_error(OdataError::forbidden(
-            "The current user does not have sufficient permissions to use OData. Grant the \
-             \"Access to OData\" (CanUseODataService) system operation to the integration's \
-             technical user.",
-        )));
+        return Err(AuthFailure::NoOdataRight);
     }
     Ok(client)
 }
@@ -238,7 +259,7 @@ async fn odata_request(
     shared.stats.record_odata_request();
     let client = match authorize(&shared, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(failure) => return failure.into_response(),
     };
     let path = percent_decode(
         uri.path()

@@ -40,6 +40,15 @@ struct SubRequest {
     atomicity_group: Option<String>,
 }
 
+/// A write of an atomicity group that succeeded, kept until the group is
+/// known to have succeeded as a whole.
+struct Committed {
+    /// Where its answer sits in the response list (replaced by 424 on rollback).
+    response_index: usize,
+    undo: Option<Undo>,
+    events: Vec<ProcessEvent>,
+}
+
 /// How to undo one successful write inside an atomicity group.
 enum Undo {
     Remove(&'static str, Uuid),
@@ -132,9 +141,8 @@ pub fn execute_batch(
 
     let mut group_ids: HashMap<String, String> = HashMap::new();
     let mut failed_groups: Vec<String> = Vec::new();
-    // Per group: (index into responses, undo entry, events) of committed writes.
-    let mut group_log: HashMap<String, Vec<(usize, Option<Undo>, Vec<ProcessEvent>)>> =
-        HashMap::new();
+    // Per group label: its writes that succeeded so far.
+    let mut group_log: HashMap<String, Vec<Committed>> = HashMap::new();
     let mut responses: Vec<Value> = Vec::new();
     let mut events: Vec<ProcessEvent> = Vec::new();
 
@@ -210,11 +218,11 @@ pub fn execute_batch(
                         (_, Some((entity, record))) => Some(Undo::Restore(entity, record)),
                         _ => None,
                     };
-                    group_log.entry(label.clone()).or_default().push((
-                        responses.len() - 1,
+                    group_log.entry(label.clone()).or_default().push(Committed {
+                        response_index: responses.len() - 1,
                         undo,
-                        sub_events,
-                    ));
+                        events: sub_events,
+                    });
                 }
                 None => events.extend(sub_events),
             }
@@ -222,17 +230,18 @@ pub fn execute_batch(
         }
         if let Some(label) = group_label {
             let mut store = shared.store.write().expect("store lock");
-            for (at, undo, _) in group_log
+            for committed in group_log
                 .remove(&label)
                 .unwrap_or_default()
                 .into_iter()
                 .rev()
             {
-                match undo {
+                match committed.undo {
                     Some(Undo::Remove(entity, key)) => store.remove(entity, &key),
                     Some(Undo::Restore(entity, record)) => store.restore(entity, record),
                     None => {}
                 }
+                let at = committed.response_index;
                 let rid = responses[at]["id"].clone();
                 responses[at] = failed_dependency(&rid, group_id.as_ref());
             }
@@ -242,10 +251,6 @@ pub fn execute_batch(
             break;
         }
     }
-    for (_, entries) in group_log {
-        for (_, _, e) in entries {
-            events.extend(e);
-        }
-    }
+    events.extend(group_log.into_values().flatten().flat_map(|c| c.events));
     Ok((json!({ "responses": responses }), events))
 }

@@ -1,0 +1,140 @@
+//! JSON `$batch` (reference §2.6).
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+async fn send_batch(
+    app: &TestEmulator,
+    requests: Value,
+    continue_on_error: bool,
+) -> (StatusCode, Value) {
+    let token = app.token().await;
+    let mut r = app
+        .http
+        .post(app.url("/0/odata/$batch"))
+        .bearer_auth(token)
+        .json(&json!({ "requests": requests }));
+    if continue_on_error {
+        r = r.header("Prefer", "continue-on-error");
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+fn three_with_a_bad_middle() -> Value {
+    json!([
+        {"id": "a", "method": "POST", "url": "Case", "body": {"Subject": "first"}},
+        {"id": "b", "method": "POST", "url": "Case", "body": {"Symptoms": "no subject"}},
+        {"id": "c", "method": "POST", "url": "Case", "body": {"Subject": "third"}},
+    ])
+}
+
+#[tokio::test]
+async fn batch_stops_at_the_first_error_by_default() {
+    let app = spawn_emulator().await;
+    let (status, body) = send_batch(&app, three_with_a_bad_middle(), false).await;
+    assert_eq!(status, StatusCode::OK);
+    let responses = body["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 2, "processing stopped after the failure");
+    assert_eq!(
+        (responses[0]["id"].clone(), responses[0]["status"].clone()),
+        (json!("a"), json!(201))
+    );
+    assert_eq!(responses[1]["status"], 400);
+    assert_eq!(app.count("Case").await, 1);
+}
+
+#[tokio::test]
+async fn batch_continues_on_error_when_asked() {
+    let app = spawn_emulator().await;
+    let (_, body) = send_batch(&app, three_with_a_bad_middle(), true).await;
+    let responses = body["responses"].as_array().unwrap();
+    let statuses: Vec<&Value> = responses.iter().map(|r| &r["status"]).collect();
+    assert_eq!(statuses, [&json!(201), &json!(400), &json!(201)]);
+    assert!(responses[2]["headers"]["location"]
+        .as_str()
+        .unwrap()
+        .contains("/0/odata/Case("));
+    assert_eq!(responses[2]["body"]["Subject"], "third");
+    assert!(responses[1]["body"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Subject"));
+    assert_eq!(app.count("Case").await, 2);
+
+    let stats = app.emulator.stats();
+    assert_eq!(stats.batch_requests, 1);
+    assert_eq!(stats.batch_operations, 3);
+}
+
+#[tokio::test]
+async fn batch_mixes_reads_updates_and_deletes_with_both_key_forms() {
+    let app = spawn_emulator().await;
+    let id = app.new_case("before").await;
+    let (_, body) = send_batch(
+        &app,
+        json!([
+            {"id": "1", "method": "PATCH", "url": format!("Case({id})"), "body": {"Subject": "after"}},
+            {"id": "2", "method": "GET", "url": format!("Case/{id}?$select=Subject")},
+            {"id": "3", "method": "GET", "url": "Case/$count"},
+            {"id": "4", "method": "DELETE", "url": format!("Case({id})")},
+        ]),
+        false,
+    )
+    .await;
+    let r = body["responses"].as_array().unwrap();
+    assert_eq!(r[0]["status"], 204);
+    assert_eq!(r[1]["body"]["Subject"], "after");
+    assert_eq!(r[2]["body"], "1");
+    assert_eq!(r[3]["status"], 204);
+    assert_eq!(app.count("Case").await, 0);
+}
+
+#[tokio::test]
+async fn atomicity_group_fails_together_and_gets_a_server_guid() {
+    let app = spawn_emulator().await;
+    let (_, body) = send_batch(
+        &app,
+        json!([
+            {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"Subject": "in group"}},
+            {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {}},
+            {"id": "3", "method": "POST", "url": "Case", "body": {"Subject": "outside"}},
+        ]),
+        true,
+    )
+    .await;
+    let r = body["responses"].as_array().unwrap();
+    assert_eq!(r[0]["status"], 424, "rolled back because its group failed");
+    assert_eq!(r[1]["status"], 400);
+    assert_eq!(r[2]["status"], 201);
+    let group = r[0]["atomicityGroup"].as_str().unwrap();
+    assert_ne!(group, "g1");
+    assert_eq!(group.len(), 36);
+    assert_eq!(
+        app.count("Case").await,
+        1,
+        "only the request outside the group stayed"
+    );
+}
+
+#[tokio::test]
+async fn batch_over_100_operations_is_refused() {
+    let app = spawn_emulator().await;
+    let requests: Vec<Value> = (0..101)
+        .map(|i| json!({"id": i.to_string(), "method": "POST", "url": "Case", "body": {"Subject": "x"}}))
+        .collect();
+    let (status, body) = send_batch(&app, json!(requests), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"]["message"].as_str().unwrap().contains("'100'"));
+    assert_eq!(app.count("Case").await, 0);
+
+    let hundred: Vec<Value> = (0..100)
+        .map(|i| json!({"id": i.to_string(), "method": "POST", "url": "Case", "body": {"Subject": "x"}}))
+        .collect();
+    let (status, _) = send_batch(&app, json!(hundred), true).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.count("Case").await, 100);
+}

@@ -1,0 +1,321 @@
+//! The Identity Service token endpoint and bearer authentication (reference §1).
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const GRANT: (&str, &str) = ("grant_type", "client_credentials");
+
+#[tokio::test]
+async fn token_response_has_the_documented_shape_and_no_cache_headers() {
+    let app = spawn_emulator().await;
+    for path in ["/connect/token", "/0/connect/token"] {
+        let r = app
+            .token_request(
+                path,
+                &[
+                    GRANT,
+                    ("client_id", CLIENT_ID),
+                    ("client_secret", CLIENT_SECRET),
+                ],
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let h = r.headers();
+        assert_eq!(h["cache-control"], "no-store, no-cache, max-age=0");
+        assert_eq!(h["pragma"], "no-cache");
+        let body: Value = r.json().await.unwrap();
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["access_token", "expires_in", "token_type", "scope"]);
+        assert_eq!(body["expires_in"], 3600);
+        assert_eq!(body["token_type"], "Bearer");
+        assert!(body["scope"]
+            .as_str()
+            .unwrap()
+            .starts_with("ApplicationAccess_"));
+        assert!(body["access_token"].as_str().unwrap().len() >= 40);
+    }
+}
+
+#[tokio::test]
+async fn client_authentication_by_http_basic_is_accepted() {
+    let app = spawn_emulator().await;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"));
+    let r = app
+        .http
+        .post(app.url("/connect/token"))
+        .header("Authorization", format!("Basic {basic}"))
+        .form(&[GRANT])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn token_error(app: &TestEmulator, form: &[(&str, &str)]) -> Value {
+    let r = app.token_request("/connect/token", form).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "no-store, no-cache, max-age=0"
+    );
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn token_errors_are_identityserver_400s() {
+    let app = spawn_emulator().await;
+    let wrong_secret = token_error(
+        &app,
+        &[GRANT, ("client_id", CLIENT_ID), ("client_secret", "nope")],
+    )
+    .await;
+    assert_eq!(
+        wrong_secret,
+        json!({"error": "invalid_client"}),
+        "no error_description, as IS4 writes it"
+    );
+    let unknown = token_error(&app, &[GRANT, ("client_id", "who"), ("client_secret", "x")]).await;
+    assert_eq!(unknown, json!({"error": "invalid_client"}));
+    let no_auth = token_error(&app, &[GRANT]).await;
+    assert_eq!(no_auth, json!({"error": "invalid_client"}));
+    let no_grant = token_error(
+        &app,
+        &[("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)],
+    )
+    .await;
+    assert_eq!(no_grant, json!({"error": "unsupported_grant_type"}));
+    let odd_grant = token_error(
+        &app,
+        &[
+            ("grant_type", "urn:custom"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+        ],
+    )
+    .await;
+    assert_eq!(odd_grant, json!({"error": "unsupported_grant_type"}));
+    let bad_scope = token_error(
+        &app,
+        &[
+            GRANT,
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "offline_access"),
+        ],
+    )
+    .await;
+    assert_eq!(bad_scope, json!({"error": "invalid_scope"}));
+
+    let as_json = app
+        .http
+        .post(app.url("/connect/token"))
+        .json(&json!({"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        as_json.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_request"})
+    );
+    let get = app
+        .http
+        .get(app.url("/connect/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_request"})
+    );
+}
+
+#[tokio::test]
+async fn inactive_client_and_client_without_the_grant_are_refused() {
+    let app = spawn_emulator().await;
+    let creds = [
+        GRANT,
+        ("client_id", CLIENT_ID),
+        ("client_secret", CLIENT_SECRET),
+    ];
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(
+        token_error(&app, &creds).await,
+        json!({"error": "invalid_client"})
+    );
+
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"active": true, "client_credentials_grant": false})),
+    )
+    .await;
+    assert_eq!(
+        token_error(&app, &creds).await,
+        json!({"error": "unauthorized_client"})
+    );
+}
+
+#[tokio::test]
+async fn odata_without_a_valid_bearer_is_401() {
+    let app = spawn_emulator().await;
+    let none = app.http.get(app.url("/0/odata/Case")).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert!(none.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let unknown = app.odata_as("not-a-token", Method::GET, "Case", None).await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+
+    let token = app.token().await;
+    assert_eq!(
+        app.odata_as(&token, Method::GET, "Case", None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let revoked = app
+        .operator_json(Method::POST, "/tokens/revoke", Some(json!({})))
+        .await;
+    assert_eq!(revoked["revoked"], 1);
+    assert_eq!(
+        app.odata_as(&token, Method::GET, "Case", None)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.emulator.stats().unauthorized, 3);
+}
+
+#[tokio::test]
+async fn tokens_expire_after_the_configured_lifetime() {
+    let app = spawn_emulator().await;
+    app.operator_json(
+        Method::PUT,
+        "/settings",
+        Some(json!({"token_lifetime_secs": 1})),
+    )
+    .await;
+    let r = app
+        .token_request(
+            "/connect/token",
+            &[
+                GRANT,
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+            ],
+        )
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["expires_in"], 1);
+    let token = body["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.odata_as(&token, Method::GET, "CaseStatus", None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let expired = app.odata_as(&token, Method::GET, "CaseStatus", None).await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn missing_odata_right_is_403_and_object_rights_are_enforced() {
+    let app = spawn_emulator().await;
+    app.operator_json(
+        Method::POST,
+        "/clients",
+        Some(json!({"client_id": "no-odata", "client_secret": "x", "can_use_odata": false})),
+    )
+    .await;
+    let token = app.token_for("no-odata", "x").await;
+    let r = app.odata_as(&token, Method::GET, "Case", None).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sufficient permissions to use OData"));
+
+    app.operator_json(
+        Method::POST,
+        "/clients",
+        Some(json!({"client_id": "read-only", "client_secret": "y",
+            "rights": {"Case": {"create": false}, "Activity": {"update": false}}})),
+    )
+    .await;
+    let token = app.token_for("read-only", "y").await;
+    assert_eq!(
+        app.odata_as(&token, Method::GET, "Case", None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let denied = app
+        .odata_as(&token, Method::POST, "Case", Some(json!({"Subject": "x"})))
+        .await;
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let message = denied.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("\"Case\""), "{message}");
+    assert_eq!(
+        app.count("Case").await,
+        0,
+        "a refused create writes nothing"
+    );
+
+    let case = app.new_case("Created by the full client").await;
+    let activity = app
+        .create("Activity", json!({"Title": "note", "CaseId": case}))
+        .await;
+    let id = activity["Id"].as_str().unwrap();
+    let patch = app
+        .odata_as(
+            &token,
+            Method::PATCH,
+            &format!("Activity({id})"),
+            Some(json!({"Title": "changed"})),
+        )
+        .await;
+    assert_eq!(patch.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn records_carry_the_clients_technical_user() {
+    let app = spawn_emulator().await;
+    let clients = app.operator_json(Method::GET, "/clients", None).await;
+    let contact = clients[0]["contact_id"].as_str().unwrap().to_string();
+    let unit = clients[0]["admin_unit_id"].as_str().unwrap().to_string();
+
+    let case = app.create("Case", json!({"Subject": "Who made me?"})).await;
+    assert_eq!(case["CreatedById"], contact);
+    assert_eq!(case["ModifiedById"], contact);
+
+    let (status, user) = app.get_json(&format!("SysAdminUnit({unit})")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["SysAdminUnitTypeValue"], 4);
+    assert_eq!(user["ContactId"], contact);
+    let (status, person) = app.get_json(&format!("Contact({contact})")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(person["Name"].as_str().unwrap().contains("technical user"));
+}
