@@ -46,7 +46,7 @@ struct EmulatorArgs {
     #[arg(long)]
     client_secret: Option<String>,
     /// Access-token lifetime in seconds (Creatio's default is 3600).
-    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     token_lifetime_secs: u64,
 }
 

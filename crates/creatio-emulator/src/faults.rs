@@ -79,16 +79,21 @@ impl Faults {
             }
             _ => {}
         }
-        if let Some(d) = request.duration_secs {
-            if !(d.is_finite() && d > 0.0) {
-                return Err(format!("duration_secs must be a positive number, got {d}"));
+        let until = match request.duration_secs {
+            None => None,
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                return Err(format!(
+                    "duration_secs must be a positive number of seconds, got {d}"
+                ));
             }
-        }
+            // A span too long to represent is as good as "forever".
+            Some(d) => Duration::try_from_secs_f64(d)
+                .ok()
+                .and_then(|span| Instant::now().checked_add(span)),
+        };
         self.active.push(ActiveFault {
             kind: request.kind,
-            until: request
-                .duration_secs
-                .map(|d| Instant::now() + Duration::from_secs_f64(d)),
+            until,
         });
         Ok(())
     }

@@ -16,6 +16,10 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The longest token lifetime the emulator issues (a year); longer requests
+/// are capped so that expiry times stay representable.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// One of the four record operations Creatio grants per object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
@@ -287,12 +291,12 @@ impl Identity {
             token.clone(),
             IssuedToken {
                 client_id: id,
-                expires_at: now + lifetime,
+                expires_at: now + lifetime.min(MAX_TOKEN_LIFETIME),
             },
         );
         Ok(TokenResponse {
             access_token: token,
-            expires_in: lifetime.as_secs(),
+            expires_in: lifetime.min(MAX_TOKEN_LIFETIME).as_secs(),
             token_type: "Bearer",
             scope,
         })

@@ -228,10 +228,11 @@ struct Settings {
 
 async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
     let settings: Settings = parse(&body)?;
-    if settings.token_lifetime_secs == 0 {
+    let max = crate::identity::MAX_TOKEN_LIFETIME.as_secs();
+    if !(1..=max).contains(&settings.token_lifetime_secs) {
         return Err(fail(
             StatusCode::BAD_REQUEST,
-            "token_lifetime_secs must be at least 1",
+            format!("token_lifetime_secs must be between 1 and {max}"),
         ));
     }
     shared.token_lifetime_secs.store(
@@ -247,6 +248,12 @@ async fn list_processes(State(shared): AppState) -> Json<Value> {
 
 async fn add_process(State(shared): AppState, body: axum::body::Bytes) -> Answer {
     let def: ProcessDef = parse(&body)?;
+    if def.retries > processes::MAX_RETRIES {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            format!("retries must be at most {}", processes::MAX_RETRIES),
+        ));
+    }
     if reqwest::Url::parse(&def.url).is_err() {
         return Err(fail(
             StatusCode::BAD_REQUEST,

@@ -62,10 +62,14 @@ pub struct ProcessDef {
     /// "Response timeout, ms" (Creatio's default 5000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// "Retries on call failure" (Creatio's default 0).
+    /// "Retries on call failure" (Creatio's default 0; the emulator allows at most [`MAX_RETRIES`]).
     #[serde(default)]
     pub retries: u32,
 }
+
+/// The most retries a process may be given: with the 64 s backoff cap this
+/// already spans minutes, and an unbounded value would never finish.
+pub const MAX_RETRIES: u32 = 10;
 
 fn default_timeout_ms() -> u64 {
     5000
@@ -222,7 +226,8 @@ async fn call(shared: Arc<Shared>, def: ProcessDef, body: Value) {
     let mut success = false;
     for attempt in 0..=def.retries {
         if attempt > 0 {
-            let backoff = 2u64.pow(attempt - 1).min(64);
+            // The designer's backoff: 1, 2, 4, … seconds, capped at 64.
+            let backoff = 2u64.saturating_pow(attempt - 1).min(64);
             tokio::time::sleep(Duration::from_secs(backoff)).await;
         }
         let mut request = shared

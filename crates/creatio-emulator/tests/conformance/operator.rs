@@ -81,4 +81,37 @@ async fn operator_requests_are_validated() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .operator(
+            Method::PUT,
+            "/settings",
+            Some(json!({"token_lifetime_secs": u64::MAX})),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "an unrepresentable lifetime is refused"
+    );
+    let r = app
+        .operator(
+            Method::POST,
+            "/processes",
+            Some(json!({"trigger": {"kind": "activity_added"},
+            "url": "http://127.0.0.1:9/x", "body": {}, "retries": 4_000_000_000u64})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "retries are bounded");
+    let r = app
+        .operator(
+            Method::POST,
+            "/faults",
+            Some(json!({"kind": "latency", "ms": 1, "duration_secs": 1e300})),
+        )
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "an enormous duration means forever, not a crash"
+    );
 }
