@@ -252,11 +252,10 @@ async fn odata_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.stats.record_odata_request();
     if let Some(r) = injected_fault(&shared, Endpoint::Odata).await {
-        shared.stats.record_odata_request();
         return r;
     }
-    shared.stats.record_odata_request();
     let client = match authorize(&shared, &headers) {
         Ok(c) => c,
         Err(failure) => return failure.into_response(),

@@ -156,7 +156,7 @@ impl Store {
 
     /// Checks the incoming body against the schema and converts its values.
     fn parse_body(
-        schema: &EntitySchema,
+        schema: &'static EntitySchema,
         body: &Value,
     ) -> Result<Vec<(&'static Column, Value)>, OdataError> {
         let Value::Object(map) = body else {
@@ -164,13 +164,12 @@ impl Store {
                 "The request body must be a JSON object describing the entity.",
             ));
         };
-        let static_schema = schema::find(schema.name).expect("schema is registered");
         let mut out = Vec::new();
         for (key, value) in map {
             if ignored_key(schema, key) {
                 continue;
             }
-            let Some(column) = static_schema.column_by_field(key) else {
+            let Some(column) = schema.column_by_field(key) else {
                 return Err(OdataError::bad_request(format!(
                     "The property '{key}' does not exist on type '{}'. Make sure to only use property \
                      names that are defined by the type.",

@@ -465,11 +465,17 @@ fn run(
         Resource::Collection(s) | Resource::Entity(s, _) | Resource::Count(s) => *s,
     };
     shared.stats.record_entity(schema.name, req.method.as_str());
+    let operation = match req.method {
+        Method::POST => Operation::Create,
+        Method::PATCH => Operation::Update,
+        Method::DELETE => Operation::Delete,
+        _ => Operation::Read,
+    };
+    if let Some(e) = denied(client, schema, operation) {
+        return Err(e);
+    }
     match (req.method.clone(), resource) {
         (Method::GET, Resource::Collection(_)) => {
-            if let Some(e) = denied(client, schema, Operation::Read) {
-                return Err(e);
-            }
             let options = parse_options(req.query, schema)?;
             let store = shared.store.read().expect("store lock");
             let mut rows: Vec<&Record> = store
@@ -522,9 +528,6 @@ fn run(
             Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
         }
         (Method::GET, Resource::Count(_)) => {
-            if let Some(e) = denied(client, schema, Operation::Read) {
-                return Err(e);
-            }
             let options = parse_options(req.query, schema)?;
             let store = shared.store.read().expect("store lock");
             let n = store
@@ -543,9 +546,6 @@ fn run(
             })
         }
         (Method::GET, Resource::Entity(_, id)) => {
-            if let Some(e) = denied(client, schema, Operation::Read) {
-                return Err(e);
-            }
             let options = parse_options(req.query, schema)?;
             let store = shared.store.read().expect("store lock");
             let record = store
@@ -568,9 +568,6 @@ fn run(
             Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
         }
         (Method::POST, Resource::Collection(_)) => {
-            if let Some(e) = denied(client, schema, Operation::Create) {
-                return Err(e);
-            }
             let body = req.body.unwrap_or(Value::Null);
             let mut store = shared.store.write().expect("store lock");
             let record = store.insert(schema, &body, actor, chrono::Utc::now())?;
@@ -607,9 +604,6 @@ fn run(
             Ok(response)
         }
         (Method::PATCH, Resource::Entity(_, id)) => {
-            if let Some(e) = denied(client, schema, Operation::Update) {
-                return Err(e);
-            }
             let body = req.body.unwrap_or(Value::Null);
             let mut store = shared.store.write().expect("store lock");
             let (old, new) = store.update(schema, &id, &body, actor, chrono::Utc::now())?;
@@ -623,9 +617,6 @@ fn run(
             })
         }
         (Method::DELETE, Resource::Entity(_, id)) => {
-            if let Some(e) = denied(client, schema, Operation::Delete) {
-                return Err(e);
-            }
             shared
                 .store
                 .write()
