@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use creatio_emulator::identity::MAX_TOKEN_LIFETIME;
 use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
 
 #[derive(Parser)]
@@ -46,7 +47,7 @@ struct EmulatorArgs {
     #[arg(long)]
     client_secret: Option<String>,
     /// Access-token lifetime in seconds (Creatio's default is 3600).
-    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=MAX_TOKEN_LIFETIME.as_secs()))]
     token_lifetime_secs: u64,
 }
 

@@ -282,6 +282,7 @@ impl Identity {
             }
         }
         let scope = client.scope.clone();
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
         let now = Instant::now();
         if self.tokens.len() > 10_000 {
             self.tokens.retain(|_, t| t.expires_at > now);
@@ -291,12 +292,12 @@ impl Identity {
             token.clone(),
             IssuedToken {
                 client_id: id,
-                expires_at: now + lifetime.min(MAX_TOKEN_LIFETIME),
+                expires_at: now + lifetime,
             },
         );
         Ok(TokenResponse {
             access_token: token,
-            expires_in: lifetime.min(MAX_TOKEN_LIFETIME).as_secs(),
+            expires_in: lifetime.as_secs(),
             token_type: "Bearer",
             scope,
         })

@@ -74,6 +74,14 @@ impl IntoResponse for Fail {
     }
 }
 
+/// A refused store write: the operator sees the most specific message
+/// (the database error inside, when there is one).
+impl From<crate::odata::OdataError> for Fail {
+    fn from(e: crate::odata::OdataError) -> Self {
+        Fail(e.status, e.inner.unwrap_or(e.message))
+    }
+}
+
 fn fail(status: StatusCode, message: impl Into<String>) -> Fail {
     Fail(status, message.into())
 }
@@ -362,13 +370,9 @@ async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Answer
         body["ContactId"] = contact;
         body["StatusId"] = json!(defaults::ACTIVITY_STATUS_COMPLETED);
         let schema = schema::find("Activity").expect("emulated");
-        match store.insert(schema, &body, actor, chrono::Utc::now()) {
-            Ok(record) => {
-                let event = ProcessEvent::activity_added(&record, &store);
-                (record, event)
-            }
-            Err(e) => return Err(fail(e.status, e.inner.unwrap_or(e.message))),
-        }
+        let record = store.insert(schema, &body, actor, chrono::Utc::now())?;
+        let event = ProcessEvent::activity_added(&record, &store);
+        (record, event)
     };
     processes::fire(&shared, vec![event]);
     Ok((StatusCode::CREATED, Json(Value::Object(record))).into_response())
@@ -422,22 +426,18 @@ async fn case_status(State(shared): AppState, body: axum::body::Bytes) -> Answer
             }
         };
         let schema = schema::find("Case").expect("emulated");
-        match store.update(
+        let (old, new) = store.update(
             schema,
             &change.case_id,
             &json!({"StatusId": status_id}),
             actor,
             chrono::Utc::now(),
-        ) {
-            Ok((old, new)) => {
-                let changed = old.get("StatusId") != new.get("StatusId");
-                (
-                    new.clone(),
-                    changed.then_some(ProcessEvent::CaseStatusChanged { case: new }),
-                )
-            }
-            Err(e) => return Err(fail(e.status, e.inner.unwrap_or(e.message))),
-        }
+        )?;
+        let changed = old.get("StatusId") != new.get("StatusId");
+        (
+            new.clone(),
+            changed.then_some(ProcessEvent::CaseStatusChanged { case: new }),
+        )
     };
     processes::fire(&shared, event.into_iter().collect());
     Ok(Json(Value::Object(record)).into_response())
