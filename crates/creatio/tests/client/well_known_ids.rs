@@ -3,33 +3,14 @@
 //! OData, so a typo in either shows up.
 
 use creatio::ids::*;
-use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
-use serde_json::Value;
+use creatio::query::Query;
 use uuid::Uuid;
+
+use crate::helpers::Env;
 
 #[tokio::test]
 async fn every_well_known_id_names_the_expected_seeded_row() {
-    let emulator = Emulator::start(EmulatorConfig {
-        clients: vec![ClientConfig::new("ids", "ids")],
-        ..EmulatorConfig::default()
-    })
-    .await
-    .unwrap();
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(emulator.token_url())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", "ids"),
-            ("client_secret", "ids"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let env = Env::start().await;
     let expected: &[(&str, Uuid, &str)] = &[
         ("CaseStatus", case_status::NEW, "New"),
         ("CaseStatus", case_status::IN_PROGRESS, "In progress"),
@@ -111,20 +92,14 @@ async fn every_well_known_id_names_the_expected_seeded_row() {
             "1st-line support",
         ),
     ];
+    let name_only = Query::new().select(["Name"]);
     for (entity, id, name) in expected {
-        let row: Value = http
-            .get(format!(
-                "{}/0/odata/{entity}({id})?$select=Name",
-                emulator.url()
-            ))
-            .bearer_auth(token)
-            .send()
+        let row = env
+            .client
+            .get_value(entity, *id, &name_only)
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{entity}({id}): {e}"));
         assert_eq!(row["Name"], *name, "{entity}({id})");
     }
-    emulator.shutdown().await;
+    env.shutdown().await;
 }
