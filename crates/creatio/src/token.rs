@@ -111,6 +111,16 @@ struct Cache {
     last_error: Option<TokenError>,
 }
 
+impl Cache {
+    /// The cached token while it is not yet due for refresh.
+    fn fresh(&self) -> Option<AccessToken> {
+        self.token
+            .as_ref()
+            .filter(|t| Instant::now() < t.refresh_at)
+            .map(|t| t.token.clone())
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     credentials: RwLock<Arc<Credentials>>,
@@ -197,25 +207,19 @@ impl TokenSource {
     pub async fn token(&self) -> Result<AccessToken, TokenError> {
         let seen = {
             let cache = self.cache();
-            if let Some(t) = cache
-                .token
-                .as_ref()
-                .filter(|t| Instant::now() < t.refresh_at)
-            {
-                return Ok(t.token.clone());
+            if let Some(t) = cache.fresh() {
+                return Ok(t);
             }
             cache.generation
         };
         let _flight = self.inner.fetching.lock().await;
         {
             let cache = self.cache();
-            if let Some(t) = cache
-                .token
-                .as_ref()
-                .filter(|t| Instant::now() < t.refresh_at)
-            {
-                return Ok(t.token.clone());
+            if let Some(t) = cache.fresh() {
+                return Ok(t);
             }
+            // Another caller fetched while this one waited, and failed:
+            // share its error instead of asking again (single flight).
             if cache.generation != seen {
                 if let Some(e) = &cache.last_error {
                     return Err(e.clone());
