@@ -1,15 +1,17 @@
 //! The `casebridge` binary: one executable, several sub-commands.
 //!
+//! - `serve`: the service (API, and later the sync workers).
+//! - `check`: diagnose a Creatio connection from the terminal.
 //! - `emulator`: run the local Creatio emulator (tests, demos, exploration).
 //!
-//! The service itself (`serve`), the end-to-end `demo` and the connection
-//! diagnosis (`check`) arrive with their issues; this file only parses the
+//! The end-to-end `demo` arrives with its issue. This file only parses the
 //! command line and hands over to the library code that does the work.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use casebridge::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use creatio_emulator::identity::MAX_TOKEN_LIFETIME;
 use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
@@ -27,9 +29,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the service: configuration from --config (default casebridge.toml
+    /// when present) and CASEBRIDGE_* environment variables.
+    Serve(ServeArgs),
+    /// Check a Creatio connection the way Test & Save does and print the
+    /// report; exits 0 only when every required check passes.
+    Check(CheckArgs),
     /// Run a local Creatio emulator: Identity Service tokens, OData 4, $batch,
     /// business processes, and an operator API under /__emulator/.
     Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (keys as the env names without CASEBRIDGE_, lower case).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The Creatio site, e.g. https://mycompany.creatio.com
+    #[arg(long)]
+    instance_url: String,
+    /// Client ID of the OAuth 2.0 integrated application.
+    #[arg(long)]
+    client_id: String,
+    /// Its Client Secret (or set CREATIO_CLIENT_SECRET, kept out of shell history).
+    #[arg(long, env = "CREATIO_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: String,
+    /// Identity Service URL, when not derivable from the instance URL.
+    #[arg(long)]
+    identity_service_url: Option<String>,
+    /// Default case owner (Contact GUID) to verify.
+    #[arg(long)]
+    default_owner_id: Option<String>,
+    /// Default case group (SysAdminUnit GUID) to verify.
+    #[arg(long)]
+    default_group_id: Option<String>,
+    /// Resolved status (CaseStatus GUID) to verify.
+    #[arg(long)]
+    resolved_status_id: Option<String>,
+    /// Networks that may be reached although private (CIDRs, comma separated),
+    /// e.g. 127.0.0.0/8 for a local emulator.
+    #[arg(long, env = "CASEBRIDGE_ALLOW_PRIVATE_TARGETS", value_delimiter = ',')]
+    allow_private_targets: Vec<ipnet::IpNet>,
 }
 
 /// The port the emulator tries first when `--listen` is not given.
@@ -99,15 +143,114 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    init_logging(&config.log, config.log_format);
+    let running = casebridge::server::start(config).await?;
+    if let Some(token) = &running.generated_admin_token {
+        println!("Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN):");
+        println!("  {token}");
+        println!("Create an org with:");
+        println!("  curl -X POST {}/v1/orgs -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"name\": \"Acme\"}}'", running.public_url);
+    }
+    println!(
+        "casebridge listening on {} (public URL {})",
+        running.addr, running.public_url
+    );
+    shutdown_signal().await?;
+    tracing::info!("Shutting down: finishing requests in flight.");
+    running.shutdown().await
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
+    use casebridge::connection::{checks, RawSettings};
+    let policy = casebridge::outbound::TargetPolicy::new(args.allow_private_targets);
+    let raw = RawSettings {
+        instance_url: Some(args.instance_url),
+        identity_service_url: args.identity_service_url,
+        client_id: Some(args.client_id),
+        client_secret: Some(args.client_secret.into()),
+        default_owner_id: args.default_owner_id,
+        default_group_id: args.default_group_id,
+        resolved_status_id: args.resolved_status_id,
+        create_case_only_on_handoff: false,
+    };
+    let settings = match raw.validate(&policy).await {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                println!("[FAIL] {:<22} {}", e.field, e.message);
+                println!("       {:<22} → {}", "", e.hint);
+            }
+            return Ok(std::process::ExitCode::FAILURE);
+        }
+    };
+    println!(
+        "Checking {} (token URL {})",
+        settings.instance, settings.token_url
+    );
+    let http = casebridge::server::outbound_http(&policy)?;
+    let outcome = checks::run(&http, &settings, checks::Scope::Full).await;
+    print!("{}", outcome.report);
+    if outcome.report.ok {
+        println!("All required checks passed.");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        println!("Some required checks failed; fix what the hints say and run again.");
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and containers send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("could not listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("could not wait for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("could not wait for Ctrl-C")?;
+    Ok(())
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CASEBRIDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    match Cli::parse().command {
-        Command::Emulator(args) => run_emulator(args).await,
+async fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => run_serve(args)
+            .await
+            .map(|_| std::process::ExitCode::SUCCESS),
+        Command::Check(args) => {
+            init_logging(
+                &std::env::var("CASEBRIDGE_LOG").unwrap_or_else(|_| "warn".into()),
+                LogFormat::Text,
+            );
+            run_check(args).await
+        }
+        Command::Emulator(args) => {
+            init_logging(
+                &std::env::var("CASEBRIDGE_LOG").unwrap_or_else(|_| "info".into()),
+                LogFormat::Text,
+            );
+            run_emulator(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS)
+        }
     }
 }

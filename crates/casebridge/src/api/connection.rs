@@ -1,0 +1,448 @@
+//! `/v1/creatio/connection`: read (secret masked), Test & Save, change,
+//! disconnect, re-test, and the webhook token.
+
+use axum::extract::State;
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult, Code};
+use super::extract::{Admin, Body};
+use super::AppState;
+use crate::connection::checks::{self, Report, Scope};
+use crate::connection::{RawSettings, Settings};
+use crate::secrets::{random_token, token_hash};
+use crate::storage::connections::{self, Connection, Status};
+use crate::storage::{now_ms, rfc3339, webhook_tokens};
+
+/// `Some(None)` for an explicit `null` (clear), `None` when absent (keep).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Test & Save body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionBody {
+    instance_url: Option<String>,
+    identity_service_url: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    default_owner_id: Option<String>,
+    default_group_id: Option<String>,
+    resolved_status_id: Option<String>,
+    #[serde(default)]
+    create_case_only_on_handoff: bool,
+}
+
+/// PATCH body: absent keeps a value, `null` clears an optional one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionPatch {
+    instance_url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    identity_service_url: Option<Option<String>>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    default_owner_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    default_group_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    resolved_status_id: Option<Option<String>>,
+    create_case_only_on_handoff: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the previous URL keeps working (default one day).
+    grace_period_secs: Option<u64>,
+}
+
+const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+const WEBHOOK_TOKEN_PREFIX: &str = "cbw_";
+
+fn secret_context(org_id: &str) -> String {
+    format!("client_secret:{org_id}")
+}
+
+fn webhook_context(org_id: &str) -> String {
+    format!("webhook_token:{org_id}")
+}
+
+fn webhook_url(state: &AppState, token: &str) -> String {
+    format!("{}/webhooks/creatio/{token}", state.public_url)
+}
+
+fn no_connection() -> ApiError {
+    ApiError::not_found(
+        "This org has no Creatio connection",
+        "Connect with POST /v1/creatio/connection {\"instance_url\", \"client_id\", \"client_secret\"} (Test & Save).",
+    )
+}
+
+fn disconnected() -> ApiError {
+    ApiError::new(
+        Code::Conflict,
+        "The Creatio connection is disconnected",
+        "Reconnect with POST /v1/creatio/connection (Test & Save) and the credentials.",
+    )
+}
+
+async fn load(state: &AppState, org_id: &str) -> ApiResult<Connection> {
+    connections::get(&state.db, org_id)
+        .await?
+        .ok_or_else(no_connection)
+}
+
+/// The saved settings, secret opened, validated as when they were typed.
+pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Settings> {
+    if c.status == Status::Disconnected {
+        return Err(disconnected());
+    }
+    let secret = match &c.client_secret_sealed {
+        Some(sealed) => Some(
+            state
+                .secrets
+                .open(sealed, &secret_context(&c.org_id))
+                .map_err(|e| ApiError::internal("Opening the stored client secret", &e))?,
+        ),
+        None => None,
+    };
+    raw_from(c, secret)
+        .validate(&state.policy)
+        .await
+        .map_err(ApiError::fields)
+}
+
+fn raw_from(c: &Connection, secret: Option<SecretString>) -> RawSettings {
+    RawSettings {
+        instance_url: Some(c.instance_url.clone()),
+        identity_service_url: c.identity_service_url.clone(),
+        client_id: c.client_id.clone(),
+        client_secret: secret,
+        default_owner_id: c.default_owner_id.clone(),
+        default_group_id: c.default_group_id.clone(),
+        resolved_status_id: c.resolved_status_id.clone(),
+        create_case_only_on_handoff: c.create_case_only_on_handoff,
+    }
+}
+
+/// The connection as an admin sees it: the secret masked.
+async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
+    let webhook = match webhook_tokens::current(&state.db, &c.org_id).await? {
+        Some(sealed) => {
+            let token = state
+                .secrets
+                .open(&sealed, &webhook_context(&c.org_id))
+                .map_err(|e| ApiError::internal("Opening the webhook token", &e))?;
+            Some(webhook_url(state, token.expose_secret()))
+        }
+        None => None,
+    };
+    let masked = c
+        .client_secret_sealed
+        .as_ref()
+        .map(|_| match c.client_secret_last4.as_deref() {
+            Some(l) if !l.is_empty() => format!("••••••••{l}"),
+            _ => "••••••••".to_string(),
+        });
+    let report: Option<Value> = c
+        .last_check_report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    Ok(json!({
+        "status": c.status,
+        "status_detail": c.status_detail,
+        "instance_url": c.instance_url,
+        "identity_service_url": c.identity_service_url,
+        "client_id": c.client_id,
+        "client_secret": masked,
+        "default_owner_id": c.default_owner_id,
+        "default_group_id": c.default_group_id,
+        "resolved_status_id": c.resolved_status_id,
+        "create_case_only_on_handoff": c.create_case_only_on_handoff,
+        "webhook_url": webhook,
+        "last_check_at": c.last_check_at.map(rfc3339),
+        "last_check": report,
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.updated_at),
+    }))
+}
+
+fn check_failed(report: &Report, what: &str) -> ApiError {
+    let (message, hint) = match report.first_failure() {
+        Some(f) => (
+            format!("{what}: check '{}' failed: {}", f.name, f.message),
+            f.hint.clone().unwrap_or_default(),
+        ),
+        None => (format!("{what}: a check failed"), String::new()),
+    };
+    ApiError::new(Code::CheckFailed, message, hint).with(
+        "report",
+        serde_json::to_value(report).unwrap_or(Value::Null),
+    )
+}
+
+/// Writes settings that passed their checks, as an active connection.
+async fn save_active(
+    state: &AppState,
+    org_id: &str,
+    settings: &Settings,
+    previous: Option<&Connection>,
+    outcome: Option<&checks::Outcome>,
+) -> ApiResult<Connection> {
+    let now = now_ms();
+    let report_json = outcome.map(|o| serde_json::to_string(&o.report).unwrap_or_default());
+    let conn = Connection {
+        org_id: org_id.to_string(),
+        status: Status::Active,
+        status_detail: None,
+        instance_url: settings.instance.as_str().to_string(),
+        identity_service_url: settings.identity_service_url.clone(),
+        client_id: Some(settings.client_id.clone()),
+        client_secret_sealed: Some(state.secrets.seal(
+            settings.client_secret.expose_secret(),
+            &secret_context(org_id),
+        )),
+        client_secret_last4: Some(settings.secret_last4()),
+        default_owner_id: settings.default_owner_id.map(|u| u.to_string()),
+        default_group_id: settings.default_group_id.map(|u| u.to_string()),
+        resolved_status_id: settings.resolved_status_id.map(|u| u.to_string()),
+        create_case_only_on_handoff: settings.create_case_only_on_handoff,
+        technical_user_id: outcome
+            .and_then(|o| o.technical_user_id.map(|u| u.to_string()))
+            .or_else(|| previous.and_then(|p| p.technical_user_id.clone())),
+        last_check_at: if outcome.is_some() {
+            Some(now)
+        } else {
+            previous.and_then(|p| p.last_check_at)
+        },
+        last_check_report: report_json
+            .or_else(|| previous.and_then(|p| p.last_check_report.clone())),
+        created_at: previous.map(|p| p.created_at).unwrap_or(now),
+        updated_at: now.max(previous.map(|p| p.updated_at + 1).unwrap_or(now)),
+    };
+    connections::save(&state.db, &conn).await?;
+    Ok(conn)
+}
+
+/// Makes sure the org has a current webhook token (created at the first
+/// successful Test & Save; kept across later saves so processes keep working).
+async fn ensure_webhook_token(state: &AppState, org_id: &str) -> ApiResult<()> {
+    if webhook_tokens::current(&state.db, org_id).await?.is_none() {
+        let token = random_token(WEBHOOK_TOKEN_PREFIX);
+        let sealed = state.secrets.seal(&token, &webhook_context(org_id));
+        webhook_tokens::rotate(&state.db, org_id, &token_hash(&token), &sealed, 0).await?;
+    }
+    Ok(())
+}
+
+/// `GET /v1/creatio/connection`
+pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+    let c = load(&state, &caller.org_id).await?;
+    Ok(Json(view(&state, &c).await?))
+}
+
+/// `POST /v1/creatio/connection`: Test & Save. Nothing is stored unless
+/// every required check passes.
+pub async fn test_and_save(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Body(body): Body<ConnectionBody>,
+) -> ApiResult<Json<Value>> {
+    let raw = RawSettings {
+        instance_url: body.instance_url,
+        identity_service_url: body.identity_service_url,
+        client_id: body.client_id,
+        client_secret: body.client_secret.map(SecretString::from),
+        default_owner_id: body.default_owner_id,
+        default_group_id: body.default_group_id,
+        resolved_status_id: body.resolved_status_id,
+        create_case_only_on_handoff: body.create_case_only_on_handoff,
+    };
+    let settings = raw
+        .validate(&state.policy)
+        .await
+        .map_err(ApiError::fields)?;
+    let outcome = checks::run(&state.http, &settings, Scope::Full).await;
+    if !outcome.report.ok {
+        tracing::info!(org_id = %caller.org_id, instance = %settings.instance, "Test & Save failed; nothing saved.");
+        return Err(check_failed(&outcome.report, "Test & Save"));
+    }
+    let previous = connections::get(&state.db, &caller.org_id).await?;
+    let saved = save_active(
+        &state,
+        &caller.org_id,
+        &settings,
+        previous.as_ref(),
+        Some(&outcome),
+    )
+    .await?;
+    ensure_webhook_token(&state, &caller.org_id).await?;
+    tracing::info!(org_id = %caller.org_id, instance = %settings.instance, "Test & Save passed; the Creatio connection is active.");
+    let connection = view(&state, &saved).await?;
+    Ok(Json(json!({
+        "webhook_url": connection["webhook_url"],
+        "report": outcome.report,
+        "connection": connection,
+    })))
+}
+
+/// `PATCH /v1/creatio/connection`: changes fields; re-tests everything
+/// when the credentials or addresses change, the GUIDs when only they do.
+/// A new secret is tested before it replaces the old one.
+pub async fn change(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Body(patch): Body<ConnectionPatch>,
+) -> ApiResult<Json<Value>> {
+    let current = load(&state, &caller.org_id).await?;
+    let before = stored_settings(&state, &current).await?;
+    let credentials_changed = patch.instance_url.is_some()
+        || patch.identity_service_url.is_some()
+        || patch.client_id.is_some()
+        || patch.client_secret.is_some();
+    let lookups_changed = patch.default_owner_id.is_some()
+        || patch.default_group_id.is_some()
+        || patch.resolved_status_id.is_some();
+    let mut raw = raw_from(&current, Some(before.client_secret.clone()));
+    if let Some(v) = patch.instance_url {
+        raw.instance_url = Some(v);
+    }
+    if let Some(v) = patch.identity_service_url {
+        raw.identity_service_url = v;
+    }
+    if let Some(v) = patch.client_id {
+        raw.client_id = Some(v);
+    }
+    if let Some(v) = patch.client_secret {
+        raw.client_secret = Some(SecretString::from(v));
+    }
+    if let Some(v) = patch.default_owner_id {
+        raw.default_owner_id = v;
+    }
+    if let Some(v) = patch.default_group_id {
+        raw.default_group_id = v;
+    }
+    if let Some(v) = patch.resolved_status_id {
+        raw.resolved_status_id = v;
+    }
+    if let Some(v) = patch.create_case_only_on_handoff {
+        raw.create_case_only_on_handoff = v;
+    }
+    let settings = raw
+        .validate(&state.policy)
+        .await
+        .map_err(ApiError::fields)?;
+    let scope = if credentials_changed {
+        Some(Scope::Full)
+    } else if lookups_changed {
+        Some(Scope::LookupsOnly)
+    } else {
+        None
+    };
+    let outcome = match scope {
+        Some(scope) => {
+            let o = checks::run(&state.http, &settings, scope).await;
+            if !o.report.ok {
+                return Err(check_failed(&o.report, "The change was not saved"));
+            }
+            Some(o)
+        }
+        None => None,
+    };
+    // A lookups-only check says nothing about the credentials: keep the
+    // last full report unless this one is full.
+    let full = outcome.as_ref().filter(|_| scope == Some(Scope::Full));
+    let saved = save_active(&state, &caller.org_id, &settings, Some(&current), full).await?;
+    tracing::info!(org_id = %caller.org_id, credentials_changed, "Changed the Creatio connection.");
+    Ok(Json(json!({
+        "report": outcome.map(|o| o.report),
+        "connection": view(&state, &saved).await?,
+    })))
+}
+
+/// `DELETE /v1/creatio/connection`: disconnect. Credentials are deleted and
+/// the webhook token revoked; links and logs stay; Creatio is not touched.
+pub async fn disconnect(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<Value>> {
+    let current = load(&state, &caller.org_id).await?;
+    if current.status != Status::Disconnected {
+        connections::disconnect(&state.db, &caller.org_id).await?;
+        state.clients.forget(&caller.org_id);
+        tracing::info!(org_id = %caller.org_id, "Disconnected from Creatio; credentials deleted, webhook token revoked.");
+    }
+    let c = load(&state, &caller.org_id).await?;
+    Ok(Json(view(&state, &c).await?))
+}
+
+/// `POST /v1/creatio/connection/test`: re-runs every check on the saved
+/// settings; the status follows the outcome (a pass resumes a paused sync).
+pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+    let current = load(&state, &caller.org_id).await?;
+    let settings = stored_settings(&state, &current).await?;
+    let outcome = checks::run(&state.http, &settings, Scope::Full).await;
+    let (status, detail) = if outcome.report.ok {
+        (Status::Active, None)
+    } else {
+        let f = outcome.report.first_failure();
+        (
+            Status::NeedsAttention,
+            f.map(|f| format!("{}: {}", f.name, f.message)),
+        )
+    };
+    let report_json = serde_json::to_string(&outcome.report).unwrap_or_default();
+    connections::record_check(
+        &state.db,
+        &caller.org_id,
+        status,
+        detail.as_deref(),
+        &report_json,
+    )
+    .await?;
+    tracing::info!(org_id = %caller.org_id, ok = outcome.report.ok, "Re-tested the Creatio connection.");
+    Ok(Json(json!({"status": status, "report": outcome.report})))
+}
+
+/// `POST /v1/creatio/webhook-token/rotate`: a new webhook URL; the old one
+/// keeps working for the grace period so processes can be updated.
+pub async fn rotate_webhook_token(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Body(body): Body<RotateBody>,
+) -> ApiResult<Json<Value>> {
+    let current = load(&state, &caller.org_id).await?;
+    if current.status == Status::Disconnected {
+        return Err(disconnected());
+    }
+    let grace = body.grace_period_secs.unwrap_or(DEFAULT_GRACE_SECS);
+    if grace > MAX_GRACE_SECS {
+        return Err(ApiError::invalid(
+            format!("grace_period_secs is {grace}; the most is {MAX_GRACE_SECS} (30 days)"),
+            "Give the seconds the old URL should keep working, e.g. 86400 for a day, or 0 to stop it now.",
+        ));
+    }
+    let token = random_token(WEBHOOK_TOKEN_PREFIX);
+    let sealed = state.secrets.seal(&token, &webhook_context(&caller.org_id));
+    let until = webhook_tokens::rotate(
+        &state.db,
+        &caller.org_id,
+        &token_hash(&token),
+        &sealed,
+        (grace * 1000) as i64,
+    )
+    .await?;
+    tracing::info!(org_id = %caller.org_id, grace_secs = grace, "Rotated the Creatio webhook token.");
+    Ok(Json(json!({
+        "webhook_url": webhook_url(&state, &token),
+        "previous_url_valid_until": until.map(rfc3339),
+    })))
+}

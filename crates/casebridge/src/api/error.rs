@@ -1,0 +1,140 @@
+//! The one error shape of the HTTP API:
+//! `{"error": {"code", "message", "hint"}}`, with the status derived from
+//! the code in one place, and extra members (a check report, field errors)
+//! beside `error` when a person needs them.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::connection::FieldError;
+use crate::storage::StorageError;
+
+/// A stable machine-readable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    CheckFailed,
+    CreatioError,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::InvalidRequest => "invalid_request",
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::NotFound => "not_found",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::Conflict => "conflict",
+            Code::CheckFailed => "check_failed",
+            Code::CreatioError => "creatio_error",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::InvalidRequest => StatusCode::BAD_REQUEST,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::Conflict => StatusCode::CONFLICT,
+            Code::CheckFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::CreatioError => StatusCode::BAD_GATEWAY,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    pub hint: Option<String>,
+    /// Members beside `error`, boxed to keep `Result<_, ApiError>` small.
+    extra: Box<Map<String, Value>>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            hint: Some(hint.into()),
+            extra: Box::default(),
+        }
+    }
+
+    /// Adds a member beside `error` (e.g. `report`).
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.into(), value);
+        self
+    }
+
+    pub fn invalid(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ApiError::new(Code::InvalidRequest, message, hint)
+    }
+
+    pub fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        ApiError::new(Code::NotFound, message, hint)
+    }
+
+    /// Invalid fields, all of them, the first one's hint on top.
+    pub fn fields(errors: Vec<FieldError>) -> Self {
+        let message = errors
+            .iter()
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let hint = errors.first().map(|e| e.hint.clone()).unwrap_or_default();
+        let list: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"field": e.field, "message": e.message, "hint": e.hint}))
+            .collect();
+        ApiError::invalid(message, hint).with("fields", Value::Array(list))
+    }
+
+    /// A failure of casebridge itself. The details go to the log, with an
+    /// id the person can quote; the answer says only what to do.
+    pub fn internal(what: &str, detail: &dyn std::fmt::Display) -> Self {
+        let incident = uuid::Uuid::new_v4().simple().to_string();
+        tracing::error!(incident = %incident, error = %detail, "{what} failed.");
+        ApiError::new(
+            Code::Internal,
+            format!("{what} failed because of an internal error (incident {incident})"),
+            "Retry in a moment; if it keeps failing, the server log has the details under this incident id.",
+        )
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::internal("The database request", &e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = Map::new();
+        body.insert(
+            "error".into(),
+            json!({"code": self.code.as_str(), "message": self.message, "hint": self.hint}),
+        );
+        body.extend(*self.extra);
+        (self.code.status(), Json(Value::Object(body))).into_response()
+    }
+}

@@ -1,0 +1,102 @@
+//! `GET /v1/creatio/lookups/{kind}`: pick GUIDs by name, read from the
+//! org's own Creatio.
+
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::Json;
+use creatio::models::{CaseStatus, Contact, SysAdminUnit};
+use creatio::query::{col, Query};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::connection::stored_settings;
+use super::error::{ApiError, ApiResult, Code};
+use super::extract::Admin;
+use super::AppState;
+use crate::storage::connections;
+
+#[derive(Deserialize)]
+pub struct Params {
+    search: Option<String>,
+}
+
+const CONTACT_LIMIT: u32 = 25;
+
+fn creatio_failed(e: creatio::Error) -> ApiError {
+    ApiError::new(
+        Code::CreatioError,
+        format!("Creatio refused the lookup: {e}"),
+        e.diagnosis(),
+    )
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(kind): Path<String>,
+    QueryParams(params): QueryParams<Params>,
+) -> ApiResult<Json<Value>> {
+    if !matches!(kind.as_str(), "case-statuses" | "groups" | "contacts") {
+        return Err(ApiError::not_found(
+            format!("There is no lookup {kind:?}"),
+            "Use case-statuses, groups or contacts?search=<name>.",
+        ));
+    }
+    let conn = connections::get(&state.db, &caller.org_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Conflict,
+                "Lookups read from your Creatio, and this org has no connection yet",
+                "Connect first with POST /v1/creatio/connection (Test & Save).",
+            )
+        })?;
+    let settings = stored_settings(&state, &conn).await?;
+    let client = state
+        .clients
+        .get(&state.http, &caller.org_id, conn.updated_at, || {
+            Some(settings)
+        })
+        .ok_or_else(|| ApiError::internal("Building the Creatio client", &"no settings"))?;
+    let items: Vec<Value> = match kind.as_str() {
+        "case-statuses" => client
+            .list::<CaseStatus>(Query::new().order_by_asc("Name"))
+            .await
+            .map_err(creatio_failed)?
+            .into_iter()
+            .map(|s| json!({"id": s.id, "name": s.name, "is_final": s.is_final.unwrap_or(false), "is_resolved": s.is_resolved.unwrap_or(false)}))
+            .collect(),
+        "groups" => client
+            .list::<SysAdminUnit>(
+                Query::new()
+                    // Roles: organisation (0), division (1), team (3) and
+                    // functional (6); users (4) and portal users (5) are not.
+                    .filter(col("SysAdminUnitTypeValue").is_in([0i64, 1, 2, 3, 6]))
+                    .order_by_asc("Name"),
+            )
+            .await
+            .map_err(creatio_failed)?
+            .into_iter()
+            .map(|u| json!({"id": u.id, "name": u.name}))
+            .collect(),
+        _ => {
+            let mut q = Query::new().order_by_asc("Name").top(CONTACT_LIMIT);
+            if let Some(s) = params.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                if s.chars().count() > 100 {
+                    return Err(ApiError::invalid(
+                        "search must be at most 100 characters",
+                        "Search by part of the contact's name.",
+                    ));
+                }
+                q = q.filter(col("Name").contains(s));
+            }
+            client
+                .list::<Contact>(q)
+                .await
+                .map_err(creatio_failed)?
+                .into_iter()
+                .map(|c| json!({"id": c.id, "name": c.name, "email": c.email}))
+                .collect()
+        }
+    };
+    Ok(Json(json!({"kind": kind, "items": items})))
+}

@@ -1,0 +1,71 @@
+//! The HTTP API (DESIGN.md §4): one module per resource, one error shape
+//! ([`error::ApiError`]), extractors for bodies and callers ([`extract`]).
+
+pub mod connection;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod lookups;
+pub mod orgs;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::connection::clients::Clients;
+use crate::outbound::TargetPolicy;
+use crate::secrets::SecretBox;
+use crate::storage::Db;
+use error::ApiError;
+
+/// What every handler may use.
+pub struct Services {
+    pub db: Db,
+    pub secrets: SecretBox,
+    /// The one HTTP client for tenant-supplied URLs (pooled, SSRF-guarded).
+    pub http: reqwest::Client,
+    pub policy: TargetPolicy,
+    pub clients: Clients,
+    /// Base of the URLs shown to admins, without a trailing slash.
+    pub public_url: String,
+    pub admin_token_hash: String,
+}
+
+pub type AppState = Arc<Services>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/orgs", post(orgs::create_org))
+        .route("/v1/api-keys", post(orgs::create_key).get(orgs::list_keys))
+        .route("/v1/api-keys/{id}", axum::routing::delete(orgs::revoke_key))
+        .route(
+            "/v1/creatio/connection",
+            get(connection::read)
+                .post(connection::test_and_save)
+                .patch(connection::change)
+                .delete(connection::disconnect),
+        )
+        .route("/v1/creatio/connection/test", post(connection::retest))
+        .route(
+            "/v1/creatio/webhook-token/rotate",
+            post(connection::rotate_webhook_token),
+        )
+        .route("/v1/creatio/lookups/{kind}", get(lookups::list))
+        .fallback(|| async {
+            ApiError::not_found(
+                "No such endpoint",
+                "See GET /openapi.json or the README for the API's routes.",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                error::Code::MethodNotAllowed,
+                "This endpoint does not take that method",
+                "See the README for the methods each route accepts.",
+            )
+        })
+        .with_state(state)
+}

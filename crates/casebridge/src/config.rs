@@ -1,0 +1,362 @@
+//! Configuration: a TOML file overlaid by `CASEBRIDGE_*` environment
+//! variables (DESIGN.md §5). Every setting has a default that works on one
+//! machine with SQLite; every error names the setting and the accepted form.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// The settings as a TOML file spells them (keys = env names without the
+/// `CASEBRIDGE_` prefix, lower case).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    secret_key: Option<String>,
+    secret_key_file: Option<String>,
+    allow_private_targets: Option<Vec<String>>,
+    workers: Option<u64>,
+    role: Option<String>,
+    log: Option<String>,
+    log_format: Option<String>,
+    ai_provider: Option<String>,
+    ai_base_url: Option<String>,
+    ai_model: Option<String>,
+    ai_api_key: Option<String>,
+}
+
+/// Which parts of the service a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Api,
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the key that seals secrets at rest comes from.
+#[derive(Debug, Clone)]
+pub enum SecretKeySource {
+    Inline(SecretString),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Base of the URLs shown to admins (webhook URL), without a trailing
+    /// slash. `None`: `http://<bound address>`.
+    pub public_url: Option<String>,
+    pub database_url: String,
+    /// The operator token; generated at first start when not configured.
+    pub admin_token: Option<SecretString>,
+    pub secret_key: SecretKeySource,
+    /// Networks tenant-supplied URLs may resolve to although private.
+    pub allow_private_targets: Vec<IpNet>,
+    pub workers: usize,
+    pub role: Role,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub ai_provider: String,
+    pub ai_base_url: Option<String>,
+    pub ai_model: Option<String>,
+    pub ai_api_key: Option<SecretString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+fn err(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.into(),
+        message: message.into(),
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://casebridge.db";
+
+impl Config {
+    /// Reads `file` (when given, or `casebridge.toml` when present) and the
+    /// environment through `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let file_settings = match file {
+            Some(path) => read_file(path)?,
+            None if Path::new("casebridge.toml").exists() => {
+                read_file(Path::new("casebridge.toml"))?
+            }
+            None => FileSettings::default(),
+        };
+        Config::from_parts(file_settings, env)
+    }
+
+    fn from_parts(
+        f: FileSettings,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let pick = |name: &str, from_file: Option<String>| -> Option<String> {
+            env(&format!("CASEBRIDGE_{name}"))
+                .filter(|v| !v.trim().is_empty())
+                .or(from_file)
+                .map(|v| v.trim().to_string())
+        };
+        let listen_text = pick("LISTEN", f.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            err(
+                "CASEBRIDGE_LISTEN",
+                format!("{listen_text:?} is not an address; use host:port such as 127.0.0.1:8080 or 0.0.0.0:8080"),
+            )
+        })?;
+        let public_url = match pick("PUBLIC_URL", f.public_url) {
+            None => None,
+            Some(u) => {
+                let parsed = reqwest::Url::parse(&u).map_err(|e| {
+                    err(
+                        "CASEBRIDGE_PUBLIC_URL",
+                        format!(
+                            "{u:?} is not a URL ({e}); use e.g. https://casebridge.example.com"
+                        ),
+                    )
+                })?;
+                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                    return Err(err(
+                        "CASEBRIDGE_PUBLIC_URL",
+                        format!(
+                            "{u:?} must be an http(s) URL such as https://casebridge.example.com"
+                        ),
+                    ));
+                }
+                Some(u.trim_end_matches('/').to_string())
+            }
+        };
+        let database_url =
+            pick("DATABASE_URL", f.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "CASEBRIDGE_DATABASE_URL",
+                "use sqlite://<file> (the default is sqlite://casebridge.db) or postgres://<user>@<host>/<database>",
+            ));
+        }
+        let admin_token = pick("ADMIN_TOKEN", f.admin_token).map(SecretString::from);
+        if admin_token
+            .as_ref()
+            .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t).len() < 16)
+        {
+            return Err(err(
+                "CASEBRIDGE_ADMIN_TOKEN",
+                "must be at least 16 characters; leave it unset to have one generated",
+            ));
+        }
+        let secret_key = match (
+            pick("SECRET_KEY", f.secret_key),
+            pick("SECRET_KEY_FILE", f.secret_key_file),
+        ) {
+            (Some(k), _) => SecretKeySource::Inline(SecretString::from(k)),
+            (None, Some(path)) => SecretKeySource::File(PathBuf::from(path)),
+            (None, None) => SecretKeySource::File(default_key_file(&database_url)),
+        };
+        let allow_private_targets = match env("CASEBRIDGE_ALLOW_PRIVATE_TARGETS") {
+            Some(v) => v
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => f.allow_private_targets.unwrap_or_default(),
+        }
+        .iter()
+        .map(|s| parse_net(s))
+        .collect::<Result<Vec<_>, _>>()?;
+        let workers = match env("CASEBRIDGE_WORKERS").filter(|v| !v.trim().is_empty()) {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                err(
+                    "CASEBRIDGE_WORKERS",
+                    format!("{v:?} is not a number; use 1 to 256"),
+                )
+            })?,
+            None => f.workers.unwrap_or(8),
+        };
+        if !(1..=256).contains(&workers) {
+            return Err(err(
+                "CASEBRIDGE_WORKERS",
+                format!("{workers} is out of range; use 1 to 256"),
+            ));
+        }
+        let role = match pick("ROLE", f.role).as_deref() {
+            None | Some("all") => Role::All,
+            Some("api") => Role::Api,
+            Some("worker") => Role::Worker,
+            Some(other) => {
+                return Err(err(
+                    "CASEBRIDGE_ROLE",
+                    format!("{other:?} is not a role; use all, api or worker"),
+                ))
+            }
+        };
+        let log = pick("LOG", f.log).unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+            return Err(err(
+                "CASEBRIDGE_LOG",
+                format!("{log:?} is not a log filter; use a level (info, debug) or directives like info,casebridge=debug"),
+            ));
+        }
+        let log_format = match pick("LOG_FORMAT", f.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(err(
+                    "CASEBRIDGE_LOG_FORMAT",
+                    format!("{other:?} is not a format; use text or json"),
+                ))
+            }
+        };
+        let ai_provider = pick("AI_PROVIDER", f.ai_provider).unwrap_or_else(|| "offline".into());
+        if !matches!(ai_provider.as_str(), "offline" | "openai") {
+            return Err(err(
+                "CASEBRIDGE_AI_PROVIDER",
+                format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
+            ));
+        }
+        Ok(Config {
+            listen,
+            public_url,
+            database_url,
+            admin_token,
+            secret_key,
+            allow_private_targets,
+            workers: workers as usize,
+            role,
+            log,
+            log_format,
+            ai_provider,
+            ai_base_url: pick("AI_BASE_URL", f.ai_base_url),
+            ai_model: pick("AI_MODEL", f.ai_model),
+            ai_api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let setting = format!("config file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| err(&setting, e.to_string()))?;
+    toml::from_str(&text).map_err(|e| err(&setting, e.to_string()))
+}
+
+fn parse_net(s: &str) -> Result<IpNet, ConfigError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            err(
+                "CASEBRIDGE_ALLOW_PRIVATE_TARGETS",
+                format!("{s:?} is not a network; use CIDRs such as 10.0.0.0/8,127.0.0.1/32"),
+            )
+        })
+}
+
+/// `casebridge.key` beside a SQLite database file, else in the working
+/// directory.
+fn default_key_file(database_url: &str) -> PathBuf {
+    let file = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    match file.and_then(|p| Path::new(p).parent()) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("casebridge.key"),
+        _ => PathBuf::from("casebridge.key"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(env: &[(&str, &str)], file: &str) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let f: FileSettings = toml::from_str(file).map_err(|e| err("file", e.to_string()))?;
+        Config::from_parts(f, |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_on_one_machine() {
+        let c = load(&[], "").unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert!(
+            matches!(c.secret_key, SecretKeySource::File(ref p) if p == Path::new("casebridge.key"))
+        );
+        assert_eq!(c.workers, 8);
+        assert_eq!(c.role, Role::All);
+        assert!(c.allow_private_targets.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load(
+            &[("CASEBRIDGE_LISTEN", "0.0.0.0:9000"), ("CASEBRIDGE_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8, 10.1.2.3")],
+            "listen = \"127.0.0.1:1\"\nworkers = 3\ndatabase_url = \"sqlite:///var/lib/cb/cb.db\"\npublic_url = \"https://cb.example.com/\"",
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.public_url.as_deref(), Some("https://cb.example.com"));
+        assert_eq!(c.allow_private_targets.len(), 2);
+        assert!(
+            matches!(c.secret_key, SecretKeySource::File(ref p) if p == Path::new("/var/lib/cb/casebridge.key"))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_the_form() {
+        for (env, setting) in [
+            (("CASEBRIDGE_LISTEN", "8080"), "CASEBRIDGE_LISTEN"),
+            (
+                ("CASEBRIDGE_DATABASE_URL", "mysql://x"),
+                "CASEBRIDGE_DATABASE_URL",
+            ),
+            (("CASEBRIDGE_WORKERS", "0"), "CASEBRIDGE_WORKERS"),
+            (("CASEBRIDGE_ROLE", "boss"), "CASEBRIDGE_ROLE"),
+            (
+                ("CASEBRIDGE_ALLOW_PRIVATE_TARGETS", "intranet"),
+                "CASEBRIDGE_ALLOW_PRIVATE_TARGETS",
+            ),
+            (
+                ("CASEBRIDGE_ADMIN_TOKEN", "short"),
+                "CASEBRIDGE_ADMIN_TOKEN",
+            ),
+            (
+                ("CASEBRIDGE_AI_PROVIDER", "magic"),
+                "CASEBRIDGE_AI_PROVIDER",
+            ),
+        ] {
+            let e = load(&[env], "").unwrap_err();
+            assert_eq!(e.setting, setting, "{e}");
+        }
+        let e = load(&[], "listn = \"x\"").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The connection checks behind Test & Save, `connection/test` and
+//! `casebridge check`: one line per check with pass, warn, fail or skip, a
+//! message, and a hint a person can act on.
+//!
+//! The write check creates a Case and an Activity with fresh ids, updates
+//! both and deletes them again, so nothing is left behind; the Case's
+//! `CreatedById` tells which Contact the OAuth app's technical user is,
+//! which the echo guard needs later.
+
+use std::fmt;
+
+use creatio::models::{Activity, Case, CaseStatus, Contact, SysAdminUnit};
+use creatio::query::Query;
+use creatio::{Client, Error, TokenSource};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Settings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Pass,
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: CheckStatus,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// The checks in the order they ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Whether every required check passed (warnings allowed).
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// The first failed check, for a one-line summary.
+    pub fn first_failure(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.status == CheckStatus::Fail)
+    }
+}
+
+impl fmt::Display for Report {
+    /// The report as the terminal shows it (`casebridge check`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.checks {
+            let mark = match c.status {
+                CheckStatus::Pass => "ok  ",
+                CheckStatus::Warn => "warn",
+                CheckStatus::Fail => "FAIL",
+                CheckStatus::Skip => "skip",
+            };
+            writeln!(f, "[{mark}] {:<22} {}", c.name, c.message)?;
+            if let Some(h) = &c.hint {
+                writeln!(f, "       {:<22} → {h}", "")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which checks to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: credentials, OData, rights, and the configured GUIDs.
+    Full,
+    /// Only the configured GUIDs (a PATCH that changed nothing else).
+    LookupsOnly,
+}
+
+/// What the checks found out besides the report.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub report: Report,
+    /// The Contact behind the OAuth app's technical user.
+    pub technical_user_id: Option<Uuid>,
+}
+
+struct Recorder {
+    checks: Vec<Check>,
+}
+
+impl Recorder {
+    fn push(
+        &mut self,
+        name: &'static str,
+        status: CheckStatus,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.checks.push(Check {
+            name,
+            status,
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn pass(&mut self, name: &'static str, message: impl Into<String>) {
+        self.push(name, CheckStatus::Pass, message, None);
+    }
+
+    fn fail(&mut self, name: &'static str, message: impl Into<String>, hint: impl Into<String>) {
+        self.push(name, CheckStatus::Fail, message, Some(hint.into()));
+    }
+
+    fn skip(&mut self, names: &[&'static str], because: &str) {
+        for name in names {
+            self.push(name, CheckStatus::Skip, format!("skipped: {because}"), None);
+        }
+    }
+
+    fn finish(self, technical_user_id: Option<Uuid>) -> Outcome {
+        let ok = !self.checks.iter().any(|c| c.status == CheckStatus::Fail);
+        Outcome {
+            report: Report {
+                ok,
+                checks: self.checks,
+            },
+            technical_user_id,
+        }
+    }
+}
+
+const AFTER_TOKEN: [&str; 4] = ["odata", "read_case", "write_case", "write_activity"];
+
+/// Runs the checks against Creatio with `settings`, through `http`.
+pub async fn run(http: &reqwest::Client, settings: &Settings, scope: Scope) -> Outcome {
+    let tokens = TokenSource::new(http.clone(), settings.credentials());
+    let client = Client::new(http.clone(), settings.instance.clone(), tokens.clone());
+    let mut r = Recorder { checks: Vec::new() };
+    let mut technical_user_id = None;
+
+    if scope == Scope::Full {
+        let adjusted: Vec<String> = settings
+            .instance
+            .adjustments()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        if adjusted.is_empty() {
+            r.pass("instance_url", format!("Using {}", settings.instance));
+        } else {
+            r.push(
+                "instance_url",
+                CheckStatus::Pass,
+                format!("Using {} ({})", settings.instance, adjusted.join("; ")),
+                Some("The address was normalised; nothing to do.".into()),
+            );
+        }
+        match tokens.token().await {
+            Ok(_) => r.pass(
+                "token",
+                format!("Obtained an access token from {}", settings.token_url),
+            ),
+            Err(e) => {
+                r.fail(
+                    "token",
+                    format!("No access token from {}: {e}", settings.token_url),
+                    e.diagnosis(),
+                );
+                r.skip(&AFTER_TOKEN, "needs an access token");
+                skip_lookups(&mut r, settings, "needs an access token");
+                return r.finish(None);
+            }
+        }
+        let probe = Query::new().select(["Id"]).top(1);
+        match client.list_page("CaseStatus", &probe).await {
+            Ok(_) => r.pass(
+                "odata",
+                format!("OData 4 answers at {}", settings.instance.odata_root()),
+            ),
+            Err(e) => {
+                r.fail("odata", format!("OData request failed: {e}"), e.diagnosis());
+                r.skip(&AFTER_TOKEN[1..], "needs OData");
+                skip_lookups(&mut r, settings, "needs OData");
+                return r.finish(None);
+            }
+        }
+        match client.list_page("Case", &probe).await {
+            Ok(_) => r.pass("read_case", "May read Case"),
+            Err(e) => r.fail(
+                "read_case",
+                format!("Reading Case failed: {e}"),
+                e.diagnosis(),
+            ),
+        }
+        technical_user_id = write_checks(&client, &mut r).await;
+    }
+    lookup_checks(&client, settings, &mut r).await;
+    r.finish(technical_user_id)
+}
+
+fn skip_lookups(r: &mut Recorder, s: &Settings, because: &str) {
+    for (name, set) in [
+        ("default_owner", s.default_owner_id.is_some()),
+        ("default_group", s.default_group_id.is_some()),
+        ("resolved_status", s.resolved_status_id.is_some()),
+    ] {
+        if set {
+            r.skip(&[name], because);
+        }
+    }
+}
+
+/// Creates, updates and deletes a Case and an Activity. Returns the
+/// technical user's Contact id when the Case could be created.
+async fn write_checks(client: &Client, r: &mut Recorder) -> Option<Uuid> {
+    let case_id = Uuid::new_v4();
+    let case = Case {
+        id: Some(case_id),
+        subject: Some("casebridge connection check (deleted automatically)".into()),
+        ..Default::default()
+    };
+    let created = match client.create(&case).await {
+        Ok(c) => c,
+        Err(e) => {
+            r.fail(
+                "write_case",
+                format!("Creating a Case failed: {e}"),
+                e.diagnosis(),
+            );
+            r.skip(&["write_activity"], "needs a Case");
+            return None;
+        }
+    };
+    let technical_user = created.created_by_id;
+    let patch = Case {
+        subject: Some("casebridge connection check (updated, deleted automatically)".into()),
+        ..Default::default()
+    };
+    let case_updated = client.update(case_id, &patch).await;
+
+    let activity_id = Uuid::new_v4();
+    let activity = Activity {
+        id: Some(activity_id),
+        title: Some("casebridge connection check".into()),
+        case_id: Some(case_id),
+        ..Default::default()
+    };
+    let activity_created = client.create(&activity).await;
+    let activity_result = match &activity_created {
+        Ok(_) => {
+            let patch = Activity {
+                title: Some("casebridge connection check (updated)".into()),
+                ..Default::default()
+            };
+            client.update(activity_id, &patch).await
+        }
+        Err(e) => Err(e.clone()),
+    };
+    // Clean up before reporting, whatever happened above.
+    let mut leftovers = Vec::new();
+    if activity_created.is_ok() {
+        if let Err(e) = client.delete::<Activity>(activity_id).await {
+            leftovers.push((format!("Activity {activity_id}"), e));
+        }
+    }
+    if let Err(e) = client.delete::<Case>(case_id).await {
+        leftovers.push((format!("Case {case_id}"), e));
+    }
+
+    match case_updated {
+        Ok(()) => r.pass("write_case", "May create and update Case"),
+        Err(e) => r.fail(
+            "write_case",
+            format!("Updating a Case failed: {e}"),
+            e.diagnosis(),
+        ),
+    }
+    match activity_result {
+        Ok(_) => r.pass("write_activity", "May create and update Activity"),
+        Err(e) => r.fail(
+            "write_activity",
+            format!("Creating or updating an Activity failed: {e}"),
+            e.diagnosis(),
+        ),
+    }
+    if !leftovers.is_empty() {
+        let names: Vec<_> = leftovers.iter().map(|(n, _)| n.as_str()).collect();
+        r.push(
+            "cleanup",
+            CheckStatus::Warn,
+            format!("Could not delete the check records {}: {}", names.join(", "), leftovers[0].1),
+            Some("Delete them by hand in Creatio, or give the technical user the delete right on Case and Activity so checks leave nothing behind.".into()),
+        );
+    }
+    technical_user
+}
+
+async fn lookup_checks(client: &Client, s: &Settings, r: &mut Recorder) {
+    if let Some(id) = s.default_owner_id {
+        match client.get::<Contact>(id).await {
+            Ok(c) => r.pass(
+                "default_owner",
+                format!("Default owner is the Contact {}", name_of(c.name, id)),
+            ),
+            Err(Error::NotFound { .. }) => {
+                let other = other_kind(client, id, &["SysAdminUnit", "CaseStatus"]).await;
+                r.fail(
+                    "default_owner",
+                    format!("No Contact has the Id {id}{other}"),
+                    "Case owners are Contacts (the agent's contact record). Pick one by name with GET /v1/creatio/lookups/contacts?search=<name>.",
+                );
+            }
+            Err(e) => r.fail(
+                "default_owner",
+                format!("Could not read Contact {id}: {e}"),
+                e.diagnosis(),
+            ),
+        }
+    }
+    if let Some(id) = s.default_group_id {
+        match client.get::<SysAdminUnit>(id).await {
+            Ok(u) if matches!(u.sys_admin_unit_type_value, Some(4 | 5)) => r.fail(
+                "default_group",
+                format!("{} is a user, not a role", name_of(u.name, id)),
+                "The case group is a role (organisational or functional), e.g. \"1st-line support\". Pick one with GET /v1/creatio/lookups/groups.",
+            ),
+            Ok(u) => r.pass("default_group", format!("Default group is the role {}", name_of(u.name, id))),
+            Err(Error::NotFound { .. }) => {
+                let other = other_kind(client, id, &["Contact", "CaseStatus"]).await;
+                r.fail(
+                    "default_group",
+                    format!("No SysAdminUnit role has the Id {id}{other}"),
+                    "Pick the group by name with GET /v1/creatio/lookups/groups.",
+                );
+            }
+            Err(e) => r.fail("default_group", format!("Could not read SysAdminUnit {id}: {e}"), e.diagnosis()),
+        }
+    }
+    if let Some(id) = s.resolved_status_id {
+        match client.get::<CaseStatus>(id).await {
+            Ok(st) if st.is_resolved == Some(true) || st.is_final == Some(true) => {
+                r.pass("resolved_status", format!("Resolved status is {}", name_of(st.name, id)))
+            }
+            Ok(st) => r.push(
+                "resolved_status",
+                CheckStatus::Warn,
+                format!("{} is neither a final nor a resolved status", name_of(st.name, id)),
+                Some("Resolving a conversation would leave the case open in Creatio's terms. Pick a status such as \"Resolved\" or \"Closed\" (GET /v1/creatio/lookups/case-statuses).".into()),
+            ),
+            Err(Error::NotFound { .. }) => {
+                let other = other_kind(client, id, &["Contact", "SysAdminUnit"]).await;
+                r.fail(
+                    "resolved_status",
+                    format!("No CaseStatus has the Id {id}{other}"),
+                    "Pick the status by name with GET /v1/creatio/lookups/case-statuses.",
+                );
+            }
+            Err(e) => r.fail("resolved_status", format!("Could not read CaseStatus {id}: {e}"), e.diagnosis()),
+        }
+    }
+}
+
+fn name_of(name: Option<String>, id: Uuid) -> String {
+    match name {
+        Some(n) => format!("\"{n}\" ({id})"),
+        None => id.to_string(),
+    }
+}
+
+/// When a GUID belongs to another kind of record, say which: the usual
+/// mistake is pasting a user's SysAdminUnit id where a Contact is wanted.
+async fn other_kind(client: &Client, id: Uuid, sets: &[&str]) -> String {
+    for set in sets {
+        if let Ok(true) = client.exists(set, id).await {
+            return format!("; that GUID is a {set} record");
+        }
+    }
+    String::new()
+}

@@ -1,0 +1,22 @@
+//! casebridge: conversations from an AI support platform become Creatio
+//! Cases and Activities; agents' replies and resolutions flow back.
+//!
+//! The map (DESIGN.md has the why):
+//!
+//! - [`config`]: settings from a TOML file and `CASEBRIDGE_*` variables.
+//! - [`storage`]: SQLite or PostgreSQL through one sqlx pool; a module per
+//!   table group (orgs and keys, connections, webhook tokens).
+//! - [`secrets`]: sealing secrets at rest, random tokens and their hashes.
+//! - [`outbound`]: the guard that keeps tenant URLs off private networks.
+//! - [`connection`]: Creatio connection settings, their checks (Test &
+//!   Save, `casebridge check`) and one Creatio client per org.
+//! - [`api`]: the HTTP API, one module per resource, one error shape.
+//! - [`server`]: `casebridge serve`, start to graceful stop.
+
+pub mod api;
+pub mod config;
+pub mod connection;
+pub mod outbound;
+pub mod secrets;
+pub mod server;
+pub mod storage;

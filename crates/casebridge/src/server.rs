@@ -1,0 +1,135 @@
+//! `casebridge serve`: open and migrate the database, load the secret key,
+//! settle the operator token, and serve the API until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, Services};
+use crate::config::{Config, SecretKeySource};
+use crate::connection::clients::Clients;
+use crate::outbound::{GuardedResolver, TargetPolicy};
+use crate::secrets::{random_token, token_hash, SecretBox};
+use crate::storage::{orgs, Db};
+
+/// A running service.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    /// Set when this start generated the operator token (first start without
+    /// `CASEBRIDGE_ADMIN_TOKEN`): the caller shows it once.
+    pub generated_admin_token: Option<String>,
+    pub db: Db,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the server task panicked")??;
+        self.db.close().await;
+        Ok(())
+    }
+
+    /// Serves until the task ends on its own (it does not, short of an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task panicked")??;
+        Ok(())
+    }
+}
+
+/// The one HTTP client for tenant-supplied URLs.
+pub fn outbound_http(policy: &TargetPolicy) -> anyhow::Result<reqwest::Client> {
+    creatio::http_client_builder()
+        .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+        .build()
+        .context("could not build the HTTP client")
+}
+
+pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
+    Ok(match &config.secret_key {
+        SecretKeySource::Inline(k) => SecretBox::from_base64(k).context("CASEBRIDGE_SECRET_KEY")?,
+        SecretKeySource::File(path) => {
+            SecretBox::from_file(path).context("CASEBRIDGE_SECRET_KEY_FILE")?
+        }
+    })
+}
+
+/// Starts the service on `config.listen` (port 0: any free port).
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let db = Db::connect(&config.database_url).await.with_context(|| {
+        format!(
+            "could not open the database (CASEBRIDGE_DATABASE_URL={})",
+            redact_url(&config.database_url)
+        )
+    })?;
+    let secrets = secret_box(&config)?;
+    let (admin_token_hash, generated_admin_token) = match &config.admin_token {
+        Some(t) => (token_hash(t.expose_secret()), None),
+        None => match orgs::admin_token_hash(&db).await? {
+            Some(h) => (h, None),
+            None => {
+                let token = random_token("cba_");
+                let hash = orgs::init_admin_token_hash(&db, &token_hash(&token)).await?;
+                // Another instance may have stored its own first.
+                let ours = hash == token_hash(&token);
+                (hash, ours.then_some(token))
+            }
+        },
+    };
+    let policy = TargetPolicy::new(config.allow_private_targets.clone());
+    let http = outbound_http(&policy)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("could not listen on {} (CASEBRIDGE_LISTEN)", config.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let services = Arc::new(Services {
+        db: db.clone(),
+        secrets,
+        http,
+        policy,
+        clients: Clients::default(),
+        public_url: public_url.clone(),
+        admin_token_hash,
+    });
+    let app = api::router(services);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, %public_url, "casebridge is listening.");
+    Ok(Running {
+        addr,
+        public_url,
+        generated_admin_token,
+        db,
+        stop,
+        task,
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
