@@ -51,12 +51,7 @@ pub async fn list(
             )
         })?;
     let settings = stored_settings(&state, &conn).await?;
-    let client = state
-        .clients
-        .get(&state.http, &caller.org_id, conn.updated_at, || {
-            Some(settings)
-        })
-        .ok_or_else(|| ApiError::internal("Building the Creatio client", &"no settings"))?;
+    let client = state.clients.get(&state.http, &caller.org_id, &settings);
     let items: Vec<Value> = match kind.as_str() {
         "case-statuses" => client
             .list::<CaseStatus>(Query::new().order_by_asc("Name"))

@@ -1,10 +1,11 @@
 //! One Creatio client per org, so an org's workers share one access token
 //! (one token request per token lifetime, DESIGN.md §8).
 //!
-//! A client is rebuilt when the org's saved connection changes (its
-//! `updated_at`); requests in flight keep the client they started with, and
-//! Creatio honours an issued token until it expires, so swapping credentials
-//! never fails work already under way.
+//! A client is rebuilt only when what signs in changes (instance, token
+//! URL, client id or secret: [`Settings::fingerprint`]); other changes
+//! (owner, group, status) keep the client and its token. Requests in flight
+//! keep the client they started with, and Creatio honours an issued token
+//! until it expires, so swapping credentials never fails work under way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -15,30 +16,23 @@ use super::Settings;
 
 #[derive(Clone, Default)]
 pub struct Clients {
-    by_org: Arc<RwLock<HashMap<String, (i64, Client)>>>,
+    by_org: Arc<RwLock<HashMap<String, (String, Client)>>>,
 }
 
 impl Clients {
-    /// The org's client for the connection saved at `version`, built from
-    /// `settings` (called only when not cached) when needed.
-    pub fn get(
-        &self,
-        http: &reqwest::Client,
-        org_id: &str,
-        version: i64,
-        settings: impl FnOnce() -> Option<Settings>,
-    ) -> Option<Client> {
-        if let Some((v, c)) = self
+    /// The org's client for `s`, reused while the sign-in is unchanged.
+    pub fn get(&self, http: &reqwest::Client, org_id: &str, s: &Settings) -> Client {
+        let fingerprint = s.fingerprint();
+        if let Some((f, c)) = self
             .by_org
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(org_id)
         {
-            if *v == version {
-                return Some(c.clone());
+            if *f == fingerprint {
+                return c.clone();
             }
         }
-        let s = settings()?;
         let client = Client::new(
             http.clone(),
             s.instance.clone(),
@@ -47,8 +41,8 @@ impl Clients {
         self.by_org
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(org_id.to_string(), (version, client.clone()));
-        Some(client)
+            .insert(org_id.to_string(), (fingerprint, client.clone()));
+        client
     }
 
     /// Forgets the org's client (disconnect).

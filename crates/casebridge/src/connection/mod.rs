@@ -53,6 +53,17 @@ impl Settings {
         )
     }
 
+    /// A digest of everything that signs in (never the secret itself).
+    pub fn fingerprint(&self) -> String {
+        crate::secrets::token_hash(&format!(
+            "{}\n{}\n{}\n{}",
+            self.instance,
+            self.token_url,
+            self.client_id,
+            self.client_secret.expose_secret()
+        ))
+    }
+
     /// The last four characters of the secret, to show it masked.
     pub fn secret_last4(&self) -> String {
         let s = self.client_secret.expose_secret();

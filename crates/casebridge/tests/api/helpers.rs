@@ -1,0 +1,348 @@
+//! `TestApp::spawn`: the service, a fresh database and an emulator; small
+//! typed helpers so tests read like the story they check.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use casebridge::config::{Config, LogFormat, Role, SecretKeySource};
+use casebridge::server::Running;
+use casebridge::storage::Db;
+use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+pub const CLIENT_ID: &str = "casebridge";
+
+/// Runs a scenario once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything the service logged in this test binary.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=warn,hyper_util=warn,h2=warn,rustls=warn,sqlx=warn")
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The PostgreSQL server tests create their databases on.
+fn postgres_admin_url() -> String {
+    std::env::var("CASEBRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub emulator: Emulator,
+    pub client_secret: String,
+    pub admin_token: String,
+    pub backend: Backend,
+    pub db: Db,
+    running: Option<Running>,
+    sqlite_dir: Option<tempfile::TempDir>,
+    postgres_db: Option<String>,
+}
+
+/// An org and its first admin key.
+pub struct Org {
+    pub id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        log_buffer();
+        let client_secret = format!("sekret-{}", uuid::Uuid::new_v4().simple());
+        let emulator = Emulator::start(EmulatorConfig {
+            clients: vec![ClientConfig::new(CLIENT_ID, client_secret.clone())],
+            ..EmulatorConfig::default()
+        })
+        .await
+        .expect("emulator starts");
+        let (database_url, sqlite_dir, postgres_db) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("casebridge.db").display());
+                (url, Some(dir), None)
+            }
+            Backend::Postgres => {
+                let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect(
+                    "PostgreSQL at 127.0.0.1:5432 (user postgres) must be running for these tests",
+                );
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let base = postgres_admin_url();
+                let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+                (url, None, Some(name))
+            }
+        };
+        let admin_token = format!("operator-{}", uuid::Uuid::new_v4().simple());
+        let key = base64_key();
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            database_url,
+            admin_token: Some(SecretString::from(admin_token.clone())),
+            secret_key: SecretKeySource::Inline(SecretString::from(key)),
+            allow_private_targets: vec!["127.0.0.0/8".parse().unwrap()],
+            workers: 2,
+            role: Role::All,
+            log: "debug".into(),
+            log_format: LogFormat::Text,
+            ai_provider: "offline".into(),
+            ai_base_url: None,
+            ai_model: None,
+            ai_api_key: None,
+        };
+        let running = casebridge::server::start(config)
+            .await
+            .expect("service starts");
+        TestApp {
+            url: format!("http://{}", running.addr),
+            http: reqwest::Client::new(),
+            emulator,
+            client_secret,
+            admin_token,
+            backend,
+            db: running.db.clone(),
+            running: Some(running),
+            sqlite_dir,
+            postgres_db,
+        }
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("service answers");
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(key), None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(key), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(key), None).await
+    }
+
+    /// Sends raw bytes as a JSON body.
+    pub async fn post_raw(&self, path: &str, key: &str, body: &'static str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap())
+    }
+
+    pub async fn create_org(&self, name: &str) -> Org {
+        let (status, body) = self
+            .post("/v1/orgs", &self.admin_token.clone(), json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        Org {
+            id: body["org"]["id"].as_str().unwrap().into(),
+            key: body["api_key"]["key"].as_str().unwrap().into(),
+        }
+    }
+
+    /// The Test & Save body for the emulator's OAuth app.
+    pub fn connection_body(&self) -> Value {
+        json!({
+            "instance_url": self.emulator.url(),
+            "client_id": CLIENT_ID,
+            "client_secret": self.client_secret,
+        })
+    }
+
+    /// Test & Save that must pass.
+    pub async fn connect(&self, key: &str) -> Value {
+        let (status, body) = self
+            .post("/v1/creatio/connection", key, self.connection_body())
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Changes the emulator's OAuth client through its operator API.
+    pub async fn change_creatio_client(&self, change: Value) {
+        let resp = self
+            .http
+            .patch(format!(
+                "{}/__emulator/clients/{CLIENT_ID}",
+                self.emulator.url()
+            ))
+            .json(&change)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+
+    /// A Creatio client signed in as the integration, to look at Creatio.
+    pub fn creatio(&self) -> creatio::Client {
+        let http = reqwest::Client::new();
+        let instance = creatio::InstanceUrl::parse(self.emulator.url()).unwrap();
+        let credentials = creatio::Credentials::new(
+            self.emulator.token_url(),
+            CLIENT_ID,
+            self.client_secret.clone(),
+        );
+        creatio::Client::new(
+            http.clone(),
+            instance,
+            creatio::TokenSource::new(http, credentials),
+        )
+    }
+
+    /// Everything the database holds, as text (to look for secrets in clear).
+    pub async fn database_dump(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Sqlite => {
+                let dir = self.sqlite_dir.as_ref().unwrap().path();
+                let mut all = Vec::new();
+                for entry in std::fs::read_dir(dir).unwrap() {
+                    all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+                }
+                all
+            }
+            Backend::Postgres => {
+                let mut all = Vec::new();
+                for table in [
+                    "orgs",
+                    "api_keys",
+                    "creatio_connections",
+                    "webhook_tokens",
+                    "instance_settings",
+                ] {
+                    let rows = sqlx::query(&format!(
+                        "SELECT CAST(row_to_json(t) AS TEXT) AS j FROM {table} t"
+                    ))
+                    .fetch_all(self.db.pool())
+                    .await
+                    .unwrap();
+                    for r in rows {
+                        let j: String = sqlx::Row::get(&r, "j");
+                        all.extend(j.into_bytes());
+                    }
+                }
+                all
+            }
+        }
+    }
+
+    pub async fn finish(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+        if let Some(name) = self.postgres_db.take() {
+            let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn base64_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Whether `haystack` contains `needle` anywhere.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}

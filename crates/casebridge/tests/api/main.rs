@@ -1,0 +1,8 @@
+//! casebridge's HTTP API as an admin and a chat platform use it: the real
+//! service on 127.0.0.1:0 with a fresh database (SQLite and PostgreSQL, each
+//! scenario on both) and a fresh Creatio emulator.
+
+mod helpers;
+
+mod connection;
+mod orgs;
