@@ -29,6 +29,7 @@ struct FileSettings {
     ai_base_url: Option<String>,
     ai_model: Option<String>,
     ai_api_key: Option<String>,
+    sync_give_up_secs: Option<u64>,
 }
 
 /// Which parts of the service a process runs.
@@ -72,6 +73,8 @@ pub struct Config {
     pub ai_base_url: Option<String>,
     pub ai_model: Option<String>,
     pub ai_api_key: Option<SecretString>,
+    /// Retry and give-up policy of sync jobs.
+    pub sync_policy: crate::sync::worker::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +240,27 @@ impl Config {
                 format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
             ));
         }
+        let give_up = match env("CASEBRIDGE_SYNC_GIVE_UP_SECS").filter(|v| !v.trim().is_empty()) {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                err(
+                    "CASEBRIDGE_SYNC_GIVE_UP_SECS",
+                    format!("{v:?} is not a number of seconds"),
+                )
+            })?,
+            None => f.sync_give_up_secs.unwrap_or(3 * 24 * 3600),
+        };
+        if !(60..=90 * 24 * 3600).contains(&give_up) {
+            return Err(err(
+                "CASEBRIDGE_SYNC_GIVE_UP_SECS",
+                format!(
+                    "{give_up} is out of range; use 60 s to 90 days (default 259200, three days)"
+                ),
+            ));
+        }
+        let sync_policy = crate::sync::worker::Policy {
+            give_up_ms: give_up as i64 * 1000,
+            ..Default::default()
+        };
         Ok(Config {
             listen,
             public_url,
@@ -252,6 +276,7 @@ impl Config {
             ai_base_url: pick("AI_BASE_URL", f.ai_base_url),
             ai_model: pick("AI_MODEL", f.ai_model),
             ai_api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
+            sync_policy,
         })
     }
 }

@@ -11,6 +11,8 @@
 //! - [`connection`]: Creatio connection settings, their checks (Test &
 //!   Save, `casebridge check`) and one Creatio client per org.
 //! - [`api`]: the HTTP API, one module per resource, one error shape.
+//! - [`sync`]: the sync engine: events in, outbox jobs, workers writing
+//!   cases and activities to Creatio exactly once, in order.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
 pub mod api;
@@ -20,3 +22,4 @@ pub mod outbound;
 pub mod secrets;
 pub mod server;
 pub mod storage;
+pub mod sync;

@@ -174,6 +174,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
         default_group_id: args.default_group_id,
         resolved_status_id: args.resolved_status_id,
         create_case_only_on_handoff: false,
+        create_missing_contacts: true,
     };
     let settings = match raw.validate(&policy).await {
         Ok(s) => s,

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, Services};
-use crate::config::{Config, SecretKeySource};
+use crate::config::{Config, Role, SecretKeySource};
 use crate::connection::clients::Clients;
 use crate::outbound::{GuardedResolver, TargetPolicy};
 use crate::secrets::{random_token, token_hash, SecretBox};
@@ -27,6 +27,8 @@ pub struct Running {
     pub db: Db,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    stop_workers: tokio::sync::watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -34,6 +36,12 @@ impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("the server task panicked")??;
+        // Workers finish the job in hand; an unfinished one is taken over
+        // when its lease expires.
+        let _ = self.stop_workers.send(true);
+        for w in self.workers {
+            let _ = w.await;
+        }
         self.db.close().await;
         Ok(())
     }
@@ -102,7 +110,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         clients: Clients::default(),
         public_url: public_url.clone(),
         admin_token_hash,
+        work_ready: tokio::sync::Notify::new(),
     });
+    let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
+    let workers = if config.role == Role::Api {
+        Vec::new()
+    } else {
+        crate::sync::worker::spawn(
+            services.clone(),
+            config.workers,
+            config.sync_policy,
+            workers_stop,
+        )
+    };
     let app = api::router(services);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -120,6 +140,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         db,
         stop,
         task,
+        stop_workers,
+        workers,
     })
 }
 

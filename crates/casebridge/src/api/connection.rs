@@ -11,7 +11,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body};
 use super::AppState;
 use crate::connection::checks::{self, Report, Scope};
-use crate::connection::{RawSettings, Settings};
+use crate::connection::{secret_context, RawSettings, Settings, StoredError};
 use crate::secrets::{random_token, token_hash};
 use crate::storage::connections::{self, Connection, Status};
 use crate::storage::{now_ms, rfc3339, webhook_tokens};
@@ -36,6 +36,12 @@ pub struct ConnectionBody {
     resolved_status_id: Option<String>,
     #[serde(default)]
     create_case_only_on_handoff: bool,
+    #[serde(default = "yes")]
+    create_missing_contacts: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// PATCH body: absent keeps a value, `null` clears an optional one.
@@ -54,6 +60,7 @@ pub struct ConnectionPatch {
     #[serde(default, deserialize_with = "present")]
     resolved_status_id: Option<Option<String>>,
     create_case_only_on_handoff: Option<bool>,
+    create_missing_contacts: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -66,10 +73,6 @@ pub struct RotateBody {
 const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 const WEBHOOK_TOKEN_PREFIX: &str = "cbw_";
-
-fn secret_context(org_id: &str) -> String {
-    format!("client_secret:{org_id}")
-}
 
 fn webhook_context(org_id: &str) -> String {
     format!("webhook_token:{org_id}")
@@ -105,19 +108,12 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
     if c.status == Status::Disconnected {
         return Err(disconnected());
     }
-    let secret = match &c.client_secret_sealed {
-        Some(sealed) => Some(
-            state
-                .secrets
-                .open(sealed, &secret_context(&c.org_id))
-                .map_err(|e| ApiError::internal("Opening the stored client secret", &e))?,
-        ),
-        None => None,
-    };
-    raw_from(c, secret)
-        .validate(&state.policy)
+    crate::connection::from_stored(&state.secrets, &state.policy, c)
         .await
-        .map_err(ApiError::fields)
+        .map_err(|e| match e {
+            StoredError::Unseal(e) => ApiError::internal("Opening the stored client secret", &e),
+            StoredError::Invalid(errors) => ApiError::fields(errors),
+        })
 }
 
 fn raw_from(c: &Connection, secret: Option<SecretString>) -> RawSettings {
@@ -130,6 +126,7 @@ fn raw_from(c: &Connection, secret: Option<SecretString>) -> RawSettings {
         default_group_id: c.default_group_id.clone(),
         resolved_status_id: c.resolved_status_id.clone(),
         create_case_only_on_handoff: c.create_case_only_on_handoff,
+        create_missing_contacts: c.create_missing_contacts,
     }
 }
 
@@ -167,6 +164,7 @@ async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
         "default_group_id": c.default_group_id,
         "resolved_status_id": c.resolved_status_id,
         "create_case_only_on_handoff": c.create_case_only_on_handoff,
+        "create_missing_contacts": c.create_missing_contacts,
         "webhook_url": webhook,
         "last_check_at": c.last_check_at.map(rfc3339),
         "last_check": report,
@@ -215,6 +213,7 @@ async fn save_active(
         default_group_id: settings.default_group_id.map(|u| u.to_string()),
         resolved_status_id: settings.resolved_status_id.map(|u| u.to_string()),
         create_case_only_on_handoff: settings.create_case_only_on_handoff,
+        create_missing_contacts: settings.create_missing_contacts,
         technical_user_id: outcome
             .and_then(|o| o.technical_user_id.map(|u| u.to_string()))
             .or_else(|| previous.and_then(|p| p.technical_user_id.clone())),
@@ -265,6 +264,7 @@ pub async fn test_and_save(
         default_group_id: body.default_group_id,
         resolved_status_id: body.resolved_status_id,
         create_case_only_on_handoff: body.create_case_only_on_handoff,
+        create_missing_contacts: body.create_missing_contacts,
     };
     let settings = raw
         .validate(&state.policy)
@@ -335,6 +335,9 @@ pub async fn change(
     }
     if let Some(v) = patch.create_case_only_on_handoff {
         raw.create_case_only_on_handoff = v;
+    }
+    if let Some(v) = patch.create_missing_contacts {
+        raw.create_missing_contacts = v;
     }
     let settings = raw
         .validate(&state.policy)

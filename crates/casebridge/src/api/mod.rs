@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod lookups;
@@ -30,6 +31,8 @@ pub struct Services {
     /// Base of the URLs shown to admins, without a trailing slash.
     pub public_url: String,
     pub admin_token_hash: String,
+    /// Wakes this process's sync workers when jobs were queued.
+    pub work_ready: tokio::sync::Notify,
 }
 
 pub type AppState = Arc<Services>;
@@ -54,6 +57,11 @@ pub fn router(state: AppState) -> Router {
             post(connection::rotate_webhook_token),
         )
         .route("/v1/creatio/lookups/{kind}", get(lookups::list))
+        .route(
+            "/v1/events",
+            post(events::ingest).layer(axum::extract::DefaultBodyLimit::max(events::MAX_BODY)),
+        )
+        .route("/v1/conversations/{id}", get(events::conversation))
         .fallback(|| async {
             ApiError::not_found(
                 "No such endpoint",

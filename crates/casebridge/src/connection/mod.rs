@@ -31,6 +31,7 @@ pub struct Settings {
     pub default_group_id: Option<Uuid>,
     pub resolved_status_id: Option<Uuid>,
     pub create_case_only_on_handoff: bool,
+    pub create_missing_contacts: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -87,6 +88,7 @@ pub struct RawSettings {
     pub default_group_id: Option<String>,
     pub resolved_status_id: Option<String>,
     pub create_case_only_on_handoff: bool,
+    pub create_missing_contacts: bool,
 }
 
 const INSTANCE_HINT: &str = "Use the address of your Creatio site as it appears in the browser, \
@@ -224,11 +226,55 @@ impl RawSettings {
                     default_group_id: default_group_id.flatten(),
                     resolved_status_id: resolved_status_id.flatten(),
                     create_case_only_on_handoff: self.create_case_only_on_handoff,
+                    create_missing_contacts: self.create_missing_contacts,
                 })
             }
             _ => Err(errors),
         }
     }
+}
+
+/// The saved settings of a connection, secret opened and validated as when
+/// they were typed. `Err` says why they cannot be used.
+pub async fn from_stored(
+    secrets: &crate::secrets::SecretBox,
+    policy: &TargetPolicy,
+    c: &crate::storage::connections::Connection,
+) -> Result<Settings, StoredError> {
+    let secret = match &c.client_secret_sealed {
+        Some(sealed) => Some(
+            secrets
+                .open(sealed, &secret_context(&c.org_id))
+                .map_err(StoredError::Unseal)?,
+        ),
+        None => None,
+    };
+    RawSettings {
+        instance_url: Some(c.instance_url.clone()),
+        identity_service_url: c.identity_service_url.clone(),
+        client_id: c.client_id.clone(),
+        client_secret: secret,
+        default_owner_id: c.default_owner_id.clone(),
+        default_group_id: c.default_group_id.clone(),
+        resolved_status_id: c.resolved_status_id.clone(),
+        create_case_only_on_handoff: c.create_case_only_on_handoff,
+        create_missing_contacts: c.create_missing_contacts,
+    }
+    .validate(policy)
+    .await
+    .map_err(StoredError::Invalid)
+}
+
+/// Why saved settings cannot be used.
+#[derive(Debug)]
+pub enum StoredError {
+    Unseal(crate::secrets::SecretError),
+    Invalid(Vec<FieldError>),
+}
+
+/// The AEAD context of an org's sealed client secret.
+pub fn secret_context(org_id: &str) -> String {
+    format!("client_secret:{org_id}")
 }
 
 /// An optional GUID field: `Some(None)` when empty, `None` when invalid.

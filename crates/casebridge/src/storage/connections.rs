@@ -54,6 +54,8 @@ pub struct Connection {
     pub default_group_id: Option<String>,
     pub resolved_status_id: Option<String>,
     pub create_case_only_on_handoff: bool,
+    /// Create a Creatio Contact when none matches the customer's e-mail or phone.
+    pub create_missing_contacts: bool,
     pub technical_user_id: Option<String>,
     pub last_check_at: Option<i64>,
     pub last_check_report: Option<String>,
@@ -64,11 +66,12 @@ pub struct Connection {
 const COLUMNS: &str = "org_id, status, status_detail, instance_url, identity_service_url, \
     client_id, client_secret_sealed, client_secret_last4, default_owner_id, default_group_id, \
     resolved_status_id, create_case_only_on_handoff, technical_user_id, last_check_at, \
-    last_check_report, created_at, updated_at";
+    last_check_report, created_at, updated_at, create_missing_contacts";
 
 fn from_row(r: sqlx::any::AnyRow) -> Result<Connection> {
     let status: String = r.try_get("status")?;
     let handoff: i64 = r.try_get("create_case_only_on_handoff")?;
+    let create_contacts: i64 = r.try_get("create_missing_contacts")?;
     Ok(Connection {
         org_id: r.try_get("org_id")?,
         status: Status::parse(&status)?,
@@ -82,6 +85,7 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<Connection> {
         default_group_id: r.try_get("default_group_id")?,
         resolved_status_id: r.try_get("resolved_status_id")?,
         create_case_only_on_handoff: handoff != 0,
+        create_missing_contacts: create_contacts != 0,
         technical_user_id: r.try_get("technical_user_id")?,
         last_check_at: r.try_get("last_check_at")?,
         last_check_report: r.try_get("last_check_report")?,
@@ -104,7 +108,7 @@ pub async fn get(db: &Db, org_id: &str) -> Result<Option<Connection>> {
 pub async fn save(db: &Db, c: &Connection) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO creatio_connections ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (org_id) DO UPDATE SET status = excluded.status, \
          status_detail = excluded.status_detail, instance_url = excluded.instance_url, \
          identity_service_url = excluded.identity_service_url, client_id = excluded.client_id, \
@@ -114,7 +118,8 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
          resolved_status_id = excluded.resolved_status_id, \
          create_case_only_on_handoff = excluded.create_case_only_on_handoff, \
          technical_user_id = excluded.technical_user_id, last_check_at = excluded.last_check_at, \
-         last_check_report = excluded.last_check_report, updated_at = excluded.updated_at"
+         last_check_report = excluded.last_check_report, updated_at = excluded.updated_at, \
+         create_missing_contacts = excluded.create_missing_contacts"
     ))
     .bind(&c.org_id)
     .bind(c.status.as_str())
@@ -133,6 +138,7 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
     .bind(&c.last_check_report)
     .bind(c.created_at)
     .bind(c.updated_at)
+    .bind(i64::from(c.create_missing_contacts))
     .execute(db.pool())
     .await?;
     Ok(())
@@ -162,8 +168,8 @@ pub async fn record_check(
     Ok(())
 }
 
-/// Disconnects: the credentials are deleted and every webhook token revoked
-/// in one transaction. Settings that are not secrets stay, so reconnecting
+/// Disconnects: the credentials are deleted, every webhook token revoked
+/// and pending jobs cancelled (kept) in one transaction. Settings that are not secrets stay, so reconnecting
 /// means typing the credentials only. Returns false when there was nothing
 /// to disconnect.
 pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
@@ -183,6 +189,29 @@ pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
         .bind(org_id)
         .execute(&mut *tx)
         .await?;
+    let cancelled = super::sync::cancel_pending_jobs(&mut tx, org_id).await?;
     tx.commit().await?;
+    if cancelled > 0 {
+        tracing::info!(
+            org_id,
+            cancelled,
+            "Cancelled the org's pending sync jobs (kept, not deleted)."
+        );
+    }
     Ok(done.rows_affected() == 1)
+}
+
+/// Sets the status (e.g. the sync pausing an org on dead credentials).
+pub async fn record_status(db: &Db, org_id: &str, status: Status, detail: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE creatio_connections SET status = $1, status_detail = $2, updated_at = $3 \
+         WHERE org_id = $4 AND status <> 'disconnected'",
+    )
+    .bind(status.as_str())
+    .bind(detail)
+    .bind(now_ms())
+    .bind(org_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
 }

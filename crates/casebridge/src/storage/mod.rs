@@ -8,6 +8,7 @@
 
 pub mod connections;
 pub mod orgs;
+pub mod sync;
 pub mod webhook_tokens;
 
 use std::str::FromStr;

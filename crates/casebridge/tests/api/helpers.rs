@@ -143,6 +143,12 @@ impl TestApp {
             ai_base_url: None,
             ai_model: None,
             ai_api_key: None,
+            // Quick retries, so outage tests finish in seconds.
+            sync_policy: casebridge::sync::worker::Policy {
+                base_delay_ms: 100,
+                max_delay_ms: 1_000,
+                ..Default::default()
+            },
         };
         let running = casebridge::server::start(config)
             .await
@@ -244,6 +250,34 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
+    }
+
+    /// Sends events with `key`; they must be accepted.
+    pub async fn send(&self, key: &str, events: Value) -> Value {
+        let (status, body) = self.post("/v1/events", key, events).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body
+    }
+
+    /// Waits until the conversation has no job left to run, and returns it.
+    pub async fn settled(&self, key: &str, conversation_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (status, body) = self
+                .get(&format!("/v1/conversations/{conversation_id}"), key)
+                .await;
+            let busy = status != StatusCode::OK
+                || body["jobs"].get("pending").is_some()
+                || body["jobs"].get("running").is_some();
+            if !busy {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "conversation {conversation_id} never settled: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Changes the emulator's OAuth client through its operator API.

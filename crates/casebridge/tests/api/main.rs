@@ -6,3 +6,4 @@ mod helpers;
 
 mod connection;
 mod orgs;
+mod sync;

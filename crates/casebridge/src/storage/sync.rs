@@ -1,0 +1,593 @@
+//! The sync engine's tables: conversations, events, messages, jobs (the
+//! outbox), the timeline and the records written to Creatio.
+//!
+//! Ingest writes an event, its message and its job in the caller's
+//! transaction; workers claim jobs so that a conversation's jobs run one at
+//! a time in `seq` order while different conversations run in parallel, on
+//! one process or several sharing a PostgreSQL database. A claim is an
+//! `UPDATE … WHERE state = 'pending'` that only one claimant can win, so no
+//! job runs twice at once; a crashed claimant's lease expires and the job
+//! runs again (its Creatio writes are idempotent by deterministic ids).
+
+use sqlx::{Any, Row, Transaction};
+
+use super::{now_ms, Db, Result};
+
+pub type Tx<'a> = Transaction<'a, Any>;
+
+/// A conversation as stored.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub org_id: String,
+    pub id: String,
+    pub channel: String,
+    pub url: Option<String>,
+    pub contact_name: Option<String>,
+    pub contact_email: Option<String>,
+    pub contact_phone: Option<String>,
+    pub state: String,
+    pub case_id: String,
+    pub case_created: bool,
+    pub case_number: Option<String>,
+    pub creatio_contact_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CONVERSATION_COLUMNS: &str = "org_id, id, channel, url, contact_name, contact_email, \
+    contact_phone, state, case_id, case_created, case_number, creatio_contact_id, created_at, updated_at";
+
+fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
+    let created: i64 = r.try_get("case_created")?;
+    Ok(Conversation {
+        org_id: r.try_get("org_id")?,
+        id: r.try_get("id")?,
+        channel: r.try_get("channel")?,
+        url: r.try_get("url")?,
+        contact_name: r.try_get("contact_name")?,
+        contact_email: r.try_get("contact_email")?,
+        contact_phone: r.try_get("contact_phone")?,
+        state: r.try_get("state")?,
+        case_id: r.try_get("case_id")?,
+        case_created: created != 0,
+        case_number: r.try_get("case_number")?,
+        creatio_contact_id: r.try_get("creatio_contact_id")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+/// The conversation fields an event carries.
+pub struct ConversationIn<'a> {
+    pub id: &'a str,
+    pub channel: &'a str,
+    pub url: Option<&'a str>,
+    pub contact_name: Option<&'a str>,
+    pub contact_email: Option<&'a str>,
+    pub contact_phone: Option<&'a str>,
+    pub case_id: &'a str,
+}
+
+/// Records an event id; false when the org has seen it already.
+pub async fn insert_event(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    id: &str,
+    conversation_id: &str,
+    kind: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO events (org_id, id, conversation_id, type, received_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id, id) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(id)
+    .bind(conversation_id)
+    .bind(kind)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Creates or refreshes the conversation and takes its next job position.
+/// The row update serialises concurrent ingests of one conversation.
+pub async fn upsert_conversation(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    c: &ConversationIn<'_>,
+) -> Result<i64> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO conversations (org_id, id, channel, url, contact_name, contact_email, contact_phone, \
+         state, next_seq, case_id, case_created, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', 0, $8, 0, $9, $9) \
+         ON CONFLICT (org_id, id) DO UPDATE SET \
+         url = COALESCE(excluded.url, conversations.url), \
+         contact_name = COALESCE(excluded.contact_name, conversations.contact_name), \
+         contact_email = COALESCE(excluded.contact_email, conversations.contact_email), \
+         contact_phone = COALESCE(excluded.contact_phone, conversations.contact_phone), \
+         updated_at = excluded.updated_at",
+    )
+    .bind(org_id)
+    .bind(c.id)
+    .bind(c.channel)
+    .bind(c.url)
+    .bind(c.contact_name)
+    .bind(c.contact_email)
+    .bind(c.contact_phone)
+    .bind(c.case_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query(
+        "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
+    )
+    .bind(org_id)
+    .bind(c.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get("next_seq")?)
+}
+
+pub struct MessageIn<'a> {
+    pub id: &'a str,
+    pub seq: i64,
+    pub role: &'a str,
+    pub text: &'a str,
+    pub attachments: Option<&'a str>,
+    pub occurred_at: i64,
+    pub activity_id: &'a str,
+}
+
+/// Stores a message; false when the conversation has it already.
+pub async fn insert_message(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    conversation_id: &str,
+    m: &MessageIn<'_>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO messages (org_id, conversation_id, id, seq, role, text, attachments, occurred_at, activity_id, written) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0) ON CONFLICT (org_id, conversation_id, id) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(m.id)
+    .bind(m.seq)
+    .bind(m.role)
+    .bind(m.text)
+    .bind(m.attachments)
+    .bind(m.occurred_at)
+    .bind(m.activity_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert_job(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    conversation_id: &str,
+    seq: i64,
+    kind: &str,
+    payload: &str,
+) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO jobs (id, org_id, conversation_id, seq, kind, payload, state, attempts, run_after, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(seq)
+    .bind(kind)
+    .bind(payload)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Appends to a conversation's timeline (inside a transaction or not).
+pub async fn add_timeline<'e, E: sqlx::Executor<'e, Database = Any>>(
+    exec: E,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    summary: &str,
+    attempts: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO timeline (id, org_id, conversation_id, at, kind, summary, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(summary)
+    .bind(attempts)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_conversation(db: &Db, org_id: &str, id: &str) -> Result<Option<Conversation>> {
+    let row = sqlx::query(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(conversation_from).transpose()
+}
+
+pub async fn set_conversation_contact(
+    db: &Db,
+    org_id: &str,
+    id: &str,
+    contact_id: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE conversations SET creatio_contact_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
+        .bind(contact_id)
+        .bind(now_ms())
+        .bind(org_id)
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_case_created(
+    db: &Db,
+    org_id: &str,
+    id: &str,
+    number: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET case_created = 1, case_number = COALESCE($1, case_number), updated_at = $2 \
+         WHERE org_id = $3 AND id = $4",
+    )
+    .bind(number)
+    .bind(now_ms())
+    .bind(org_id)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET state = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
+    )
+    .bind(state)
+    .bind(now_ms())
+    .bind(org_id)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub seq: i64,
+    pub role: String,
+    pub text: String,
+    pub attachments: Option<String>,
+    pub occurred_at: i64,
+    pub activity_id: String,
+}
+
+/// Messages not yet written to Creatio, up to `seq`, in order.
+pub async fn unwritten_messages(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    up_to_seq: i64,
+) -> Result<Vec<Message>> {
+    let rows = sqlx::query(
+        "SELECT id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
+         WHERE org_id = $1 AND conversation_id = $2 AND written = 0 AND seq <= $3 ORDER BY seq",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(up_to_seq)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Message {
+                id: r.try_get("id")?,
+                seq: r.try_get("seq")?,
+                role: r.try_get("role")?,
+                text: r.try_get("text")?,
+                attachments: r.try_get("attachments")?,
+                occurred_at: r.try_get("occurred_at")?,
+                activity_id: r.try_get("activity_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Whether the conversation has any message already written (the first
+/// activity carries the deep link).
+pub async fn any_message_written(db: &Db, org_id: &str, conversation_id: &str) -> Result<bool> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE org_id = $1 AND conversation_id = $2 AND written = 1")
+        .bind(org_id)
+        .bind(conversation_id)
+        .fetch_one(db.pool())
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+/// The first customer message's text, for the case subject.
+pub async fn first_customer_text(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT text FROM messages WHERE org_id = $1 AND conversation_id = $2 AND role = 'customer' ORDER BY seq LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|r| r.try_get("text")).transpose()?)
+}
+
+/// Marks a message written and remembers its activity for the echo guard.
+pub async fn mark_written(db: &Db, org_id: &str, conversation_id: &str, m: &Message) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id = $3",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(&m.id)
+    .execute(&mut *tx)
+    .await?;
+    remember_in(
+        &mut tx,
+        org_id,
+        &m.activity_id,
+        "Activity",
+        Some(conversation_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn remember_in(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    record_id: &str,
+    entity: &str,
+    conversation_id: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO written_records (org_id, record_id, entity, conversation_id, written_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (org_id, record_id) DO NOTHING",
+    )
+    .bind(org_id)
+    .bind(record_id)
+    .bind(entity)
+    .bind(conversation_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Remembers a record casebridge wrote (the echo guard's memory).
+pub async fn remember_written(
+    db: &Db,
+    org_id: &str,
+    record_id: &str,
+    entity: &str,
+    conversation_id: Option<&str>,
+) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    remember_in(&mut tx, org_id, record_id, entity, conversation_id).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub org_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Claims the next runnable job: pending, due, of an active org, and the
+/// first unfinished job of its conversation.
+pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Job>> {
+    let now = now_ms();
+    let candidates = sqlx::query(
+        "SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
+         WHERE j.state = 'pending' AND j.run_after <= $1 AND NOT EXISTS ( \
+           SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
+           AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
+         ORDER BY j.run_after, j.seq LIMIT 16",
+    )
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    for c in candidates {
+        let id: String = c.try_get("id")?;
+        let claimed = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'pending' \
+             RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at",
+        )
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(&id)
+        .fetch_optional(db.pool())
+        .await?;
+        if let Some(r) = claimed {
+            return Ok(Some(Job {
+                id: r.try_get("id")?,
+                org_id: r.try_get("org_id")?,
+                conversation_id: r.try_get("conversation_id")?,
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Returns jobs whose claimant died (lease expired) to the queue.
+pub async fn release_expired_leases(db: &Db) -> Result<u64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'pending', locked_until = NULL, updated_at = $1 WHERE state = 'running' AND locked_until < $1",
+    )
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn finish_job(db: &Db, id: &str) -> Result<()> {
+    sqlx::query("UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Puts a job back to run after `run_after`. `keep_attempt` false gives the
+/// attempt back (the org was paused: the job did not really fail).
+pub async fn retry_job(
+    db: &Db,
+    id: &str,
+    run_after: i64,
+    error: &str,
+    keep_attempt: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'pending', locked_until = NULL, run_after = $1, last_error = $2, \
+         attempts = attempts - $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(run_after)
+    .bind(error)
+    .bind(i64::from(!keep_attempt))
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a job; it stays, visible, as `dead`.
+pub async fn kill_job(db: &Db, id: &str, error: &str) -> Result<()> {
+    sqlx::query("UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3")
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The circuit breaker: holds every pending job of the org until `until`.
+pub async fn hold_org(db: &Db, org_id: &str, until: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET run_after = $1, updated_at = $2 WHERE org_id = $3 AND state = 'pending' AND run_after < $1",
+    )
+    .bind(until)
+    .bind(now_ms())
+    .bind(org_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Disconnect: pending jobs are cancelled and kept.
+pub async fn cancel_pending_jobs(tx: &mut Tx<'_>, org_id: &str) -> Result<u64> {
+    let done = sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE org_id = $2 AND state = 'pending'")
+        .bind(now_ms())
+        .bind(org_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Jobs of a conversation by state.
+pub async fn job_counts(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM jobs WHERE org_id = $1 AND conversation_id = $2 GROUP BY state ORDER BY state",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+}
+
+pub struct TimelineEntry {
+    pub at: i64,
+    pub kind: String,
+    pub summary: String,
+    pub attempts: Option<i64>,
+}
+
+pub async fn timeline(db: &Db, org_id: &str, conversation_id: &str) -> Result<Vec<TimelineEntry>> {
+    let rows = sqlx::query(
+        "SELECT at, kind, summary, attempts FROM timeline WHERE org_id = $1 AND conversation_id = $2 ORDER BY id",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(TimelineEntry {
+                at: r.try_get("at")?,
+                kind: r.try_get("kind")?,
+                summary: r.try_get("summary")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect()
+}
+
+/// How many messages a conversation has, and how many reached Creatio.
+pub async fn message_counts(db: &Db, org_id: &str, conversation_id: &str) -> Result<(i64, i64)> {
+    // COUNT, not SUM: PostgreSQL sums BIGINT as NUMERIC, which `Any` cannot read.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS total, COUNT(CASE WHEN written = 1 THEN 1 END) AS written \
+         FROM messages WHERE org_id = $1 AND conversation_id = $2",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get("total")?, row.try_get("written")?))
+}

@@ -1,0 +1,533 @@
+//! `POST /v1/events`: what the chat platform sends, validated so that every
+//! mistake gets a 400 naming the field, and ingested in one transaction.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::storage::sync::{self, ConversationIn, MessageIn, Tx};
+use crate::storage::Result as StorageResult;
+
+/// At most this many events per request.
+pub const MAX_EVENTS: usize = 1000;
+/// Longest message text accepted (characters).
+pub const MAX_TEXT: usize = 100_000;
+const MAX_ID: usize = 200;
+
+#[derive(Debug, Deserialize)]
+pub struct EventIn {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    pub conversation: ConversationJson,
+    #[serde(default)]
+    pub message: Option<MessageJson>,
+    #[serde(default)]
+    pub handoff: Option<HandoffJson>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConversationJson {
+    pub id: String,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub contact: Option<ContactJson>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContactJson {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessageJson {
+    pub id: String,
+    pub role: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentJson>,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct AttachmentJson {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone)]
+pub struct HandoffJson {
+    pub summary: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub sentiment: Option<String>,
+}
+
+/// What a job needs to know about its event.
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobPayload {
+    Message {
+        event_id: String,
+        message_id: String,
+    },
+    Handoff {
+        event_id: String,
+        handoff: HandoffJson,
+    },
+    Resolve {
+        event_id: String,
+    },
+}
+
+impl JobPayload {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobPayload::Message { .. } => "message",
+            JobPayload::Handoff { .. } => "handoff",
+            JobPayload::Resolve { .. } => "resolve",
+        }
+    }
+}
+
+/// A field problem: where, and what to do.
+#[derive(Debug, Clone)]
+pub struct Invalid {
+    pub path: String,
+    pub message: String,
+}
+
+/// An event that passed validation.
+#[derive(Debug)]
+pub struct Event {
+    pub raw: EventIn,
+    pub occurred_at: DateTime<Utc>,
+    pub channel: String,
+}
+
+fn check_id(path: &str, value: &str, errors: &mut Vec<Invalid>) {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > MAX_ID || v.chars().any(char::is_control) {
+        errors.push(Invalid {
+            path: path.into(),
+            message: format!("must be 1 to {MAX_ID} printable characters"),
+        });
+    }
+}
+
+fn check_len(path: &str, value: Option<&str>, max: usize, errors: &mut Vec<Invalid>) {
+    if let Some(v) = value {
+        if v.chars().count() > max {
+            errors.push(Invalid {
+                path: path.into(),
+                message: format!("is longer than {max} characters"),
+            });
+        }
+    }
+}
+
+fn check_url(path: &str, value: Option<&str>, errors: &mut Vec<Invalid>) {
+    if let Some(v) = value {
+        let ok = reqwest::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok || v.len() > 2000 {
+            errors.push(Invalid {
+                path: path.into(),
+                message: format!("must be an http(s) URL of at most 2000 characters, got {v:?}"),
+            });
+        }
+    }
+}
+
+/// Validates one event; `at` is its place in the request (`events[3]`).
+pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
+    let mut errors = Vec::new();
+    check_id(&format!("{at}.id"), &e.id, &mut errors);
+    check_id(
+        &format!("{at}.conversation.id"),
+        &e.conversation.id,
+        &mut errors,
+    );
+    let channel = e
+        .conversation
+        .channel
+        .as_deref()
+        .unwrap_or("web")
+        .trim()
+        .to_ascii_lowercase();
+    if channel.is_empty()
+        || channel.len() > 32
+        || !channel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        errors.push(Invalid {
+            path: format!("{at}.conversation.channel"),
+            message: "must be a short word such as web, email, phone, whatsapp or sms".into(),
+        });
+    }
+    check_url(
+        &format!("{at}.conversation.url"),
+        e.conversation.url.as_deref(),
+        &mut errors,
+    );
+    if let Some(c) = &e.conversation.contact {
+        check_len(
+            &format!("{at}.conversation.contact.name"),
+            c.name.as_deref(),
+            250,
+            &mut errors,
+        );
+        check_len(
+            &format!("{at}.conversation.contact.phone"),
+            c.phone.as_deref(),
+            50,
+            &mut errors,
+        );
+        if let Some(email) = c.email.as_deref() {
+            let parts: Vec<&str> = email.trim().split('@').collect();
+            if parts.len() != 2
+                || parts[0].is_empty()
+                || !parts[1].contains('.')
+                || email.len() > 250
+            {
+                errors.push(Invalid {
+                    path: format!("{at}.conversation.contact.email"),
+                    message: format!("{email:?} is not an e-mail address"),
+                });
+            }
+        }
+    }
+    let occurred_at = match e.occurred_at.as_deref() {
+        None => Utc::now(),
+        Some(t) => match DateTime::parse_from_rfc3339(t) {
+            Ok(d) => d.with_timezone(&Utc),
+            Err(_) => {
+                errors.push(Invalid {
+                    path: format!("{at}.occurred_at"),
+                    message: format!("{t:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"),
+                });
+                Utc::now()
+            }
+        },
+    };
+    match e.kind.as_str() {
+        "message.created" => match &e.message {
+            None => errors.push(Invalid {
+                path: format!("{at}.message"),
+                message: "is required for message.created".into(),
+            }),
+            Some(m) => {
+                check_id(&format!("{at}.message.id"), &m.id, &mut errors);
+                if !matches!(m.role.as_str(), "customer" | "ai" | "agent") {
+                    errors.push(Invalid {
+                        path: format!("{at}.message.role"),
+                        message: format!("{:?} is not a role; use customer, ai or agent", m.role),
+                    });
+                }
+                if m.text.trim().is_empty() && m.attachments.is_empty() {
+                    errors.push(Invalid {
+                        path: format!("{at}.message.text"),
+                        message: "is empty; a message needs text or attachments".into(),
+                    });
+                }
+                check_len(&format!("{at}.message.text"), Some(&m.text), MAX_TEXT, &mut errors);
+                if m.attachments.len() > 50 {
+                    errors.push(Invalid {
+                        path: format!("{at}.message.attachments"),
+                        message: "has more than 50 attachments".into(),
+                    });
+                }
+                for (i, a) in m.attachments.iter().enumerate() {
+                    check_len(&format!("{at}.message.attachments[{i}].name"), Some(&a.name), 250, &mut errors);
+                    check_url(&format!("{at}.message.attachments[{i}].url"), Some(&a.url), &mut errors);
+                }
+            }
+        },
+        "conversation.handoff" => match &e.handoff {
+            None => errors.push(Invalid {
+                path: format!("{at}.handoff"),
+                message: "is required for conversation.handoff (summary, reason, optional language and sentiment)".into(),
+            }),
+            Some(h) => {
+                if h.summary.trim().is_empty() {
+                    errors.push(Invalid {
+                        path: format!("{at}.handoff.summary"),
+                        message: "is empty; summarise the conversation for the agent".into(),
+                    });
+                }
+                check_len(&format!("{at}.handoff.summary"), Some(&h.summary), 20_000, &mut errors);
+                check_len(&format!("{at}.handoff.reason"), Some(&h.reason), 2_000, &mut errors);
+                check_len(&format!("{at}.handoff.language"), h.language.as_deref(), 50, &mut errors);
+                check_len(&format!("{at}.handoff.sentiment"), h.sentiment.as_deref(), 50, &mut errors);
+            }
+        },
+        "conversation.resolved" => {}
+        other => errors.push(Invalid {
+            path: format!("{at}.type"),
+            message: format!("{other:?} is not an event type; use message.created, conversation.handoff or conversation.resolved"),
+        }),
+    }
+    if errors.is_empty() {
+        Ok(Event {
+            raw: e,
+            occurred_at,
+            channel,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses a request body: one event or an array of them.
+pub fn parse_body(body: &Value) -> Result<Vec<Event>, Vec<Invalid>> {
+    let items: Vec<(String, &Value)> = match body {
+        Value::Array(a) if a.is_empty() => {
+            return Err(vec![Invalid {
+                path: "events".into(),
+                message: "the array is empty; send at least one event".into(),
+            }])
+        }
+        Value::Array(a) if a.len() > MAX_EVENTS => {
+            return Err(vec![Invalid {
+                path: "events".into(),
+                message: format!(
+                    "{} events in one request; send at most {MAX_EVENTS}",
+                    a.len()
+                ),
+            }])
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("events[{i}]"), v))
+            .collect(),
+        Value::Object(_) => vec![("event".to_string(), body)],
+        _ => {
+            return Err(vec![Invalid {
+                path: "event".into(),
+                message: "the body must be an event object or an array of events".into(),
+            }])
+        }
+    };
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (at, v) in items {
+        match serde_path_to_error::deserialize::<_, EventIn>(v) {
+            Err(e) => errors.push(Invalid {
+                path: format!("{at}.{}", e.path())
+                    .replace(".?", "")
+                    .trim_end_matches('.')
+                    .to_string(),
+                message: e.into_inner().to_string(),
+            }),
+            Ok(raw) => match validate(&at, raw) {
+                Ok(ev) => events.push(ev),
+                Err(mut es) => errors.append(&mut es),
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The outcome of ingesting one event.
+#[derive(Debug, serde::Serialize)]
+pub struct Ingested {
+    pub id: String,
+    /// `accepted`, or `duplicate` for an event id seen before.
+    pub status: &'static str,
+}
+
+/// Writes one event, its message and its job inside `tx`.
+pub async fn ingest(tx: &mut Tx<'_>, org_id: &str, e: &Event) -> StorageResult<Ingested> {
+    let raw = &e.raw;
+    if !sync::insert_event(tx, org_id, &raw.id, &raw.conversation.id, &raw.kind).await? {
+        return Ok(Ingested {
+            id: raw.id.clone(),
+            status: "duplicate",
+        });
+    }
+    let contact = raw.conversation.contact.as_ref();
+    let case_id = super::case_id(org_id, &raw.conversation.id).to_string();
+    let seq = sync::upsert_conversation(
+        tx,
+        org_id,
+        &ConversationIn {
+            id: &raw.conversation.id,
+            channel: &e.channel,
+            url: raw.conversation.url.as_deref(),
+            contact_name: contact
+                .and_then(|c| c.name.as_deref())
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+            contact_email: contact
+                .and_then(|c| c.email.as_deref())
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+            contact_phone: contact
+                .and_then(|c| c.phone.as_deref())
+                .map(str::trim)
+                .filter(|s| !s.is_empty()),
+            case_id: &case_id,
+        },
+    )
+    .await?;
+    let (payload, summary) = match raw.kind.as_str() {
+        "message.created" => {
+            let m = raw.message.as_ref().expect("validated");
+            let attachments = (!m.attachments.is_empty())
+                .then(|| serde_json::to_string(&m.attachments).unwrap_or_default());
+            let activity_id = super::activity_id(org_id, &raw.conversation.id, &m.id).to_string();
+            let fresh = sync::insert_message(
+                tx,
+                org_id,
+                &raw.conversation.id,
+                &MessageIn {
+                    id: &m.id,
+                    seq,
+                    role: &m.role,
+                    text: &m.text,
+                    attachments: attachments.as_deref(),
+                    occurred_at: e.occurred_at.timestamp_millis(),
+                    activity_id: &activity_id,
+                },
+            )
+            .await?;
+            if !fresh {
+                // Same message under a new event id: nothing more to write.
+                sync::add_timeline(
+                    &mut **tx,
+                    org_id,
+                    &raw.conversation.id,
+                    "event",
+                    &format!("Event {} repeats message {}; ignored", raw.id, m.id),
+                    None,
+                )
+                .await?;
+                return Ok(Ingested {
+                    id: raw.id.clone(),
+                    status: "accepted",
+                });
+            }
+            (
+                JobPayload::Message {
+                    event_id: raw.id.clone(),
+                    message_id: m.id.clone(),
+                },
+                format!("Received {} message {} (event {})", m.role, m.id, raw.id),
+            )
+        }
+        "conversation.handoff" => (
+            JobPayload::Handoff {
+                event_id: raw.id.clone(),
+                handoff: raw.handoff.clone().expect("validated"),
+            },
+            format!("Received hand-off (event {})", raw.id),
+        ),
+        _ => (
+            JobPayload::Resolve {
+                event_id: raw.id.clone(),
+            },
+            format!("Received resolution (event {})", raw.id),
+        ),
+    };
+    let payload_json = serde_json::to_string(&payload).unwrap_or_default();
+    sync::insert_job(
+        tx,
+        org_id,
+        &raw.conversation.id,
+        seq,
+        payload.kind(),
+        &payload_json,
+    )
+    .await?;
+    sync::add_timeline(
+        &mut **tx,
+        org_id,
+        &raw.conversation.id,
+        "event",
+        &summary,
+        None,
+    )
+    .await?;
+    Ok(Ingested {
+        id: raw.id.clone(),
+        status: "accepted",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn message(role: &str, text: &str) -> Value {
+        json!({"id": "e1", "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",
+               "conversation": {"id": "c1", "channel": "web", "contact": {"email": "ada@example.com"}},
+               "message": {"id": "m1", "role": role, "text": text}})
+    }
+
+    #[test]
+    fn a_valid_message_passes() {
+        let events = parse_body(&message("customer", "hello")).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].channel, "web");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_position() {
+        let body = json!([message("customer", "ok"), message("bot", "x")]);
+        let errors = parse_body(&body).unwrap_err();
+        assert_eq!(errors[0].path, "events[1].message.role");
+        assert!(errors[0].message.contains("customer, ai or agent"));
+
+        let mut wrong_type = message("customer", "x");
+        wrong_type["message"]["text"] = json!(42);
+        let errors = parse_body(&wrong_type).unwrap_err();
+        assert_eq!(errors[0].path, "event.message.text", "{errors:?}");
+
+        let mut missing = message("customer", "x");
+        missing["conversation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("id");
+        let errors = parse_body(&missing).unwrap_err();
+        assert!(
+            errors[0].message.contains("missing field `id`"),
+            "{errors:?}"
+        );
+
+        let long = "x".repeat(MAX_TEXT + 1);
+        let errors = parse_body(&message("customer", &long)).unwrap_err();
+        assert_eq!(errors[0].path, "event.message.text");
+
+        let mut bad_time = message("customer", "x");
+        bad_time["occurred_at"] = json!("yesterday");
+        assert_eq!(
+            parse_body(&bad_time).unwrap_err()[0].path,
+            "event.occurred_at"
+        );
+
+        let handoff =
+            json!({"id": "e2", "type": "conversation.handoff", "conversation": {"id": "c1"}});
+        assert_eq!(parse_body(&handoff).unwrap_err()[0].path, "event.handoff");
+        assert!(parse_body(&json!([])).is_err());
+        assert!(parse_body(&json!("x")).is_err());
+    }
+}

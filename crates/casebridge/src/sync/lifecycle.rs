@@ -1,0 +1,568 @@
+//! What each job does in Creatio (DESIGN.md §3): match or create the
+//! Contact, create the Case with its deterministic Id, write each message as
+//! an Activity in order, add the hand-off note, resolve the case.
+//!
+//! Every step is idempotent: re-running a job after a crash or a timeout
+//! finds the records it already wrote (`AlreadyExists`) and goes on.
+
+use chrono::{DateTime, Utc};
+use creatio::ids::{activity_category, activity_status, activity_type, case_origin};
+use creatio::models::{Activity, Case, Contact};
+use creatio::query::{col, Query};
+use creatio::{BatchOp, Client, Error as CreatioError};
+use uuid::Uuid;
+
+use super::events::{HandoffJson, JobPayload};
+use crate::api::Services;
+use crate::connection::Settings;
+use crate::storage::sync::{self, Conversation, Job, Message};
+use crate::storage::StorageError;
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("{0}")]
+    Creatio(#[from] CreatioError),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    /// The job cannot run and never will as it is (corrupt payload, …).
+    #[error("{0}")]
+    Permanent(String),
+    /// The org has no usable connection right now.
+    #[error("{0}")]
+    NotConnected(String),
+}
+
+/// What running a job needs.
+pub struct Context<'a> {
+    pub services: &'a Services,
+    pub settings: Settings,
+    pub client: Client,
+    pub conversation: Conversation,
+}
+
+const MAX_TITLE: usize = 250;
+
+/// Runs one claimed job.
+pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
+    let payload: JobPayload = serde_json::from_str(&job.payload)
+        .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
+    match payload {
+        JobPayload::Message { message_id, .. } => {
+            if !ctx.conversation.case_created {
+                let role = role_of(ctx, job.seq).await?;
+                if ctx.settings.create_case_only_on_handoff || role.as_deref() != Some("customer") {
+                    let why = if ctx.settings.create_case_only_on_handoff {
+                        "the case is created at hand-off"
+                    } else {
+                        "the case is created with the first customer message"
+                    };
+                    timeline(
+                        ctx,
+                        "event",
+                        &format!("Message {message_id} stored; {why}"),
+                        job,
+                    )
+                    .await;
+                    return Ok(());
+                }
+                ensure_case(ctx, job, None).await?;
+            }
+            write_messages(ctx, job).await
+        }
+        JobPayload::Handoff { event_id, handoff } => {
+            ensure_case(ctx, job, Some(&handoff)).await?;
+            write_messages(ctx, job).await?;
+            write_handoff(ctx, job, &event_id, &handoff).await?;
+            sync::set_conversation_state(
+                &ctx.services.db,
+                &job.org_id,
+                &job.conversation_id,
+                "handed_off",
+            )
+            .await?;
+            Ok(())
+        }
+        JobPayload::Resolve { .. } => resolve(ctx, job).await,
+    }
+}
+
+async fn role_of(ctx: &Context<'_>, seq: i64) -> Result<Option<String>, JobError> {
+    let pending = sync::unwritten_messages(
+        &ctx.services.db,
+        &ctx.conversation.org_id,
+        &ctx.conversation.id,
+        seq,
+    )
+    .await?;
+    Ok(pending.into_iter().find(|m| m.seq == seq).map(|m| m.role))
+}
+
+async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
+    if let Err(e) = sync::add_timeline(
+        ctx.services.db.pool(),
+        &job.org_id,
+        &job.conversation_id,
+        kind,
+        summary,
+        Some(job.attempts),
+    )
+    .await
+    {
+        tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e, "Could not write the timeline.");
+    }
+}
+
+fn first_line(text: &str, max: usize) -> String {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    truncate(line, max)
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn origin(channel: &str) -> Uuid {
+    match channel {
+        "email" => case_origin::EMAIL,
+        "phone" | "call" | "voice" => case_origin::CALL,
+        "whatsapp" | "sms" | "messenger" | "telegram" | "instagram" | "facebook" => {
+            case_origin::SOCIAL_NETWORKS
+        }
+        _ => case_origin::CHAT,
+    }
+}
+
+/// Finds the customer's Contact by e-mail, then phone; creates it (with a
+/// deterministic Id) when allowed and none matches.
+async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>, JobError> {
+    if let Some(id) = ctx
+        .conversation
+        .creatio_contact_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+    {
+        return Ok(Some(id));
+    }
+    let c = ctx.conversation.clone();
+    let mut found = None;
+    if let Some(email) = c.contact_email.as_deref() {
+        let hits: Vec<Contact> = ctx
+            .client
+            .list(
+                Query::new()
+                    .select(["Id"])
+                    .filter(col("Email").eq(email))
+                    .order_by_asc("CreatedOn")
+                    .top(1),
+            )
+            .await?;
+        found = hits.into_iter().next().and_then(|h| h.id);
+    }
+    if found.is_none() {
+        if let Some(phone) = c.contact_phone.as_deref() {
+            let hits: Vec<Contact> = ctx
+                .client
+                .list(
+                    Query::new()
+                        .select(["Id"])
+                        .filter(col("Phone").eq(phone).or(col("MobilePhone").eq(phone)))
+                        .order_by_asc("CreatedOn")
+                        .top(1),
+                )
+                .await?;
+            found = hits.into_iter().next().and_then(|h| h.id);
+        }
+    }
+    let key = c
+        .contact_email
+        .as_deref()
+        .map(|e| format!("email:{}", e.to_ascii_lowercase()))
+        .or_else(|| c.contact_phone.as_deref().map(|p| format!("phone:{p}")));
+    let id = match (found, key) {
+        (Some(id), _) => {
+            timeline(
+                ctx,
+                "creatio",
+                &format!("Matched Creatio contact {id}"),
+                job,
+            )
+            .await;
+            Some(id)
+        }
+        (None, Some(key)) if ctx.settings.create_missing_contacts => {
+            let id = super::contact_id(&job.org_id, &key);
+            let contact = Contact {
+                id: Some(id),
+                name: Some(truncate(
+                    c.contact_name
+                        .as_deref()
+                        .or(c.contact_email.as_deref())
+                        .or(c.contact_phone.as_deref())
+                        .unwrap_or("Customer"),
+                    250,
+                )),
+                email: c.contact_email.clone(),
+                phone: c.contact_phone.clone(),
+                ..Default::default()
+            };
+            match ctx.client.create(&contact).await {
+                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            sync::remember_written(
+                &ctx.services.db,
+                &job.org_id,
+                &id.to_string(),
+                "Contact",
+                Some(&job.conversation_id),
+            )
+            .await?;
+            timeline(
+                ctx,
+                "creatio",
+                &format!("Created Creatio contact {id}"),
+                job,
+            )
+            .await;
+            Some(id)
+        }
+        _ => None,
+    };
+    if let Some(id) = id {
+        sync::set_conversation_contact(
+            &ctx.services.db,
+            &job.org_id,
+            &job.conversation_id,
+            &id.to_string(),
+        )
+        .await?;
+        ctx.conversation.creatio_contact_id = Some(id.to_string());
+    }
+    Ok(id)
+}
+
+fn symptoms(c: &Conversation, lead: &str) -> String {
+    let mut s = truncate(lead.trim(), 4000);
+    s.push_str(&format!("\n\nConversation: {}", c.id));
+    if let Some(url) = &c.url {
+        s.push_str(&format!("\nView conversation: {url}"));
+    }
+    s
+}
+
+/// Creates the conversation's case unless it exists.
+async fn ensure_case(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    handoff: Option<&HandoffJson>,
+) -> Result<(), JobError> {
+    if ctx.conversation.case_created {
+        return Ok(());
+    }
+    let contact_id = ensure_contact(ctx, job).await?;
+    let c = ctx.conversation.clone();
+    let first =
+        sync::first_customer_text(&ctx.services.db, &job.org_id, &job.conversation_id).await?;
+    let subject = match first
+        .as_deref()
+        .map(|t| first_line(t, MAX_TITLE))
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s,
+        None => format!("Conversation {} ({})", c.id, c.channel),
+    };
+    let lead = handoff
+        .map(|h| h.summary.clone())
+        .or(first)
+        .unwrap_or_default();
+    let case_id = Uuid::parse_str(&c.case_id)
+        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let case = Case {
+        id: Some(case_id),
+        subject: Some(subject),
+        symptoms: Some(symptoms(&c, &lead)),
+        origin_id: Some(origin(&c.channel)),
+        contact_id,
+        owner_id: ctx.settings.default_owner_id,
+        group_id: ctx.settings.default_group_id,
+        ..Default::default()
+    };
+    let number = match ctx.client.create(&case).await {
+        Ok(created) => created.number,
+        Err(CreatioError::AlreadyExists { .. }) => {
+            let existing: Case = ctx.client.get(case_id).await?;
+            existing.number
+        }
+        Err(e) => return Err(e.into()),
+    };
+    sync::remember_written(
+        &ctx.services.db,
+        &job.org_id,
+        &c.case_id,
+        "Case",
+        Some(&c.id),
+    )
+    .await?;
+    sync::mark_case_created(&ctx.services.db, &job.org_id, &c.id, number.as_deref()).await?;
+    ctx.conversation.case_created = true;
+    ctx.conversation.case_number = number.clone();
+    timeline(
+        ctx,
+        "creatio",
+        &format!(
+            "Created case {} ({case_id})",
+            number.as_deref().unwrap_or("?")
+        ),
+        job,
+    )
+    .await;
+    Ok(())
+}
+
+fn activity_for(
+    c: &Conversation,
+    m: &Message,
+    contact_id: Option<Uuid>,
+    case_id: Uuid,
+    first: bool,
+) -> Activity {
+    let label = match m.role.as_str() {
+        "customer" => "Customer",
+        "ai" => "AI",
+        _ => "Agent",
+    };
+    let mut notes = m.text.clone();
+    if let Some(a) = m
+        .attachments
+        .as_deref()
+        .and_then(|a| serde_json::from_str::<Vec<super::events::AttachmentJson>>(a).ok())
+    {
+        notes.push_str("\n\nAttachments:");
+        for att in a {
+            notes.push_str(&format!("\n- {}: {}", att.name, att.url));
+        }
+    }
+    if first {
+        if let Some(url) = &c.url {
+            notes.push_str(&format!("\n\nView conversation: {url}"));
+        }
+    }
+    let at: DateTime<Utc> = DateTime::from_timestamp_millis(m.occurred_at).unwrap_or_else(Utc::now);
+    let line = first_line(&m.text, MAX_TITLE - label.len() - 2);
+    Activity {
+        id: Uuid::parse_str(&m.activity_id).ok(),
+        title: Some(if line.is_empty() {
+            format!("{label}: (attachment)")
+        } else {
+            format!("{label}: {line}")
+        }),
+        notes: Some(notes),
+        type_id: Some(activity_type::TASK),
+        activity_category_id: Some(activity_category::TODO),
+        status_id: Some(activity_status::COMPLETED),
+        case_id: Some(case_id),
+        contact_id,
+        start_date: Some(at),
+        due_date: Some(at),
+        ..Default::default()
+    }
+}
+
+/// Writes the conversation's unwritten messages up to the job, in order;
+/// several at once go as one `$batch`.
+async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
+    let db = &ctx.services.db;
+    let pending = sync::unwritten_messages(db, &job.org_id, &job.conversation_id, job.seq).await?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let c = ctx.conversation.clone();
+    let case_id = Uuid::parse_str(&c.case_id)
+        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let contact_id = c
+        .creatio_contact_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let mut first = !sync::any_message_written(db, &job.org_id, &job.conversation_id).await?;
+    let activities: Vec<Activity> = pending
+        .iter()
+        .map(|m| {
+            let a = activity_for(&c, m, contact_id, case_id, first);
+            first = false;
+            a
+        })
+        .collect();
+    if activities.len() == 1 {
+        match ctx.client.create(&activities[0]).await {
+            Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[0]).await?;
+    } else {
+        let ops: Vec<BatchOp> = activities
+            .iter()
+            .map(BatchOp::create)
+            .collect::<Result<_, _>>()?;
+        // Stop at the first failure: later activities must not overtake it.
+        let results = ctx.client.batch_with(&ops, false).await;
+        for (m, r) in pending.iter().zip(results) {
+            match r {
+                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {
+                    sync::mark_written(db, &job.org_id, &job.conversation_id, m).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let summary = if pending.len() == 1 {
+        format!(
+            "Wrote activity {} for message {}",
+            pending[0].activity_id, pending[0].id
+        )
+    } else {
+        format!(
+            "Wrote {} activities (messages {} to {}) in one $batch",
+            pending.len(),
+            pending[0].id,
+            pending[pending.len() - 1].id
+        )
+    };
+    timeline(ctx, "creatio", &summary, job).await;
+    Ok(())
+}
+
+async fn write_handoff(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    event_id: &str,
+    h: &HandoffJson,
+) -> Result<(), JobError> {
+    let c = ctx.conversation.clone();
+    let case_id = Uuid::parse_str(&c.case_id)
+        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let note_id = super::handoff_note_id(&job.org_id, &c.id, event_id);
+    let mut notes = format!("Summary: {}", h.summary.trim());
+    if !h.reason.trim().is_empty() {
+        notes.push_str(&format!("\nReason: {}", h.reason.trim()));
+    }
+    notes.push_str(&format!(
+        "\nLanguage: {}",
+        h.language.as_deref().unwrap_or("not given")
+    ));
+    notes.push_str(&format!(
+        "\nSentiment: {}",
+        h.sentiment.as_deref().unwrap_or("not given")
+    ));
+    if let Some(url) = &c.url {
+        notes.push_str(&format!("\nView conversation: {url}"));
+    }
+    let reason = first_line(&h.reason, MAX_TITLE - 10);
+    let note = Activity {
+        id: Some(note_id),
+        title: Some(if reason.is_empty() {
+            "Hand-off to an agent".into()
+        } else {
+            format!("Hand-off: {reason}")
+        }),
+        notes: Some(notes),
+        type_id: Some(activity_type::TASK),
+        activity_category_id: Some(activity_category::TODO),
+        status_id: Some(activity_status::COMPLETED),
+        case_id: Some(case_id),
+        contact_id: c
+            .creatio_contact_id
+            .as_deref()
+            .and_then(|s| Uuid::parse_str(s).ok()),
+        ..Default::default()
+    };
+    match ctx.client.create(&note).await {
+        Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    sync::remember_written(
+        &ctx.services.db,
+        &job.org_id,
+        &note_id.to_string(),
+        "Activity",
+        Some(&c.id),
+    )
+    .await?;
+    let patch = Case {
+        symptoms: Some(symptoms(&c, &h.summary)),
+        owner_id: ctx.settings.default_owner_id,
+        group_id: ctx.settings.default_group_id,
+        ..Default::default()
+    };
+    ctx.client.update(case_id, &patch).await?;
+    timeline(
+        ctx,
+        "creatio",
+        &format!("Wrote hand-off note {note_id} and updated the case summary, owner and group"),
+        job,
+    )
+    .await;
+    Ok(())
+}
+
+async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
+    let db = &ctx.services.db;
+    sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved").await?;
+    if !ctx.conversation.case_created {
+        timeline(
+            ctx,
+            "warning",
+            "Conversation resolved before any case existed; nothing to resolve in Creatio",
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let Some(status) = ctx.settings.resolved_status_id else {
+        timeline(
+            ctx,
+            "warning",
+            "Conversation resolved, but no Resolved Status ID is set: the case was left as it is. Set resolved_status_id in the connection settings.",
+            job,
+        )
+        .await;
+        return Ok(());
+    };
+    let case_id = Uuid::parse_str(&ctx.conversation.case_id)
+        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    ctx.client
+        .update(
+            case_id,
+            &Case {
+                status_id: Some(status),
+                ..Default::default()
+            },
+        )
+        .await?;
+    sync::remember_written(
+        db,
+        &job.org_id,
+        &format!("status:{case_id}:{status}"),
+        "CaseStatus",
+        Some(&job.conversation_id),
+    )
+    .await?;
+    timeline(
+        ctx,
+        "creatio",
+        &format!("Set case {case_id} to the resolved status {status}"),
+        job,
+    )
+    .await;
+    Ok(())
+}

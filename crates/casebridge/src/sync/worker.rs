@@ -1,0 +1,273 @@
+//! Sync workers: claim a job, run it, and apply the delivery policy toward
+//! Creatio (DESIGN.md §7):
+//!
+//! - retryable failures (408, 429, 5xx but 501, timeouts, connection
+//!   errors) back off exponentially with ±20 % jitter, or as `Retry-After`
+//!   says (clamped); an outage holds all of the org's jobs for the same
+//!   delay (the circuit breaker), so workers do not hammer a Creatio that
+//!   is down;
+//! - dead credentials pause the org (*needs attention*); its jobs stay
+//!   queued and run again after a successful Test & Save;
+//! - other failures, and retryable ones older than the give-up time, are
+//!   dead-lettered: kept, visible on the conversation, never deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::lifecycle::{self, Context, JobError};
+use crate::api::Services;
+use crate::storage::connections::{self, Status};
+use crate::storage::now_ms;
+use crate::storage::sync::{self, Job};
+
+/// How long a claim lasts before another worker may take the job over.
+const LEASE_MS: i64 = 120_000;
+/// How long an idle worker waits before looking again (other processes'
+/// jobs, retries coming due); local ingests wake it at once.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Knobs of the delivery policy.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// First retry delay; doubles per attempt.
+    pub base_delay_ms: i64,
+    pub max_delay_ms: i64,
+    /// A retryable job older than this is dead-lettered.
+    pub give_up_ms: i64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            base_delay_ms: 1_000,
+            max_delay_ms: 5 * 60_000,
+            give_up_ms: 3 * 24 * 3_600_000,
+        }
+    }
+}
+
+impl Policy {
+    /// The delay before attempt `attempts + 1`.
+    pub fn backoff_ms(&self, attempts: i64, retry_after: Option<Duration>) -> i64 {
+        if let Some(ra) = retry_after {
+            // Honour the server, within reason.
+            return (ra.as_millis() as i64).clamp(self.base_delay_ms.min(1_000), 10 * 60_000);
+        }
+        let exp = self
+            .base_delay_ms
+            .saturating_mul(1i64 << (attempts.clamp(1, 20) - 1))
+            .min(self.max_delay_ms);
+        let jitter = (exp as f64 * (fastrand::f64() * 0.4 - 0.2)) as i64;
+        (exp + jitter).max(1)
+    }
+}
+
+/// Starts `n` workers; they stop when `stop` turns true.
+pub fn spawn(
+    services: Arc<Services>,
+    n: usize,
+    policy: Policy,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|i| {
+            let services = services.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut last_reap = 0i64;
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    if now_ms() - last_reap > 5_000 {
+                        last_reap = now_ms();
+                        match sync::release_expired_leases(&services.db).await {
+                            Ok(n) if n > 0 => tracing::warn!(worker = i, jobs = n, "Took over jobs whose worker stopped mid-run."),
+                            Err(e) => tracing::warn!(worker = i, error = %e, "Could not release expired job leases."),
+                            _ => {}
+                        }
+                    }
+                    let claimed = match sync::claim_next(&services.db, LEASE_MS).await {
+                        Ok(j) => j,
+                        Err(e) => {
+                            tracing::warn!(worker = i, error = %e, "Could not claim a sync job; retrying shortly.");
+                            None
+                        }
+                    };
+                    match claimed {
+                        Some(job) => run_one(&services, &policy, job).await,
+                        None => {
+                            tokio::select! {
+                                _ = services.work_ready.notified() => {}
+                                _ = tokio::time::sleep(IDLE_POLL) => {}
+                                _ = stop.changed() => {}
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn run_one(services: &Services, policy: &Policy, job: Job) {
+    let outcome = prepare_and_run(services, &job).await;
+    let db = &services.db;
+    let result = match outcome {
+        Ok(()) => sync::finish_job(db, &job.id).await,
+        Err(JobError::Creatio(e)) if e.is_dead_credentials() => {
+            let diagnosis = e.diagnosis();
+            tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e,
+                "Creatio refused the org's credentials; sync is paused until a successful Test & Save.");
+            let _ = connections::record_status(
+                db,
+                &job.org_id,
+                Status::NeedsAttention,
+                &format!("Sync paused: {diagnosis}"),
+            )
+            .await;
+            let _ = sync::add_timeline(
+                db.pool(),
+                &job.org_id,
+                &job.conversation_id,
+                "error",
+                &format!(
+                    "Sync paused: Creatio refused the credentials ({e}); waiting for Test & Save"
+                ),
+                Some(job.attempts),
+            )
+            .await;
+            sync::retry_job(db, &job.id, now_ms(), &diagnosis, false).await
+        }
+        Err(JobError::NotConnected(why)) => {
+            // Disconnected or unusable settings: keep the job for later.
+            sync::retry_job(db, &job.id, now_ms() + 60_000, &why, false).await
+        }
+        Err(JobError::Creatio(e)) if e.is_retryable() => {
+            let age = now_ms() - job.created_at;
+            if age > policy.give_up_ms {
+                let why = format!(
+                    "gave up after {} attempts over {} s: {}",
+                    job.attempts,
+                    age / 1000,
+                    e.diagnosis()
+                );
+                let _ = sync::add_timeline(
+                    db.pool(),
+                    &job.org_id,
+                    &job.conversation_id,
+                    "error",
+                    &format!("Dead-lettered: {why}"),
+                    Some(job.attempts),
+                )
+                .await;
+                sync::kill_job(db, &job.id, &why).await
+            } else {
+                let delay = policy.backoff_ms(job.attempts, e.retry_after());
+                let until = now_ms() + delay;
+                tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
+                    delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
+                let _ = sync::add_timeline(
+                    db.pool(),
+                    &job.org_id,
+                    &job.conversation_id,
+                    "error",
+                    &format!(
+                        "Creatio write failed ({e}); retrying in {:.1} s",
+                        delay as f64 / 1000.0
+                    ),
+                    Some(job.attempts),
+                )
+                .await;
+                let r = sync::retry_job(db, &job.id, until, &e.to_string(), true).await;
+                // Creatio as a whole is struggling: hold the org's other work too.
+                if matches!(
+                    e,
+                    creatio::Error::Unavailable { .. }
+                        | creatio::Error::Unreachable { .. }
+                        | creatio::Error::Token(_)
+                ) {
+                    let _ = sync::hold_org(db, &job.org_id, until).await;
+                }
+                r
+            }
+        }
+        Err(e) => {
+            let why = match &e {
+                JobError::Creatio(c) => c.diagnosis(),
+                other => other.to_string(),
+            };
+            tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, job_id = %job.id, error = %why,
+                "Sync job failed for good; dead-lettered.");
+            let _ = sync::add_timeline(
+                db.pool(),
+                &job.org_id,
+                &job.conversation_id,
+                "error",
+                &format!("Dead-lettered: {why}"),
+                Some(job.attempts),
+            )
+            .await;
+            sync::kill_job(db, &job.id, &why).await
+        }
+    };
+    if let Err(e) = result {
+        // The job stays running; its lease expires and it runs again.
+        tracing::warn!(job_id = %job.id, error = %e, "Could not record a job's outcome.");
+    }
+}
+
+async fn prepare_and_run(services: &Services, job: &Job) -> Result<(), JobError> {
+    let connection = connections::get(&services.db, &job.org_id)
+        .await?
+        .filter(|c| c.status == Status::Active)
+        .ok_or_else(|| {
+            JobError::NotConnected("the org's Creatio connection is not active".into())
+        })?;
+    let settings = crate::connection::from_stored(&services.secrets, &services.policy, &connection)
+        .await
+        .map_err(|e| {
+            JobError::NotConnected(format!("the saved connection cannot be used: {e:?}"))
+        })?;
+    let conversation = sync::get_conversation(&services.db, &job.org_id, &job.conversation_id)
+        .await?
+        .ok_or_else(|| {
+            JobError::Permanent(format!("conversation {} is missing", job.conversation_id))
+        })?;
+    let client = services.clients.get(&services.http, &job.org_id, &settings);
+    let mut ctx = Context {
+        services,
+        settings,
+        client,
+        conversation,
+    };
+    lifecycle::run(&mut ctx, job).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_honours_retry_after() {
+        let p = Policy::default();
+        for attempt in 1..10 {
+            let d = p.backoff_ms(attempt, None);
+            let exp = (1_000i64 << (attempt - 1)).min(p.max_delay_ms);
+            assert!(
+                d >= exp * 8 / 10 && d <= exp * 12 / 10,
+                "attempt {attempt}: {d}"
+            );
+        }
+        assert!(p.backoff_ms(60, None) <= p.max_delay_ms * 12 / 10);
+        assert_eq!(p.backoff_ms(1, Some(Duration::from_secs(7))), 7_000);
+        assert_eq!(
+            p.backoff_ms(1, Some(Duration::from_secs(86_400))),
+            600_000,
+            "clamped"
+        );
+    }
+}
