@@ -30,6 +30,7 @@ struct FileSettings {
     ai_model: Option<String>,
     ai_api_key: Option<String>,
     sync_give_up_secs: Option<u64>,
+    job_lease_secs: Option<u64>,
 }
 
 /// Which parts of the service a process runs.
@@ -257,8 +258,24 @@ impl Config {
                 ),
             ));
         }
+        let lease = match env("CASEBRIDGE_JOB_LEASE_SECS").filter(|v| !v.trim().is_empty()) {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                err(
+                    "CASEBRIDGE_JOB_LEASE_SECS",
+                    format!("{v:?} is not a number of seconds"),
+                )
+            })?,
+            None => f.job_lease_secs.unwrap_or(120),
+        };
+        if !(2..=3600).contains(&lease) {
+            return Err(err(
+                "CASEBRIDGE_JOB_LEASE_SECS",
+                format!("{lease} is out of range; use 2 to 3600 (default 120)"),
+            ));
+        }
         let sync_policy = crate::sync::worker::Policy {
             give_up_ms: give_up as i64 * 1000,
+            lease_ms: lease as i64 * 1000,
             ..Default::default()
         };
         Ok(Config {

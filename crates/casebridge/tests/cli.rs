@@ -157,14 +157,23 @@ async fn check_command_prints_the_report_and_exits_by_outcome() {
 
 /// Starts `casebridge serve` in `dir` and reads its banner.
 fn start_serve(dir: &std::path::Path) -> (Running, Vec<String>, String) {
-    let child = Command::new(env!("CARGO_BIN_EXE_casebridge"))
-        .arg("serve")
+    start_serve_with(dir, &[])
+}
+
+/// Starts `casebridge serve` in `dir` with extra environment.
+fn start_serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, Vec<String>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_casebridge"));
+    cmd.arg("serve")
         .current_dir(dir)
         .env("CASEBRIDGE_LISTEN", "127.0.0.1:0")
         .env("CASEBRIDGE_DATABASE_URL", "sqlite://casebridge.db")
         .env_remove("CASEBRIDGE_ADMIN_TOKEN")
         .env_remove("CASEBRIDGE_SECRET_KEY")
-        .env_remove("CASEBRIDGE_SECRET_KEY_FILE")
+        .env_remove("CASEBRIDGE_SECRET_KEY_FILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -242,4 +251,241 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(again.status(), 201);
+}
+
+/// The pieces of a multi-process run: an emulator, a database, the
+/// environment every `serve` process shares.
+struct Fleet {
+    emulator: creatio_emulator::Emulator,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    admin_token: String,
+    http: reqwest::Client,
+}
+
+const FLEET_SECRET: &str = "fleet-client-secret";
+
+impl Fleet {
+    async fn new(database_url: String) -> Fleet {
+        use base64::Engine;
+        let emulator = creatio_emulator::Emulator::start(creatio_emulator::EmulatorConfig {
+            clients: vec![creatio_emulator::ClientConfig::new("fleet", FLEET_SECRET)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let admin_token = format!("operator-{}", uuid::Uuid::new_v4().simple());
+        let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let env = vec![
+            ("CASEBRIDGE_DATABASE_URL".to_string(), database_url),
+            ("CASEBRIDGE_ADMIN_TOKEN".to_string(), admin_token.clone()),
+            ("CASEBRIDGE_SECRET_KEY".to_string(), key),
+            (
+                "CASEBRIDGE_ALLOW_PRIVATE_TARGETS".to_string(),
+                "127.0.0.0/8".to_string(),
+            ),
+            ("CASEBRIDGE_WORKERS".to_string(), "4".to_string()),
+            ("CASEBRIDGE_JOB_LEASE_SECS".to_string(), "3".to_string()),
+            ("CASEBRIDGE_LOG".to_string(), "warn".to_string()),
+        ];
+        Fleet {
+            emulator,
+            dir: tempfile::tempdir().unwrap(),
+            env,
+            admin_token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn start(&self) -> (Running, String) {
+        let dir = self.dir.path().to_path_buf();
+        let env = self.env.clone();
+        tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (r, _, addr) = start_serve_with(&dir, &pairs);
+            (r, format!("http://{addr}"))
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Creates an org and connects it; returns its admin key.
+    async fn org(&self, base: &str) -> String {
+        let created: serde_json::Value = self
+            .http
+            .post(format!("{base}/v1/orgs"))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({"name": "Fleet"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let key = created["api_key"]["key"].as_str().unwrap().to_string();
+        let saved = self.http.post(format!("{base}/v1/creatio/connection")).bearer_auth(&key)
+            .json(&serde_json::json!({"instance_url": self.emulator.url(), "client_id": "fleet", "client_secret": FLEET_SECRET}))
+            .send().await.unwrap();
+        assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
+        key
+    }
+
+    async fn send(&self, base: &str, key: &str, events: serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(key)
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    }
+
+    /// Waits until no job of the conversations is left, then checks that
+    /// each conversation's activities are exactly its messages, in order.
+    async fn verify(&self, base: &str, key: &str, conversations: usize, per: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let http = &self.http;
+        let instance = creatio::InstanceUrl::parse(self.emulator.url()).unwrap();
+        let creds =
+            creatio::Credentials::new(self.emulator.token_url(), "fleet", FLEET_SECRET.to_string());
+        let crm = creatio::Client::new(
+            http.clone(),
+            instance,
+            creatio::TokenSource::new(http.clone(), creds),
+        );
+        for c in 0..conversations {
+            let conv = loop {
+                let v: serde_json::Value = http
+                    .get(format!("{base}/v1/conversations/fleet-{c}"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if v["jobs"].get("pending").is_none() && v["jobs"].get("running").is_none() {
+                    break v;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "fleet-{c} never settled: {v}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            };
+            assert!(conv["jobs"].get("dead").is_none(), "{conv}");
+            let case_id = uuid::Uuid::parse_str(conv["case"]["id"].as_str().unwrap()).unwrap();
+            let list: Vec<creatio::models::Activity> = crm
+                .list(
+                    creatio::query::Query::new()
+                        .filter(creatio::query::lookup("Case").eq(case_id))
+                        .order_by_asc("CreatedOn")
+                        .order_by_asc("StartDate"),
+                )
+                .await
+                .unwrap();
+            let got: Vec<String> = list
+                .iter()
+                .map(|a| a.title.clone().unwrap_or_default())
+                .collect();
+            let want: Vec<String> = (0..per)
+                .map(|i| format!("Customer: fleet message {i:03}"))
+                .collect();
+            assert_eq!(got, want, "fleet-{c}: every message exactly once, in order");
+        }
+        let cases = crm
+            .count(
+                "Case",
+                Some(creatio::query::col("Subject").eq("fleet message 000")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(cases as usize, conversations, "one case per conversation");
+    }
+}
+
+fn fleet_events(from: usize, to: usize, conversations: usize) -> serde_json::Value {
+    let mut events = Vec::new();
+    for i in from..to {
+        for c in 0..conversations {
+            events.push(serde_json::json!({
+                "id": format!("fleet-{c}-{i}"), "type": "message.created",
+                "occurred_at": format!("2026-11-22T10:{:02}:{:02}Z", i / 60, i % 60),
+                "conversation": {"id": format!("fleet-{c}"), "channel": "web"},
+                "message": {"id": format!("m{i}"), "role": "customer", "text": format!("fleet message {i:03}")}
+            }));
+        }
+    }
+    serde_json::Value::Array(events)
+}
+
+#[tokio::test]
+async fn killed_and_restarted_again_and_again_every_message_lands_once_in_order() {
+    let fleet = Fleet::new("sqlite://casebridge.db".into()).await;
+    // Slow Creatio down so kills land while writes are in flight.
+    fleet
+        .http
+        .post(format!("{}/__emulator/faults", fleet.emulator.url()))
+        .json(&serde_json::json!({"kind": "latency", "ms": 15}))
+        .send()
+        .await
+        .unwrap();
+    let (mut running, mut base) = fleet.start().await;
+    let key = fleet.org(&base).await;
+    let (conversations, per) = (8, 40);
+    for round in 0..8 {
+        fleet
+            .send(
+                &base,
+                &key,
+                fleet_events(round * 5, round * 5 + 5, conversations),
+            )
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // SIGKILL: no shutdown, jobs left running, a batch perhaps half written.
+        running.0.kill().unwrap();
+        running.0.wait().unwrap();
+        (running, base) = fleet.start().await;
+    }
+    fleet.verify(&base, &key, conversations, per).await;
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_database_share_the_work() {
+    let admin = std::env::var("CASEBRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("PostgreSQL must be running");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let fleet = Fleet::new(url).await;
+    let (_a, base_a) = fleet.start().await;
+    let (_b, base_b) = fleet.start().await;
+    let key = fleet.org(&base_a).await;
+    let (conversations, per) = (10, 30);
+    for chunk in 0..6 {
+        // Alternate the API process; both processes' workers take jobs.
+        let base = if chunk % 2 == 0 { &base_a } else { &base_b };
+        fleet
+            .send(
+                base,
+                &key,
+                fleet_events(chunk * 5, chunk * 5 + 5, conversations),
+            )
+            .await;
+    }
+    fleet.verify(&base_b, &key, conversations, per).await;
+    drop((_a, _b));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
 }

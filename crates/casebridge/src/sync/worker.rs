@@ -23,8 +23,6 @@ use crate::storage::connections::{self, Status};
 use crate::storage::now_ms;
 use crate::storage::sync::{self, Job};
 
-/// How long a claim lasts before another worker may take the job over.
-const LEASE_MS: i64 = 120_000;
 /// How long an idle worker waits before looking again (other processes'
 /// jobs, retries coming due); local ingests wake it at once.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -37,6 +35,10 @@ pub struct Policy {
     pub max_delay_ms: i64,
     /// A retryable job older than this is dead-lettered.
     pub give_up_ms: i64,
+    /// How long a claim lasts before another worker may take the job over
+    /// (its worker died). Longer than any job takes; a job run twice is
+    /// harmless (deterministic ids), only slower.
+    pub lease_ms: i64,
 }
 
 impl Default for Policy {
@@ -45,6 +47,7 @@ impl Default for Policy {
             base_delay_ms: 1_000,
             max_delay_ms: 5 * 60_000,
             give_up_ms: 3 * 24 * 3_600_000,
+            lease_ms: 120_000,
         }
     }
 }
@@ -90,7 +93,7 @@ pub fn spawn(
                             _ => {}
                         }
                     }
-                    let claimed = match sync::claim_next(&services.db, LEASE_MS).await {
+                    let claimed = match sync::claim_next(&services.db, policy.lease_ms).await {
                         Ok(j) => j,
                         Err(e) => {
                             tracing::warn!(worker = i, error = %e, "Could not claim a sync job; retrying shortly.");

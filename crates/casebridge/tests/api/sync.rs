@@ -50,8 +50,8 @@ async fn activities(app: &TestApp, case_id: Uuid) -> Vec<Activity> {
         .list(
             Query::new()
                 .filter(lookup("Case").eq(case_id))
-                .order_by_asc("StartDate")
-                .order_by_asc("CreatedOn"),
+                .order_by_asc("CreatedOn")
+                .order_by_asc("StartDate"),
         )
         .await
         .unwrap()
