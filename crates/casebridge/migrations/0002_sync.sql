@@ -3,6 +3,9 @@
 -- echo guard's memory). Portable SQL, as 0001.
 
 ALTER TABLE creatio_connections ADD COLUMN create_missing_contacts BIGINT NOT NULL DEFAULT 1;
+-- Channels (comma separated) whose new conversations join the returning
+-- contact's open case instead of opening another.
+ALTER TABLE creatio_connections ADD COLUMN case_append_channels TEXT NOT NULL DEFAULT 'email';
 
 CREATE TABLE conversations (
     org_id             TEXT NOT NULL REFERENCES orgs (id),

@@ -10,6 +10,7 @@
 //! - [`outbound`]: the guard that keeps tenant URLs off private networks.
 //! - [`connection`]: Creatio connection settings, their checks (Test &
 //!   Save, `casebridge check`) and one Creatio client per org.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`api`]: the HTTP API, one module per resource, one error shape.
 //! - [`sync`]: the sync engine: events in, outbox jobs, workers writing
 //!   cases and activities to Creatio exactly once, in order.
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod config;
 pub mod connection;
+pub mod metrics;
 pub mod outbound;
 pub mod secrets;
 pub mod server;

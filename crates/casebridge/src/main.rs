@@ -175,6 +175,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
         resolved_status_id: args.resolved_status_id,
         create_case_only_on_handoff: false,
         create_missing_contacts: true,
+        case_append_channels: Vec::new(),
     };
     let settings = match raw.validate(&policy).await {
         Ok(s) => s,

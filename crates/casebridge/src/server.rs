@@ -79,6 +79,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
     })?;
     let secrets = secret_box(&config)?;
+    crate::metrics::handle();
     let (admin_token_hash, generated_admin_token) = match &config.admin_token {
         Some(t) => (token_hash(t.expose_secret()), None),
         None => match orgs::admin_token_hash(&db).await? {

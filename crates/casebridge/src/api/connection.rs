@@ -38,6 +38,12 @@ pub struct ConnectionBody {
     create_case_only_on_handoff: bool,
     #[serde(default = "yes")]
     create_missing_contacts: bool,
+    #[serde(default = "email_only")]
+    case_append_channels: Vec<String>,
+}
+
+fn email_only() -> Vec<String> {
+    vec!["email".into()]
 }
 
 fn yes() -> bool {
@@ -61,6 +67,7 @@ pub struct ConnectionPatch {
     resolved_status_id: Option<Option<String>>,
     create_case_only_on_handoff: Option<bool>,
     create_missing_contacts: Option<bool>,
+    case_append_channels: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +134,7 @@ fn raw_from(c: &Connection, secret: Option<SecretString>) -> RawSettings {
         resolved_status_id: c.resolved_status_id.clone(),
         create_case_only_on_handoff: c.create_case_only_on_handoff,
         create_missing_contacts: c.create_missing_contacts,
+        case_append_channels: c.case_append_channels.clone(),
     }
 }
 
@@ -165,6 +173,7 @@ async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
         "resolved_status_id": c.resolved_status_id,
         "create_case_only_on_handoff": c.create_case_only_on_handoff,
         "create_missing_contacts": c.create_missing_contacts,
+        "case_append_channels": c.case_append_channels,
         "webhook_url": webhook,
         "last_check_at": c.last_check_at.map(rfc3339),
         "last_check": report,
@@ -214,6 +223,7 @@ async fn save_active(
         resolved_status_id: settings.resolved_status_id.map(|u| u.to_string()),
         create_case_only_on_handoff: settings.create_case_only_on_handoff,
         create_missing_contacts: settings.create_missing_contacts,
+        case_append_channels: settings.case_append_channels.clone(),
         technical_user_id: outcome
             .and_then(|o| o.technical_user_id.map(|u| u.to_string()))
             .or_else(|| previous.and_then(|p| p.technical_user_id.clone())),
@@ -265,6 +275,7 @@ pub async fn test_and_save(
         resolved_status_id: body.resolved_status_id,
         create_case_only_on_handoff: body.create_case_only_on_handoff,
         create_missing_contacts: body.create_missing_contacts,
+        case_append_channels: body.case_append_channels,
     };
     let settings = raw
         .validate(&state.policy)
@@ -338,6 +349,9 @@ pub async fn change(
     }
     if let Some(v) = patch.create_missing_contacts {
         raw.create_missing_contacts = v;
+    }
+    if let Some(v) = patch.case_append_channels {
+        raw.case_append_channels = v;
     }
     let settings = raw
         .validate(&state.policy)

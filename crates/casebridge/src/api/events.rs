@@ -74,6 +74,10 @@ pub async fn ingest(
         .map_err(crate::storage::StorageError::from)?;
     state.work_ready.notify_waiters();
     let accepted = answers.iter().filter(|a| a.status == "accepted").count();
+    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")
+        .increment(accepted as u64);
+    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "duplicate")
+        .increment((answers.len() - accepted) as u64);
     tracing::debug!(org_id = %caller.org_id, accepted, duplicates = answers.len() - accepted, "Accepted events.");
     Ok((
         StatusCode::ACCEPTED,

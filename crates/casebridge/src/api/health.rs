@@ -23,3 +23,14 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     })?;
     Ok(Json(json!({"status": "ready"})))
 }
+
+/// Prometheus metrics.
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(&state.db).await,
+    )
+}

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/v1/orgs", post(orgs::create_org))
         .route("/v1/api-keys", post(orgs::create_key).get(orgs::list_keys))
         .route("/v1/api-keys/{id}", axum::routing::delete(orgs::revoke_key))

@@ -32,6 +32,7 @@ pub struct Settings {
     pub resolved_status_id: Option<Uuid>,
     pub create_case_only_on_handoff: bool,
     pub create_missing_contacts: bool,
+    pub case_append_channels: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -89,6 +90,7 @@ pub struct RawSettings {
     pub resolved_status_id: Option<String>,
     pub create_case_only_on_handoff: bool,
     pub create_missing_contacts: bool,
+    pub case_append_channels: Vec<String>,
 }
 
 const INSTANCE_HINT: &str = "Use the address of your Creatio site as it appears in the browser, \
@@ -190,6 +192,33 @@ impl RawSettings {
             "case-statuses",
             &mut errors,
         );
+        let channels = self
+            .case_append_channels
+            .iter()
+            .map(|c| {
+                let c = c.trim().to_ascii_lowercase();
+                let ok = !c.is_empty()
+                    && c.len() <= 32
+                    && c.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+                if ok {
+                    Ok(c)
+                } else {
+                    Err(c)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>();
+        let channels = match channels {
+            Ok(c) => Some(c),
+            Err(bad) => {
+                errors.push(FieldError {
+                    field: "case_append_channels",
+                    message: format!("{bad:?} is not a channel name"),
+                    hint: "List channels as the events name them, e.g. [\"email\"] or [\"email\", \"whatsapp\"]; [] turns case-append off.".into(),
+                });
+                None
+            }
+        };
         // Only addresses that parsed are worth resolving.
         if let Some(i) = &instance {
             if let Err(message) = policy.check_url(i.as_str()).await {
@@ -227,6 +256,7 @@ impl RawSettings {
                     resolved_status_id: resolved_status_id.flatten(),
                     create_case_only_on_handoff: self.create_case_only_on_handoff,
                     create_missing_contacts: self.create_missing_contacts,
+                    case_append_channels: channels.unwrap_or_default(),
                 })
             }
             _ => Err(errors),
@@ -259,6 +289,7 @@ pub async fn from_stored(
         resolved_status_id: c.resolved_status_id.clone(),
         create_case_only_on_handoff: c.create_case_only_on_handoff,
         create_missing_contacts: c.create_missing_contacts,
+        case_append_channels: c.case_append_channels.clone(),
     }
     .validate(policy)
     .await

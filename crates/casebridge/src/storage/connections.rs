@@ -56,6 +56,8 @@ pub struct Connection {
     pub create_case_only_on_handoff: bool,
     /// Create a Creatio Contact when none matches the customer's e-mail or phone.
     pub create_missing_contacts: bool,
+    /// Channels whose conversations append to a returning contact's open case.
+    pub case_append_channels: Vec<String>,
     pub technical_user_id: Option<String>,
     pub last_check_at: Option<i64>,
     pub last_check_report: Option<String>,
@@ -66,7 +68,7 @@ pub struct Connection {
 const COLUMNS: &str = "org_id, status, status_detail, instance_url, identity_service_url, \
     client_id, client_secret_sealed, client_secret_last4, default_owner_id, default_group_id, \
     resolved_status_id, create_case_only_on_handoff, technical_user_id, last_check_at, \
-    last_check_report, created_at, updated_at, create_missing_contacts";
+    last_check_report, created_at, updated_at, create_missing_contacts, case_append_channels";
 
 fn from_row(r: sqlx::any::AnyRow) -> Result<Connection> {
     let status: String = r.try_get("status")?;
@@ -86,12 +88,21 @@ fn from_row(r: sqlx::any::AnyRow) -> Result<Connection> {
         resolved_status_id: r.try_get("resolved_status_id")?,
         create_case_only_on_handoff: handoff != 0,
         create_missing_contacts: create_contacts != 0,
+        case_append_channels: split_channels(&r.try_get::<String, _>("case_append_channels")?),
         technical_user_id: r.try_get("technical_user_id")?,
         last_check_at: r.try_get("last_check_at")?,
         last_check_report: r.try_get("last_check_report")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
+}
+
+fn split_channels(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub async fn get(db: &Db, org_id: &str) -> Result<Option<Connection>> {
@@ -108,7 +119,7 @@ pub async fn get(db: &Db, org_id: &str) -> Result<Option<Connection>> {
 pub async fn save(db: &Db, c: &Connection) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO creatio_connections ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
          ON CONFLICT (org_id) DO UPDATE SET status = excluded.status, \
          status_detail = excluded.status_detail, instance_url = excluded.instance_url, \
          identity_service_url = excluded.identity_service_url, client_id = excluded.client_id, \
@@ -119,7 +130,8 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
          create_case_only_on_handoff = excluded.create_case_only_on_handoff, \
          technical_user_id = excluded.technical_user_id, last_check_at = excluded.last_check_at, \
          last_check_report = excluded.last_check_report, updated_at = excluded.updated_at, \
-         create_missing_contacts = excluded.create_missing_contacts"
+         create_missing_contacts = excluded.create_missing_contacts, \
+         case_append_channels = excluded.case_append_channels"
     ))
     .bind(&c.org_id)
     .bind(c.status.as_str())
@@ -139,6 +151,7 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
     .bind(c.created_at)
     .bind(c.updated_at)
     .bind(i64::from(c.create_missing_contacts))
+    .bind(c.case_append_channels.join(","))
     .execute(db.pool())
     .await?;
     Ok(())

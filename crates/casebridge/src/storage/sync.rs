@@ -260,6 +260,28 @@ pub async fn mark_case_created(
     Ok(())
 }
 
+/// Points the conversation at an existing case (case-append).
+pub async fn adopt_case(
+    db: &Db,
+    org_id: &str,
+    id: &str,
+    case_id: &str,
+    number: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE conversations SET case_id = $1, case_created = 1, case_number = $2, updated_at = $3 \
+         WHERE org_id = $4 AND id = $5",
+    )
+    .bind(case_id)
+    .bind(number)
+    .bind(now_ms())
+    .bind(org_id)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
 pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str) -> Result<()> {
     sqlx::query(
         "UPDATE conversations SET state = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
@@ -590,4 +612,14 @@ pub async fn message_counts(db: &Db, org_id: &str, conversation_id: &str) -> Res
     .fetch_one(db.pool())
     .await?;
     Ok((row.try_get("total")?, row.try_get("written")?))
+}
+
+/// All jobs by state (for metrics).
+pub async fn job_counts_by_state(db: &Db) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
 }

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use creatio::ids::{activity_category, activity_status, activity_type, case_origin};
 use creatio::models::{Activity, Case, Contact};
-use creatio::query::{col, Query};
+use creatio::query::{col, lookup, Query};
 use creatio::{BatchOp, Client, Error as CreatioError};
 use uuid::Uuid;
 
@@ -271,6 +271,16 @@ async fn ensure_case(
         return Ok(());
     }
     let contact_id = ensure_contact(ctx, job).await?;
+    if let Some(contact) = contact_id {
+        if ctx
+            .settings
+            .case_append_channels
+            .contains(&ctx.conversation.channel)
+            && append_to_open_case(ctx, job, contact).await?
+        {
+            return Ok(());
+        }
+    }
     let c = ctx.conversation.clone();
     let first =
         sync::first_customer_text(&ctx.services.db, &job.org_id, &job.conversation_id).await?;
@@ -328,6 +338,55 @@ async fn ensure_case(
     )
     .await;
     Ok(())
+}
+
+/// Case-append: a returning contact whose latest case is still open gets
+/// this conversation on that case. True when it did.
+async fn append_to_open_case(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    contact: Uuid,
+) -> Result<bool, JobError> {
+    let open: Vec<Case> = ctx
+        .client
+        .list(
+            Query::new()
+                .select(["Id", "Number"])
+                .filter(lookup("Contact").eq(contact))
+                .filter(col("Status/IsFinal").eq(false))
+                .filter(col("Status/IsResolved").eq(false))
+                .order_by_desc("CreatedOn")
+                .top(1),
+        )
+        .await?;
+    let Some(case) = open.into_iter().next() else {
+        return Ok(false);
+    };
+    let Some(case_id) = case.id else {
+        return Ok(false);
+    };
+    sync::adopt_case(
+        &ctx.services.db,
+        &job.org_id,
+        &job.conversation_id,
+        &case_id.to_string(),
+        case.number.as_deref(),
+    )
+    .await?;
+    ctx.conversation.case_id = case_id.to_string();
+    ctx.conversation.case_created = true;
+    ctx.conversation.case_number = case.number.clone();
+    timeline(
+        ctx,
+        "creatio",
+        &format!(
+            "Appended to the contact's open case {} ({case_id}) instead of opening another",
+            case.number.as_deref().unwrap_or("?")
+        ),
+        job,
+    )
+    .await;
+    Ok(true)
 }
 
 fn activity_for(
@@ -404,6 +463,7 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
         })
         .collect();
     if activities.len() == 1 {
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "single").increment(1);
         match ctx.client.create(&activities[0]).await {
             Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -414,6 +474,8 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
             .iter()
             .map(BatchOp::create)
             .collect::<Result<_, _>>()?;
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "batch").increment(1);
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops.len() as f64);
         // Stop at the first failure: later activities must not overtake it.
         let results = ctx.client.batch_with(&ops, false).await;
         for (m, r) in pending.iter().zip(results) {

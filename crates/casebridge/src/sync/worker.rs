@@ -117,7 +117,20 @@ pub fn spawn(
 }
 
 async fn run_one(services: &Services, policy: &Policy, job: Job) {
+    let lag = (now_ms() - job.created_at).max(0) as f64 / 1000.0;
+    metrics::histogram!(crate::metrics::QUEUE_LAG_SECONDS).record(lag);
+    let started = std::time::Instant::now();
     let outcome = prepare_and_run(services, &job).await;
+    metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
+    let label = match &outcome {
+        Ok(()) => "done",
+        Err(JobError::Creatio(e)) if e.is_dead_credentials() => "paused",
+        Err(JobError::NotConnected(_)) => "paused",
+        Err(JobError::Creatio(e)) if e.is_retryable() => "retry",
+        Err(_) => "dead",
+    };
+    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => label)
+        .increment(1);
     let db = &services.db;
     let result = match outcome {
         Ok(()) => sync::finish_job(db, &job.id).await,

@@ -22,6 +22,9 @@ on_both_backends!(
     rate_limits_and_short_tokens_fail_no_job,
     dead_credentials_pause_the_org_until_test_and_save,
     bad_events_are_refused_and_nothing_is_stored,
+    returning_email_contacts_append_to_their_open_case,
+    disconnect_cancels_pending_jobs_and_keeps_them,
+    metrics_count_events_and_jobs,
 );
 
 fn msg(event: &str, conv: &str, message: &str, role: &str, text: &str, minute: u32) -> Value {
@@ -659,5 +662,157 @@ async fn bad_events_are_refused_and_nothing_is_stored(backend: Backend) {
         .call(Method::GET, "/v1/conversations/c1", Some(&org.key), None)
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing was stored");
+    app.finish().await;
+}
+
+fn email_msg(event: &str, conv: &str, channel: &str, text: &str) -> Value {
+    let mut m = msg(event, conv, "m1", "customer", text, 1);
+    m["conversation"]["channel"] = json!(channel);
+    m
+}
+
+async fn returning_email_contacts_append_to_their_open_case(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    connect_with(
+        &app,
+        &org.key,
+        json!({"resolved_status_id": case_status::RESOLVED.to_string()}),
+    )
+    .await;
+    app.send(
+        &org.key,
+        email_msg("e1", "mail-1", "email", "First problem"),
+    )
+    .await;
+    let first = case_id_of(&app.settled(&org.key, "mail-1").await);
+    app.send(&org.key, email_msg("e2", "mail-2", "email", "Follow-up"))
+        .await;
+    let second = app.settled(&org.key, "mail-2").await;
+    assert_eq!(case_id_of(&second), first, "appended: {second}");
+    assert!(second["timeline"]
+        .to_string()
+        .contains("Appended to the contact's open case"));
+    assert_eq!(
+        titles(&activities(&app, first).await),
+        vec!["Customer: First problem", "Customer: Follow-up"]
+    );
+
+    // Web chats are not appended by default.
+    app.send(&org.key, email_msg("e3", "chat-1", "web", "Chat question"))
+        .await;
+    assert_ne!(case_id_of(&app.settled(&org.key, "chat-1").await), first);
+
+    // Once the case is resolved, a new e-mail opens a new case.
+    app.send(&org.key, resolved("e4", "mail-1")).await;
+    app.settled(&org.key, "mail-1").await;
+    app.send(&org.key, email_msg("e5", "mail-3", "email", "New problem"))
+        .await;
+    assert_ne!(case_id_of(&app.settled(&org.key, "mail-3").await), first);
+
+    // Configurable per channel: [] turns it off.
+    let (status, answer) = app
+        .patch(
+            "/v1/creatio/connection",
+            &org.key,
+            json!({"case_append_channels": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    app.send(&org.key, email_msg("e6", "mail-4", "email", "Another"))
+        .await;
+    let fourth = case_id_of(&app.settled(&org.key, "mail-4").await);
+    let third = case_id_of(&app.settled(&org.key, "mail-3").await);
+    assert_ne!(fourth, third);
+    let (status, answer) = app
+        .patch(
+            "/v1/creatio/connection",
+            &org.key,
+            json!({"case_append_channels": ["e mail"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    app.finish().await;
+}
+
+async fn disconnect_cancels_pending_jobs_and_keeps_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    // Pause the org so jobs stay pending.
+    app.change_creatio_client(json!({"active": false})).await;
+    app.http
+        .post(format!("{}/__emulator/tokens/revoke", app.emulator.url()))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    app.send(
+        &org.key,
+        json!([
+            msg("e1", "c1", "m1", "customer", "one", 1),
+            msg("e2", "c1", "m2", "customer", "two", 2)
+        ]),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while app.get("/v1/creatio/connection", &org.key).await.1["status"] != "needs_attention" {
+        assert!(std::time::Instant::now() < deadline, "never paused");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, _) = app.delete("/v1/creatio/connection", &org.key).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, conv) = app.get("/v1/conversations/c1", &org.key).await;
+    assert_eq!(
+        conv["jobs"],
+        json!({"cancelled": 2}),
+        "cancelled, kept: {conv}"
+    );
+    assert_eq!(
+        conv["messages"]["received"], 2,
+        "the conversation and its messages are kept"
+    );
+    let (status, body) = app
+        .post(
+            "/v1/events",
+            &org.key,
+            msg("e3", "c1", "m3", "customer", "three", 3),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    app.finish().await;
+}
+
+async fn metrics_count_events_and_jobs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    app.send(
+        &org.key,
+        json!([
+            msg("e1", "c1", "m1", "customer", "one", 1),
+            msg("e2", "c1", "m2", "ai", "two", 2)
+        ]),
+    )
+    .await;
+    app.settled(&org.key, "c1").await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "casebridge_events_received_total{outcome=\"accepted\"}",
+        "casebridge_jobs{state=\"done\"}",
+        "casebridge_sync_job_runs_total{kind=\"message\",outcome=\"done\"}",
+        "casebridge_sync_queue_lag_seconds_bucket",
+        "casebridge_creatio_write_requests_total",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
     app.finish().await;
 }

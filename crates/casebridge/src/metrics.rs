@@ -1,0 +1,90 @@
+//! Prometheus metrics at `GET /metrics`: events received, jobs by state,
+//! sync job outcomes and durations, Creatio writes per request (batch
+//! sizes), and queue lag (from an event's arrival to its job starting).
+//!
+//! One recorder per process (the `metrics` facade is global); every service
+//! started in the process reports into it.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::storage::Db;
+
+pub const EVENTS_RECEIVED: &str = "casebridge_events_received_total";
+pub const JOBS: &str = "casebridge_jobs";
+pub const JOB_RUNS: &str = "casebridge_sync_job_runs_total";
+pub const JOB_SECONDS: &str = "casebridge_sync_job_duration_seconds";
+pub const QUEUE_LAG_SECONDS: &str = "casebridge_sync_queue_lag_seconds";
+pub const CREATIO_REQUESTS: &str = "casebridge_creatio_write_requests_total";
+pub const BATCH_SIZE: &str = "casebridge_creatio_batch_operations";
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(SECONDS_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
+                    SIZE_BUCKETS,
+                )
+            })
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder is installed (an embedding
+        // program's own): then ours renders what it has, nothing is lost.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        EVENTS_RECEIVED,
+        "Events received on POST /v1/events, by outcome (accepted, duplicate)."
+    );
+    metrics::describe_gauge!(JOBS, "Sync jobs in the database, by state.");
+    metrics::describe_counter!(
+        JOB_RUNS,
+        "Sync job runs, by kind and outcome (done, retry, paused, dead)."
+    );
+    metrics::describe_histogram!(
+        JOB_SECONDS,
+        "Time to run one sync job, Creatio calls included."
+    );
+    metrics::describe_histogram!(
+        QUEUE_LAG_SECONDS,
+        "Time from a job's creation (event accepted) to a worker starting it."
+    );
+    metrics::describe_counter!(
+        CREATIO_REQUESTS,
+        "Requests casebridge sent to write activities, by kind (single, batch)."
+    );
+    metrics::describe_histogram!(BATCH_SIZE, "Operations per $batch request.");
+}
+
+/// The exposition text, with the job gauges read from the database now.
+pub async fn render(db: &Db) -> String {
+    let h = handle();
+    if let Ok(counts) = crate::storage::sync::job_counts_by_state(db).await {
+        for state in ["pending", "running", "done", "dead", "cancelled"] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == state)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!(JOBS, "state" => state).set(n as f64);
+        }
+    }
+    h.run_upkeep();
+    h.render()
+}
