@@ -112,6 +112,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         public_url: public_url.clone(),
         admin_token_hash,
         work_ready: tokio::sync::Notify::new(),
+        coalescer: Default::default(),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers = if config.role == Role::Api {

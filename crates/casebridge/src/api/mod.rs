@@ -33,6 +33,8 @@ pub struct Services {
     pub admin_token_hash: String,
     /// Wakes this process's sync workers when jobs were queued.
     pub work_ready: tokio::sync::Notify,
+    /// Merges concurrent Creatio creates per org into `$batch` requests.
+    pub coalescer: crate::sync::coalesce::Coalescer,
 }
 
 pub type AppState = Arc<Services>;

@@ -337,6 +337,26 @@ pub async fn unwritten_messages(
         .collect()
 }
 
+/// The position of the conversation's next job after `seq` that is not a
+/// message (a hand-off or resolution), which messages must not overtake.
+pub async fn next_barrier(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "SELECT seq FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND seq > $3 AND kind <> 'message' \
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(seq)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|r| r.try_get("seq")).transpose()?)
+}
+
 /// Whether the conversation has any message already written (the first
 /// activity carries the deep link).
 pub async fn any_message_written(db: &Db, org_id: &str, conversation_id: &str) -> Result<bool> {

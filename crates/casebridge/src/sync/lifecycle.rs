@@ -442,7 +442,18 @@ fn activity_for(
 /// several at once go as one `$batch`.
 async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
     let db = &ctx.services.db;
-    let pending = sync::unwritten_messages(db, &job.org_id, &job.conversation_id, job.seq).await?;
+    // A message job also writes the messages queued behind it (their own
+    // jobs then find nothing to do): one $batch instead of many requests.
+    // Never past a hand-off or resolution, which must come after them.
+    let up_to = if job.kind == "message" {
+        sync::next_barrier(db, &job.org_id, &job.conversation_id, job.seq)
+            .await?
+            .map(|b| b - 1)
+            .unwrap_or(i64::MAX)
+    } else {
+        job.seq
+    };
+    let pending = sync::unwritten_messages(db, &job.org_id, &job.conversation_id, up_to).await?;
     if pending.is_empty() {
         return Ok(());
     }
@@ -463,8 +474,14 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
         })
         .collect();
     if activities.len() == 1 {
-        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "single").increment(1);
-        match ctx.client.create(&activities[0]).await {
+        let body = serde_json::to_value(&activities[0])
+            .map_err(|e| JobError::Permanent(format!("cannot encode an activity: {e}")))?;
+        match ctx
+            .services
+            .coalescer
+            .create(&job.org_id, &ctx.client, "Activity", body)
+            .await
+        {
             Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }

@@ -5,6 +5,7 @@
 //!   transaction before `202`.
 //! - [`worker`]: tasks that claim jobs (one conversation at a time, in
 //!   order), run them, and retry, pause or dead-letter by the delivery policy.
+//! - [`coalesce`]: an org's concurrent creates merged into `$batch` requests.
 //! - [`lifecycle`]: what a job does in Creatio: contact, case, activities,
 //!   hand-off note, resolution.
 //!
@@ -13,6 +14,7 @@
 //! platform's ids, so a retried create finds its own record
 //! ([`creatio::Error::AlreadyExists`]) instead of writing a second one.
 
+pub mod coalesce;
 pub mod events;
 pub mod lifecycle;
 pub mod worker;

@@ -135,7 +135,7 @@ impl TestApp {
             admin_token: Some(SecretString::from(admin_token.clone())),
             secret_key: SecretKeySource::Inline(SecretString::from(key)),
             allow_private_targets: vec!["127.0.0.0/8".parse().unwrap()],
-            workers: 2,
+            workers: 4,
             role: Role::All,
             log: "debug".into(),
             log_format: LogFormat::Text,

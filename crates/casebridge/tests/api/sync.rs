@@ -426,6 +426,13 @@ async fn a_burst_over_many_conversations_arrives_complete_and_in_order(backend: 
             .unwrap(),
         500
     );
+    let stats = app.emulator.stats();
+    assert!(stats.batch_operations > 0, "writes were batched: {stats:?}");
+    let activity_requests = stats.odata_requests;
+    assert!(
+        activity_requests < 500,
+        "fewer Creatio requests than messages: {activity_requests}"
+    );
     app.finish().await;
 }
 
