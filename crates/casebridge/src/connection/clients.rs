@@ -17,6 +17,10 @@ use super::Settings;
 #[derive(Clone, Default)]
 pub struct Clients {
     by_org: Arc<RwLock<HashMap<String, (String, Client)>>>,
+    /// Opened and validated settings by org, for the saved version
+    /// (`updated_at`) they came from: workers need them for every job, and
+    /// opening the secret and validating (DNS included) each time is waste.
+    settings: Arc<RwLock<HashMap<String, (i64, Settings)>>>,
 }
 
 impl Clients {
@@ -45,8 +49,35 @@ impl Clients {
         client
     }
 
+    /// The org's settings saved at `version`, from the cache or `load`.
+    pub async fn settings<E, F>(&self, org_id: &str, version: i64, load: F) -> Result<Settings, E>
+    where
+        F: std::future::Future<Output = Result<Settings, E>>,
+    {
+        if let Some((v, s)) = self
+            .settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(org_id)
+        {
+            if *v == version {
+                return Ok(s.clone());
+            }
+        }
+        let s = load.await?;
+        self.settings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(org_id.to_string(), (version, s.clone()));
+        Ok(s)
+    }
+
     /// Forgets the org's client (disconnect).
     pub fn forget(&self, org_id: &str) {
+        self.settings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(org_id);
         self.by_org
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -384,25 +384,52 @@ pub async fn first_customer_text(
     Ok(row.map(|r| r.try_get("text")).transpose()?)
 }
 
-/// Marks a message written and remembers its activity for the echo guard.
-pub async fn mark_written(db: &Db, org_id: &str, conversation_id: &str, m: &Message) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
-    sqlx::query(
-        "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id = $3",
+/// Completes the pending message jobs of a conversation up to `seq` whose
+/// messages an earlier job already wrote in its batch.
+pub async fn finish_written_message_jobs(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    up_to_seq: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
+         AND kind = 'message' AND state = 'pending' AND seq <= $4",
     )
+    .bind(now_ms())
     .bind(org_id)
     .bind(conversation_id)
-    .bind(&m.id)
-    .execute(&mut *tx)
+    .bind(up_to_seq)
+    .execute(db.pool())
     .await?;
-    remember_in(
-        &mut tx,
-        org_id,
-        &m.activity_id,
-        "Activity",
-        Some(conversation_id),
-    )
-    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Marks messages written and remembers their activities for the echo
+/// guard, in one transaction.
+pub async fn mark_written(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    messages: &[Message],
+) -> Result<()> {
+    let mut tx = db.pool().begin().await?;
+    for m in messages {
+        sqlx::query("UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id = $3")
+            .bind(org_id)
+            .bind(conversation_id)
+            .bind(&m.id)
+            .execute(&mut *tx)
+            .await?;
+        remember_in(
+            &mut tx,
+            org_id,
+            &m.activity_id,
+            "Activity",
+            Some(conversation_id),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
 }

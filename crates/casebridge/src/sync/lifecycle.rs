@@ -485,7 +485,7 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
             Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[0]).await?;
+        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[..1]).await?;
     } else {
         let ops: Vec<BatchOp> = activities
             .iter()
@@ -495,14 +495,27 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
         metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops.len() as f64);
         // Stop at the first failure: later activities must not overtake it.
         let results = ctx.client.batch_with(&ops, false).await;
-        for (m, r) in pending.iter().zip(results) {
+        // Record what landed, up to the first failure, in one transaction.
+        let mut landed = 0;
+        let mut failure = None;
+        for r in results {
             match r {
-                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {
-                    sync::mark_written(db, &job.org_id, &job.conversation_id, m).await?
+                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => landed += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
+        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[..landed]).await?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+    }
+    // The jobs of the messages just written have nothing left to do.
+    let last = pending[pending.len() - 1].seq;
+    if last > job.seq {
+        sync::finish_written_message_jobs(db, &job.org_id, &job.conversation_id, last).await?;
     }
     let summary = if pending.len() == 1 {
         format!(

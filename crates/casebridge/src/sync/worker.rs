@@ -243,7 +243,13 @@ async fn prepare_and_run(services: &Services, job: &Job) -> Result<(), JobError>
         .ok_or_else(|| {
             JobError::NotConnected("the org's Creatio connection is not active".into())
         })?;
-    let settings = crate::connection::from_stored(&services.secrets, &services.policy, &connection)
+    let settings = services
+        .clients
+        .settings(
+            &job.org_id,
+            connection.updated_at,
+            crate::connection::from_stored(&services.secrets, &services.policy, &connection),
+        )
         .await
         .map_err(|e| {
             JobError::NotConnected(format!("the saved connection cannot be used: {e:?}"))

@@ -270,12 +270,23 @@ impl TestApp {
                 || body["jobs"].get("pending").is_some()
                 || body["jobs"].get("running").is_some();
             if !busy {
-                return body;
+                // The conversation row and its job counts are read one after
+                // the other: read once more, so the state is from after the
+                // last job finished.
+                return self
+                    .get(&format!("/v1/conversations/{conversation_id}"), key)
+                    .await
+                    .1;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "conversation {conversation_id} never settled: {body}"
-            );
+            if std::time::Instant::now() > deadline {
+                let (_, connection) = self.get("/v1/creatio/connection", key).await;
+                let logs = logs();
+                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
+                panic!(
+                    "conversation {conversation_id} never settled: {body}\nconnection: {connection}\nlast log lines (newest first):\n{}",
+                    tail.join("\n")
+                );
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
