@@ -125,7 +125,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             workers_stop,
         )
     };
-    let app = api::router(services);
+    let app = if config.role == Role::Worker {
+        api::ops_router(services)
+    } else {
+        api::router(services)
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -39,6 +39,21 @@ pub struct Services {
 
 pub type AppState = Arc<Services>;
 
+/// Only health and metrics: what a `worker`-role process serves.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async {
+            ApiError::not_found(
+                "This process runs sync workers only (CASEBRIDGE_ROLE=worker)",
+                "Send API requests to a process with CASEBRIDGE_ROLE=all or api.",
+            )
+        })
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
