@@ -370,10 +370,21 @@ impl Fleet {
                 if v["jobs"].get("pending").is_none() && v["jobs"].get("running").is_none() {
                     break v;
                 }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "fleet-{c} never settled: {v}"
-                );
+                if std::time::Instant::now() > deadline {
+                    let conn: serde_json::Value = http
+                        .get(format!("{base}/v1/creatio/connection"))
+                        .bearer_auth(key)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    panic!(
+                        "fleet-{c} never settled: jobs {} open {} connection {} {}",
+                        v["jobs"], v["open_jobs"], conn["status"], conn["status_detail"]
+                    );
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             };
             assert!(conv["jobs"].get("dead").is_none(), "{conv}");

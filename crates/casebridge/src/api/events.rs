@@ -109,6 +109,14 @@ pub async fn conversation(
         .into_iter()
         .map(|(k, n)| (k, json!(n)))
         .collect();
+    let open_jobs: Vec<Value> = sync::open_jobs(&state.db, &caller.org_id, &id)
+        .await?
+        .into_iter()
+        .map(|j| {
+            json!({"seq": j.seq, "kind": j.kind, "state": j.state, "attempts": j.attempts,
+                        "next_attempt_at": rfc3339(j.run_after), "last_error": j.last_error})
+        })
+        .collect();
     let timeline: Vec<Value> = sync::timeline(&state.db, &caller.org_id, &id)
         .await?
         .into_iter()
@@ -123,6 +131,7 @@ pub async fn conversation(
         "contact_id": c.creatio_contact_id,
         "messages": {"received": messages, "written": written},
         "jobs": jobs,
+        "open_jobs": open_jobs,
         "timeline": timeline,
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),

@@ -483,33 +483,34 @@ pub struct Job {
 }
 
 /// Claims the next runnable job: pending, due, of an active org, and the
-/// first unfinished job of its conversation.
+/// first unfinished job of its conversation. One statement: on SQLite the
+/// single writer makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED`
+/// lets concurrent claimants pass each other instead of queueing on the
+/// same row, and the outer `state = 'pending'` re-check means a row taken
+/// meanwhile is never claimed twice.
 pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Job>> {
     let now = now_ms();
-    let candidates = sqlx::query(
-        "SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
-         WHERE j.state = 'pending' AND j.run_after <= $1 AND NOT EXISTS ( \
-           SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
-           AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
-         ORDER BY j.run_after, j.seq LIMIT 16",
-    )
+    let lock = match db.backend() {
+        super::Backend::Postgres => "FOR UPDATE OF j SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let claimed = sqlx::query(&format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+         WHERE state = 'pending' AND id = ( \
+           SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
+           WHERE j.state = 'pending' AND j.run_after <= $2 AND NOT EXISTS ( \
+             SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
+             AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
+           ORDER BY j.run_after, j.seq LIMIT 1 {lock}) \
+         RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
+    ))
+    .bind(now + lease_ms)
     .bind(now)
-    .fetch_all(db.pool())
+    .fetch_optional(db.pool())
     .await?;
-    for c in candidates {
-        let id: String = c.try_get("id")?;
-        let claimed = sqlx::query(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-             WHERE id = $3 AND state = 'pending' \
-             RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(&id)
-        .fetch_optional(db.pool())
-        .await?;
-        if let Some(r) = claimed {
-            return Ok(Some(Job {
+    claimed
+        .map(|r| {
+            Ok(Job {
                 id: r.try_get("id")?,
                 org_id: r.try_get("org_id")?,
                 conversation_id: r.try_get("conversation_id")?,
@@ -518,10 +519,9 @@ pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Job>> {
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
-            }));
-        }
-    }
-    Ok(None)
+            })
+        })
+        .transpose()
 }
 
 /// Returns jobs whose claimant died (lease expired) to the queue.
@@ -668,5 +668,41 @@ pub async fn job_counts_by_state(db: &Db) -> Result<Vec<(String, i64)>> {
         .await?;
     rows.iter()
         .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+}
+
+/// A job as the conversation view shows it.
+pub struct JobView {
+    pub seq: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub run_after: i64,
+    pub last_error: Option<String>,
+}
+
+/// The conversation's jobs that are not done (queued, running, dead), in
+/// order, at most 50.
+pub async fn open_jobs(db: &Db, org_id: &str, conversation_id: &str) -> Result<Vec<JobView>> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, state, attempts, run_after, last_error FROM jobs \
+         WHERE org_id = $1 AND conversation_id = $2 AND state IN ('pending', 'running', 'dead') \
+         ORDER BY seq LIMIT 50",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobView {
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                run_after: r.try_get("run_after")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
         .collect()
 }
