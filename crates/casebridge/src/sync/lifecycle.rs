@@ -453,9 +453,34 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
     } else {
         job.seq
     };
-    let pending = sync::unwritten_messages(db, &job.org_id, &job.conversation_id, up_to).await?;
+    let mut pending =
+        sync::unwritten_messages(db, &job.org_id, &job.conversation_id, up_to).await?;
     if pending.is_empty() {
         return Ok(());
+    }
+    if job.attempts > 1 {
+        // A retry: an earlier run may have written some of these before it
+        // failed or its process died. Ask Creatio which exist, so the batch
+        // below does not stop at the first duplicate again and again.
+        let ids: Vec<Uuid> = pending
+            .iter()
+            .filter_map(|m| Uuid::parse_str(&m.activity_id).ok())
+            .collect();
+        let existing: Vec<Activity> = ctx.client.get_many(&ids).await?;
+        let found: std::collections::HashSet<String> = existing
+            .iter()
+            .filter_map(|a| a.id.map(|i| i.to_string()))
+            .collect();
+        let (done, rest): (Vec<Message>, Vec<Message>) = pending
+            .into_iter()
+            .partition(|m| found.contains(&m.activity_id));
+        if !done.is_empty() {
+            sync::mark_written(db, &job.org_id, &job.conversation_id, &done).await?;
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        pending = rest;
     }
     let c = ctx.conversation.clone();
     let case_id = Uuid::parse_str(&c.case_id)

@@ -182,7 +182,13 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
                 .await;
                 sync::kill_job(db, &job.id, &why).await
             } else {
-                let delay = policy.backoff_ms(job.attempts, e.retry_after());
+                // An operation the server skipped because an earlier one in
+                // its $batch failed has not failed itself: try again soon.
+                let delay = if matches!(e, creatio::Error::NotExecuted) {
+                    policy.backoff_ms(1, None)
+                } else {
+                    policy.backoff_ms(job.attempts, e.retry_after())
+                };
                 let until = now_ms() + delay;
                 tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
                     delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
