@@ -536,12 +536,17 @@ pub async fn release_expired_leases(db: &Db) -> Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Records a job done. A job cancelled while it ran (disconnect) is
+/// recorded done too: its writes happened.
 pub async fn finish_job(db: &Db, id: &str) -> Result<()> {
-    sqlx::query("UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 WHERE id = $2")
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
+         WHERE id = $2 AND state IN ('running', 'cancelled')",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -556,7 +561,7 @@ pub async fn retry_job(
 ) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET state = 'pending', locked_until = NULL, run_after = $1, last_error = $2, \
-         attempts = attempts - $3, updated_at = $4 WHERE id = $5",
+         attempts = attempts - $3, updated_at = $4 WHERE id = $5 AND state = 'running'",
     )
     .bind(run_after)
     .bind(error)
@@ -570,12 +575,15 @@ pub async fn retry_job(
 
 /// Gives up on a job; it stays, visible, as `dead`.
 pub async fn kill_job(db: &Db, id: &str, error: &str) -> Result<()> {
-    sqlx::query("UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3")
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 \
+         WHERE id = $3 AND state = 'running'",
+    )
+    .bind(error)
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -592,9 +600,12 @@ pub async fn hold_org(db: &Db, org_id: &str, until: i64) -> Result<()> {
     Ok(())
 }
 
-/// Disconnect: pending jobs are cancelled and kept.
+/// Disconnect: queued and running jobs are cancelled and kept. A running
+/// one finishes what it is doing; if that fails it is not queued again.
 pub async fn cancel_pending_jobs(tx: &mut Tx<'_>, org_id: &str) -> Result<u64> {
-    let done = sqlx::query("UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE org_id = $2 AND state = 'pending'")
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE org_id = $2 AND state IN ('pending', 'running')",
+    )
         .bind(now_ms())
         .bind(org_id)
         .execute(&mut **tx)
