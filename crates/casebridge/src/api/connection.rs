@@ -123,21 +123,6 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
         })
 }
 
-fn raw_from(c: &Connection, secret: Option<SecretString>) -> RawSettings {
-    RawSettings {
-        instance_url: Some(c.instance_url.clone()),
-        identity_service_url: c.identity_service_url.clone(),
-        client_id: c.client_id.clone(),
-        client_secret: secret,
-        default_owner_id: c.default_owner_id.clone(),
-        default_group_id: c.default_group_id.clone(),
-        resolved_status_id: c.resolved_status_id.clone(),
-        create_case_only_on_handoff: c.create_case_only_on_handoff,
-        create_missing_contacts: c.create_missing_contacts,
-        case_append_channels: c.case_append_channels.clone(),
-    }
-}
-
 /// The connection as an admin sees it: the secret masked.
 async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
     let webhook = match webhook_tokens::current(&state.db, &c.org_id).await? {
@@ -322,7 +307,7 @@ pub async fn change(
     let lookups_changed = patch.default_owner_id.is_some()
         || patch.default_group_id.is_some()
         || patch.resolved_status_id.is_some();
-    let mut raw = raw_from(&current, Some(before.client_secret.clone()));
+    let mut raw = RawSettings::of_connection(&current, Some(before.client_secret.clone()));
     if let Some(v) = patch.instance_url {
         raw.instance_url = Some(v);
     }

@@ -97,6 +97,25 @@ const INSTANCE_HINT: &str = "Use the address of your Creatio site as it appears 
     e.g. https://mycompany.creatio.com.";
 
 impl RawSettings {
+    /// A saved connection's settings, with its secret (opened) or none.
+    pub fn of_connection(
+        c: &crate::storage::connections::Connection,
+        secret: Option<SecretString>,
+    ) -> RawSettings {
+        RawSettings {
+            instance_url: Some(c.instance_url.clone()),
+            identity_service_url: c.identity_service_url.clone(),
+            client_id: c.client_id.clone(),
+            client_secret: secret,
+            default_owner_id: c.default_owner_id.clone(),
+            default_group_id: c.default_group_id.clone(),
+            resolved_status_id: c.resolved_status_id.clone(),
+            create_case_only_on_handoff: c.create_case_only_on_handoff,
+            create_missing_contacts: c.create_missing_contacts,
+            case_append_channels: c.case_append_channels.clone(),
+        }
+    }
+
     /// Validates and normalises every field, reporting all problems at once.
     pub async fn validate(&self, policy: &TargetPolicy) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
@@ -279,21 +298,10 @@ pub async fn from_stored(
         ),
         None => None,
     };
-    RawSettings {
-        instance_url: Some(c.instance_url.clone()),
-        identity_service_url: c.identity_service_url.clone(),
-        client_id: c.client_id.clone(),
-        client_secret: secret,
-        default_owner_id: c.default_owner_id.clone(),
-        default_group_id: c.default_group_id.clone(),
-        resolved_status_id: c.resolved_status_id.clone(),
-        create_case_only_on_handoff: c.create_case_only_on_handoff,
-        create_missing_contacts: c.create_missing_contacts,
-        case_append_channels: c.case_append_channels.clone(),
-    }
-    .validate(policy)
-    .await
-    .map_err(StoredError::Invalid)
+    RawSettings::of_connection(c, secret)
+        .validate(policy)
+        .await
+        .map_err(StoredError::Invalid)
 }
 
 /// Why saved settings cannot be used.
