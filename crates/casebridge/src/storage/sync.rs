@@ -384,37 +384,30 @@ pub async fn first_customer_text(
     Ok(row.map(|r| r.try_get("text")).transpose()?)
 }
 
-/// Completes the pending message jobs of a conversation up to `seq` whose
-/// messages an earlier job already wrote in its batch.
-pub async fn finish_written_message_jobs(
-    db: &Db,
-    org_id: &str,
-    conversation_id: &str,
-    up_to_seq: i64,
-) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
-         AND kind = 'message' AND state = 'pending' AND seq <= $4",
-    )
-    .bind(now_ms())
-    .bind(org_id)
-    .bind(conversation_id)
-    .bind(up_to_seq)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected())
+/// What a job records after writing activities, in one transaction: the
+/// messages written (remembered for the echo guard), the message jobs whose
+/// work that was, the job itself, and the timeline line.
+#[derive(Default)]
+pub struct Written<'a> {
+    pub messages: &'a [Message],
+    /// Pending message jobs up to this position are done: their messages
+    /// rode along in this job's batch.
+    pub finish_message_jobs_up_to: Option<i64>,
+    /// This job is done.
+    pub finish_job: Option<&'a str>,
+    /// A timeline line and the attempt it belongs to.
+    pub timeline: Option<(&'a str, i64)>,
 }
 
-/// Marks messages written and remembers their activities for the echo
-/// guard, in one transaction.
-pub async fn mark_written(
+pub async fn record_written(
     db: &Db,
     org_id: &str,
     conversation_id: &str,
-    messages: &[Message],
+    w: Written<'_>,
 ) -> Result<()> {
+    let now = now_ms();
     let mut tx = db.pool().begin().await?;
-    for m in messages {
+    for m in w.messages {
         sqlx::query("UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id = $3")
             .bind(org_id)
             .bind(conversation_id)
@@ -430,8 +423,60 @@ pub async fn mark_written(
         )
         .await?;
     }
+    if let Some(up_to) = w.finish_message_jobs_up_to {
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
+             AND kind = 'message' AND state = 'pending' AND seq <= $4",
+        )
+        .bind(now)
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(up_to)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some(id) = w.finish_job {
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
+             WHERE id = $2 AND state IN ('running', 'cancelled')",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if let Some((summary, attempts)) = w.timeline {
+        add_timeline(
+            &mut *tx,
+            org_id,
+            conversation_id,
+            "creatio",
+            summary,
+            Some(attempts),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Marks messages written (and remembered), nothing else.
+pub async fn mark_written(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    messages: &[Message],
+) -> Result<()> {
+    record_written(
+        db,
+        org_id,
+        conversation_id,
+        Written {
+            messages,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 async fn remember_in(

@@ -43,8 +43,10 @@ pub struct Context<'a> {
 
 const MAX_TITLE: usize = 250;
 
-/// Runs one claimed job.
-pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
+/// Runs one claimed job. `Ok(true)` when the job's completion was already
+/// recorded with its writes (one transaction), `Ok(false)` when the caller
+/// records it.
+pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     let payload: JobPayload = serde_json::from_str(&job.payload)
         .map_err(|e| JobError::Permanent(format!("unreadable job payload: {e}")))?;
     match payload {
@@ -64,7 +66,7 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
                         job,
                     )
                     .await;
-                    return Ok(());
+                    return Ok(false);
                 }
                 ensure_case(ctx, job, None).await?;
             }
@@ -81,9 +83,9 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
                 "handed_off",
             )
             .await?;
-            Ok(())
+            Ok(false)
         }
-        JobPayload::Resolve { .. } => resolve(ctx, job).await,
+        JobPayload::Resolve { .. } => resolve(ctx, job).await.map(|()| false),
     }
 }
 
@@ -440,7 +442,7 @@ fn activity_for(
 
 /// Writes the conversation's unwritten messages up to the job, in order;
 /// several at once go as one `$batch`.
-async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
+async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     let db = &ctx.services.db;
     // A message job also writes the messages queued behind it (their own
     // jobs then find nothing to do): one $batch instead of many requests.
@@ -456,7 +458,7 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
     let mut pending =
         sync::unwritten_messages(db, &job.org_id, &job.conversation_id, up_to).await?;
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     if job.attempts > 1 {
         // A retry: an earlier run may have written some of these before it
@@ -478,7 +480,7 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
             sync::mark_written(db, &job.org_id, &job.conversation_id, &done).await?;
         }
         if rest.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         pending = rest;
     }
@@ -510,7 +512,6 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
             Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[..1]).await?;
     } else {
         let ops: Vec<BatchOp> = activities
             .iter()
@@ -532,16 +533,12 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
                 }
             }
         }
-        sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[..landed]).await?;
         if let Some(e) = failure {
+            sync::mark_written(db, &job.org_id, &job.conversation_id, &pending[..landed]).await?;
             return Err(e.into());
         }
     }
-    // The jobs of the messages just written have nothing left to do.
     let last = pending[pending.len() - 1].seq;
-    if last > job.seq {
-        sync::finish_written_message_jobs(db, &job.org_id, &job.conversation_id, last).await?;
-    }
     let summary = if pending.len() == 1 {
         format!(
             "Wrote activity {} for message {}",
@@ -555,8 +552,23 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError
             pending[pending.len() - 1].id
         )
     };
-    timeline(ctx, "creatio", &summary, job).await;
-    Ok(())
+    // Everything this write means, in one transaction: messages written,
+    // the jobs of the messages that rode along done, and — for a message
+    // job, which has nothing left to do — the job itself done.
+    let finishes = job.kind == "message";
+    sync::record_written(
+        db,
+        &job.org_id,
+        &job.conversation_id,
+        sync::Written {
+            messages: &pending,
+            finish_message_jobs_up_to: (last > job.seq).then_some(last),
+            finish_job: finishes.then_some(job.id.as_str()),
+            timeline: Some((&summary, job.attempts)),
+        },
+    )
+    .await?;
+    Ok(finishes)
 }
 
 async fn write_handoff(

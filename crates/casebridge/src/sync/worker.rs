@@ -123,7 +123,7 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
     let outcome = prepare_and_run(services, &job).await;
     metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
     let label = match &outcome {
-        Ok(()) => "done",
+        Ok(_) => "done",
         Err(JobError::Creatio(e)) if e.is_dead_credentials() => "paused",
         Err(JobError::NotConnected(_)) => "paused",
         Err(JobError::Creatio(e)) if e.is_retryable() => "retry",
@@ -133,7 +133,8 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
         .increment(1);
     let db = &services.db;
     let result = match outcome {
-        Ok(()) => sync::finish_job(db, &job.id).await,
+        Ok(true) => Ok(()),
+        Ok(false) => sync::finish_job(db, &job.id).await,
         Err(JobError::Creatio(e)) if e.is_dead_credentials() => {
             let diagnosis = e.diagnosis();
             tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e,
@@ -242,7 +243,7 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
     }
 }
 
-async fn prepare_and_run(services: &Services, job: &Job) -> Result<(), JobError> {
+async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobError> {
     let connection = connections::get(&services.db, &job.org_id)
         .await?
         .filter(|c| c.status == Status::Active)
