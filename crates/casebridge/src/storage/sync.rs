@@ -322,39 +322,43 @@ pub async fn unwritten_messages(
     .bind(up_to_seq)
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Message {
-                id: r.try_get("id")?,
-                seq: r.try_get("seq")?,
-                role: r.try_get("role")?,
-                text: r.try_get("text")?,
-                attachments: r.try_get("attachments")?,
-                occurred_at: r.try_get("occurred_at")?,
-                activity_id: r.try_get("activity_id")?,
-            })
-        })
-        .collect()
+    rows.iter().map(message_from).collect()
 }
 
-/// The position of the conversation's next job after `seq` that is not a
-/// message (a hand-off or resolution), which messages must not overtake.
-pub async fn next_barrier(
+/// Messages not yet written, in order, that may go before the
+/// conversation's next hand-off or resolution after `seq`: a message job
+/// writes the messages queued behind it, never past such a job.
+pub async fn unwritten_messages_before_barrier(
     db: &Db,
     org_id: &str,
     conversation_id: &str,
     seq: i64,
-) -> Result<Option<i64>> {
-    let row = sqlx::query(
-        "SELECT seq FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND seq > $3 AND kind <> 'message' \
-         ORDER BY seq LIMIT 1",
+) -> Result<Vec<Message>> {
+    let rows = sqlx::query(
+        "SELECT id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
+         WHERE org_id = $1 AND conversation_id = $2 AND written = 0 AND seq < COALESCE( \
+           (SELECT MIN(j.seq) FROM jobs j WHERE j.org_id = $1 AND j.conversation_id = $2 \
+            AND j.seq > $3 AND j.kind <> 'message'), 9223372036854775807) \
+         ORDER BY seq",
     )
     .bind(org_id)
     .bind(conversation_id)
     .bind(seq)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    Ok(row.map(|r| r.try_get("seq")).transpose()?)
+    rows.iter().map(message_from).collect()
+}
+
+fn message_from(r: &sqlx::any::AnyRow) -> Result<Message> {
+    Ok(Message {
+        id: r.try_get("id")?,
+        seq: r.try_get("seq")?,
+        role: r.try_get("role")?,
+        text: r.try_get("text")?,
+        attachments: r.try_get("attachments")?,
+        occurred_at: r.try_get("occurred_at")?,
+        activity_id: r.try_get("activity_id")?,
+    })
 }
 
 /// Whether the conversation has any message already written (the first
@@ -407,21 +411,35 @@ pub async fn record_written(
 ) -> Result<()> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
-    for m in w.messages {
-        sqlx::query("UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id = $3")
+    // Two statements per hundred messages, not two per message: each
+    // statement is a round trip to the database's connection thread.
+    for chunk in w.messages.chunks(100) {
+        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id IN ({})",
+            ids.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(conversation_id);
+        for m in chunk {
+            q = q.bind(&m.id);
+        }
+        q.execute(&mut *tx).await?;
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("($1, ${}, 'Activity', $2, $3)", i + 4))
+            .collect();
+        let sql = format!(
+            "INSERT INTO written_records (org_id, record_id, entity, conversation_id, written_at) VALUES {} \
+             ON CONFLICT (org_id, record_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql)
             .bind(org_id)
             .bind(conversation_id)
-            .bind(&m.id)
-            .execute(&mut *tx)
-            .await?;
-        remember_in(
-            &mut tx,
-            org_id,
-            &m.activity_id,
-            "Activity",
-            Some(conversation_id),
-        )
-        .await?;
+            .bind(now);
+        for m in chunk {
+            q = q.bind(&m.activity_id);
+        }
+        q.execute(&mut *tx).await?;
     }
     if let Some(up_to) = w.finish_message_jobs_up_to {
         sqlx::query(

@@ -447,16 +447,12 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobErr
     // A message job also writes the messages queued behind it (their own
     // jobs then find nothing to do): one $batch instead of many requests.
     // Never past a hand-off or resolution, which must come after them.
-    let up_to = if job.kind == "message" {
-        sync::next_barrier(db, &job.org_id, &job.conversation_id, job.seq)
+    let mut pending = if job.kind == "message" {
+        sync::unwritten_messages_before_barrier(db, &job.org_id, &job.conversation_id, job.seq)
             .await?
-            .map(|b| b - 1)
-            .unwrap_or(i64::MAX)
     } else {
-        job.seq
+        sync::unwritten_messages(db, &job.org_id, &job.conversation_id, job.seq).await?
     };
-    let mut pending =
-        sync::unwritten_messages(db, &job.org_id, &job.conversation_id, up_to).await?;
     if pending.is_empty() {
         return Ok(false);
     }
