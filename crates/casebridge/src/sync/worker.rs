@@ -160,8 +160,10 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
             sync::retry_job(db, &job.id, now_ms(), &diagnosis, false).await
         }
         Err(JobError::NotConnected(why)) => {
-            // Disconnected or unusable settings: keep the job for later.
-            sync::retry_job(db, &job.id, now_ms() + 60_000, &why, false).await
+            // The org was paused or disconnected between the claim (which
+            // takes jobs of active orgs only) and now: keep the job, look
+            // again shortly.
+            sync::retry_job(db, &job.id, now_ms() + 5_000, &why, false).await
         }
         Err(JobError::Creatio(e)) if e.is_retryable() => {
             let age = now_ms() - job.created_at;
