@@ -241,27 +241,9 @@ pub async fn set_conversation_contact(
     Ok(())
 }
 
-pub async fn mark_case_created(
-    db: &Db,
-    org_id: &str,
-    id: &str,
-    number: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE conversations SET case_created = 1, case_number = COALESCE($1, case_number), updated_at = $2 \
-         WHERE org_id = $3 AND id = $4",
-    )
-    .bind(number)
-    .bind(now_ms())
-    .bind(org_id)
-    .bind(id)
-    .execute(db.pool())
-    .await?;
-    Ok(())
-}
-
-/// Points the conversation at an existing case (case-append).
-pub async fn adopt_case(
+/// Links the conversation to its case: the one created with the
+/// conversation's own id, or a contact's open case it was appended to.
+pub async fn link_case(
     db: &Db,
     org_id: &str,
     id: &str,
@@ -269,8 +251,8 @@ pub async fn adopt_case(
     number: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE conversations SET case_id = $1, case_created = 1, case_number = $2, updated_at = $3 \
-         WHERE org_id = $4 AND id = $5",
+        "UPDATE conversations SET case_id = $1, case_created = 1, case_number = COALESCE($2, case_number), \
+         updated_at = $3 WHERE org_id = $4 AND id = $5",
     )
     .bind(case_id)
     .bind(number)
@@ -280,6 +262,24 @@ pub async fn adopt_case(
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// The role of the conversation's message at `seq`, if it is not written yet.
+pub async fn unwritten_message_role(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    seq: i64,
+) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT role FROM messages WHERE org_id = $1 AND conversation_id = $2 AND seq = $3 AND written = 0",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(seq)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|r| r.try_get("role")).transpose()?)
 }
 
 pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str) -> Result<()> {

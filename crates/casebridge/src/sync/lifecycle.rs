@@ -52,7 +52,13 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     match payload {
         JobPayload::Message { message_id, .. } => {
             if !ctx.conversation.case_created {
-                let role = role_of(ctx, job.seq).await?;
+                let role = sync::unwritten_message_role(
+                    &ctx.services.db,
+                    &job.org_id,
+                    &job.conversation_id,
+                    job.seq,
+                )
+                .await?;
                 if ctx.settings.create_case_only_on_handoff || role.as_deref() != Some("customer") {
                     let why = if ctx.settings.create_case_only_on_handoff {
                         "the case is created at hand-off"
@@ -89,17 +95,6 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     }
 }
 
-async fn role_of(ctx: &Context<'_>, seq: i64) -> Result<Option<String>, JobError> {
-    let pending = sync::unwritten_messages(
-        &ctx.services.db,
-        &ctx.conversation.org_id,
-        &ctx.conversation.id,
-        seq,
-    )
-    .await?;
-    Ok(pending.into_iter().find(|m| m.seq == seq).map(|m| m.role))
-}
-
 async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
     if let Err(e) = sync::add_timeline(
         ctx.services.db.pool(),
@@ -112,6 +107,26 @@ async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
     .await
     {
         tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e, "Could not write the timeline.");
+    }
+}
+
+/// The conversation's Case Id (stored as text).
+fn case_uuid(c: &Conversation) -> Result<Uuid, JobError> {
+    Uuid::parse_str(&c.case_id).map_err(|e| JobError::Permanent(format!("bad case id: {e}")))
+}
+
+/// The Creatio Contact linked to the conversation, if any.
+fn contact_uuid(c: &Conversation) -> Option<Uuid> {
+    c.creatio_contact_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+/// A create with a deterministic Id succeeded, now or on an earlier run.
+fn created_once<T>(result: creatio::Result<T>) -> Result<(), JobError> {
+    match result {
+        Ok(_) | Err(CreatioError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -148,12 +163,7 @@ fn origin(channel: &str) -> Uuid {
 /// Finds the customer's Contact by e-mail, then phone; creates it (with a
 /// deterministic Id) when allowed and none matches.
 async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>, JobError> {
-    if let Some(id) = ctx
-        .conversation
-        .creatio_contact_id
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok())
-    {
+    if let Some(id) = contact_uuid(&ctx.conversation) {
         return Ok(Some(id));
     }
     let c = ctx.conversation.clone();
@@ -218,10 +228,7 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
                 phone: c.contact_phone.clone(),
                 ..Default::default()
             };
-            match ctx.client.create(&contact).await {
-                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+            created_once(ctx.client.create(&contact).await)?;
             sync::remember_written(
                 &ctx.services.db,
                 &job.org_id,
@@ -298,8 +305,7 @@ async fn ensure_case(
         .map(|h| h.summary.clone())
         .or(first)
         .unwrap_or_default();
-    let case_id = Uuid::parse_str(&c.case_id)
-        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let case_id = case_uuid(&c)?;
     let case = Case {
         id: Some(case_id),
         subject: Some(subject),
@@ -326,7 +332,14 @@ async fn ensure_case(
         Some(&c.id),
     )
     .await?;
-    sync::mark_case_created(&ctx.services.db, &job.org_id, &c.id, number.as_deref()).await?;
+    sync::link_case(
+        &ctx.services.db,
+        &job.org_id,
+        &c.id,
+        &c.case_id,
+        number.as_deref(),
+    )
+    .await?;
     ctx.conversation.case_created = true;
     ctx.conversation.case_number = number.clone();
     timeline(
@@ -367,7 +380,7 @@ async fn append_to_open_case(
     let Some(case_id) = case.id else {
         return Ok(false);
     };
-    sync::adopt_case(
+    sync::link_case(
         &ctx.services.db,
         &job.org_id,
         &job.conversation_id,
@@ -481,12 +494,8 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobErr
         pending = rest;
     }
     let c = ctx.conversation.clone();
-    let case_id = Uuid::parse_str(&c.case_id)
-        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
-    let contact_id = c
-        .creatio_contact_id
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok());
+    let case_id = case_uuid(&c)?;
+    let contact_id = contact_uuid(&c);
     let mut first = !sync::any_message_written(db, &job.org_id, &job.conversation_id).await?;
     let activities: Vec<Activity> = pending
         .iter()
@@ -499,15 +508,12 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobErr
     if activities.len() == 1 {
         let body = serde_json::to_value(&activities[0])
             .map_err(|e| JobError::Permanent(format!("cannot encode an activity: {e}")))?;
-        match ctx
-            .services
-            .coalescer
-            .create(&job.org_id, &ctx.client, "Activity", body)
-            .await
-        {
-            Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        created_once(
+            ctx.services
+                .coalescer
+                .create(&job.org_id, &ctx.client, "Activity", body)
+                .await,
+        )?;
     } else {
         let ops: Vec<BatchOp> = activities
             .iter()
@@ -574,8 +580,7 @@ async fn write_handoff(
     h: &HandoffJson,
 ) -> Result<(), JobError> {
     let c = ctx.conversation.clone();
-    let case_id = Uuid::parse_str(&c.case_id)
-        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let case_id = case_uuid(&c)?;
     let note_id = super::handoff_note_id(&job.org_id, &c.id, event_id);
     let mut notes = format!("Summary: {}", h.summary.trim());
     if !h.reason.trim().is_empty() {
@@ -605,16 +610,10 @@ async fn write_handoff(
         activity_category_id: Some(activity_category::TODO),
         status_id: Some(activity_status::COMPLETED),
         case_id: Some(case_id),
-        contact_id: c
-            .creatio_contact_id
-            .as_deref()
-            .and_then(|s| Uuid::parse_str(s).ok()),
+        contact_id: contact_uuid(&c),
         ..Default::default()
     };
-    match ctx.client.create(&note).await {
-        Ok(_) | Err(CreatioError::AlreadyExists { .. }) => {}
-        Err(e) => return Err(e.into()),
-    }
+    created_once(ctx.client.create(&note).await)?;
     sync::remember_written(
         &ctx.services.db,
         &job.org_id,
@@ -663,8 +662,7 @@ async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
         .await;
         return Ok(());
     };
-    let case_id = Uuid::parse_str(&ctx.conversation.case_id)
-        .map_err(|e| JobError::Permanent(format!("bad case id: {e}")))?;
+    let case_id = case_uuid(&ctx.conversation)?;
     ctx.client
         .update(
             case_id,

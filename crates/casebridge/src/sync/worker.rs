@@ -23,6 +23,8 @@ use crate::storage::connections::{self, Status};
 use crate::storage::now_ms;
 use crate::storage::sync::{self, Job};
 
+/// How often expired leases are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How long an idle worker waits before looking again (other processes'
 /// jobs, retries coming due); local ingests wake it at once.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -68,30 +70,21 @@ impl Policy {
     }
 }
 
-/// Starts `n` workers; they stop when `stop` turns true.
+/// Starts `n` workers and the lease reaper; they stop when `stop` turns true.
 pub fn spawn(
     services: Arc<Services>,
     n: usize,
     policy: Policy,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    (0..n)
+    let mut tasks: Vec<JoinHandle<()>> = (0..n)
         .map(|i| {
             let services = services.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
-                let mut last_reap = 0i64;
                 loop {
                     if *stop.borrow() {
                         break;
-                    }
-                    if now_ms() - last_reap > 5_000 {
-                        last_reap = now_ms();
-                        match sync::release_expired_leases(&services.db).await {
-                            Ok(n) if n > 0 => tracing::warn!(worker = i, jobs = n, "Took over jobs whose worker stopped mid-run."),
-                            Err(e) => tracing::warn!(worker = i, error = %e, "Could not release expired job leases."),
-                            _ => {}
-                        }
                     }
                     let claimed = match sync::claim_next(&services.db, policy.lease_ms).await {
                         Ok(j) => j,
@@ -113,7 +106,80 @@ pub fn spawn(
                 }
             })
         })
-        .collect()
+        .collect();
+    tasks.push(tokio::spawn(release_expired_leases(services, stop)));
+    tasks
+}
+
+/// Returns jobs whose worker died mid-run (their lease expired) to the
+/// queue: one task per process, every few seconds.
+async fn release_expired_leases(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
+    loop {
+        match sync::release_expired_leases(&services.db).await {
+            Ok(n) if n > 0 => {
+                tracing::warn!(jobs = n, "Took over jobs whose worker stopped mid-run.")
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not release expired job leases."),
+            _ => {}
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REAP_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+}
+
+/// What becomes of a job after a run: decided once, then recorded (and
+/// counted in the metrics) from this alone.
+enum Verdict {
+    /// Done; `recorded` when the run already marked it so with its writes.
+    Done { recorded: bool },
+    /// Creatio refused the credentials: the org is paused.
+    Paused(creatio::Error),
+    /// The org was paused or disconnected between the claim (which takes
+    /// jobs of active orgs only) and the run.
+    Raced(String),
+    /// Worth another attempt later.
+    Retry(creatio::Error),
+    /// Failed for good, or retried past the give-up time.
+    Dead(String),
+}
+
+impl Verdict {
+    fn of(outcome: Result<bool, JobError>, job: &Job, policy: &Policy) -> Verdict {
+        match outcome {
+            Ok(recorded) => Verdict::Done { recorded },
+            Err(JobError::Creatio(e)) if e.is_dead_credentials() => Verdict::Paused(e),
+            Err(JobError::NotConnected(why)) => Verdict::Raced(why),
+            Err(JobError::Creatio(e)) if e.is_retryable() => {
+                let age = now_ms() - job.created_at;
+                if age > policy.give_up_ms {
+                    Verdict::Dead(format!(
+                        "gave up after {} attempts over {} s: {}",
+                        job.attempts,
+                        age / 1000,
+                        e.diagnosis()
+                    ))
+                } else {
+                    Verdict::Retry(e)
+                }
+            }
+            Err(JobError::Creatio(e)) => Verdict::Dead(e.diagnosis()),
+            Err(other) => Verdict::Dead(other.to_string()),
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Verdict::Done { .. } => "done",
+            Verdict::Paused(_) | Verdict::Raced(_) => "paused",
+            Verdict::Retry(_) => "retry",
+            Verdict::Dead(_) => "dead",
+        }
+    }
 }
 
 async fn run_one(services: &Services, policy: &Policy, job: Job) {
@@ -122,20 +188,26 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
     let started = std::time::Instant::now();
     let outcome = prepare_and_run(services, &job).await;
     metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
-    let label = match &outcome {
-        Ok(_) => "done",
-        Err(JobError::Creatio(e)) if e.is_dead_credentials() => "paused",
-        Err(JobError::NotConnected(_)) => "paused",
-        Err(JobError::Creatio(e)) if e.is_retryable() => "retry",
-        Err(_) => "dead",
-    };
-    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => label)
+    let verdict = Verdict::of(outcome, &job, policy);
+    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => verdict.label())
         .increment(1);
     let db = &services.db;
-    let result = match outcome {
-        Ok(true) => Ok(()),
-        Ok(false) => sync::finish_job(db, &job.id).await,
-        Err(JobError::Creatio(e)) if e.is_dead_credentials() => {
+    let job = &job;
+    let note = |kind: &'static str, summary: String| async move {
+        let _ = sync::add_timeline(
+            db.pool(),
+            &job.org_id,
+            &job.conversation_id,
+            kind,
+            &summary,
+            Some(job.attempts),
+        )
+        .await;
+    };
+    let result = match verdict {
+        Verdict::Done { recorded: true } => Ok(()),
+        Verdict::Done { recorded: false } => sync::finish_job(db, &job.id).await,
+        Verdict::Paused(e) => {
             let diagnosis = e.diagnosis();
             tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e,
                 "Creatio refused the org's credentials; sync is paused until a successful Test & Save.");
@@ -146,96 +218,52 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
                 &format!("Sync paused: {diagnosis}"),
             )
             .await;
-            let _ = sync::add_timeline(
-                db.pool(),
-                &job.org_id,
-                &job.conversation_id,
+            note(
                 "error",
-                &format!(
+                format!(
                     "Sync paused: Creatio refused the credentials ({e}); waiting for Test & Save"
                 ),
-                Some(job.attempts),
             )
             .await;
             sync::retry_job(db, &job.id, now_ms(), &diagnosis, false).await
         }
-        Err(JobError::NotConnected(why)) => {
-            // The org was paused or disconnected between the claim (which
-            // takes jobs of active orgs only) and now: keep the job, look
-            // again shortly.
-            sync::retry_job(db, &job.id, now_ms() + 5_000, &why, false).await
-        }
-        Err(JobError::Creatio(e)) if e.is_retryable() => {
-            let age = now_ms() - job.created_at;
-            if age > policy.give_up_ms {
-                let why = format!(
-                    "gave up after {} attempts over {} s: {}",
-                    job.attempts,
-                    age / 1000,
-                    e.diagnosis()
-                );
-                let _ = sync::add_timeline(
-                    db.pool(),
-                    &job.org_id,
-                    &job.conversation_id,
-                    "error",
-                    &format!("Dead-lettered: {why}"),
-                    Some(job.attempts),
-                )
-                .await;
-                sync::kill_job(db, &job.id, &why).await
+        // Keep the job, look again shortly.
+        Verdict::Raced(why) => sync::retry_job(db, &job.id, now_ms() + 5_000, &why, false).await,
+        Verdict::Retry(e) => {
+            // An operation the server skipped because an earlier one in its
+            // $batch failed has not failed itself: try again soon.
+            let delay = if matches!(e, creatio::Error::NotExecuted) {
+                policy.backoff_ms(1, None)
             } else {
-                // An operation the server skipped because an earlier one in
-                // its $batch failed has not failed itself: try again soon.
-                let delay = if matches!(e, creatio::Error::NotExecuted) {
-                    policy.backoff_ms(1, None)
-                } else {
-                    policy.backoff_ms(job.attempts, e.retry_after())
-                };
-                let until = now_ms() + delay;
-                tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
-                    delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
-                let _ = sync::add_timeline(
-                    db.pool(),
-                    &job.org_id,
-                    &job.conversation_id,
-                    "error",
-                    &format!(
-                        "Creatio write failed ({e}); retrying in {:.1} s",
-                        delay as f64 / 1000.0
-                    ),
-                    Some(job.attempts),
-                )
-                .await;
-                let r = sync::retry_job(db, &job.id, until, &e.to_string(), true).await;
-                // Creatio as a whole is struggling: hold the org's other work too.
-                if matches!(
-                    e,
-                    creatio::Error::Unavailable { .. }
-                        | creatio::Error::Unreachable { .. }
-                        | creatio::Error::Token(_)
-                ) {
-                    let _ = sync::hold_org(db, &job.org_id, until).await;
-                }
-                r
-            }
-        }
-        Err(e) => {
-            let why = match &e {
-                JobError::Creatio(c) => c.diagnosis(),
-                other => other.to_string(),
+                policy.backoff_ms(job.attempts, e.retry_after())
             };
-            tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, job_id = %job.id, error = %why,
-                "Sync job failed for good; dead-lettered.");
-            let _ = sync::add_timeline(
-                db.pool(),
-                &job.org_id,
-                &job.conversation_id,
+            let until = now_ms() + delay;
+            tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
+                delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
+            note(
                 "error",
-                &format!("Dead-lettered: {why}"),
-                Some(job.attempts),
+                format!(
+                    "Creatio write failed ({e}); retrying in {:.1} s",
+                    delay as f64 / 1000.0
+                ),
             )
             .await;
+            let r = sync::retry_job(db, &job.id, until, &e.to_string(), true).await;
+            // Creatio as a whole is struggling: hold the org's other work too.
+            if matches!(
+                e,
+                creatio::Error::Unavailable { .. }
+                    | creatio::Error::Unreachable { .. }
+                    | creatio::Error::Token(_)
+            ) {
+                let _ = sync::hold_org(db, &job.org_id, until).await;
+            }
+            r
+        }
+        Verdict::Dead(why) => {
+            tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, job_id = %job.id, error = %why,
+                "Sync job failed for good; dead-lettered.");
+            note("error", format!("Dead-lettered: {why}")).await;
             sync::kill_job(db, &job.id, &why).await
         }
     };
