@@ -94,6 +94,7 @@ async fn main() {
         ai_model: None,
         ai_api_key: None,
         sync_policy: Default::default(),
+        delivery: Default::default(),
     };
     let running = casebridge::server::start(config).await.unwrap();
     let base = format!("http://{}", running.addr);

@@ -31,6 +31,8 @@ struct FileSettings {
     ai_api_key: Option<String>,
     sync_give_up_secs: Option<u64>,
     job_lease_secs: Option<u64>,
+    delivery_retry_schedule: Option<String>,
+    delivery_timeout_secs: Option<u64>,
 }
 
 /// Which parts of the service a process runs.
@@ -76,6 +78,8 @@ pub struct Config {
     pub ai_api_key: Option<SecretString>,
     /// Retry and give-up policy of sync jobs.
     pub sync_policy: crate::sync::worker::Policy,
+    /// Retry schedule and timeout of deliveries to the platform.
+    pub delivery: crate::deliver::Schedule,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +282,27 @@ impl Config {
             lease_ms: lease as i64 * 1000,
             ..Default::default()
         };
+        let mut delivery = crate::deliver::Schedule::default();
+        if let Some(text) = pick("DELIVERY_RETRY_SCHEDULE", f.delivery_retry_schedule) {
+            delivery.delays = crate::deliver::Schedule::parse_delays(&text)
+                .map_err(|e| err("CASEBRIDGE_DELIVERY_RETRY_SCHEDULE", e))?;
+        }
+        if let Some(text) = pick(
+            "DELIVERY_TIMEOUT_SECS",
+            f.delivery_timeout_secs.map(|v| v.to_string()),
+        ) {
+            let secs = text
+                .parse::<u64>()
+                .ok()
+                .filter(|s| (1..=60).contains(s))
+                .ok_or_else(|| {
+                    err(
+                        "CASEBRIDGE_DELIVERY_TIMEOUT_SECS",
+                        format!("{text:?} is not a number of seconds from 1 to 60 (default 15)"),
+                    )
+                })?;
+            delivery.timeout = std::time::Duration::from_secs(secs);
+        }
         Ok(Config {
             listen,
             public_url,
@@ -294,6 +319,7 @@ impl Config {
             ai_model: pick("AI_MODEL", f.ai_model),
             ai_api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
             sync_policy,
+            delivery,
         })
     }
 }

@@ -14,14 +14,20 @@
 //! - [`api`]: the HTTP API, one module per resource, one error shape.
 //! - [`sync`]: the sync engine: events in, outbox jobs, workers writing
 //!   cases and activities to Creatio exactly once, in order.
+//! - [`webhook`]: what Creatio's business processes send, parsed and
+//!   checked; the per-org rate limit on those calls.
+//! - [`deliver`]: Creatio → chat: deliveries queued once, signed per
+//!   Standard Webhooks, retried on Svix's schedule, dead-lettered, replayed.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
 pub mod api;
 pub mod config;
 pub mod connection;
+pub mod deliver;
 pub mod metrics;
 pub mod outbound;
 pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod sync;
+pub mod webhook;

@@ -18,6 +18,9 @@ pub const JOB_SECONDS: &str = "casebridge_sync_job_duration_seconds";
 pub const QUEUE_LAG_SECONDS: &str = "casebridge_sync_queue_lag_seconds";
 pub const CREATIO_REQUESTS: &str = "casebridge_creatio_write_requests_total";
 pub const BATCH_SIZE: &str = "casebridge_creatio_batch_operations";
+pub const WEBHOOK_CALLS: &str = "casebridge_creatio_webhook_calls_total";
+pub const DELIVERY_ATTEMPTS: &str = "casebridge_delivery_attempts_total";
+pub const DELIVERY_SECONDS: &str = "casebridge_delivery_attempt_duration_seconds";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -70,6 +73,18 @@ fn describe() {
         "Requests casebridge sent to write activities, by kind (single, batch)."
     );
     metrics::describe_histogram!(BATCH_SIZE, "Operations per $batch request.");
+    metrics::describe_counter!(
+        WEBHOOK_CALLS,
+        "Calls from Creatio business processes, by event and outcome (queued, coalesced, ignored, invalid, limited)."
+    );
+    metrics::describe_counter!(
+        DELIVERY_ATTEMPTS,
+        "Delivery attempts to the platform, by type and outcome (delivered, retry, dead, gone)."
+    );
+    metrics::describe_histogram!(
+        DELIVERY_SECONDS,
+        "Time of one delivery attempt to the platform."
+    );
 }
 
 /// The exposition text, with the job gauges read from the database now.

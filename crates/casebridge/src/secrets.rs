@@ -144,6 +144,14 @@ pub fn random_token(prefix: &str) -> String {
     format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// A new Standard Webhooks signing secret: `whsec_` + 256 random bits in
+/// standard base64, as the `standardwebhooks` crate reads it.
+pub fn webhook_secret() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    format!("whsec_{}", STANDARD.encode(bytes))
+}
+
 /// The SHA-256 of a token, hex: what is stored and looked up.
 pub fn token_hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());

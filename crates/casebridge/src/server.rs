@@ -61,6 +61,19 @@ pub fn outbound_http(policy: &TargetPolicy) -> anyhow::Result<reqwest::Client> {
         .context("could not build the HTTP client")
 }
 
+/// The HTTP client for delivery URLs: the same guard, and no redirects
+/// (a signed payload is not re-sent to wherever a receiver points).
+pub fn delivery_http(policy: &TargetPolicy) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("casebridge/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .dns_resolver(Arc::new(GuardedResolver::new(policy.clone())))
+        .build()
+        .context("could not build the delivery HTTP client")
+}
+
 pub fn secret_box(config: &Config) -> anyhow::Result<SecretBox> {
     Ok(match &config.secret_key {
         SecretKeySource::Inline(k) => SecretBox::from_base64(k).context("CASEBRIDGE_SECRET_KEY")?,
@@ -95,6 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let policy = TargetPolicy::new(config.allow_private_targets.clone());
     let http = outbound_http(&policy)?;
+    let delivery_client = delivery_http(&policy)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("could not listen on {} (CASEBRIDGE_LISTEN)", config.listen))?;
@@ -113,17 +127,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_token_hash,
         work_ready: tokio::sync::Notify::new(),
         coalescer: Default::default(),
+        delivery_http: delivery_client,
+        delivery_ready: tokio::sync::Notify::new(),
+        webhook_limiter: Default::default(),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers = if config.role == Role::Api {
         Vec::new()
     } else {
-        crate::sync::worker::spawn(
+        let mut tasks = crate::sync::worker::spawn(
             services.clone(),
             config.workers,
             config.sync_policy,
+            workers_stop.clone(),
+        );
+        tasks.extend(crate::deliver::sender::spawn(
+            services.clone(),
+            config.workers.div_ceil(2),
+            config.delivery.clone(),
             workers_stop,
-        )
+        ));
+        tasks
     };
     let app = if config.role == Role::Worker {
         api::ops_router(services)

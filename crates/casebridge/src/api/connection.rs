@@ -123,18 +123,23 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
         })
 }
 
-/// The connection as an admin sees it: the secret masked.
-async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
-    let webhook = match webhook_tokens::current(&state.db, &c.org_id).await? {
+/// The org's current webhook URL, if it has a token.
+pub async fn current_webhook_url(state: &AppState, org_id: &str) -> ApiResult<Option<String>> {
+    match webhook_tokens::current(&state.db, org_id).await? {
         Some(sealed) => {
             let token = state
                 .secrets
-                .open(&sealed, &webhook_context(&c.org_id))
+                .open(&sealed, &webhook_context(org_id))
                 .map_err(|e| ApiError::internal("Opening the webhook token", &e))?;
-            Some(webhook_url(state, token.expose_secret()))
+            Ok(Some(webhook_url(state, token.expose_secret())))
         }
-        None => None,
-    };
+        None => Ok(None),
+    }
+}
+
+/// The connection as an admin sees it: the secret masked.
+async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
+    let webhook = current_webhook_url(state, &c.org_id).await?;
     let masked = c
         .client_secret_sealed
         .as_ref()

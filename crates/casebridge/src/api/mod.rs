@@ -2,12 +2,14 @@
 //! ([`error::ApiError`]), extractors for bodies and callers ([`extract`]).
 
 pub mod connection;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
 pub mod lookups;
 pub mod orgs;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -35,6 +37,12 @@ pub struct Services {
     pub work_ready: tokio::sync::Notify,
     /// Merges concurrent Creatio creates per org into `$batch` requests.
     pub coalescer: crate::sync::coalesce::Coalescer,
+    /// The HTTP client for delivery URLs: SSRF-guarded, no redirects.
+    pub delivery_http: reqwest::Client,
+    /// Wakes this process's delivery senders when deliveries were queued.
+    pub delivery_ready: tokio::sync::Notify,
+    /// Limits calls to the Creatio webhook, per org.
+    pub webhook_limiter: crate::webhook::RateLimiter,
 }
 
 pub type AppState = Arc<Services>;
@@ -80,6 +88,24 @@ pub fn router(state: AppState) -> Router {
             post(events::ingest).layer(axum::extract::DefaultBodyLimit::max(events::MAX_BODY)),
         )
         .route("/v1/conversations/{id}", get(events::conversation))
+        .route(
+            "/v1/creatio/process-templates",
+            get(webhooks::process_templates),
+        )
+        .route(
+            "/webhooks/creatio/{token}",
+            post(webhooks::creatio).layer(axum::extract::DefaultBodyLimit::max(webhooks::MAX_BODY)),
+        )
+        .route(
+            "/v1/delivery",
+            get(delivery::read)
+                .put(delivery::put)
+                .delete(delivery::delete),
+        )
+        .route("/v1/delivery/secret/rotate", post(delivery::rotate_secret))
+        .route("/v1/deliveries", get(delivery::list))
+        .route("/v1/deliveries/{id}", get(delivery::get))
+        .route("/v1/deliveries/{id}/replay", post(delivery::replay))
         .fallback(|| async {
             ApiError::not_found(
                 "No such endpoint",

@@ -7,6 +7,7 @@
 //! table's queries live in the module named after it.
 
 pub mod connections;
+pub mod deliveries;
 pub mod orgs;
 pub mod sync;
 pub mod webhook_tokens;

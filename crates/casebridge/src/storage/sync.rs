@@ -780,3 +780,81 @@ pub async fn open_jobs(db: &Db, org_id: &str, conversation_id: &str) -> Result<V
         })
         .collect()
 }
+
+/// The conversation a Creatio case belongs to: the latest one linked to it
+/// (several share a case after case-append).
+pub async fn conversation_for_case(
+    db: &Db,
+    org_id: &str,
+    case_id: &str,
+) -> Result<Option<Conversation>> {
+    let row = sqlx::query(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND case_id = $2 \
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    ))
+    .bind(org_id)
+    .bind(case_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(conversation_from).transpose()
+}
+
+/// Queues a job at the end of a conversation's queue, unless a job of the
+/// same kind is already waiting there (not yet started): that one will
+/// see everything this one would. True when queued.
+pub async fn queue_job_unless_waiting(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    payload: &str,
+) -> Result<bool> {
+    let waiting = sqlx::query(
+        "SELECT 1 FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND kind = $3 AND state = 'pending' LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(kind)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if waiting.is_some() {
+        return Ok(false);
+    }
+    let row = sqlx::query(
+        "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let seq: i64 = row.try_get("next_seq")?;
+    insert_job(tx, org_id, conversation_id, seq, kind, payload).await?;
+    Ok(true)
+}
+
+/// Which of `ids` casebridge wrote itself (the echo guard).
+pub async fn written_among(db: &Db, org_id: &str, ids: &[String]) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(200) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT record_id FROM written_records WHERE org_id = $1 AND record_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(db.pool()).await? {
+            found.push(r.try_get("record_id")?);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether casebridge wrote the record (or marker) `record_id`.
+pub async fn was_written(db: &Db, org_id: &str, record_id: &str) -> Result<bool> {
+    Ok(!written_among(db, org_id, &[record_id.to_string()])
+        .await?
+        .is_empty())
+}

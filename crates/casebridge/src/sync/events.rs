@@ -91,6 +91,17 @@ pub enum JobPayload {
     Resolve {
         event_id: String,
     },
+    /// Creatio said an activity was added to the case: look for agent replies.
+    ReplyCheck {
+        #[serde(default)]
+        activity_id: Option<uuid::Uuid>,
+    },
+    /// Creatio said the case's status changed: look whether it is closed.
+    ClosureCheck {
+        event_type: String,
+        #[serde(default)]
+        status_id: Option<uuid::Uuid>,
+    },
 }
 
 impl JobPayload {
@@ -99,6 +110,8 @@ impl JobPayload {
             JobPayload::Message { .. } => "message",
             JobPayload::Handoff { .. } => "handoff",
             JobPayload::Resolve { .. } => "resolve",
+            JobPayload::ReplyCheck { .. } => "reply_check",
+            JobPayload::ClosureCheck { .. } => "closure_check",
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct Context<'a> {
     pub settings: Settings,
     pub client: Client,
     pub conversation: Conversation,
+    /// The integration's own user in Creatio (`CreatedById` of what it
+    /// writes), learned by Test & Save: the echo guard's second test.
+    pub technical_user: Option<Uuid>,
 }
 
 const MAX_TITLE: usize = 250;
@@ -92,10 +95,20 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
             Ok(false)
         }
         JobPayload::Resolve { .. } => resolve(ctx, job).await.map(|()| false),
+        JobPayload::ReplyCheck { activity_id } => {
+            super::replies::check_replies(ctx, job, activity_id)
+                .await
+                .map(|()| false)
+        }
+        JobPayload::ClosureCheck { status_id, .. } => {
+            super::replies::check_closure(ctx, job, status_id)
+                .await
+                .map(|()| false)
+        }
     }
 }
 
-async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
+pub(super) async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
     if let Err(e) = sync::add_timeline(
         ctx.services.db.pool(),
         &job.org_id,
@@ -111,7 +124,7 @@ async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
 }
 
 /// The conversation's Case Id (stored as text).
-fn case_uuid(c: &Conversation) -> Result<Uuid, JobError> {
+pub(super) fn case_uuid(c: &Conversation) -> Result<Uuid, JobError> {
     Uuid::parse_str(&c.case_id).map_err(|e| JobError::Permanent(format!("bad case id: {e}")))
 }
 
@@ -342,6 +355,7 @@ async fn ensure_case(
     .await?;
     ctx.conversation.case_created = true;
     ctx.conversation.case_number = number.clone();
+    announce_case(ctx, job).await?;
     timeline(
         ctx,
         "creatio",
@@ -352,6 +366,41 @@ async fn ensure_case(
         job,
     )
     .await;
+    Ok(())
+}
+
+/// Tells the platform which case the conversation has (`case.linked`), so
+/// it can show the ticket number. Only for an org with a delivery URL: an
+/// org that syncs one way only gets no queue of undeliverable notices.
+async fn announce_case(ctx: &Context<'_>, job: &Job) -> Result<(), JobError> {
+    let db = &ctx.services.db;
+    if crate::storage::deliveries::endpoint(db, &job.org_id)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let c = &ctx.conversation;
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .map_err(crate::storage::StorageError::from)?;
+    let queued = crate::deliver::queue(
+        &mut tx,
+        &job.org_id,
+        &c.id,
+        &format!("linked:{}:{}", c.id, c.case_id),
+        crate::deliver::CASE_LINKED,
+        serde_json::json!({"conversation_id": c.id, "case_id": c.case_id, "case_number": c.case_number}),
+    )
+    .await?;
+    tx.commit()
+        .await
+        .map_err(crate::storage::StorageError::from)?;
+    if queued.is_some() {
+        ctx.services.delivery_ready.notify_waiters();
+    }
     Ok(())
 }
 
@@ -391,6 +440,7 @@ async fn append_to_open_case(
     ctx.conversation.case_id = case_id.to_string();
     ctx.conversation.case_created = true;
     ctx.conversation.case_number = case.number.clone();
+    announce_case(ctx, job).await?;
     timeline(
         ctx,
         "creatio",

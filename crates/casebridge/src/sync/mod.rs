@@ -8,6 +8,9 @@
 //! - [`coalesce`]: an org's concurrent creates merged into `$batch` requests.
 //! - [`lifecycle`]: what a job does in Creatio: contact, case, activities,
 //!   hand-off note, resolution.
+//! - [`replies`]: the jobs Creatio's webhook calls queue: find agents'
+//!   replies and closures on the case, skip casebridge's own writes, queue
+//!   deliveries to the platform.
 //!
 //! Exactly-once effects come from deterministic ids: a conversation's Case
 //! and each message's Activity have ids derived from the org and the
@@ -17,6 +20,7 @@
 pub mod coalesce;
 pub mod events;
 pub mod lifecycle;
+pub mod replies;
 pub mod worker;
 
 use uuid::Uuid;

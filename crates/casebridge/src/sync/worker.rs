@@ -297,11 +297,16 @@ async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobErro
             JobError::Permanent(format!("conversation {} is missing", job.conversation_id))
         })?;
     let client = services.clients.get(&services.http, &job.org_id, &settings);
+    let technical_user = connection
+        .technical_user_id
+        .as_deref()
+        .and_then(|u| uuid::Uuid::parse_str(u).ok());
     let mut ctx = Context {
         services,
         settings,
         client,
         conversation,
+        technical_user,
     };
     lifecycle::run(&mut ctx, job).await
 }

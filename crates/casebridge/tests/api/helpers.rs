@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use casebridge::config::{Config, LogFormat, Role, SecretKeySource};
 use casebridge::server::Running;
@@ -147,6 +148,15 @@ impl TestApp {
             sync_policy: casebridge::sync::worker::Policy {
                 base_delay_ms: 100,
                 max_delay_ms: 1_000,
+                ..Default::default()
+            },
+            // Deliveries retry within a second, so receiver-down tests are quick.
+            delivery: casebridge::deliver::Schedule {
+                delays: vec![
+                    Duration::from_millis(200),
+                    Duration::from_millis(400),
+                    Duration::from_millis(800),
+                ],
                 ..Default::default()
             },
         };

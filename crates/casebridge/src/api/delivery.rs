@@ -1,0 +1,304 @@
+//! The org's delivery endpoint (`GET/PUT/DELETE /v1/delivery`, secret
+//! rotation) and the delivery log (`GET /v1/deliveries`, one delivery with
+//! its attempts, replay).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult, Code};
+use super::extract::{parse_json, Admin};
+use super::AppState;
+use crate::deliver::secret_context;
+use crate::secrets::webhook_secret;
+use crate::storage::deliveries::{self, Delivery, Endpoint, ListFilter};
+use crate::storage::{now_ms, rfc3339};
+
+/// How long a rotated-out secret keeps signing.
+const ROTATION_GRACE_MS: i64 = 24 * 3_600_000;
+const STATES: &[&str] = &["pending", "delivering", "delivered", "dead"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutDelivery {
+    url: String,
+}
+
+fn no_endpoint() -> ApiError {
+    ApiError::not_found(
+        "This org has no delivery URL",
+        "Set one with PUT /v1/delivery {\"url\": \"https://…\"}: agents' replies and closures are sent there.",
+    )
+}
+
+async fn endpoint_view(state: &AppState, e: &Endpoint) -> ApiResult<Value> {
+    let context = secret_context(&e.org_id);
+    let secret = state
+        .secrets
+        .open(&e.secret_sealed, &context)
+        .map_err(|err| ApiError::internal("Opening the delivery signing secret", &err))?;
+    let previous_until = e.previous_until.filter(|u| *u > now_ms());
+    let counts: serde_json::Map<String, Value> = deliveries::counts(&state.db, &e.org_id)
+        .await?
+        .into_iter()
+        .map(|(k, n)| (k, json!(n)))
+        .collect();
+    Ok(json!({
+        "url": e.url,
+        "state": e.state,
+        "disabled_reason": e.disabled_reason,
+        "secret": secret.expose_secret(),
+        "previous_secret_valid_until": previous_until.map(rfc3339),
+        "deliveries": counts,
+        "created_at": rfc3339(e.created_at),
+        "updated_at": rfc3339(e.updated_at),
+    }))
+}
+
+/// `GET /v1/delivery`.
+pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+    let e = deliveries::endpoint(&state.db, &caller.org_id)
+        .await?
+        .ok_or_else(no_endpoint)?;
+    Ok(Json(endpoint_view(&state, &e).await?))
+}
+
+/// Checks a delivery URL: absolute http(s), no credentials in it, and not
+/// pointing at a private network unless the operator allows it.
+async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
+    let text = raw.trim();
+    let invalid = |message: String, hint: &str| {
+        ApiError::invalid(message, hint.to_string()).with("field", json!("url"))
+    };
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        invalid(
+            format!("url {text:?} is not an absolute URL ({e})"),
+            "Give the full address of your receiver, e.g. https://chat.example.com/hooks/casebridge.",
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(
+            format!("url uses {}:, not https: or http:", url.scheme()),
+            "Give an https:// address of your receiver.",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "url contains a user name or password".into(),
+            "Remove the credentials from the URL; deliveries are authenticated by their signature (webhook-signature).",
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid(
+            "url has a #fragment, which is never sent".into(),
+            "Remove the part from # on.",
+        ));
+    }
+    state.policy.check_url(url.as_str()).await.map_err(|why| {
+        invalid(
+            format!("url is refused: {why}"),
+            "Use your receiver's public address; an operator running casebridge beside the receiver can allow private networks with CASEBRIDGE_ALLOW_PRIVATE_TARGETS.",
+        )
+    })?;
+    Ok(url.to_string())
+}
+
+/// `PUT /v1/delivery`: sets the URL (and re-enables a disabled endpoint).
+/// The first save creates the signing secret; later saves keep it.
+pub async fn put(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input: PutDelivery = parse_json(&body)?;
+    let url = check_url(&state, &input.url).await?;
+    let existing = deliveries::endpoint(&state.db, &caller.org_id).await?;
+    let sealed = state
+        .secrets
+        .seal(&webhook_secret(), &secret_context(&caller.org_id));
+    deliveries::put_endpoint(&state.db, &caller.org_id, &url, &sealed).await?;
+    let saved = deliveries::endpoint(&state.db, &caller.org_id)
+        .await?
+        .ok_or_else(no_endpoint)?;
+    state.delivery_ready.notify_waiters();
+    tracing::info!(org_id = %caller.org_id, %url, "Delivery URL saved.");
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(endpoint_view(&state, &saved).await?)))
+}
+
+/// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
+pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<StatusCode> {
+    if !deliveries::delete_endpoint(&state.db, &caller.org_id).await? {
+        return Err(no_endpoint());
+    }
+    tracing::info!(org_id = %caller.org_id, "Delivery URL removed.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/delivery/secret/rotate`: a new secret; the old one keeps
+/// signing (a second signature) for 24 hours, so the receiver can switch
+/// without losing a delivery.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<Value>> {
+    let secret = webhook_secret();
+    let sealed = state.secrets.seal(&secret, &secret_context(&caller.org_id));
+    let until = now_ms() + ROTATION_GRACE_MS;
+    if !deliveries::rotate_secret(&state.db, &caller.org_id, &sealed, until).await? {
+        return Err(no_endpoint());
+    }
+    tracing::info!(org_id = %caller.org_id, "Delivery signing secret rotated.");
+    Ok(Json(json!({
+        "secret": secret,
+        "previous_secret_valid_until": rfc3339(until),
+        "hint": "Deliveries carry signatures by both secrets until then; switch your receiver to the new secret.",
+    })))
+}
+
+fn delivery_json(d: &Delivery) -> Value {
+    let payload: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
+    json!({
+        "id": d.id,
+        "conversation_id": d.conversation_id,
+        "type": d.event_type,
+        "state": d.state,
+        "attempts": d.attempts,
+        "next_attempt_at": (d.state == "pending").then(|| rfc3339(d.next_attempt_at)),
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "payload": payload,
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+        "delivered_at": d.delivered_at.map(rfc3339),
+    })
+}
+
+/// `GET /v1/deliveries?status=&conversation_id=&before=&limit=`.
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    for key in params.keys() {
+        if !matches!(
+            key.as_str(),
+            "status" | "conversation_id" | "before" | "limit"
+        ) {
+            return Err(ApiError::invalid(
+                format!("Unknown query parameter {key:?}"),
+                "Filter with status, conversation_id, before (a delivery id, for paging) and limit.",
+            ));
+        }
+    }
+    let status = params.get("status").map(String::as_str);
+    if let Some(s) = status {
+        if !STATES.contains(&s) {
+            return Err(ApiError::invalid(
+                format!("status {s:?} is not a delivery state"),
+                "Use pending, delivering, delivered or dead.",
+            ));
+        }
+    }
+    let limit = match params.get("limit") {
+        None => 50,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("limit {l:?} is not a number from 1 to 500"),
+                    "Ask for at most 500 deliveries at a time; page with before=<last id>.",
+                )
+            })?,
+    };
+    let found = deliveries::list(
+        &state.db,
+        &caller.org_id,
+        &ListFilter {
+            state: status,
+            conversation_id: params.get("conversation_id").map(String::as_str),
+            before: params.get("before").map(String::as_str),
+            limit,
+        },
+    )
+    .await?;
+    let next = (found.len() as i64 == limit)
+        .then(|| found.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(Json(json!({
+        "deliveries": found.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+fn no_delivery(id: &str) -> ApiError {
+    ApiError::not_found(
+        format!("This org has no delivery {id:?}"),
+        "List deliveries with GET /v1/deliveries; ids start with msg_.",
+    )
+}
+
+/// `GET /v1/deliveries/{id}`: the delivery and every attempt.
+pub async fn get(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let d = deliveries::get(&state.db, &caller.org_id, &id)
+        .await?
+        .ok_or_else(|| no_delivery(&id))?;
+    let attempts: Vec<Value> = deliveries::attempts(&state.db, &caller.org_id, &id)
+        .await?
+        .into_iter()
+        .map(|a| {
+            json!({"at": rfc3339(a.at), "url": a.url, "status": a.status, "latency_ms": a.latency_ms,
+                   "error": a.error, "response": a.response})
+        })
+        .collect();
+    let mut body = delivery_json(&d);
+    body["attempt_log"] = Value::Array(attempts);
+    Ok(Json(body))
+}
+
+/// `POST /v1/deliveries/{id}/replay`: sends a dead (or delivered) delivery
+/// again, same `webhook-id`, fresh schedule.
+pub async fn replay(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    match deliveries::replay(&state.db, &caller.org_id, &id).await? {
+        None => Err(no_delivery(&id)),
+        Some(false) => Err(ApiError::new(
+            Code::Conflict,
+            format!("Delivery {id} is still queued; there is nothing to replay"),
+            "Replay dead or delivered deliveries; a queued one goes out on its schedule.",
+        )),
+        Some(true) => {
+            state.delivery_ready.notify_waiters();
+            let endpoint = deliveries::endpoint(&state.db, &caller.org_id).await?;
+            let warning = match &endpoint {
+                None => Some("This org has no delivery URL; the delivery waits until one is set (PUT /v1/delivery)."),
+                Some(e) if e.state != "enabled" => Some("The delivery URL is disabled (the receiver answered 410); the delivery waits until it is set again (PUT /v1/delivery)."),
+                _ => None,
+            };
+            tracing::info!(org_id = %caller.org_id, delivery_id = %id, "Delivery replayed.");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "state": "pending", "warning": warning})),
+            ))
+        }
+    }
+}

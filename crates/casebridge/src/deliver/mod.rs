@@ -1,0 +1,265 @@
+//! Creatio → chat: deliveries to the org's endpoint (DESIGN.md §2, §7).
+//!
+//! What casebridge learns in Creatio (an agent's reply, a closure, the case
+//! a conversation got) is queued as a delivery ([`queue`]) in the database,
+//! once per thing it reports, and sent by [`sender`] tasks as a Standard
+//! Webhooks request: the `webhook-id` is the delivery's id (stable across
+//! retries and replays), `webhook-timestamp` is the attempt's time, and
+//! `webhook-signature` carries one `v1,` HMAC per signing secret (two while
+//! a rotated-out secret is still in its grace period).
+//!
+//! Payloads follow the spec's recommended envelope:
+//! `{"type": "agent.reply", "timestamp": "…", "data": {…}}`.
+
+pub mod sender;
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::storage::deliveries::{self, NewDelivery};
+use crate::storage::Result;
+
+pub const AGENT_REPLY: &str = "agent.reply";
+pub const CONVERSATION_RESOLVED: &str = "conversation.resolved";
+pub const CASE_LINKED: &str = "case.linked";
+
+/// The context a delivery secret is sealed under.
+pub fn secret_context(org_id: &str) -> String {
+    format!("delivery_secret:{org_id}")
+}
+
+/// The bytes sent for an event: the envelope around `data`.
+pub fn payload(event_type: &str, data: Value) -> String {
+    json!({
+        "type": event_type,
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "data": data,
+    })
+    .to_string()
+}
+
+/// Queues a delivery of `event_type` unless `dedupe_key` was queued before;
+/// the new delivery's id when it was queued.
+pub async fn queue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    org_id: &str,
+    conversation_id: &str,
+    dedupe_key: &str,
+    event_type: &str,
+    data: Value,
+) -> Result<Option<String>> {
+    deliveries::enqueue(
+        tx,
+        &NewDelivery {
+            org_id,
+            conversation_id,
+            dedupe_key,
+            event_type,
+            payload: &payload(event_type, data),
+        },
+    )
+    .await
+}
+
+/// The `webhook-signature` value: one signature per secret, space separated.
+pub fn signature(
+    secrets: &[SecretString],
+    msg_id: &str,
+    timestamp: i64,
+    payload: &str,
+) -> std::result::Result<String, standardwebhooks::WebhookError> {
+    let mut parts = Vec::with_capacity(secrets.len());
+    for s in secrets {
+        let hook = standardwebhooks::Webhook::new(s.expose_secret())?;
+        parts.push(hook.sign(msg_id, timestamp, payload.as_bytes())?);
+    }
+    Ok(parts.join(" "))
+}
+
+/// When a failed delivery is tried again (DESIGN.md §7, Svix's schedule).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// The delay before each retry; after the last, the delivery is dead.
+    pub delays: Vec<Duration>,
+    /// How long one attempt may take.
+    pub timeout: Duration,
+    /// How long a claim lasts before another sender may take it over.
+    pub lease: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule {
+            delays: [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            timeout: Duration::from_secs(15),
+            lease: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Schedule {
+    /// The delay after attempt number `attempts` (1-based) failed, or
+    /// `None` when the schedule is spent. ±20 % jitter; a `Retry-After`
+    /// is honoured within [scheduled, 2 × scheduled], so a receiver can
+    /// neither pull retries in nor push them out for ever.
+    pub fn next_delay(&self, attempts: i64, retry_after: Option<Duration>) -> Option<Duration> {
+        let index = usize::try_from(attempts.max(1) - 1).ok()?;
+        let scheduled = *self.delays.get(index)?;
+        if let Some(ra) = retry_after {
+            return Some(ra.clamp(scheduled, scheduled * 2));
+        }
+        let jitter = 0.8 + fastrand::f64() * 0.4;
+        Some(scheduled.mul_f64(jitter))
+    }
+
+    /// Parses `5,300,1800` (seconds, fractions allowed) as a schedule's delays.
+    pub fn parse_delays(text: &str) -> std::result::Result<Vec<Duration>, String> {
+        let delays = text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v > 0.0 && *v <= 7.0 * 86_400.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        format!("{s:?} is not a delay in seconds between 0 and 604800 (7 days)")
+                    })
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        if delays.is_empty() || delays.len() > 20 {
+            return Err(
+                "give 1 to 20 delays in seconds, e.g. 5,300,1800,7200,18000,36000,36000".into(),
+            );
+        }
+        Ok(delays)
+    }
+}
+
+/// How an attempt's answer is treated (DESIGN.md §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Worth another attempt (408, 429, 5xx but 501, timeouts, connection errors).
+    Retry,
+    /// The receiver refused it for good (other 4xx, 501, a redirect).
+    Refused(String),
+    /// 410: the endpoint is gone; disable it.
+    Gone,
+}
+
+impl Verdict {
+    pub fn of_status(status: u16) -> Verdict {
+        match status {
+            200..=299 => Verdict::Delivered,
+            410 => Verdict::Gone,
+            408 | 429 => Verdict::Retry,
+            501 => Verdict::Refused(
+                "the receiver answered 501 Not Implemented; it does not take these requests".into(),
+            ),
+            500..=599 => Verdict::Retry,
+            300..=399 => Verdict::Refused(format!(
+                "the receiver answered {status}, a redirect; casebridge does not follow redirects \
+                 with signed payloads. Set the delivery URL to the final address (PUT /v1/delivery)"
+            )),
+            _ => Verdict::Refused(format!(
+                "the receiver answered {status}; other 4xx answers are not retried. Check the \
+                 receiver's log for why it refused the request, then replay the delivery"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_policy_says() {
+        assert_eq!(Verdict::of_status(200), Verdict::Delivered);
+        assert_eq!(Verdict::of_status(204), Verdict::Delivered);
+        assert_eq!(Verdict::of_status(410), Verdict::Gone);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(Verdict::of_status(s), Verdict::Retry, "{s}");
+        }
+        for s in [301, 400, 401, 404, 422, 501] {
+            assert!(matches!(Verdict::of_status(s), Verdict::Refused(_)), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_schedule_jitters_clamps_retry_after_and_ends() {
+        let s = Schedule::default();
+        for (i, base) in [5u64, 300, 1_800, 7_200, 18_000, 36_000, 36_000]
+            .into_iter()
+            .enumerate()
+        {
+            let d = s.next_delay(i as i64 + 1, None).unwrap().as_secs_f64();
+            let base = base as f64;
+            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{i}: {d}");
+        }
+        assert_eq!(s.next_delay(8, None), None, "spent after 7 retries");
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(5)),
+            "pulled in: raised to the schedule"
+        );
+        assert_eq!(
+            s.next_delay(1, Some(Duration::from_secs(3_600))),
+            Some(Duration::from_secs(10)),
+            "pushed out: capped at twice the schedule"
+        );
+        assert_eq!(
+            s.next_delay(2, Some(Duration::from_secs(400))),
+            Some(Duration::from_secs(400))
+        );
+    }
+
+    #[test]
+    fn delays_parse_with_clear_errors() {
+        assert_eq!(
+            Schedule::parse_delays("5, 300,0.5").unwrap(),
+            vec![
+                Duration::from_secs(5),
+                Duration::from_secs(300),
+                Duration::from_millis(500)
+            ]
+        );
+        assert!(Schedule::parse_delays("5,soon")
+            .unwrap_err()
+            .contains("\"soon\""));
+        assert!(Schedule::parse_delays("").is_err());
+        assert!(Schedule::parse_delays("-1").is_err());
+    }
+
+    #[test]
+    fn signatures_verify_with_the_standardwebhooks_crate_for_every_secret() {
+        let old = SecretString::from(crate::secrets::webhook_secret());
+        let new = SecretString::from(crate::secrets::webhook_secret());
+        let body = payload(AGENT_REPLY, json!({"text": "hi"}));
+        let ts = chrono::Utc::now().timestamp();
+        let sig = signature(&[new.clone(), old.clone()], "msg_1", ts, &body).unwrap();
+        assert_eq!(sig.split(' ').count(), 2);
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("webhook-id", "msg_1".parse().unwrap());
+        headers.insert("webhook-timestamp", ts.to_string().parse().unwrap());
+        headers.insert("webhook-signature", sig.parse().unwrap());
+        for secret in [&new, &old] {
+            standardwebhooks::Webhook::new(secret.expose_secret())
+                .unwrap()
+                .verify(body.as_bytes(), &headers)
+                .unwrap();
+        }
+        let other = SecretString::from(crate::secrets::webhook_secret());
+        assert!(standardwebhooks::Webhook::new(other.expose_secret())
+            .unwrap()
+            .verify(body.as_bytes(), &headers)
+            .is_err());
+    }
+}

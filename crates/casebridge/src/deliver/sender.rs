@@ -1,0 +1,355 @@
+//! Sender tasks: claim a due delivery, sign it, POST it, log the attempt and
+//! decide: delivered, retry on the schedule, dead, or (410) dead with the
+//! endpoint disabled. Every attempt is a row in `delivery_attempts`, a line
+//! in the conversation's timeline and a log line.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{secret_context, signature, Schedule, Verdict};
+use crate::api::Services;
+use crate::storage::deliveries::{self, Attempt, Delivery, Outcome};
+use crate::storage::{now_ms, sync};
+
+const IDLE_POLL: Duration = Duration::from_millis(250);
+const REAP_EVERY: Duration = Duration::from_secs(5);
+/// How much of a receiver's answer is kept with the attempt.
+const KEEP_RESPONSE: usize = 500;
+
+/// Starts `n` senders and a lease reaper; they stop when `stop` turns true.
+pub fn spawn(
+    services: Arc<Services>,
+    n: usize,
+    schedule: Schedule,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let schedule = Arc::new(schedule);
+    let mut tasks: Vec<JoinHandle<()>> = (0..n)
+        .map(|i| {
+            let services = services.clone();
+            let schedule = schedule.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let lease = schedule.lease.as_millis() as i64;
+                    match deliveries::claim_next(&services.db, lease).await {
+                        Ok(Some(d)) => attempt(&services, &schedule, d).await,
+                        Ok(None) => {
+                            tokio::select! {
+                                _ = services.delivery_ready.notified() => {}
+                                _ = tokio::time::sleep(IDLE_POLL) => {}
+                                _ = stop.changed() => {}
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(sender = i, error = %e, "Could not claim a delivery; retrying shortly.");
+                            tokio::time::sleep(IDLE_POLL).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tasks.push(tokio::spawn(async move {
+        let mut stop = stop;
+        loop {
+            match deliveries::release_expired_leases(&services.db).await {
+                Ok(n) if n > 0 => tracing::warn!(
+                    deliveries = n,
+                    "Took over deliveries whose sender stopped mid-attempt."
+                ),
+                Err(e) => tracing::warn!(error = %e, "Could not release expired delivery leases."),
+                _ => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REAP_EVERY) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+    }));
+    tasks
+}
+
+/// What one POST came to.
+#[derive(Default)]
+struct Answer {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+    response: Option<String>,
+    /// Not sent, and sending again would not help (a setting is wrong).
+    unsendable: bool,
+}
+
+impl Answer {
+    fn unsendable(why: String) -> Answer {
+        Answer {
+            error: Some(why),
+            unsendable: true,
+            ..Answer::default()
+        }
+    }
+}
+
+async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
+    let started = Instant::now();
+    let endpoint = match deliveries::endpoint(&services.db, &d.org_id).await {
+        Ok(Some(e)) if e.state == "enabled" => e,
+        _ => {
+            // Deleted or disabled since the claim: put it back untouched.
+            let _ = deliveries::release(&services.db, &d.id).await;
+            return;
+        }
+    };
+    let answer = match signing_secrets(services, &endpoint) {
+        Err(why) => Answer::unsendable(why),
+        Ok(secrets) => match refused_address(services, &endpoint.url) {
+            Some(why) => Answer::unsendable(why),
+            None => post(services, schedule, &endpoint.url, &d, &secrets).await,
+        },
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let verdict = match answer.status {
+        Some(status) => Verdict::of_status(status),
+        None if answer.unsendable => Verdict::Refused(describe(&answer)),
+        // Timeouts and connection errors are retried.
+        None => Verdict::Retry,
+    };
+    let (outcome, summary) = match &verdict {
+        Verdict::Delivered => (
+            Outcome::Delivered,
+            format!(
+                "Delivered {} {} to the platform ({}, {latency_ms} ms)",
+                d.event_type,
+                d.id,
+                answer.status.unwrap_or_default()
+            ),
+        ),
+        Verdict::Gone => (
+            Outcome::Gone {
+                reason: "the receiver answered 410 Gone; set the delivery URL again (PUT /v1/delivery) to re-enable it",
+            },
+            format!(
+                "Delivery {} answered 410 Gone: the endpoint is disabled and the delivery dead-lettered",
+                d.id
+            ),
+        ),
+        Verdict::Refused(why) => (
+            Outcome::Dead,
+            format!("Delivery {} dead-lettered: {why}", d.id),
+        ),
+        Verdict::Retry => {
+            let what = describe(&answer);
+            match schedule.next_delay(d.attempts, answer.retry_after) {
+                Some(delay) => (
+                    Outcome::Retry {
+                        at: now_ms() + delay.as_millis() as i64,
+                    },
+                    format!(
+                        "Delivery {} failed ({what}); attempt {} of {}, retrying in {:.1} s",
+                        d.id,
+                        d.attempts,
+                        schedule.delays.len() + 1,
+                        delay.as_secs_f64()
+                    ),
+                ),
+                None => (
+                    Outcome::Dead,
+                    format!(
+                        "Delivery {} dead-lettered after {} attempts ({what}); replay it with POST /v1/deliveries/{}/replay",
+                        d.id, d.attempts, d.id
+                    ),
+                ),
+            }
+        }
+    };
+    let label = match (&verdict, &outcome) {
+        (Verdict::Delivered, _) => "delivered",
+        (Verdict::Gone, _) => "gone",
+        (_, Outcome::Retry { .. }) => "retry",
+        _ => "dead",
+    };
+    metrics::counter!(crate::metrics::DELIVERY_ATTEMPTS, "type" => d.event_type.clone(), "outcome" => label)
+        .increment(1);
+    metrics::histogram!(crate::metrics::DELIVERY_SECONDS).record(latency_ms as f64 / 1000.0);
+    let error = match &verdict {
+        Verdict::Refused(why) => Some(why.clone()),
+        Verdict::Delivered => None,
+        _ => Some(describe(&answer)),
+    };
+    let recorded = deliveries::record_attempt(
+        &services.db,
+        &Attempt {
+            delivery_id: &d.id,
+            org_id: &d.org_id,
+            url: &endpoint.url,
+            status: answer.status,
+            latency_ms,
+            error: error.as_deref(),
+            response: answer.response.as_deref(),
+        },
+        outcome,
+    )
+    .await;
+    if let Err(e) = recorded {
+        // The delivery stays claimed; its lease expires and it goes again
+        // (with the same webhook-id, which the receiver dedupes on).
+        tracing::warn!(delivery_id = %d.id, error = %e, "Could not record a delivery attempt.");
+    }
+    let kind = if label == "delivered" {
+        "delivery"
+    } else {
+        "error"
+    };
+    let _ = sync::add_timeline(
+        services.db.pool(),
+        &d.org_id,
+        &d.conversation_id,
+        kind,
+        &summary,
+        Some(d.attempts),
+    )
+    .await;
+    if label == "delivered" {
+        tracing::info!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "Delivered to the platform.");
+    } else {
+        tracing::warn!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "{summary}");
+    }
+}
+
+/// The secrets that sign: the current one, and the previous one while its
+/// grace period lasts.
+fn signing_secrets(
+    services: &Services,
+    endpoint: &deliveries::Endpoint,
+) -> Result<Vec<SecretString>, String> {
+    let context = secret_context(&endpoint.org_id);
+    let unreadable = |_| {
+        "the delivery signing secret cannot be decrypted with this server's secret key; \
+         rotate it (POST /v1/delivery/secret/rotate)"
+            .to_string()
+    };
+    let mut secrets = vec![services
+        .secrets
+        .open(&endpoint.secret_sealed, &context)
+        .map_err(unreadable)?];
+    if let (Some(sealed), Some(until)) = (&endpoint.previous_sealed, endpoint.previous_until) {
+        if until > now_ms() {
+            if let Ok(previous) = services.secrets.open(sealed, &context) {
+                secrets.push(previous);
+            }
+        }
+    }
+    Ok(secrets)
+}
+
+/// The resolver guards names; a literal address in the URL is checked here.
+fn refused_address(services: &Services, url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    (!services.policy.permits(ip)).then(|| {
+        format!(
+            "{ip} is a private, loopback or link-local address; the operator can allow \
+             it with CASEBRIDGE_ALLOW_PRIVATE_TARGETS"
+        )
+    })
+}
+
+async fn post(
+    services: &Services,
+    schedule: &Schedule,
+    url: &str,
+    d: &Delivery,
+    secrets: &[SecretString],
+) -> Answer {
+    let timestamp = chrono::Utc::now().timestamp();
+    let signature = match signature(secrets, &d.id, timestamp, &d.payload) {
+        Ok(s) => s,
+        Err(e) => return Answer::unsendable(format!("could not sign the delivery: {e}")),
+    };
+    let sent = services
+        .delivery_http
+        .post(url)
+        .timeout(schedule.timeout)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(standardwebhooks::HEADER_WEBHOOK_ID, &d.id)
+        .header(
+            standardwebhooks::HEADER_WEBHOOK_TIMESTAMP,
+            timestamp.to_string(),
+        )
+        .header(standardwebhooks::HEADER_WEBHOOK_SIGNATURE, signature)
+        .body(d.payload.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let text = response.text().await.unwrap_or_default();
+            let response = (!text.is_empty()).then(|| text.chars().take(KEEP_RESPONSE).collect());
+            Answer {
+                status: Some(status),
+                retry_after,
+                response,
+                ..Answer::default()
+            }
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                format!(
+                    "no answer within {} s",
+                    schedule.timeout.as_secs_f64().round()
+                )
+            } else if e.is_connect() {
+                "could not connect".to_string()
+            } else {
+                "the request failed".to_string()
+            };
+            Answer {
+                error: Some(format!("{kind}: {}", error_chain(&e))),
+                ..Answer::default()
+            }
+        }
+    }
+}
+
+fn describe(a: &Answer) -> String {
+    match (a.status, &a.error) {
+        (Some(s), _) => format!("HTTP {s}"),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "no answer".into(),
+    }
+}
+
+/// An error with its causes, which reqwest keeps in `source()`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,423 @@
+//! Deliveries to the chat platform: the org's endpoint (URL, sealed signing
+//! secret, enabled or disabled), the delivery queue and every attempt.
+//!
+//! A delivery is queued once per thing it reports (`dedupe_key`, e.g.
+//! `reply:<activity id>`), so a webhook that arrives twice, or a check that
+//! runs again, queues nothing more. Deliveries of one conversation go out in
+//! order: one is claimable only when no earlier one of its conversation is
+//! still pending; a delivery held for a retry holds the conversation's later
+//! ones too, so the platform never sees reply 2 before reply 1.
+
+use sqlx::{Row, Transaction};
+
+use super::{now_ms, Db, Result};
+
+type Tx<'a> = Transaction<'a, sqlx::Any>;
+
+/// The org's delivery endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub org_id: String,
+    pub url: String,
+    pub secret_sealed: String,
+    pub previous_sealed: Option<String>,
+    pub previous_until: Option<i64>,
+    /// `enabled` or `disabled`.
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub async fn endpoint(db: &Db, org_id: &str) -> Result<Option<Endpoint>> {
+    let row = sqlx::query(
+        "SELECT org_id, url, secret_sealed, previous_sealed, previous_until, state, disabled_reason, \
+         created_at, updated_at FROM delivery_endpoints WHERE org_id = $1",
+    )
+    .bind(org_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok(Endpoint {
+            org_id: r.try_get("org_id")?,
+            url: r.try_get("url")?,
+            secret_sealed: r.try_get("secret_sealed")?,
+            previous_sealed: r.try_get("previous_sealed")?,
+            previous_until: r.try_get("previous_until")?,
+            state: r.try_get("state")?,
+            disabled_reason: r.try_get("disabled_reason")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    })
+    .transpose()
+}
+
+/// Sets the URL and (re-)enables the endpoint. `new_secret` is the sealed
+/// secret for a first save; an existing endpoint keeps its secret.
+pub async fn put_endpoint(db: &Db, org_id: &str, url: &str, new_secret: &str) -> Result<()> {
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'enabled', $4, $4) \
+         ON CONFLICT (org_id) DO UPDATE SET url = excluded.url, state = 'enabled', \
+         disabled_reason = NULL, updated_at = excluded.updated_at",
+    )
+    .bind(org_id)
+    .bind(url)
+    .bind(new_secret)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Replaces the secret; the old one keeps signing until `previous_until`.
+pub async fn rotate_secret(
+    db: &Db,
+    org_id: &str,
+    new_sealed: &str,
+    previous_until: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE delivery_endpoints SET previous_sealed = secret_sealed, previous_until = $1, \
+         secret_sealed = $2, updated_at = $3 WHERE org_id = $4",
+    )
+    .bind(previous_until)
+    .bind(new_sealed)
+    .bind(now_ms())
+    .bind(org_id)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Removes the endpoint; queued deliveries wait for a new one.
+pub async fn delete_endpoint(db: &Db, org_id: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM delivery_endpoints WHERE org_id = $1")
+        .bind(org_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The receiver said the endpoint is gone (410): stop sending to it.
+pub async fn disable_endpoint(db: &Db, org_id: &str, reason: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
+    )
+    .bind(reason)
+    .bind(now_ms())
+    .bind(org_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// A delivery to queue.
+pub struct NewDelivery<'a> {
+    pub org_id: &'a str,
+    pub conversation_id: &'a str,
+    pub dedupe_key: &'a str,
+    pub event_type: &'a str,
+    /// Builds the payload from the delivery's id (the webhook-id).
+    pub payload: &'a str,
+}
+
+/// Queues a delivery unless one with its key exists; its id when queued.
+pub async fn enqueue(tx: &mut Tx<'_>, d: &NewDelivery<'_>) -> Result<Option<String>> {
+    let now = now_ms();
+    let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let done = sqlx::query(
+        "INSERT INTO deliveries (id, org_id, conversation_id, seq, dedupe_key, event_type, payload, state, \
+         attempts, next_attempt_at, created_at, updated_at) \
+         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, 'pending', 0, $7, $7, $7 \
+         FROM deliveries WHERE org_id = $2 AND conversation_id = $3 \
+         ON CONFLICT (org_id, dedupe_key) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(d.org_id)
+    .bind(d.conversation_id)
+    .bind(d.dedupe_key)
+    .bind(d.event_type)
+    .bind(d.payload)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(id))
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub org_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub event_type: String,
+    pub payload: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
+    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
+
+fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        org_id: r.try_get("org_id")?,
+        conversation_id: r.try_get("conversation_id")?,
+        seq: r.try_get("seq")?,
+        event_type: r.try_get("event_type")?,
+        payload: r.try_get("payload")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_status: r.try_get("last_status")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+    })
+}
+
+/// Claims the next due delivery of an enabled endpoint that is the first
+/// unfinished one of its conversation (see the module note). One
+/// statement, as `sync::claim_next`.
+pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Delivery>> {
+    let now = now_ms();
+    let lock = match db.backend() {
+        super::Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+        super::Backend::Sqlite => "",
+    };
+    let row = sqlx::query(&format!(
+        "UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+         WHERE state = 'pending' AND id = ( \
+           SELECT d.id FROM deliveries d \
+           JOIN delivery_endpoints e ON e.org_id = d.org_id AND e.state = 'enabled' \
+           WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND NOT EXISTS ( \
+             SELECT 1 FROM deliveries p WHERE p.org_id = d.org_id AND p.conversation_id = d.conversation_id \
+             AND p.seq < d.seq AND p.state IN ('pending', 'delivering')) \
+           ORDER BY d.next_attempt_at, d.seq LIMIT 1 {lock}) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(now + lease_ms)
+    .bind(now)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(delivery_from).transpose()
+}
+
+/// Returns deliveries whose sender died mid-attempt to the queue.
+pub async fn release_expired_leases(db: &Db) -> Result<u64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = 'pending', locked_until = NULL, updated_at = $1 \
+         WHERE state = 'delivering' AND locked_until < $1",
+    )
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Puts a claimed delivery back as it was (its endpoint changed meanwhile).
+pub async fn release(db: &Db, id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, locked_until = NULL, updated_at = $1 \
+         WHERE id = $2 AND state = 'delivering'",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// One attempt as made.
+pub struct Attempt<'a> {
+    pub delivery_id: &'a str,
+    pub org_id: &'a str,
+    pub url: &'a str,
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<&'a str>,
+    pub response: Option<&'a str>,
+}
+
+/// What becomes of a delivery after an attempt.
+pub enum Outcome<'a> {
+    Delivered,
+    Retry {
+        at: i64,
+    },
+    Dead,
+    /// Dead, and the endpoint is disabled with this reason.
+    Gone {
+        reason: &'a str,
+    },
+}
+
+/// Logs the attempt and moves the delivery on, in one transaction.
+pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO delivery_attempts (id, delivery_id, org_id, at, url, status, latency_ms, error, response) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(a.delivery_id)
+    .bind(a.org_id)
+    .bind(now)
+    .bind(a.url)
+    .bind(a.status.map(i64::from))
+    .bind(a.latency_ms)
+    .bind(a.error)
+    .bind(a.response)
+    .execute(&mut *tx)
+    .await?;
+    let (state, next, delivered_at) = match outcome {
+        Outcome::Delivered => ("delivered", now, Some(now)),
+        Outcome::Retry { at } => ("pending", at, None),
+        Outcome::Dead => ("dead", now, None),
+        Outcome::Gone { reason } => {
+            sqlx::query(
+                "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(a.org_id)
+            .execute(&mut *tx)
+            .await?;
+            ("dead", now, None)
+        }
+    };
+    sqlx::query(
+        "UPDATE deliveries SET state = $1, next_attempt_at = $2, delivered_at = COALESCE($3, delivered_at), \
+         locked_until = NULL, last_status = $4, last_error = $5, updated_at = $6 \
+         WHERE id = $7 AND state = 'delivering'",
+    )
+    .bind(state)
+    .bind(next)
+    .bind(delivered_at)
+    .bind(a.status.map(i64::from))
+    .bind(a.error)
+    .bind(now)
+    .bind(a.delivery_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Queues a dead or delivered delivery again, with a fresh schedule.
+/// `None` when the org has no such delivery; `Some(false)` when it is
+/// still queued (nothing to replay).
+pub async fn replay(db: &Db, org_id: &str, id: &str) -> Result<Option<bool>> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, \
+         updated_at = $1 WHERE org_id = $2 AND id = $3 AND state IN ('dead', 'delivered')",
+    )
+    .bind(now)
+    .bind(org_id)
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Some(true));
+    }
+    Ok(get(db, org_id, id).await?.map(|_| false))
+}
+
+pub async fn get(db: &Db, org_id: &str, id: &str) -> Result<Option<Delivery>> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(delivery_from).transpose()
+}
+
+/// Filters of the delivery log.
+#[derive(Default)]
+pub struct ListFilter<'a> {
+    pub state: Option<&'a str>,
+    pub conversation_id: Option<&'a str>,
+    /// Only deliveries created before this one (paging, newest first).
+    pub before: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// The org's deliveries, newest first.
+pub async fn list(db: &Db, org_id: &str, f: &ListFilter<'_>) -> Result<Vec<Delivery>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE org_id = $1 \
+         AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR conversation_id = $3) \
+         AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    ))
+    .bind(org_id)
+    .bind(f.state)
+    .bind(f.conversation_id)
+    .bind(f.before)
+    .bind(f.limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(delivery_from).collect()
+}
+
+/// An attempt as the log shows it.
+pub struct AttemptView {
+    pub at: i64,
+    pub url: String,
+    pub status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+pub async fn attempts(db: &Db, org_id: &str, delivery_id: &str) -> Result<Vec<AttemptView>> {
+    let rows = sqlx::query(
+        "SELECT at, url, status, latency_ms, error, response FROM delivery_attempts \
+         WHERE org_id = $1 AND delivery_id = $2 ORDER BY id",
+    )
+    .bind(org_id)
+    .bind(delivery_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AttemptView {
+                at: r.try_get("at")?,
+                url: r.try_get("url")?,
+                status: r.try_get("status")?,
+                latency_ms: r.try_get("latency_ms")?,
+                error: r.try_get("error")?,
+                response: r.try_get("response")?,
+            })
+        })
+        .collect()
+}
+
+/// The org's deliveries by state.
+pub async fn counts(db: &Db, org_id: &str) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM deliveries WHERE org_id = $1 GROUP BY state ORDER BY state",
+    )
+    .bind(org_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+}

@@ -1,0 +1,427 @@
+//! Creatio → chat: what the jobs queued by Creatio's webhook calls do.
+//!
+//! A business process only says "something happened on case X" (its
+//! documented body is `event_type` + `caseId`), so casebridge looks in
+//! Creatio for what is new, and applies the echo guard (DESIGN.md §3):
+//!
+//! - **agent replies**: the case's activities since the conversation began,
+//!   minus every record casebridge wrote (by id, remembered when written)
+//!   and every record its technical user created (`CreatedById`), minus
+//!   those delivered before (one delivery per activity id). The rest are
+//!   queued as `agent.reply` in creation order.
+//! - **closures**: the case's status, read now. A final or resolved status
+//!   marks the conversation resolved and queues one `conversation.resolved`,
+//!   unless casebridge set that status itself (the platform resolved the
+//!   conversation) or the conversation is resolved already.
+//!
+//! These jobs run in the conversation's queue, after the writes queued
+//! before them, so casebridge's own activities are remembered by the time
+//! a webhook they triggered is looked at.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use creatio::models::{Activity, Case, CaseStatus, Contact};
+use creatio::query::{col, lookup, Query};
+use creatio::Error as CreatioError;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::lifecycle::{case_uuid, timeline, Context, JobError};
+use crate::deliver;
+use crate::storage::sync::{self, Job};
+use crate::storage::StorageError;
+
+/// How far before the conversation's start an activity may be created and
+/// still answer it (clocks of Creatio and casebridge differ a little).
+const CLOCK_SLACK_SECS: i64 = 300;
+/// The longest reply text delivered; a longer one is cut with a note.
+const MAX_REPLY_CHARS: usize = 16_000;
+
+pub async fn check_replies(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    hint: Option<Uuid>,
+) -> Result<(), JobError> {
+    if !ctx.conversation.case_created {
+        timeline(
+            ctx,
+            "warning",
+            "Creatio reported an activity, but the conversation has no case yet; nothing to look at",
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let case_id = case_uuid(&ctx.conversation)?;
+    let since = DateTime::<Utc>::from_timestamp_millis(ctx.conversation.created_at)
+        .unwrap_or_default()
+        - chrono::Duration::seconds(CLOCK_SLACK_SECS);
+    let mut query = Query::new()
+        .select([
+            "Id",
+            "Title",
+            "Notes",
+            "Body",
+            "TypeId",
+            "CaseId",
+            "CreatedOn",
+            "CreatedById",
+        ])
+        .filter(lookup("Case").eq(case_id))
+        .filter(col("CreatedOn").ge(since))
+        .order_by_asc("CreatedOn");
+    if let Some(ours) = ctx.technical_user {
+        // The echo guard's cheap half runs in Creatio: its own records
+        // never travel.
+        query = query.filter(lookup("CreatedBy").ne(ours));
+    }
+    let activities: Vec<Activity> = ctx.client.list(query).await?;
+    let ids: Vec<String> = activities
+        .iter()
+        .filter_map(|a| a.id.map(|i| i.to_string()))
+        .collect();
+    let ours = sync::written_among(&ctx.services.db, &job.org_id, &ids).await?;
+    let mut authors: HashMap<Uuid, Option<String>> = HashMap::new();
+    let (mut queued, mut skipped_ours, mut seen_before) = (0, 0, 0);
+    let mut hint_found = hint.is_none();
+    for a in &activities {
+        let Some(id) = a.id else { continue };
+        hint_found |= Some(id) == hint;
+        if ours.contains(&id.to_string())
+            || (ctx.technical_user.is_some() && a.created_by_id == ctx.technical_user)
+        {
+            skipped_ours += 1;
+            continue;
+        }
+        let Some(text) = reply_text(a) else { continue };
+        let author = match a.created_by_id {
+            Some(contact) => {
+                let name = match authors.get(&contact) {
+                    Some(n) => n.clone(),
+                    None => {
+                        let n = author_name(ctx, contact).await?;
+                        authors.insert(contact, n.clone());
+                        n
+                    }
+                };
+                json!({"contact_id": contact, "name": name})
+            }
+            None => json!(null),
+        };
+        let data = json!({
+            "conversation_id": ctx.conversation.id,
+            "case_id": case_id,
+            "case_number": ctx.conversation.case_number,
+            "activity_id": id,
+            "text": text,
+            "author": author,
+            "created_at": a.created_on.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        });
+        let mut tx = ctx
+            .services
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(StorageError::from)?;
+        let delivery = deliver::queue(
+            &mut tx,
+            &job.org_id,
+            &job.conversation_id,
+            &format!("reply:{id}"),
+            deliver::AGENT_REPLY,
+            data,
+        )
+        .await?;
+        if let Some(delivery_id) = &delivery {
+            let who = author["name"].as_str().unwrap_or("an agent");
+            sync::add_timeline(
+                &mut *tx,
+                &job.org_id,
+                &job.conversation_id,
+                "delivery",
+                &format!("Agent reply {id} by {who} found in Creatio; queued as {delivery_id}"),
+                Some(job.attempts),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(StorageError::from)?;
+        if delivery.is_some() {
+            queued += 1;
+        } else {
+            seen_before += 1;
+        }
+    }
+    if queued > 0 {
+        ctx.services.delivery_ready.notify_waiters();
+    } else {
+        let mut why = format!(
+            "Creatio reported an activity on case {case_id}; no new agent reply \
+             ({skipped_ours} written by casebridge, {seen_before} delivered before)"
+        );
+        if !hint_found {
+            why.push_str(&format!(
+                "; activity {} was not among the case's activities",
+                hint.unwrap_or_default()
+            ));
+        }
+        timeline(ctx, "event", &why, job).await;
+    }
+    Ok(())
+}
+
+/// The author's name, `None` when the contact is gone.
+async fn author_name(ctx: &Context<'_>, contact: Uuid) -> Result<Option<String>, JobError> {
+    match ctx.client.get::<Contact>(contact).await {
+        Ok(c) => Ok(c.name),
+        Err(CreatioError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the customer should read: an e-mail's body as text, else the
+/// notes, else the title. `None` for an empty activity.
+fn reply_text(a: &Activity) -> Option<String> {
+    let body = a.body.as_deref().map(html_to_text);
+    let text = [body, a.notes.clone(), a.title.clone()]
+        .into_iter()
+        .flatten()
+        .map(|t| t.trim().to_string())
+        .find(|t| !t.is_empty())?;
+    if text.chars().count() > MAX_REPLY_CHARS {
+        let cut: String = text.chars().take(MAX_REPLY_CHARS).collect();
+        return Some(format!(
+            "{cut}\n[… cut; the full reply is in the Creatio case]"
+        ));
+    }
+    Some(text)
+}
+
+/// Rich text (Creatio keeps e-mail bodies as HTML) as plain text: tags
+/// dropped, line-breaking tags as new lines, common entities decoded.
+pub fn html_to_text(html: &str) -> String {
+    if !html.contains('<') && !html.contains('&') {
+        return html.to_string();
+    }
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[start + 1..start + end]
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if matches!(
+            tag.as_str(),
+            "br" | "p" | "div" | "li" | "tr" | "h1" | "h2" | "h3"
+        ) {
+            out.push('\n');
+        }
+        if matches!(tag.as_str(), "style" | "script") && !rest[start + 1..].starts_with('/') {
+            // Skip the element's content too.
+            let close = format!("</{tag}");
+            match rest[start..].to_ascii_lowercase().find(&close) {
+                Some(at) => {
+                    rest = &rest[start + at..];
+                    continue;
+                }
+                None => {
+                    rest = "";
+                    break;
+                }
+            }
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&");
+    // At most one blank line in a row, no trailing spaces.
+    let mut text = String::with_capacity(decoded.len());
+    let mut blank = 0;
+    for line in decoded.lines().map(str::trim_end) {
+        if line.trim().is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.trim().to_string()
+}
+
+pub async fn check_closure(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    reported: Option<Uuid>,
+) -> Result<(), JobError> {
+    if !ctx.conversation.case_created {
+        timeline(
+            ctx,
+            "warning",
+            "Creatio reported a status change, but the conversation has no case yet; nothing to look at",
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let case_id = case_uuid(&ctx.conversation)?;
+    // The status now, whatever the call said: calls can arrive late or
+    // out of order, the record cannot.
+    let case: Case = ctx.client.get(case_id).await?;
+    let Some(status_id) = case.status_id else {
+        timeline(
+            ctx,
+            "warning",
+            &format!("Case {case_id} has no status; nothing to do"),
+            job,
+        )
+        .await;
+        return Ok(());
+    };
+    let status: CaseStatus = ctx.client.get(status_id).await?;
+    let name = status.name.clone().unwrap_or_else(|| status_id.to_string());
+    let closed = status.is_final == Some(true) || status.is_resolved == Some(true);
+    let db = &ctx.services.db;
+    if reported.is_some_and(|r| r != status_id) {
+        tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
+    }
+    if !closed {
+        if ctx.conversation.state == "resolved" {
+            sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "handed_off")
+                .await?;
+            timeline(
+                ctx,
+                "event",
+                &format!("Case {case_id} was reopened in Creatio (status {name}); the conversation is open again"),
+                job,
+            )
+            .await;
+        } else {
+            timeline(
+                ctx,
+                "event",
+                &format!("Case {case_id} changed to status {name}, which is neither final nor resolved; nothing to deliver"),
+                job,
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    if ctx.conversation.state == "resolved" {
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} is {name}; the conversation was resolved already, nothing to deliver"),
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    if sync::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
+        sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved").await?;
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} is {name} because casebridge set it; no echo to the platform"),
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let data = json!({
+        "conversation_id": ctx.conversation.id,
+        "case_id": case_id,
+        "case_number": ctx.conversation.case_number,
+        "status": name,
+        "status_id": status_id,
+        "is_final": status.is_final == Some(true),
+        "is_resolved": status.is_resolved == Some(true),
+    });
+    let mut tx = db.pool().begin().await.map_err(StorageError::from)?;
+    // One delivery per closure: the job's id makes a re-run of this job
+    // find its own delivery.
+    let delivery = deliver::queue(
+        &mut tx,
+        &job.org_id,
+        &job.conversation_id,
+        &format!("resolved:{}", job.id),
+        deliver::CONVERSATION_RESOLVED,
+        data,
+    )
+    .await?;
+    sqlx::query("UPDATE conversations SET state = 'resolved', updated_at = $1 WHERE org_id = $2 AND id = $3")
+        .bind(crate::storage::now_ms())
+        .bind(&job.org_id)
+        .bind(&job.conversation_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(StorageError::from)?;
+    sync::add_timeline(
+        &mut *tx,
+        &job.org_id,
+        &job.conversation_id,
+        "delivery",
+        &format!(
+            "Case {case_id} was closed in Creatio (status {name}); conversation resolved, queued as {}",
+            delivery.as_deref().unwrap_or("an earlier delivery")
+        ),
+        Some(job.attempts),
+    )
+    .await?;
+    tx.commit().await.map_err(StorageError::from)?;
+    ctx.services.delivery_ready.notify_waiters();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_bodies_become_readable_text() {
+        assert_eq!(html_to_text("plain text"), "plain text");
+        assert_eq!(
+            html_to_text("<p>Hello Ada,</p><p>your refund is on its way &amp; should arrive&nbsp;soon.<br>Sarah</p>"),
+            "Hello Ada,\n\nyour refund is on its way & should arrive soon.\nSarah"
+        );
+        assert_eq!(
+            html_to_text("<style>p{color:red}</style><div>Hi &lt;there&gt;</div>"),
+            "Hi <there>"
+        );
+        assert_eq!(html_to_text("a < b"), "a < b");
+    }
+
+    #[test]
+    fn reply_text_prefers_body_then_notes_then_title() {
+        let mut a = Activity {
+            title: Some("Re: printer".into()),
+            ..Default::default()
+        };
+        assert_eq!(reply_text(&a).as_deref(), Some("Re: printer"));
+        a.notes = Some("Try turning it off".into());
+        assert_eq!(reply_text(&a).as_deref(), Some("Try turning it off"));
+        a.body = Some("<p>Turn it off and on</p>".into());
+        assert_eq!(reply_text(&a).as_deref(), Some("Turn it off and on"));
+        let empty = Activity::default();
+        assert_eq!(reply_text(&empty), None);
+    }
+}
