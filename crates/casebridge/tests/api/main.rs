@@ -7,3 +7,4 @@ mod helpers;
 mod connection;
 mod orgs;
 mod sync;
+mod two_way;

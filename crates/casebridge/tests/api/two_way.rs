@@ -1,0 +1,820 @@
+//! Creatio → chat end to end: the emulator's business processes call the
+//! webhook URL with casebridge's own process templates, casebridge looks in
+//! Creatio, and signed deliveries reach a receiving test server.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
+use creatio::ids::case_status;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, Org, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    agent_replies_and_closures_reach_the_platform_signed,
+    the_minimal_body_works_and_a_repeated_webhook_delivers_once,
+    a_resolution_from_the_platform_is_not_echoed,
+    a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id,
+    gone_disables_the_endpoint_and_dead_letters_replay,
+);
+
+#[tokio::test]
+async fn bad_webhook_calls_are_refused_with_a_hint() {
+    bad_webhook_calls(Backend::Sqlite).await
+}
+
+#[tokio::test]
+async fn delivery_urls_are_checked_and_secrets_rotate() {
+    delivery_settings(Backend::Sqlite).await
+}
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+    answered: u16,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+    fn kind(&self) -> String {
+        self.json()["type"].as_str().unwrap_or_default().to_string()
+    }
+    fn header(&self, name: &str) -> String {
+        self.headers[name].to_str().unwrap().to_string()
+    }
+}
+
+/// The chat platform's webhook receiver: records every request and answers
+/// with the status it is set to.
+struct Receiver {
+    url: String,
+    status: Arc<AtomicU16>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let status = Arc::new(AtomicU16::new(200));
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let (s, g) = (status.clone(), got.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let (s, g) = (s.clone(), g.clone());
+                async move {
+                    let answered = s.load(Ordering::SeqCst);
+                    g.lock().unwrap().push(Received {
+                        headers,
+                        body,
+                        answered,
+                    });
+                    StatusCode::from_u16(answered).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            status,
+            got,
+        }
+    }
+
+    fn answer(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    fn all(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Requests of one type that the receiver accepted.
+    fn accepted(&self, kind: &str) -> Vec<Received> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.kind() == kind && r.answered < 300)
+            .collect()
+    }
+
+    /// Waits until `done` holds for what was received.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = self.all();
+            if done(&all) {
+                return all;
+            }
+            if Instant::now() > deadline {
+                let kinds: Vec<String> = all
+                    .iter()
+                    .map(|r| format!("{} ({})", r.kind(), r.answered))
+                    .collect();
+                panic!(
+                    "the receiver never got {what}; it got {kinds:?}\nlog tail:\n{}",
+                    crate::helpers::logs()
+                        .lines()
+                        .rev()
+                        .take(30)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Verifies a delivery's signature with the `standardwebhooks` crate.
+fn verify(r: &Received, secret: &str) {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(r.body.as_bytes(), &r.headers)
+        .unwrap_or_else(|e| panic!("signature does not verify: {e}: {r:?}"));
+}
+
+fn customer(event: &str, conv: &str, text: &str) -> Value {
+    json!({
+        "id": event, "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",
+        "conversation": {"id": conv, "channel": "web", "url": format!("https://chat.example.com/inbox/{conv}"),
+                         "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}},
+        "message": {"id": format!("m-{event}"), "role": "customer", "text": text}
+    })
+}
+
+/// An org connected to the emulator (with a resolved status), a delivery
+/// URL at a fresh receiver, and the emulator's processes set up from
+/// casebridge's templates. Returns the org, the receiver and the secret.
+async fn two_way_org(app: &TestApp, minimal_bodies: bool) -> (Org, Receiver, String) {
+    let org = app.create_org("Acme").await;
+    let mut body = app.connection_body();
+    body["resolved_status_id"] = json!(case_status::RESOLVED.to_string());
+    let (status, answer) = app.post("/v1/creatio/connection", &org.key, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let receiver = Receiver::start().await;
+    let (status, delivery) = app
+        .call(
+            Method::PUT,
+            "/v1/delivery",
+            Some(&org.key),
+            Some(json!({"url": receiver.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{delivery}");
+    let secret = delivery["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{delivery}");
+    install_processes(app, &org, minimal_bodies).await;
+    (org, receiver, secret)
+}
+
+/// Defines the emulator's business processes exactly as the templates say
+/// (`minimal`: only `event_type` and `caseId` in the body).
+async fn install_processes(app: &TestApp, org: &Org, minimal: bool) {
+    let (status, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
+    assert_eq!(status, StatusCode::OK, "{templates}");
+    for p in templates["processes"].as_array().unwrap() {
+        let call = &p["call_web_service"];
+        let mut body = call["body"].clone();
+        if minimal {
+            body = json!({"event_type": body["event_type"], "caseId": body["caseId"]});
+        }
+        let def = json!({
+            "name": p["name"], "trigger": p["signal"]["trigger"], "url": call["url"],
+            "body": body, "retries": call["retries_on_failure"],
+        });
+        let resp = reqwest::Client::new()
+            .post(format!("{}/__emulator/processes", app.emulator.url()))
+            .json(&def)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    }
+}
+
+async fn emulator(app: &TestApp, path: &str, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/__emulator/{path}", app.emulator.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let answer: Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {answer}");
+    answer
+}
+
+/// The emulator's process calls so far.
+async fn process_calls(app: &TestApp) -> Vec<Value> {
+    reqwest::get(format!("{}/__emulator/process-calls", app.emulator.url()))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap()
+}
+
+/// Waits until the emulator logged `n` process calls (each is logged after
+/// casebridge answered it) and the conversation has no job left.
+async fn calls_settled(app: &TestApp, org: &Org, conv: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let calls = process_calls(app).await;
+        if calls.len() >= n {
+            app.settled(&org.key, conv).await;
+            return calls;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} process calls: {calls:?}",
+            calls.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn deliveries(app: &TestApp, org: &Org, query: &str) -> Vec<Value> {
+    let (status, body) = app.get(&format!("/v1/deliveries{query}"), &org.key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["deliveries"].as_array().unwrap().clone()
+}
+
+/// Waits until every delivery has left the queue.
+async fn deliveries_settled(app: &TestApp, org: &Org) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = deliveries(app, org, "").await;
+        if all
+            .iter()
+            .all(|d| d["state"] == "delivered" || d["state"] == "dead")
+        {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries never settled: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, secret) = two_way_org(&app, false).await;
+    app.send(
+        &org.key,
+        json!([customer("e1", "c1", "My printer is on fire"), {
+            "id": "e2", "type": "message.created", "occurred_at": "2026-11-22T10:01:00Z",
+            "conversation": {"id": "c1", "channel": "web"},
+            "message": {"id": "m2", "role": "ai", "text": "Have you tried turning it off?"}}]),
+    )
+    .await;
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    let number = conv["case"]["number"].as_str().unwrap().to_string();
+
+    // The case number reaches the platform.
+    let got = receiver
+        .wait_for("case.linked", |all| {
+            all.iter().any(|r| r.kind() == "case.linked")
+        })
+        .await;
+    let linked = got.iter().find(|r| r.kind() == "case.linked").unwrap();
+    verify(linked, &secret);
+    assert_eq!(
+        linked.json()["data"],
+        json!({"conversation_id": "c1", "case_id": case_id, "case_number": number})
+    );
+
+    // casebridge's own two activities fired the agent-reply process twice;
+    // neither became a delivery.
+    let calls = calls_settled(&app, &org, "c1", 2).await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["success"] == true && c["request_body"]["event_type"] == "new_activity"),
+        "{calls:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.accepted("agent.reply").is_empty(), "echo!");
+
+    // An agent answers in Creatio (an e-mail with an HTML body).
+    let reply = emulator(
+        &app,
+        "agent-reply",
+        json!({"case_id": case_id, "text": "<p>Hello Ada,</p><p>unplug it &amp; step back.</p>"}),
+    )
+    .await;
+    let got = receiver
+        .wait_for("agent.reply", |all| {
+            all.iter().any(|r| r.kind() == "agent.reply")
+        })
+        .await;
+    let delivered = got.iter().find(|r| r.kind() == "agent.reply").unwrap();
+    verify(delivered, &secret);
+    let data = &delivered.json()["data"];
+    assert_eq!(data["conversation_id"], "c1");
+    assert_eq!(data["case_id"], case_id.as_str());
+    assert_eq!(data["activity_id"], reply["Id"]);
+    assert_eq!(data["text"], "Hello Ada,\n\nunplug it & step back.");
+    assert_eq!(data["author"]["name"], "Sarah Lee");
+    assert!(data["created_at"].as_str().unwrap().starts_with("20"));
+    assert!(delivered.header("webhook-id").starts_with("msg_"));
+
+    // The agent closes the case: one conversation.resolved.
+    emulator(
+        &app,
+        "case-status",
+        json!({"case_id": case_id, "status": "Closed"}),
+    )
+    .await;
+    let got = receiver
+        .wait_for("conversation.resolved", |all| {
+            all.iter().any(|r| r.kind() == "conversation.resolved")
+        })
+        .await;
+    let closed = got
+        .iter()
+        .find(|r| r.kind() == "conversation.resolved")
+        .unwrap();
+    verify(closed, &secret);
+    assert_eq!(closed.json()["data"]["status"], "Closed");
+    assert_eq!(closed.json()["data"]["case_id"], case_id.as_str());
+    let conv = app.settled(&org.key, "c1").await;
+    assert_eq!(conv["state"], "resolved", "{conv}");
+
+    // Exactly one of each, all delivered, each with its attempts logged.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = deliveries_settled(&app, &org).await;
+    let mut kinds: Vec<&str> = log.iter().map(|d| d["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["agent.reply", "case.linked", "conversation.resolved"]
+    );
+    assert_eq!(receiver.all().len(), 3, "{:?}", receiver.all());
+    let id = log[0]["id"].as_str().unwrap();
+    let (_, one) = app.get(&format!("/v1/deliveries/{id}"), &org.key).await;
+    assert_eq!(one["attempt_log"][0]["status"], 200, "{one}");
+    let timeline = conv["timeline"].to_string();
+    assert!(timeline.contains("Agent reply"), "{timeline}");
+    assert!(timeline.contains("Delivered agent.reply"), "{timeline}");
+    let text = reqwest::get(format!("{}/metrics", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("casebridge_delivery_attempts_total"),
+        "{text}"
+    );
+    app.finish().await;
+}
+
+async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, true).await;
+    app.send(&org.key, customer("e1", "c1", "Where is my order?"))
+        .await;
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    calls_settled(&app, &org, "c1", 1).await;
+    emulator(
+        &app,
+        "agent-reply",
+        json!({"case_id": case_id, "text": "It ships today.", "kind": "task"}),
+    )
+    .await;
+    receiver
+        .wait_for("agent.reply", |all| {
+            all.iter().any(|r| r.kind() == "agent.reply")
+        })
+        .await;
+    // Creatio calls again (a retry, a second process): nothing new.
+    let calls = process_calls(&app).await;
+    let (_, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
+    let url = templates["webhook_url"].as_str().unwrap();
+    for _ in 0..3 {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"event_type": "new_activity", "caseId": case_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    app.settled(&org.key, "c1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    deliveries_settled(&app, &org).await;
+    assert_eq!(receiver.accepted("agent.reply").len(), 1);
+    assert_eq!(
+        receiver.accepted("agent.reply")[0].json()["data"]["text"],
+        "It ships today."
+    );
+    assert_eq!(
+        calls.last().unwrap()["request_body"],
+        json!({"event_type": "new_activity", "caseId": case_id}),
+        "the process sent the minimal body"
+    );
+    app.finish().await;
+}
+
+async fn a_resolution_from_the_platform_is_not_echoed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, false).await;
+    app.send(&org.key, customer("e1", "c1", "Thanks, all good now"))
+        .await;
+    app.settled(&org.key, "c1").await;
+    calls_settled(&app, &org, "c1", 1).await;
+    app.send(
+        &org.key,
+        json!({"id": "e2", "type": "conversation.resolved", "conversation": {"id": "c1"}}),
+    )
+    .await;
+    // casebridge sets the Resolved status; the closure process fires.
+    let calls = calls_settled(&app, &org, "c1", 2).await;
+    assert_eq!(
+        calls[1]["request_body"]["event_type"], "case_status_changed",
+        "{calls:?}"
+    );
+    let conv = app.settled(&org.key, "c1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.accepted("conversation.resolved").is_empty(),
+        "echo of our own resolution"
+    );
+    assert_eq!(conv["state"], "resolved");
+    assert!(
+        conv["timeline"].to_string().contains("resolved already"),
+        "{}",
+        conv["timeline"]
+    );
+    app.finish().await;
+}
+
+async fn a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, secret) = two_way_org(&app, false).await;
+    receiver.answer(503);
+    app.send(&org.key, customer("e1", "c1", "Hello?")).await;
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    calls_settled(&app, &org, "c1", 1).await;
+    emulator(
+        &app,
+        "agent-reply",
+        json!({"case_id": case_id, "text": "Hi, Sarah here."}),
+    )
+    .await;
+    // Two failures (503 and a refused connection would be the same), then up.
+    receiver
+        .wait_for("two failed attempts", |all| {
+            all.iter().filter(|r| r.answered == 503).count() >= 2
+        })
+        .await;
+    receiver.answer(200);
+    let got = receiver
+        .wait_for("both deliveries", |all| {
+            all.iter().filter(|r| r.answered == 200).count() == 2
+        })
+        .await;
+    // In order: case.linked first, and the reply only after it.
+    let ok: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
+    assert_eq!(ok[0].kind(), "case.linked");
+    assert_eq!(ok[1].kind(), "agent.reply");
+    for r in &ok {
+        verify(r, &secret);
+        let attempts: Vec<&Received> = got
+            .iter()
+            .filter(|g| g.header("webhook-id") == r.header("webhook-id"))
+            .collect();
+        assert!(
+            attempts.iter().all(|a| a.body == r.body),
+            "same bytes every time"
+        );
+    }
+    let linked_id = ok[0].header("webhook-id");
+    assert!(
+        got.iter()
+            .filter(|g| g.header("webhook-id") == linked_id)
+            .count()
+            >= 3,
+        "retried under one webhook-id: {got:?}"
+    );
+    let (_, one) = app
+        .get(&format!("/v1/deliveries/{linked_id}"), &org.key)
+        .await;
+    let log = one["attempt_log"].as_array().unwrap();
+    assert_eq!(log.first().unwrap()["status"], 503, "{one}");
+    assert_eq!(log.last().unwrap()["status"], 200, "{one}");
+    assert_eq!(one["state"], "delivered");
+    app.finish().await;
+}
+
+async fn gone_disables_the_endpoint_and_dead_letters_replay(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, false).await;
+    // 410: the endpoint is disabled at once, the delivery dead.
+    receiver.answer(410);
+    app.send(&org.key, customer("e1", "c1", "First")).await;
+    app.settled(&org.key, "c1").await;
+    receiver
+        .wait_for("a 410", |all| all.iter().any(|r| r.answered == 410))
+        .await;
+    let dead = deliveries_settled(&app, &org).await;
+    assert_eq!(dead[0]["state"], "dead", "{dead:?}");
+    let (_, endpoint) = app.get("/v1/delivery", &org.key).await;
+    assert_eq!(endpoint["state"], "disabled", "{endpoint}");
+    assert!(
+        endpoint["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("410"),
+        "{endpoint}"
+    );
+    // Nothing more is sent to a disabled endpoint.
+    app.send(&org.key, customer("e2", "c2", "Second")).await;
+    app.settled(&org.key, "c2").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.all().len(), 1);
+    let pending = deliveries(&app, &org, "?status=pending").await;
+    assert_eq!(pending.len(), 1, "held, not lost: {pending:?}");
+
+    // Re-enabled by saving the URL again: the held one goes out.
+    receiver.answer(200);
+    let (status, endpoint) = app
+        .call(
+            Method::PUT,
+            "/v1/delivery",
+            Some(&org.key),
+            Some(json!({"url": receiver.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{endpoint}");
+    assert_eq!(endpoint["state"], "enabled");
+    receiver
+        .wait_for("the held delivery", |all| {
+            all.iter().any(|r| r.answered == 200)
+        })
+        .await;
+
+    // A dead letter is replayed with its webhook-id.
+    let dead_id = dead[0]["id"].as_str().unwrap().to_string();
+    let (status, answer) = app
+        .post(
+            &format!("/v1/deliveries/{dead_id}/replay"),
+            &org.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    receiver
+        .wait_for("the replayed delivery", |all| {
+            all.iter()
+                .any(|r| r.answered == 200 && r.header("webhook-id") == dead_id)
+        })
+        .await;
+    let (_, one) = app
+        .get(&format!("/v1/deliveries/{dead_id}"), &org.key)
+        .await;
+    assert_eq!(one["state"], "delivered", "{one}");
+    assert_eq!(one["attempt_log"].as_array().unwrap().len(), 2, "{one}");
+
+    // A receiver failing every attempt: dead after the schedule (3 retries
+    // in tests), visible in the dead-letter list, replayable.
+    receiver.answer(500);
+    app.send(&org.key, customer("e3", "c3", "Third")).await;
+    app.settled(&org.key, "c3").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead = deliveries(&app, &org, "?status=dead&conversation_id=c3").await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead[0]["attempts"], 4, "{dead:?}");
+    assert_eq!(dead[0]["last_status"], 500);
+    let (status, again) = app
+        .post(
+            &format!("/v1/deliveries/{}/replay", dead[0]["id"].as_str().unwrap()),
+            &org.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    let (status, conflict) = app
+        .post(
+            &format!("/v1/deliveries/{}/replay", dead[0]["id"].as_str().unwrap()),
+            &org.key,
+            json!({}),
+        )
+        .await;
+    // Queued again (or already on its way): a second replay has nothing to do.
+    assert!(
+        status == StatusCode::CONFLICT || status == StatusCode::ACCEPTED,
+        "{conflict}"
+    );
+    let (status, missing) = app
+        .post("/v1/deliveries/msg_nope/replay", &org.key, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    app.finish().await;
+}
+
+async fn bad_webhook_calls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, _receiver, _) = two_way_org(&app, false).await;
+    let (_, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
+    let url = templates["webhook_url"].as_str().unwrap().to_string();
+    let post = |body: Value, url: String| async move {
+        let resp = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json::<Value>().await.unwrap())
+    };
+    // Placeholder Creatio did not substitute.
+    let (status, body) = post(
+        json!({"event_type": "new_activity", "caseId": "[#Case.Id#]"}),
+        url.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("placeholder"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("process parameter"),
+        "{body}"
+    );
+    // Not a GUID.
+    let (status, body) = post(
+        json!({"event_type": "new_activity", "CaseId": "SR0001"}),
+        url.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Unknown or rotated-away token.
+    let wrong = format!("{}x", url);
+    let (status, body) = post(
+        json!({"event_type": "new_activity", "caseId": uuid::Uuid::new_v4()}),
+        wrong,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("webhook URL"),
+        "{body}"
+    );
+    // A case casebridge does not know: fine, ignored.
+    let (status, body) = post(
+        json!({"event_type": "case_status_changed", "case_id": uuid::Uuid::new_v4()}),
+        url.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ignored");
+    // The templates carry this org's URL and both bodies.
+    assert_eq!(templates["processes"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        templates["processes"][0]["call_web_service"]["body"]["caseId"],
+        "[#Case.Id#]"
+    );
+    // After disconnect the URL is dead.
+    let (status, _) = app.delete("/v1/creatio/connection", &org.key).await;
+    assert!(status.is_success());
+    let (status, _) = post(
+        json!({"event_type": "new_activity", "caseId": uuid::Uuid::new_v4()}),
+        url,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
+async fn delivery_settings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    let put = |url: &'static str| {
+        app.call(
+            Method::PUT,
+            "/v1/delivery",
+            Some(&org.key),
+            Some(json!({ "url": url })),
+        )
+    };
+    // The SSRF guard: private, link-local and (not allowed here) IPv6
+    // loopback addresses are refused with the setting that allows them.
+    for url in [
+        "http://10.0.0.5/hook",
+        "http://192.168.1.20:8080/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:9000/hook",
+    ] {
+        let (status, body) = put(url).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("CASEBRIDGE_ALLOW_PRIVATE_TARGETS"),
+            "{body}"
+        );
+    }
+    for (url, says) in [
+        ("chat.example.com/hook", "not an absolute URL"),
+        ("ftp://chat.example.com/hook", "not https"),
+        (
+            "https://user:pw@chat.example.com/hook",
+            "user name or password",
+        ),
+    ] {
+        let (status, body) = put(url).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{body}"
+        );
+    }
+    let (status, _) = app.get("/v1/delivery", &org.key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was saved");
+
+    // Save, then rotate: two signatures while the old secret is in grace.
+    let receiver = Receiver::start().await;
+    let (status, saved) = app
+        .call(
+            Method::PUT,
+            "/v1/delivery",
+            Some(&org.key),
+            Some(json!({"url": receiver.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{saved}");
+    let old = saved["secret"].as_str().unwrap().to_string();
+    let (status, rotated) = app
+        .post("/v1/delivery/secret/rotate", &org.key, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert_ne!(old, new);
+    let (_, read) = app.get("/v1/delivery", &org.key).await;
+    assert_eq!(read["secret"], new.as_str());
+    assert!(read["previous_secret_valid_until"].is_string(), "{read}");
+    // Saving the URL again keeps the secret.
+    let (status, again) = app
+        .call(
+            Method::PUT,
+            "/v1/delivery",
+            Some(&org.key),
+            Some(json!({"url": receiver.url})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["secret"], new.as_str());
+
+    // A delivery now carries both signatures; each secret verifies it.
+    app.connect(&org.key).await;
+    app.send(&org.key, customer("e1", "c1", "Hi")).await;
+    app.settled(&org.key, "c1").await;
+    let got = receiver
+        .wait_for("case.linked", |all| !all.is_empty())
+        .await;
+    assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
+    verify(&got[0], &old);
+    verify(&got[0], &new);
+
+    // The log's filters are checked.
+    let (status, body) = app.get("/v1/deliveries?status=lost", &org.key).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.get("/v1/deliveries?limit=0", &org.key).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = app.delete("/v1/delivery", &org.key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    app.finish().await;
+}
