@@ -310,6 +310,9 @@ enum ReplyKind {
     Email,
     /// A task activity with the text in Notes.
     Task,
+    /// The customer's e-mail arriving on the case (mail sync saves it as
+    /// the mailbox's user): not an agent reply, though it is an activity.
+    IncomingEmail,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +364,14 @@ async fn agent_reply(State(shared): AppState, body: axum::body::Bytes) -> Answer
                 "Title": format!("Re: {subject}").chars().take(500).collect::<String>(),
                 "TypeId": defaults::ACTIVITY_TYPE_EMAIL,
                 "ActivityCategoryId": defaults::ACTIVITY_CATEGORY_EMAIL,
+                "MessageTypeId": defaults::EMAIL_TYPE_OUTGOING,
+                "Body": reply.text,
+            }),
+            ReplyKind::IncomingEmail => json!({
+                "Title": format!("Re: {subject}").chars().take(500).collect::<String>(),
+                "TypeId": defaults::ACTIVITY_TYPE_EMAIL,
+                "ActivityCategoryId": defaults::ACTIVITY_CATEGORY_EMAIL,
+                "MessageTypeId": defaults::EMAIL_TYPE_INCOMING,
                 "Body": reply.text,
             }),
             ReplyKind::Task => json!({"Title": first_line, "Notes": reply.text}),

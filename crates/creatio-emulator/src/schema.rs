@@ -166,6 +166,8 @@ pub mod defaults {
     pub const CASE_CATEGORY_SERVICE_REQUEST: &str = "1c0bc159-150a-e111-a31b-00155d04c01d";
     pub const ACTIVITY_TYPE_TASK: &str = "fbe0acdc-cfc0-df11-b00f-001d60e938c6";
     pub const ACTIVITY_TYPE_EMAIL: &str = "e2831dec-cfc0-df11-b00f-001d60e938c6";
+    pub const EMAIL_TYPE_INCOMING: &str = "7f9d1f86-f36b-1410-068c-20cf30b39373";
+    pub const EMAIL_TYPE_OUTGOING: &str = "7f6d3f94-f36b-1410-068c-20cf30b39373";
     pub const ACTIVITY_CATEGORY_TODO: &str = "f51c4643-58e6-df11-971b-001d60e938c6";
     pub const ACTIVITY_CATEGORY_EMAIL: &str = "8038a396-7825-e011-8165-00155d043204";
     pub const ACTIVITY_STATUS_NOT_STARTED: &str = "384d4b84-58e6-df11-971b-001d60e938c6";
@@ -261,6 +263,7 @@ fn build() -> Vec<EntitySchema> {
                 col("Body", MAX),
                 col("IsHtmlBody", Bool),
                 col("Sender", LONG),
+                col("MessageType", Lookup("EmailType")),
                 col("Recepient", MAX),
                 col("DetailedResult", MAX),
                 dflt("ShowInScheduler", Bool, Default::Bool(true)),
@@ -331,6 +334,7 @@ fn build() -> Vec<EntitySchema> {
             c
         }),
         entity("ActivityPriority", lookup_columns()),
+        entity("EmailType", lookup_columns()),
         entity(
             "SysAdminUnit",
             vec![

@@ -249,6 +249,12 @@ fn rows() -> Vec<(&'static str, Value)> {
             json!({"Id": id, "Name": name, "ActivityTypeId": ty}),
         ));
     }
+    for (id, name) in [
+        ("7f9d1f86-f36b-1410-068c-20cf30b39373", "Incoming"),
+        ("7f6d3f94-f36b-1410-068c-20cf30b39373", "Outgoing"),
+    ] {
+        out.push(("EmailType", json!({"Id": id, "Name": name})));
+    }
     for (id, name, finish) in [
         ("384d4b84-58e6-df11-971b-001d60e938c6", "Not started", false),
         ("394d4b84-58e6-df11-971b-001d60e938c6", "In progress", false),

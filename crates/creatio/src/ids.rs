@@ -58,6 +58,14 @@ pub mod case_category {
 }
 
 /// `ActivityType` rows.
+/// `EmailType`: an e-mail activity's direction (`Activity.MessageTypeId`).
+pub mod email_type {
+    use super::*;
+    /// Received: on a case, usually the customer writing in.
+    pub const INCOMING: Uuid = uuid!("7f9d1f86-f36b-1410-068c-20cf30b39373");
+    pub const OUTGOING: Uuid = uuid!("7f6d3f94-f36b-1410-068c-20cf30b39373");
+}
+
 pub mod activity_type {
     use super::*;
     /// The schema default.

@@ -330,6 +330,14 @@ pub struct Activity {
         skip_serializing_if = "Option::is_none"
     )]
     pub due_date: Option<DateTime<Utc>>,
+    /// An e-mail's direction (`EmailType`: incoming, outgoing); empty for tasks.
+    #[serde(
+        rename = "MessageTypeId",
+        default,
+        deserialize_with = "empty_guid",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub message_type_id: Option<Uuid>,
     #[serde(
         rename = "CreatedOn",
         default,
@@ -378,6 +386,7 @@ impl Entity for Activity {
         "AuthorId",
         "StartDate",
         "DueDate",
+        "MessageTypeId",
         "CreatedOn",
         "CreatedById",
         "ModifiedOn",

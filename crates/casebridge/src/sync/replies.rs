@@ -7,7 +7,8 @@
 //! - **agent replies**: the case's activities since the conversation began,
 //!   minus every record casebridge wrote (by id, remembered when written)
 //!   and every record its technical user created (`CreatedById`), minus
-//!   those delivered before (one delivery per activity id). The rest are
+//!   incoming e-mails (the customer writing in), minus those delivered
+//!   before (one delivery per activity id). The rest are
 //!   queued as `agent.reply` in creation order.
 //! - **closures**: the case's status, read now. A final or resolved status
 //!   marks the conversation resolved and queues one `conversation.resolved`,
@@ -21,6 +22,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use creatio::ids::email_type;
 use creatio::models::{Activity, Case, CaseStatus, Contact};
 use creatio::query::{col, lookup, Query};
 use creatio::Error as CreatioError;
@@ -64,6 +66,7 @@ pub async fn check_replies(
             "Notes",
             "Body",
             "TypeId",
+            "MessageTypeId",
             "CaseId",
             "CreatedOn",
             "CreatedById",
@@ -92,6 +95,10 @@ pub async fn check_replies(
             || (ctx.technical_user.is_some() && a.created_by_id == ctx.technical_user)
         {
             skipped_ours += 1;
+            continue;
+        }
+        if a.message_type_id == Some(email_type::INCOMING) {
+            // The customer's own e-mail on the case, not an agent's reply.
             continue;
         }
         let Some(text) = reply_text(a) else { continue };

@@ -414,6 +414,15 @@ async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Ba
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
     }
+    // The customer's e-mail arriving on the case is an activity too, by a
+    // user who is not casebridge: still not an agent reply.
+    emulator(
+        &app,
+        "agent-reply",
+        json!({"case_id": case_id, "text": "Thanks!", "kind": "incoming_email"}),
+    )
+    .await;
+    calls_settled(&app, &org, "c1", calls.len() + 1).await;
     app.settled(&org.key, "c1").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     deliveries_settled(&app, &org).await;
