@@ -18,12 +18,14 @@
 //!   checked; the per-org rate limit on those calls.
 //! - [`deliver`]: Creatio → chat: deliveries queued once, signed per
 //!   Standard Webhooks, retried on Svix's schedule, dead-lettered, replayed.
+//! - [`demo`]: `casebridge demo`, the whole story on loopback.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
 pub mod api;
 pub mod config;
 pub mod connection;
 pub mod deliver;
+pub mod demo;
 pub mod metrics;
 pub mod outbound;
 pub mod secrets;

@@ -3,9 +3,10 @@
 //! - `serve`: the service (API, and later the sync workers).
 //! - `check`: diagnose a Creatio connection from the terminal.
 //! - `emulator`: run the local Creatio emulator (tests, demos, exploration).
+//! - `demo`: the whole story on loopback, every step verified.
 //!
-//! The end-to-end `demo` arrives with its issue. This file only parses the
-//! command line and hands over to the library code that does the work.
+//! This file only parses the command line and hands over to the library
+//! code that does the work.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -38,6 +39,16 @@ enum Command {
     /// Run a local Creatio emulator: Identity Service tokens, OData 4, $batch,
     /// business processes, and an operator API under /__emulator/.
     Emulator(EmulatorArgs),
+    /// Play the whole story on loopback (emulator, service, a receiver):
+    /// every step verified; exits 0 only if all were.
+    Demo(DemoArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Leave everything running afterwards and print how to explore it.
+    #[arg(long)]
+    keep_running: bool,
 }
 
 #[derive(clap::Args)]
@@ -244,6 +255,21 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
                 LogFormat::Text,
             );
             run_check(args).await
+        }
+        Command::Demo(args) => {
+            init_logging(
+                &std::env::var("CASEBRIDGE_LOG").unwrap_or_else(|_| "error".into()),
+                LogFormat::Text,
+            );
+            let ok = casebridge::demo::run(casebridge::demo::Options {
+                keep_running: args.keep_running,
+            })
+            .await?;
+            Ok(if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         Command::Emulator(args) => {
             init_logging(

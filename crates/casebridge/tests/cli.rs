@@ -80,6 +80,37 @@ async fn emulator_command_prints_working_credentials() {
 }
 
 #[test]
+fn demo_verifies_every_step_and_exits_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("demo")
+        .env_remove("CASEBRIDGE_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    let steps = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("[ok]"))
+        .count();
+    assert!(
+        stdout.contains(&format!("All {steps} steps verified.")),
+        "{stdout}"
+    );
+    for step in [
+        "test & save",
+        "echo guard",
+        "agent reply",
+        "resolution",
+        "0 duplicates",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    assert!(stderr.trim().is_empty(), "the demo logged errors: {stderr}");
+}
+
+#[test]
 fn emulator_command_refuses_a_zero_token_lifetime() {
     let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
         .args(["emulator", "--token-lifetime-secs", "0"])

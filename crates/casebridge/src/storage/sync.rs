@@ -809,6 +809,17 @@ pub async fn queue_job_unless_waiting(
     kind: &str,
     payload: &str,
 ) -> Result<bool> {
+    // Write first: on SQLite a transaction that reads and then writes can
+    // fail at once with "database is locked" when another writer got in
+    // between (no busy wait is possible for it); taking the write lock
+    // first makes it wait its turn. On PostgreSQL the row lock serialises
+    // concurrent calls for one conversation.
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE org_id = $2 AND id = $3")
+        .bind(now_ms())
+        .bind(org_id)
+        .bind(conversation_id)
+        .execute(&mut **tx)
+        .await?;
     let waiting = sqlx::query(
         "SELECT 1 FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND kind = $3 AND state = 'pending' LIMIT 1",
     )
