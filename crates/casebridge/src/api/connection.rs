@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::connection::checks::{self, Report, Scope};
 use crate::connection::{secret_context, RawSettings, Settings, StoredError};
@@ -243,6 +244,7 @@ async fn ensure_webhook_token(state: &AppState, org_id: &str) -> ApiResult<()> {
 }
 
 /// `GET /v1/creatio/connection`
+#[utoipa::path(get, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Settings (secret masked), status, webhook URL, last report"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
     let c = load(&state, &caller.org_id).await?;
     Ok(Json(view(&state, &c).await?))
@@ -250,6 +252,7 @@ pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiRes
 
 /// `POST /v1/creatio/connection`: Test & Save. Nothing is stored unless
 /// every required check passes.
+#[utoipa::path(post, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Every check passed; saved and active; the report and the webhook URL"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing saved; the report says which and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn test_and_save(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -298,6 +301,7 @@ pub async fn test_and_save(
 /// `PATCH /v1/creatio/connection`: changes fields; re-tests everything
 /// when the credentials or addresses change, the GUIDs when only they do.
 /// A new secret is tested before it replaces the old one.
+#[utoipa::path(patch, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Changed (re-tested as needed)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing changed", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn change(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -377,6 +381,7 @@ pub async fn change(
 
 /// `DELETE /v1/creatio/connection`: disconnect. Credentials are deleted and
 /// the webhook token revoked; links and logs stay; Creatio is not touched.
+#[utoipa::path(delete, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Disconnected: credentials deleted, webhook token revoked, jobs cancelled"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn disconnect(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -393,6 +398,7 @@ pub async fn disconnect(
 
 /// `POST /v1/creatio/connection/test`: re-runs every check on the saved
 /// settings; the status follows the outcome (a pass resumes a paused sync).
+#[utoipa::path(post, path = "/v1/creatio/connection/test", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The report; the status follows it"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
     let current = load(&state, &caller.org_id).await?;
     let settings = stored_settings(&state, &current).await?;
@@ -421,6 +427,7 @@ pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
 
 /// `POST /v1/creatio/webhook-token/rotate`: a new webhook URL; the old one
 /// keeps working for the grace period so processes can be updated.
+#[utoipa::path(post, path = "/v1/creatio/webhook-token/rotate", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The new webhook URL; the old one works for the grace period"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_webhook_token(
     State(state): State<AppState>,
     Admin(caller): Admin,

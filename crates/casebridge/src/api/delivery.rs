@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::deliver::secret_context;
 use crate::secrets::webhook_secret;
@@ -62,6 +63,7 @@ async fn endpoint_view(state: &AppState, e: &Endpoint) -> ApiResult<Value> {
 }
 
 /// `GET /v1/delivery`.
+#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, signing secret, delivery counts"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
     let e = deliveries::endpoint(&state.db, &caller.org_id)
         .await?
@@ -111,6 +113,7 @@ async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
 
 /// `PUT /v1/delivery`: sets the URL (and re-enables a disabled endpoint).
 /// The first save creates the signing secret; later saves keep it.
+#[utoipa::path(put, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "Changed (and enabled)"), (status = 201, description = "Created, with a new whsec_ secret"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -137,6 +140,7 @@ pub async fn put(
 }
 
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
+#[utoipa::path(delete, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 204, description = "Removed; queued deliveries wait"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<StatusCode> {
     if !deliveries::delete_endpoint(&state.db, &caller.org_id).await? {
         return Err(no_endpoint());
@@ -148,6 +152,7 @@ pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
 /// `POST /v1/delivery/secret/rotate`: a new secret; the old one keeps
 /// signing (a second signature) for 24 hours, so the receiver can switch
 /// without losing a delivery.
+#[utoipa::path(post, path = "/v1/delivery/secret/rotate", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The new secret; the old one signs too for 24 h"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -185,6 +190,7 @@ fn delivery_json(d: &Delivery) -> Value {
 }
 
 /// `GET /v1/deliveries?status=&conversation_id=&before=&limit=`.
+#[utoipa::path(get, path = "/v1/deliveries", tag = "two-way", security(("api_key" = [])), params(("status" = Option<String>, Query, description = "pending, delivering, delivered or dead"), ("conversation_id" = Option<String>, Query), ("before" = Option<String>, Query, description = "a delivery id, for paging"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), responses((status = 200, description = "Deliveries, newest first"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -251,6 +257,7 @@ fn no_delivery(id: &str) -> ApiError {
 }
 
 /// `GET /v1/deliveries/{id}`: the delivery and every attempt.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id (its webhook-id)")), responses((status = 200, description = "The delivery and every attempt"), (status = 404, description = "No such delivery", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -274,6 +281,7 @@ pub async fn get(
 
 /// `POST /v1/deliveries/{id}/replay`: sends a dead (or delivered) delivery
 /// again, same `webhook-id`, fresh schedule.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/replay", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Queued again, same webhook-id"), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Still queued", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections::{self, Status};
 use crate::storage::orgs::Caller;
@@ -41,6 +42,7 @@ fn invalid_events(errors: Vec<Invalid>) -> ApiError {
 
 /// `POST /v1/events`: validated, then every event, message and job is
 /// written in one transaction before `202`.
+#[utoipa::path(post, path = "/v1/events", tag = "sync", security(("api_key" = [])), responses((status = 202, description = "Stored with their jobs in one transaction"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "The org has no active connection; nothing stored", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,6 +90,7 @@ pub async fn ingest(
 }
 
 /// `GET /v1/conversations/{id}`: the case link, state and timeline.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Case link, state, jobs and timeline"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,

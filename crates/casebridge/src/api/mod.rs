@@ -8,13 +8,17 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod lookups;
+pub mod openapi;
 pub mod orgs;
 pub mod webhooks;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::connection::clients::Clients;
 use crate::outbound::TargetPolicy;
@@ -62,50 +66,16 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The API: every route registered with its OpenAPI description, so the
+/// document served at `/openapi.json` lists exactly what is served.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/orgs", post(orgs::create_org))
-        .route("/v1/api-keys", post(orgs::create_key).get(orgs::list_keys))
-        .route("/v1/api-keys/{id}", axum::routing::delete(orgs::revoke_key))
-        .route(
-            "/v1/creatio/connection",
-            get(connection::read)
-                .post(connection::test_and_save)
-                .patch(connection::change)
-                .delete(connection::disconnect),
-        )
-        .route("/v1/creatio/connection/test", post(connection::retest))
-        .route(
-            "/v1/creatio/webhook-token/rotate",
-            post(connection::rotate_webhook_token),
-        )
-        .route("/v1/creatio/lookups/{kind}", get(lookups::list))
-        .route(
-            "/v1/events",
-            post(events::ingest).layer(axum::extract::DefaultBodyLimit::max(events::MAX_BODY)),
-        )
-        .route("/v1/conversations/{id}", get(events::conversation))
-        .route(
-            "/v1/creatio/process-templates",
-            get(webhooks::process_templates),
-        )
-        .route(
-            "/webhooks/creatio/{token}",
-            post(webhooks::creatio).layer(axum::extract::DefaultBodyLimit::max(webhooks::MAX_BODY)),
-        )
-        .route(
-            "/v1/delivery",
-            get(delivery::read)
-                .put(delivery::put)
-                .delete(delivery::delete),
-        )
-        .route("/v1/delivery/secret/rotate", post(delivery::rotate_secret))
-        .route("/v1/deliveries", get(delivery::list))
-        .route("/v1/deliveries/{id}", get(delivery::get))
-        .route("/v1/deliveries/{id}/replay", post(delivery::replay))
+    let (router, doc) = documented_router().split_for_parts();
+    let doc = openapi::Document(Arc::new(
+        doc.to_pretty_json()
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+    ));
+    router
+        .layer(axum::Extension(doc))
         .fallback(|| async {
             ApiError::not_found(
                 "No such endpoint",
@@ -116,8 +86,44 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(
                 error::Code::MethodNotAllowed,
                 "This endpoint does not take that method",
-                "See the README for the methods each route accepts.",
+                "See GET /openapi.json for the methods each route accepts.",
             )
         })
         .with_state(state)
+}
+
+/// The routes and their OpenAPI document, from one list.
+pub fn documented_router() -> OpenApiRouter<AppState> {
+    let events = OpenApiRouter::new()
+        .routes(routes!(events::ingest))
+        .layer(axum::extract::DefaultBodyLimit::max(events::MAX_BODY));
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(webhooks::creatio))
+        .layer(axum::extract::DefaultBodyLimit::max(webhooks::MAX_BODY));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(orgs::create_org))
+        .routes(routes!(orgs::create_key, orgs::list_keys))
+        .routes(routes!(orgs::revoke_key))
+        .routes(routes!(
+            connection::read,
+            connection::test_and_save,
+            connection::change,
+            connection::disconnect
+        ))
+        .routes(routes!(connection::retest))
+        .routes(routes!(connection::rotate_webhook_token))
+        .routes(routes!(lookups::list))
+        .routes(routes!(events::conversation))
+        .routes(routes!(webhooks::process_templates))
+        .routes(routes!(delivery::read, delivery::put, delivery::delete))
+        .routes(routes!(delivery::rotate_secret))
+        .routes(routes!(delivery::list))
+        .routes(routes!(delivery::get))
+        .routes(routes!(delivery::replay))
+        .merge(events)
+        .merge(webhooks)
 }

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body, Operator};
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::secrets::{random_token, token_hash};
 use crate::storage::orgs::{self, ApiKey, NewKey, Role};
@@ -56,6 +57,7 @@ fn mint() -> (String, String, String) {
 }
 
 /// `POST /v1/orgs`: a new org and its first admin key.
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 201, description = "The org and its first admin API key (shown once)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn create_org(
     State(state): State<AppState>,
     _: Operator,
@@ -90,6 +92,7 @@ pub async fn create_org(
 }
 
 /// `POST /v1/api-keys`: a new key for the caller's org.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 201, description = "The new key (shown once)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -122,6 +125,7 @@ pub async fn create_key(
 }
 
 /// `GET /v1/api-keys`: the org's live keys (never the keys themselves).
+#[utoipa::path(get, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 200, description = "The org's keys, without their secrets"), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -133,6 +137,7 @@ pub async fn list_keys(
 }
 
 /// `DELETE /v1/api-keys/{id}`: revokes a key of the caller's org.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "orgs", security(("api_key" = [])), params(("id" = String, Path, description = "The key's id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), (status = 409, description = "The last admin key cannot be revoked", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     Admin(caller): Admin,

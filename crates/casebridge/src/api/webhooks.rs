@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::connection::current_webhook_url;
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::Admin;
+use super::openapi::ErrorBody;
 use super::AppState;
 use crate::secrets::token_hash;
 use crate::storage::{connections, sync, webhook_tokens, StorageError};
@@ -29,6 +30,7 @@ fn count(event: &str, outcome: &'static str) {
 /// A process call. Answered `200` only once its work is durably queued:
 /// Creatio's "Call web service" element retries only on failure, so a
 /// `200` must never be a promise casebridge could forget.
+#[utoipa::path(post, path = "/webhooks/creatio/{token}", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)"), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
 pub async fn creatio(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -150,6 +152,7 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
 
 /// `GET /v1/creatio/process-templates`: the two business processes an
 /// admin builds in Creatio, with this org's URL, ready to paste.
+#[utoipa::path(get, path = "/v1/creatio/process-templates", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The agent-reply and closure processes, ready to paste"), (status = 409, description = "Not connected yet", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn process_templates(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod connection;
+mod openapi;
 mod orgs;
 mod sync;
 mod two_way;
