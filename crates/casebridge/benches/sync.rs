@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use casebridge::config::{Config, LogFormat, Role, SecretKeySource};
+use casebridge::config::{Config, SecretKeySource};
 use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -74,28 +74,16 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let database_url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        database_url: database_url.clone(),
-        admin_token: Some("bench-operator-token".to_string().into()),
-        secret_key: SecretKeySource::Inline(
+    let mut config = Config::loopback(
+        database_url.clone(),
+        SecretKeySource::Inline(
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
                 .to_string()
                 .into(),
         ),
-        allow_private_targets: vec!["127.0.0.0/8".parse().unwrap()],
-        workers,
-        role: Role::All,
-        log: "warn".into(),
-        log_format: LogFormat::Text,
-        ai_provider: "offline".into(),
-        ai_base_url: None,
-        ai_model: None,
-        ai_api_key: None,
-        sync_policy: Default::default(),
-        delivery: Default::default(),
-    };
+        "bench-operator-token".to_string().into(),
+    );
+    config.workers = workers;
     let running = casebridge::server::start(config).await.unwrap();
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();

@@ -100,6 +100,33 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://casebridge.db";
 
 impl Config {
+    /// Everything on loopback (the demo, tests, benchmarks): any free port,
+    /// loopback targets allowed, the other settings at their defaults.
+    pub fn loopback(
+        database_url: String,
+        secret_key: SecretKeySource,
+        admin_token: SecretString,
+    ) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_url: None,
+            database_url,
+            admin_token: Some(admin_token),
+            secret_key,
+            allow_private_targets: vec!["127.0.0.0/8".parse().expect("a valid CIDR")],
+            workers: 8,
+            role: Role::All,
+            log: "warn".into(),
+            log_format: LogFormat::Text,
+            ai_provider: "offline".into(),
+            ai_base_url: None,
+            ai_model: None,
+            ai_api_key: None,
+            sync_policy: Default::default(),
+            delivery: Default::default(),
+        }
+    }
+
     /// Reads `file` (when given, or `casebridge.toml` when present) and the
     /// environment through `env`.
     pub fn load(

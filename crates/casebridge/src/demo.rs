@@ -23,7 +23,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::config::{Config, LogFormat, Role, SecretKeySource};
+use crate::config::{Config, SecretKeySource};
 
 const CLIENT_ID: &str = "casebridge-demo";
 const CONVERSATION: &str = "demo-conversation-1";
@@ -278,24 +278,12 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
 
     let admin_token = crate::secrets::random_token("cba_");
     let db_path: PathBuf = dir.join("casebridge.db");
-    let config = Config {
-        listen: "127.0.0.1:0".parse()?,
-        public_url: None,
-        database_url: format!("sqlite://{}", db_path.display()),
-        admin_token: Some(SecretString::from(admin_token.clone())),
-        secret_key: SecretKeySource::File(dir.join("casebridge.key")),
-        allow_private_targets: vec!["127.0.0.0/8".parse()?],
-        workers: 4,
-        role: Role::All,
-        log: "warn".into(),
-        log_format: LogFormat::Text,
-        ai_provider: "offline".into(),
-        ai_base_url: None,
-        ai_model: None,
-        ai_api_key: None,
-        sync_policy: Default::default(),
-        delivery: Default::default(),
-    };
+    let mut config = Config::loopback(
+        format!("sqlite://{}", db_path.display()),
+        SecretKeySource::File(dir.join("casebridge.key")),
+        SecretString::from(admin_token.clone()),
+    );
+    config.workers = 4;
     let running = crate::server::start(config)
         .await
         .context("could not start casebridge")?;

@@ -17,11 +17,11 @@ use crate::storage::deliveries::{self, Attempt, Delivery, Outcome};
 use crate::storage::{now_ms, sync};
 
 const IDLE_POLL: Duration = Duration::from_millis(250);
-const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How much of a receiver's answer is kept with the attempt.
 const KEEP_RESPONSE: usize = 500;
 
-/// Starts `n` senders and a lease reaper; they stop when `stop` turns true.
+/// Starts `n` senders; they stop when `stop` turns true. Expired leases
+/// are released by the sync workers' reaper, one per process.
 pub fn spawn(
     services: Arc<Services>,
     n: usize,
@@ -29,7 +29,7 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let schedule = Arc::new(schedule);
-    let mut tasks: Vec<JoinHandle<()>> = (0..n)
+    (0..n)
         .map(|i| {
             let services = services.clone();
             let schedule = schedule.clone();
@@ -57,28 +57,7 @@ pub fn spawn(
                 }
             })
         })
-        .collect();
-    tasks.push(tokio::spawn(async move {
-        let mut stop = stop;
-        loop {
-            match deliveries::release_expired_leases(&services.db).await {
-                Ok(n) if n > 0 => tracing::warn!(
-                    deliveries = n,
-                    "Took over deliveries whose sender stopped mid-attempt."
-                ),
-                Err(e) => tracing::warn!(error = %e, "Could not release expired delivery leases."),
-                _ => {}
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(REAP_EVERY) => {}
-                _ = stop.changed() => {}
-            }
-            if *stop.borrow() {
-                break;
-            }
-        }
-    }));
-    tasks
+        .collect()
 }
 
 /// What one POST came to.

@@ -70,7 +70,8 @@ impl Policy {
     }
 }
 
-/// Starts `n` workers and the lease reaper; they stop when `stop` turns true.
+/// Starts `n` workers and the lease reaper (for jobs and deliveries); they
+/// stop when `stop` turns true.
 pub fn spawn(
     services: Arc<Services>,
     n: usize,
@@ -111,8 +112,8 @@ pub fn spawn(
     tasks
 }
 
-/// Returns jobs whose worker died mid-run (their lease expired) to the
-/// queue: one task per process, every few seconds.
+/// Returns jobs and deliveries whose worker died mid-run (their lease
+/// expired) to their queues: one task per process, every few seconds.
 async fn release_expired_leases(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
     loop {
         match sync::release_expired_leases(&services.db).await {
@@ -120,6 +121,14 @@ async fn release_expired_leases(services: Arc<Services>, mut stop: watch::Receiv
                 tracing::warn!(jobs = n, "Took over jobs whose worker stopped mid-run.")
             }
             Err(e) => tracing::warn!(error = %e, "Could not release expired job leases."),
+            _ => {}
+        }
+        match crate::storage::deliveries::release_expired_leases(&services.db).await {
+            Ok(n) if n > 0 => tracing::warn!(
+                deliveries = n,
+                "Took over deliveries whose sender stopped mid-attempt."
+            ),
+            Err(e) => tracing::warn!(error = %e, "Could not release expired delivery leases."),
             _ => {}
         }
         tokio::select! {

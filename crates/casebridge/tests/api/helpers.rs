@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use casebridge::config::{Config, LogFormat, Role, SecretKeySource};
+use casebridge::config::{Config, SecretKeySource};
 use casebridge::server::Running;
 use casebridge::storage::Db;
 use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
@@ -129,37 +129,25 @@ impl TestApp {
         };
         let admin_token = format!("operator-{}", uuid::Uuid::new_v4().simple());
         let key = base64_key();
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
+        let mut config = Config::loopback(
             database_url,
-            admin_token: Some(SecretString::from(admin_token.clone())),
-            secret_key: SecretKeySource::Inline(SecretString::from(key)),
-            allow_private_targets: vec!["127.0.0.0/8".parse().unwrap()],
-            workers: 4,
-            role: Role::All,
-            log: "debug".into(),
-            log_format: LogFormat::Text,
-            ai_provider: "offline".into(),
-            ai_base_url: None,
-            ai_model: None,
-            ai_api_key: None,
-            // Quick retries, so outage tests finish in seconds.
-            sync_policy: casebridge::sync::worker::Policy {
-                base_delay_ms: 100,
-                max_delay_ms: 1_000,
-                ..Default::default()
-            },
-            // Deliveries retry within a second, so receiver-down tests are quick.
-            delivery: casebridge::deliver::Schedule {
-                delays: vec![
-                    Duration::from_millis(200),
-                    Duration::from_millis(400),
-                    Duration::from_millis(800),
-                ],
-                ..Default::default()
-            },
+            SecretKeySource::Inline(SecretString::from(key)),
+            SecretString::from(admin_token.clone()),
+        );
+        config.workers = 4;
+        config.log = "debug".into();
+        // Quick retries, so outage tests finish in seconds.
+        config.sync_policy = casebridge::sync::worker::Policy {
+            base_delay_ms: 100,
+            max_delay_ms: 1_000,
+            ..Default::default()
         };
+        // Deliveries retry within a second, so receiver-down tests are quick.
+        config.delivery.delays = vec![
+            Duration::from_millis(200),
+            Duration::from_millis(400),
+            Duration::from_millis(800),
+        ];
         let running = casebridge::server::start(config)
             .await
             .expect("service starts");
@@ -213,6 +201,10 @@ impl TestApp {
 
     pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
         self.call(Method::PATCH, path, Some(key), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(key), Some(body)).await
     }
 
     pub async fn delete(&self, path: &str, key: &str) -> (StatusCode, Value) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use creatio::ids::case_status;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, Org, TestApp};
@@ -162,12 +162,7 @@ async fn two_way_org(app: &TestApp, minimal_bodies: bool) -> (Org, Receiver, Str
     assert_eq!(status, StatusCode::OK, "{answer}");
     let receiver = Receiver::start().await;
     let (status, delivery) = app
-        .call(
-            Method::PUT,
-            "/v1/delivery",
-            Some(&org.key),
-            Some(json!({"url": receiver.url})),
-        )
+        .put("/v1/delivery", &org.key, json!({"url": receiver.url}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{delivery}");
     let secret = delivery["secret"].as_str().unwrap().to_string();
@@ -576,12 +571,7 @@ async fn gone_disables_the_endpoint_and_dead_letters_replay(backend: Backend) {
     // Re-enabled by saving the URL again: the held one goes out.
     receiver.answer(200);
     let (status, endpoint) = app
-        .call(
-            Method::PUT,
-            "/v1/delivery",
-            Some(&org.key),
-            Some(json!({"url": receiver.url})),
-        )
+        .put("/v1/delivery", &org.key, json!({"url": receiver.url}))
         .await;
     assert_eq!(status, StatusCode::OK, "{endpoint}");
     assert_eq!(endpoint["state"], "enabled");
@@ -741,14 +731,7 @@ async fn bad_webhook_calls(backend: Backend) {
 async fn delivery_settings(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let org = app.create_org("Acme").await;
-    let put = |url: &'static str| {
-        app.call(
-            Method::PUT,
-            "/v1/delivery",
-            Some(&org.key),
-            Some(json!({ "url": url })),
-        )
-    };
+    let put = |url: &'static str| app.put("/v1/delivery", &org.key, json!({ "url": url }));
     // The SSRF guard: private, link-local and (not allowed here) IPv6
     // loopback addresses are refused with the setting that allows them.
     for url in [
@@ -788,12 +771,7 @@ async fn delivery_settings(backend: Backend) {
     // Save, then rotate: two signatures while the old secret is in grace.
     let receiver = Receiver::start().await;
     let (status, saved) = app
-        .call(
-            Method::PUT,
-            "/v1/delivery",
-            Some(&org.key),
-            Some(json!({"url": receiver.url})),
-        )
+        .put("/v1/delivery", &org.key, json!({"url": receiver.url}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{saved}");
     let old = saved["secret"].as_str().unwrap().to_string();
@@ -808,12 +786,7 @@ async fn delivery_settings(backend: Backend) {
     assert!(read["previous_secret_valid_until"].is_string(), "{read}");
     // Saving the URL again keeps the secret.
     let (status, again) = app
-        .call(
-            Method::PUT,
-            "/v1/delivery",
-            Some(&org.key),
-            Some(json!({"url": receiver.url})),
-        )
+        .put("/v1/delivery", &org.key, json!({"url": receiver.url}))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["secret"], new.as_str());
