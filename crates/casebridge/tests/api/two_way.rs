@@ -106,6 +106,14 @@ impl Receiver {
             .collect()
     }
 
+    /// Waits for the first request of a type, and returns it.
+    async fn first(&self, kind: &str) -> Received {
+        let all = self
+            .wait_for(kind, |all| all.iter().any(|r| r.kind() == kind))
+            .await;
+        all.into_iter().find(|r| r.kind() == kind).unwrap()
+    }
+
     /// Waits until `done` holds for what was received.
     async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -292,13 +300,8 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
     let number = conv["case"]["number"].as_str().unwrap().to_string();
 
     // The case number reaches the platform.
-    let got = receiver
-        .wait_for("case.linked", |all| {
-            all.iter().any(|r| r.kind() == "case.linked")
-        })
-        .await;
-    let linked = got.iter().find(|r| r.kind() == "case.linked").unwrap();
-    verify(linked, &secret);
+    let linked = receiver.first("case.linked").await;
+    verify(&linked, &secret);
     assert_eq!(
         linked.json()["data"],
         json!({"conversation_id": "c1", "case_id": case_id, "case_number": number})
@@ -323,13 +326,8 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
         json!({"case_id": case_id, "text": "<p>Hello Ada,</p><p>unplug it &amp; step back.</p>"}),
     )
     .await;
-    let got = receiver
-        .wait_for("agent.reply", |all| {
-            all.iter().any(|r| r.kind() == "agent.reply")
-        })
-        .await;
-    let delivered = got.iter().find(|r| r.kind() == "agent.reply").unwrap();
-    verify(delivered, &secret);
+    let delivered = receiver.first("agent.reply").await;
+    verify(&delivered, &secret);
     let data = &delivered.json()["data"];
     assert_eq!(data["conversation_id"], "c1");
     assert_eq!(data["case_id"], case_id.as_str());
@@ -346,16 +344,8 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
         json!({"case_id": case_id, "status": "Closed"}),
     )
     .await;
-    let got = receiver
-        .wait_for("conversation.resolved", |all| {
-            all.iter().any(|r| r.kind() == "conversation.resolved")
-        })
-        .await;
-    let closed = got
-        .iter()
-        .find(|r| r.kind() == "conversation.resolved")
-        .unwrap();
-    verify(closed, &secret);
+    let closed = receiver.first("conversation.resolved").await;
+    verify(&closed, &secret);
     assert_eq!(closed.json()["data"]["status"], "Closed");
     assert_eq!(closed.json()["data"]["case_id"], case_id.as_str());
     let conv = app.settled(&org.key, "c1").await;
@@ -404,11 +394,7 @@ async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Ba
         json!({"case_id": case_id, "text": "It ships today.", "kind": "task"}),
     )
     .await;
-    receiver
-        .wait_for("agent.reply", |all| {
-            all.iter().any(|r| r.kind() == "agent.reply")
-        })
-        .await;
+    receiver.first("agent.reply").await;
     // Creatio calls again (a retry, a second process): nothing new.
     let calls = process_calls(&app).await;
     let (_, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
