@@ -246,6 +246,16 @@ async fn calls_settled(app: &TestApp, org: &Org, conv: &str, n: usize) -> Vec<Va
     }
 }
 
+/// Sends the first customer message of conversation c1 and waits until its
+/// case exists and Creatio's process call for its activity was answered
+/// and looked at; the case id.
+async fn first_message(app: &TestApp, org: &Org, text: &str) -> String {
+    app.send(&org.key, customer("e1", "c1", text)).await;
+    let conv = app.settled(&org.key, "c1").await;
+    calls_settled(app, org, "c1", 1).await;
+    conv["case"]["id"].as_str().unwrap().to_string()
+}
+
 async fn deliveries(app: &TestApp, org: &Org, query: &str) -> Vec<Value> {
     let (status, body) = app.get(&format!("/v1/deliveries{query}"), &org.key).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -383,11 +393,7 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
 async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (org, receiver, _) = two_way_org(&app, true).await;
-    app.send(&org.key, customer("e1", "c1", "Where is my order?"))
-        .await;
-    let conv = app.settled(&org.key, "c1").await;
-    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
-    calls_settled(&app, &org, "c1", 1).await;
+    let case_id = first_message(&app, &org, "Where is my order?").await;
     emulator(
         &app,
         "agent-reply",
@@ -436,10 +442,7 @@ async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Ba
 async fn a_resolution_from_the_platform_is_not_echoed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (org, receiver, _) = two_way_org(&app, false).await;
-    app.send(&org.key, customer("e1", "c1", "Thanks, all good now"))
-        .await;
-    app.settled(&org.key, "c1").await;
-    calls_settled(&app, &org, "c1", 1).await;
+    first_message(&app, &org, "Thanks, all good now").await;
     app.send(
         &org.key,
         json!({"id": "e2", "type": "conversation.resolved", "conversation": {"id": "c1"}}),
@@ -470,10 +473,7 @@ async fn a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id(backen
     let app = TestApp::spawn(backend).await;
     let (org, receiver, secret) = two_way_org(&app, false).await;
     receiver.answer(503);
-    app.send(&org.key, customer("e1", "c1", "Hello?")).await;
-    let conv = app.settled(&org.key, "c1").await;
-    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
-    calls_settled(&app, &org, "c1", 1).await;
+    let case_id = first_message(&app, &org, "Hello?").await;
     emulator(
         &app,
         "agent-reply",
