@@ -9,7 +9,9 @@
 //! a rotated-out secret is still in its grace period).
 //!
 //! Payloads follow the spec's recommended envelope:
-//! `{"type": "agent.reply", "timestamp": "…", "data": {…}}`.
+//! `{"type": "agent.reply", "timestamp": "…", "data": {…}}`. (A deviation
+//! from issue 6's flat field lists: the fields it names are all there,
+//! inside `data`, so receivers dispatch on `type` as the spec suggests.)
 
 pub mod sender;
 
