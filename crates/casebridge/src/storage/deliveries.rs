@@ -102,14 +102,14 @@ pub async fn delete_endpoint(db: &Db, org_id: &str) -> Result<bool> {
 }
 
 /// The receiver said the endpoint is gone (410): stop sending to it.
-pub async fn disable_endpoint(db: &Db, org_id: &str, reason: &str) -> Result<()> {
+async fn disable_endpoint(tx: &mut Tx<'_>, org_id: &str, reason: &str) -> Result<()> {
     sqlx::query(
         "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
     )
     .bind(reason)
     .bind(now_ms())
     .bind(org_id)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -289,14 +289,7 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
         Outcome::Retry { at } => ("pending", at, None),
         Outcome::Dead => ("dead", now, None),
         Outcome::Gone { reason } => {
-            sqlx::query(
-                "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
-            )
-            .bind(reason)
-            .bind(now)
-            .bind(a.org_id)
-            .execute(&mut *tx)
-            .await?;
+            disable_endpoint(&mut tx, a.org_id, reason).await?;
             ("dead", now, None)
         }
     };

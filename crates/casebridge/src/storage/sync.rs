@@ -120,11 +120,17 @@ pub async fn upsert_conversation(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    take_seq(tx, org_id, c.id).await
+}
+
+/// The conversation's next job position. The row update serialises
+/// concurrent writers of one conversation.
+async fn take_seq(tx: &mut Tx<'_>, org_id: &str, conversation_id: &str) -> Result<i64> {
     let row = sqlx::query(
         "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
     )
     .bind(org_id)
-    .bind(c.id)
+    .bind(conversation_id)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get("next_seq")?)
@@ -282,7 +288,13 @@ pub async fn unwritten_message_role(
     Ok(row.map(|r| r.try_get("role")).transpose()?)
 }
 
-pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str) -> Result<()> {
+/// Sets the conversation's state (inside a transaction or not).
+pub async fn set_conversation_state<'e, E: sqlx::Executor<'e, Database = Any>>(
+    exec: E,
+    org_id: &str,
+    id: &str,
+    state: &str,
+) -> Result<()> {
     sqlx::query(
         "UPDATE conversations SET state = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
     )
@@ -290,7 +302,7 @@ pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str
     .bind(now_ms())
     .bind(org_id)
     .bind(id)
-    .execute(db.pool())
+    .execute(exec)
     .await?;
     Ok(())
 }
@@ -831,14 +843,7 @@ pub async fn queue_job_unless_waiting(
     if waiting.is_some() {
         return Ok(false);
     }
-    let row = sqlx::query(
-        "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
-    )
-    .bind(org_id)
-    .bind(conversation_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let seq: i64 = row.try_get("next_seq")?;
+    let seq = take_seq(tx, org_id, conversation_id).await?;
     insert_job(tx, org_id, conversation_id, seq, kind, payload).await?;
     Ok(true)
 }

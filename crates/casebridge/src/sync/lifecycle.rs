@@ -86,7 +86,7 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
             write_messages(ctx, job).await?;
             write_handoff(ctx, job, &event_id, &handoff).await?;
             sync::set_conversation_state(
-                &ctx.services.db,
+                ctx.services.db.pool(),
                 &job.org_id,
                 &job.conversation_id,
                 "handed_off",
@@ -691,7 +691,7 @@ async fn write_handoff(
 
 async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
     let db = &ctx.services.db;
-    sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved").await?;
+    sync::set_conversation_state(db.pool(), &job.org_id, &job.conversation_id, "resolved").await?;
     if !ctx.conversation.case_created {
         timeline(
             ctx,

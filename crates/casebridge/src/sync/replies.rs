@@ -313,8 +313,13 @@ pub async fn check_closure(
     }
     if !closed {
         if ctx.conversation.state == "resolved" {
-            sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "handed_off")
-                .await?;
+            sync::set_conversation_state(
+                db.pool(),
+                &job.org_id,
+                &job.conversation_id,
+                "handed_off",
+            )
+            .await?;
             timeline(
                 ctx,
                 "event",
@@ -344,7 +349,8 @@ pub async fn check_closure(
         return Ok(());
     }
     if sync::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
-        sync::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved").await?;
+        sync::set_conversation_state(db.pool(), &job.org_id, &job.conversation_id, "resolved")
+            .await?;
         timeline(
             ctx,
             "event",
@@ -375,13 +381,7 @@ pub async fn check_closure(
         data,
     )
     .await?;
-    sqlx::query("UPDATE conversations SET state = 'resolved', updated_at = $1 WHERE org_id = $2 AND id = $3")
-        .bind(crate::storage::now_ms())
-        .bind(&job.org_id)
-        .bind(&job.conversation_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StorageError::from)?;
+    sync::set_conversation_state(&mut *tx, &job.org_id, &job.conversation_id, "resolved").await?;
     sync::add_timeline(
         &mut *tx,
         &job.org_id,
