@@ -147,6 +147,11 @@ pub async fn enqueue(tx: &mut Tx<'_>, d: &NewDelivery<'_>) -> Result<Option<Stri
     Ok((done.rows_affected() == 1).then_some(id))
 }
 
+/// Which of `keys` were queued before (delivered or not).
+pub async fn queued_among(db: &Db, org_id: &str, keys: &[String]) -> Result<Vec<String>> {
+    super::present_among(db, "deliveries", "dedupe_key", org_id, keys).await
+}
+
 /// A delivery as stored.
 #[derive(Debug, Clone)]
 pub struct Delivery {

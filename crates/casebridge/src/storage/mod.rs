@@ -120,6 +120,34 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// Which of `values` an org's rows of `table` hold in `column`: one query
+/// per 200 values. `table` and `column` are constants of the caller's.
+async fn present_among(
+    db: &Db,
+    table: &str,
+    column: &str,
+    org_id: &str,
+    values: &[String],
+) -> Result<Vec<String>> {
+    use sqlx::Row;
+    let mut found = Vec::new();
+    for chunk in values.chunks(200) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT {column} FROM {table} WHERE org_id = $1 AND {column} IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for v in chunk {
+            q = q.bind(v);
+        }
+        for r in q.fetch_all(db.pool()).await? {
+            found.push(r.try_get(column)?);
+        }
+    }
+    Ok(found)
+}
+
 /// Now, as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

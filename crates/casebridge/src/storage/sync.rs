@@ -850,22 +850,7 @@ pub async fn queue_job_unless_waiting(
 
 /// Which of `ids` casebridge wrote itself (the echo guard).
 pub async fn written_among(db: &Db, org_id: &str, ids: &[String]) -> Result<Vec<String>> {
-    let mut found = Vec::new();
-    for chunk in ids.chunks(200) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT record_id FROM written_records WHERE org_id = $1 AND record_id IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(db.pool()).await? {
-            found.push(r.try_get("record_id")?);
-        }
-    }
-    Ok(found)
+    super::present_among(db, "written_records", "record_id", org_id, ids).await
 }
 
 /// Whether casebridge wrote the record (or marker) `record_id`.

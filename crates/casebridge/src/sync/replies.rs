@@ -19,6 +19,7 @@
 //! before them, so casebridge's own activities are remembered by the time
 //! a webhook they triggered is looked at.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 use super::lifecycle::{case_uuid, timeline, Context, JobError};
 use crate::deliver;
+use crate::storage::deliveries;
 use crate::storage::sync::{self, Job};
 use crate::storage::StorageError;
 
@@ -85,9 +87,9 @@ pub async fn check_replies(
         .filter_map(|a| a.id.map(|i| i.to_string()))
         .collect();
     let ours = sync::written_among(&ctx.services.db, &job.org_id, &ids).await?;
-    let mut authors: HashMap<Uuid, Option<String>> = HashMap::new();
-    let (mut queued, mut skipped_ours, mut seen_before) = (0, 0, 0);
+    let mut skipped_ours = 0;
     let mut hint_found = hint.is_none();
+    let mut replies: Vec<(Uuid, &Activity, String)> = Vec::new();
     for a in &activities {
         let Some(id) = a.id else { continue };
         hint_found |= Some(id) == hint;
@@ -101,18 +103,25 @@ pub async fn check_replies(
             // The customer's own e-mail on the case, not an agent's reply.
             continue;
         }
-        let Some(text) = reply_text(a) else { continue };
+        if let Some(text) = reply_text(a) {
+            replies.push((id, a, text));
+        }
+    }
+    // Replies delivered before cost nothing more: no author lookup, no write.
+    let keys: Vec<String> = replies.iter().map(|(id, ..)| reply_key(*id)).collect();
+    let before = deliveries::queued_among(&ctx.services.db, &job.org_id, &keys).await?;
+    replies.retain(|(id, ..)| !before.contains(&reply_key(*id)));
+    let seen_before = before.len();
+    // Creatio first (author names), then one transaction for every new reply.
+    let mut authors: HashMap<Uuid, Option<String>> = HashMap::new();
+    let mut fresh = Vec::with_capacity(replies.len());
+    for (id, a, text) in replies {
         let author = match a.created_by_id {
             Some(contact) => {
-                let name = match authors.get(&contact) {
-                    Some(n) => n.clone(),
-                    None => {
-                        let n = author_name(ctx, contact).await?;
-                        authors.insert(contact, n.clone());
-                        n
-                    }
-                };
-                json!({"contact_id": contact, "name": name})
+                if let Entry::Vacant(slot) = authors.entry(contact) {
+                    slot.insert(author_name(ctx, contact).await?);
+                }
+                json!({"contact_id": contact, "name": authors[&contact]})
             }
             None => json!(null),
         };
@@ -125,24 +134,32 @@ pub async fn check_replies(
             "author": author,
             "created_at": a.created_on.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         });
-        let mut tx = ctx
-            .services
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(StorageError::from)?;
-        let delivery = deliver::queue(
+        fresh.push((id, data));
+    }
+    let mut queued = 0;
+    let mut tx = ctx
+        .services
+        .db
+        .pool()
+        .begin()
+        .await
+        .map_err(StorageError::from)?;
+    for (id, data) in fresh {
+        let who = data["author"]["name"]
+            .as_str()
+            .unwrap_or("an agent")
+            .to_string();
+        let queued_as = deliver::queue(
             &mut tx,
             &job.org_id,
             &job.conversation_id,
-            &format!("reply:{id}"),
+            &reply_key(id),
             deliver::AGENT_REPLY,
             data,
         )
         .await?;
-        if let Some(delivery_id) = &delivery {
-            let who = author["name"].as_str().unwrap_or("an agent");
+        if let Some(delivery_id) = queued_as {
+            queued += 1;
             sync::add_timeline(
                 &mut *tx,
                 &job.org_id,
@@ -153,13 +170,8 @@ pub async fn check_replies(
             )
             .await?;
         }
-        tx.commit().await.map_err(StorageError::from)?;
-        if delivery.is_some() {
-            queued += 1;
-        } else {
-            seen_before += 1;
-        }
     }
+    tx.commit().await.map_err(StorageError::from)?;
     if queued > 0 {
         ctx.services.delivery_ready.notify_waiters();
     } else {
@@ -176,6 +188,11 @@ pub async fn check_replies(
         timeline(ctx, "event", &why, job).await;
     }
     Ok(())
+}
+
+/// The dedupe key of an agent reply's delivery: one per activity.
+fn reply_key(activity: Uuid) -> String {
+    format!("reply:{activity}")
 }
 
 /// The author's name, `None` when the contact is gone.
