@@ -122,9 +122,13 @@ pub async fn put(
     let input: PutDelivery = parse_json(&body)?;
     let url = check_url(&state, &input.url).await?;
     let existing = deliveries::endpoint(&state.db, &caller.org_id).await?;
-    let sealed = state
-        .secrets
-        .seal(&webhook_secret(), &secret_context(&caller.org_id));
+    // A first save creates the secret; later saves keep the stored one.
+    let sealed = match &existing {
+        Some(e) => e.secret_sealed.clone(),
+        None => state
+            .secrets
+            .seal(&webhook_secret(), &secret_context(&caller.org_id)),
+    };
     deliveries::put_endpoint(&state.db, &caller.org_id, &url, &sealed).await?;
     let saved = deliveries::endpoint(&state.db, &caller.org_id)
         .await?

@@ -137,41 +137,43 @@ pub async fn check_replies(
         fresh.push((id, data));
     }
     let mut queued = 0;
-    let mut tx = ctx
-        .services
-        .db
-        .pool()
-        .begin()
-        .await
-        .map_err(StorageError::from)?;
-    for (id, data) in fresh {
-        let who = data["author"]["name"]
-            .as_str()
-            .unwrap_or("an agent")
-            .to_string();
-        let queued_as = deliver::queue(
-            &mut tx,
-            &job.org_id,
-            &job.conversation_id,
-            &reply_key(id),
-            deliver::AGENT_REPLY,
-            data,
-        )
-        .await?;
-        if let Some(delivery_id) = queued_as {
-            queued += 1;
-            sync::add_timeline(
-                &mut *tx,
+    if !fresh.is_empty() {
+        let mut tx = ctx
+            .services
+            .db
+            .pool()
+            .begin()
+            .await
+            .map_err(StorageError::from)?;
+        for (id, data) in fresh {
+            let who = data["author"]["name"]
+                .as_str()
+                .unwrap_or("an agent")
+                .to_string();
+            let queued_as = deliver::queue(
+                &mut tx,
                 &job.org_id,
                 &job.conversation_id,
-                "delivery",
-                &format!("Agent reply {id} by {who} found in Creatio; queued as {delivery_id}"),
-                Some(job.attempts),
+                &reply_key(id),
+                deliver::AGENT_REPLY,
+                data,
             )
             .await?;
+            if let Some(delivery_id) = queued_as {
+                queued += 1;
+                sync::add_timeline(
+                    &mut *tx,
+                    &job.org_id,
+                    &job.conversation_id,
+                    "delivery",
+                    &format!("Agent reply {id} by {who} found in Creatio; queued as {delivery_id}"),
+                    Some(job.attempts),
+                )
+                .await?;
+            }
         }
+        tx.commit().await.map_err(StorageError::from)?;
     }
-    tx.commit().await.map_err(StorageError::from)?;
     if queued > 0 {
         ctx.services.delivery_ready.notify_waiters();
     } else {
