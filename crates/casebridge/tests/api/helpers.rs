@@ -293,19 +293,26 @@ impl TestApp {
         }
     }
 
+    /// Calls the emulator's operator API (`/__emulator/<path>`), which must
+    /// succeed; its JSON answer, or null.
+    pub async fn emulator_op(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}/__emulator/{path}", self.emulator.url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
     /// Changes the emulator's OAuth client through its operator API.
     pub async fn change_creatio_client(&self, change: Value) {
-        let resp = self
-            .http
-            .patch(format!(
-                "{}/__emulator/clients/{CLIENT_ID}",
-                self.emulator.url()
-            ))
-            .json(&change)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        self.emulator_op(Method::PATCH, &format!("clients/{CLIENT_ID}"), Some(change))
+            .await;
     }
 
     /// A Creatio client signed in as the integration, to look at Creatio.

@@ -476,28 +476,19 @@ async fn an_outage_delays_but_loses_nothing(backend: Backend) {
 }
 
 async fn emulator_fault(app: &TestApp, fault: Value) {
-    let resp = app
-        .http
-        .post(format!("{}/__emulator/faults", app.emulator.url()))
-        .json(&fault)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    app.emulator_op(Method::POST, "faults", Some(fault)).await;
 }
 
 async fn rate_limits_and_short_tokens_fail_no_job(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
-    let resp = app
-        .http
-        .put(format!("{}/__emulator/settings", app.emulator.url()))
-        .json(&json!({"token_lifetime_secs": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    app.emulator_op(
+        Method::PUT,
+        "settings",
+        Some(json!({"token_lifetime_secs": 1})),
+    )
+    .await;
     emulator_fault(
         &app,
         json!({"kind": "rate_limit", "retry_after_secs": 1, "duration_secs": 1.5}),
@@ -547,12 +538,8 @@ async fn dead_credentials_pause_the_org_until_test_and_save(backend: Backend) {
     app.change_creatio_client(json!({"client_secret": new_secret}))
         .await;
     app.client_secret = new_secret.clone();
-    app.http
-        .post(format!("{}/__emulator/tokens/revoke", app.emulator.url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    app.emulator_op(Method::POST, "tokens/revoke", Some(json!({})))
+        .await;
     app.send(
         &org.key,
         json!([
@@ -748,12 +735,8 @@ async fn disconnect_cancels_pending_jobs_and_keeps_them(backend: Backend) {
     app.connect(&org.key).await;
     // Pause the org so jobs stay pending.
     app.change_creatio_client(json!({"active": false})).await;
-    app.http
-        .post(format!("{}/__emulator/tokens/revoke", app.emulator.url()))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    app.emulator_op(Method::POST, "tokens/revoke", Some(json!({})))
+        .await;
     app.send(
         &org.key,
         json!([

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use creatio::ids::case_status;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, Org, TestApp};
@@ -194,37 +194,14 @@ async fn install_processes(app: &TestApp, org: &Org, minimal: bool) {
             "name": p["name"], "trigger": p["signal"]["trigger"], "url": call["url"],
             "body": body, "retries": call["retries_on_failure"],
         });
-        let resp = reqwest::Client::new()
-            .post(format!("{}/__emulator/processes", app.emulator.url()))
-            .json(&def)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        app.emulator_op(Method::POST, "processes", Some(def)).await;
     }
-}
-
-async fn emulator(app: &TestApp, path: &str, body: Value) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/__emulator/{path}", app.emulator.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let answer: Value = resp.json().await.unwrap();
-    assert!(status.is_success(), "{path}: {answer}");
-    answer
 }
 
 /// The emulator's process calls so far.
 async fn process_calls(app: &TestApp) -> Vec<Value> {
-    reqwest::get(format!("{}/__emulator/process-calls", app.emulator.url()))
-        .await
-        .unwrap()
-        .json::<Vec<Value>>()
-        .await
-        .unwrap()
+    let calls = app.emulator_op(Method::GET, "process-calls", None).await;
+    calls.as_array().unwrap().clone()
 }
 
 /// Waits until the emulator logged `n` process calls (each is logged after
@@ -330,10 +307,7 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
     assert!(receiver.accepted("agent.reply").is_empty(), "echo!");
 
     // An agent answers in Creatio (an e-mail with an HTML body).
-    let reply = emulator(
-        &app,
-        "agent-reply",
-        json!({"case_id": case_id, "text": "<p>Hello Ada,</p><p>unplug it &amp; step back.</p>"}),
+    let reply = app.emulator_op(Method::POST, "agent-reply", Some(json!({"case_id": case_id, "text": "<p>Hello Ada,</p><p>unplug it &amp; step back.</p>"})),
     )
     .await;
     let delivered = receiver.first("agent.reply").await;
@@ -348,10 +322,10 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
     assert!(delivered.header("webhook-id").starts_with("msg_"));
 
     // The agent closes the case: one conversation.resolved.
-    emulator(
-        &app,
+    app.emulator_op(
+        Method::POST,
         "case-status",
-        json!({"case_id": case_id, "status": "Closed"}),
+        Some(json!({"case_id": case_id, "status": "Closed"})),
     )
     .await;
     let closed = receiver.first("conversation.resolved").await;
@@ -394,10 +368,10 @@ async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Ba
     let app = TestApp::spawn(backend).await;
     let (org, receiver, _) = two_way_org(&app, true).await;
     let case_id = first_message(&app, &org, "Where is my order?").await;
-    emulator(
-        &app,
+    app.emulator_op(
+        Method::POST,
         "agent-reply",
-        json!({"case_id": case_id, "text": "It ships today.", "kind": "task"}),
+        Some(json!({"case_id": case_id, "text": "It ships today.", "kind": "task"})),
     )
     .await;
     receiver.first("agent.reply").await;
@@ -416,10 +390,10 @@ async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Ba
     }
     // The customer's e-mail arriving on the case is an activity too, by a
     // user who is not casebridge: still not an agent reply.
-    emulator(
-        &app,
+    app.emulator_op(
+        Method::POST,
         "agent-reply",
-        json!({"case_id": case_id, "text": "Thanks!", "kind": "incoming_email"}),
+        Some(json!({"case_id": case_id, "text": "Thanks!", "kind": "incoming_email"})),
     )
     .await;
     calls_settled(&app, &org, "c1", calls.len() + 1).await;
@@ -474,10 +448,10 @@ async fn a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id(backen
     let (org, receiver, secret) = two_way_org(&app, false).await;
     receiver.answer(503);
     let case_id = first_message(&app, &org, "Hello?").await;
-    emulator(
-        &app,
+    app.emulator_op(
+        Method::POST,
         "agent-reply",
-        json!({"case_id": case_id, "text": "Hi, Sarah here."}),
+        Some(json!({"case_id": case_id, "text": "Hi, Sarah here."})),
     )
     .await;
     // Two failures (503 and a refused connection would be the same), then up.
