@@ -362,7 +362,9 @@ impl Client {
 
 /// The text of a transport error, from its innermost cause ("Connection
 /// refused (os error 111)", "dns error: …", "operation timed out").
-pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
+/// Why a request got no answer, in a few words: "the request timed out",
+/// or the innermost cause (e.g. "Connection refused (os error 111)").
+pub fn transport_reason(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "the request timed out".into();
     }

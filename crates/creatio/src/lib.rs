@@ -56,7 +56,7 @@ pub mod query;
 pub mod token;
 
 pub use batch::{BatchOp, BatchResult};
-pub use client::{http_client_builder, Client};
+pub use client::{http_client_builder, transport_reason, Client};
 pub use error::{Error, Result, TokenError};
 pub use instance::{Adjustment, InstanceUrl, UrlError};
 pub use token::{AccessToken, Credentials, TokenSource};

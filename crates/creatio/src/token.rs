@@ -295,6 +295,11 @@ impl TokenSource {
             form.push(("scope", scope));
         }
         let sent = Instant::now();
+        let unreachable = |e: reqwest::Error| TokenError::Unreachable {
+            url: url.to_string(),
+            reason: crate::client::transport_reason(&e),
+            timed_out: e.is_timeout(),
+        };
         let response = self
             .inner
             .http
@@ -303,11 +308,7 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| TokenError::Unreachable {
-                url: url.to_string(),
-                reason: crate::client::transport_reason(&e),
-                timed_out: e.is_timeout(),
-            })?;
+            .map_err(unreachable)?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let content_type = headers
@@ -315,14 +316,7 @@ impl TokenSource {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("no content type")
             .to_string();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| TokenError::Unreachable {
-                url: url.to_string(),
-                reason: crate::client::transport_reason(&e),
-                timed_out: e.is_timeout(),
-            })?;
+        let body = response.bytes().await.map_err(unreachable)?;
         if (200..300).contains(&status) {
             if let Ok(t) = serde_json::from_slice::<TokenResponse>(&body) {
                 let lifetime = t

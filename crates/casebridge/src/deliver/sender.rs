@@ -295,18 +295,18 @@ async fn post(
             }
         }
         Err(e) => {
-            let kind = if e.is_timeout() {
+            let error = if e.is_timeout() {
                 format!(
                     "no answer within {} s",
                     schedule.timeout.as_secs_f64().round()
                 )
             } else if e.is_connect() {
-                "could not connect".to_string()
+                format!("could not connect: {}", creatio::transport_reason(&e))
             } else {
-                "the request failed".to_string()
+                format!("the request failed: {}", creatio::transport_reason(&e))
             };
             Answer {
-                error: Some(format!("{kind}: {}", error_chain(&e))),
+                error: Some(error),
                 ..Answer::default()
             }
         }
@@ -319,16 +319,4 @@ fn describe(a: &Answer) -> String {
         (None, Some(e)) => e.clone(),
         (None, None) => "no answer".into(),
     }
-}
-
-/// An error with its causes, which reqwest keeps in `source()`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
