@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::{secret_context, signature, Schedule, Verdict};
 use crate::api::Services;
 use crate::storage::deliveries::{self, Attempt, Delivery, Outcome};
-use crate::storage::{now_ms, sync};
+use crate::storage::now_ms;
 
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How much of a receiver's answer is kept with the attempt.
@@ -153,6 +153,7 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
             }
         }
     };
+    let delivered = verdict == Verdict::Delivered;
     let label = match (&verdict, &outcome) {
         (Verdict::Delivered, _) => "delivered",
         (Verdict::Gone, _) => "gone",
@@ -172,11 +173,14 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
         &Attempt {
             delivery_id: &d.id,
             org_id: &d.org_id,
+            conversation_id: &d.conversation_id,
+            number: d.attempts,
             url: &endpoint.url,
             status: answer.status,
             latency_ms,
             error: error.as_deref(),
             response: answer.response.as_deref(),
+            timeline: (if delivered { "delivery" } else { "error" }, &summary),
         },
         outcome,
     )
@@ -186,21 +190,7 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
         // (with the same webhook-id, which the receiver dedupes on).
         tracing::warn!(delivery_id = %d.id, error = %e, "Could not record a delivery attempt.");
     }
-    let kind = if label == "delivered" {
-        "delivery"
-    } else {
-        "error"
-    };
-    let _ = sync::add_timeline(
-        services.db.pool(),
-        &d.org_id,
-        &d.conversation_id,
-        kind,
-        &summary,
-        Some(d.attempts),
-    )
-    .await;
-    if label == "delivered" {
+    if delivered {
         tracing::info!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "Delivered to the platform.");
     } else {
         tracing::warn!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "{summary}");

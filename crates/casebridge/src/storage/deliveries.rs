@@ -250,11 +250,16 @@ pub async fn release(db: &Db, id: &str) -> Result<()> {
 pub struct Attempt<'a> {
     pub delivery_id: &'a str,
     pub org_id: &'a str,
+    pub conversation_id: &'a str,
+    /// Which attempt of the delivery this was.
+    pub number: i64,
     pub url: &'a str,
     pub status: Option<u16>,
     pub latency_ms: i64,
     pub error: Option<&'a str>,
     pub response: Option<&'a str>,
+    /// The conversation's timeline line: its kind and text.
+    pub timeline: (&'a str, &'a str),
 }
 
 /// What becomes of a delivery after an attempt.
@@ -270,7 +275,8 @@ pub enum Outcome<'a> {
     },
 }
 
-/// Logs the attempt and moves the delivery on, in one transaction.
+/// Logs the attempt (and its timeline line) and moves the delivery on, in
+/// one transaction.
 pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> Result<()> {
     let now = now_ms();
     let mut tx = db.pool().begin().await?;
@@ -311,6 +317,16 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
     .bind(now)
     .bind(a.delivery_id)
     .execute(&mut *tx)
+    .await?;
+    let (kind, summary) = a.timeline;
+    super::sync::add_timeline(
+        &mut *tx,
+        a.org_id,
+        a.conversation_id,
+        kind,
+        summary,
+        Some(a.number),
+    )
     .await?;
     tx.commit().await?;
     Ok(())
