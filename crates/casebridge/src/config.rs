@@ -29,6 +29,8 @@ struct FileSettings {
     ai_base_url: Option<String>,
     ai_model: Option<String>,
     ai_api_key: Option<String>,
+    ai_timeout_secs: Option<u64>,
+    ai_attempts: Option<u64>,
     sync_give_up_secs: Option<u64>,
     job_lease_secs: Option<u64>,
     delivery_retry_schedule: Option<String>,
@@ -72,14 +74,69 @@ pub struct Config {
     pub role: Role,
     pub log: String,
     pub log_format: LogFormat,
-    pub ai_provider: String,
-    pub ai_base_url: Option<String>,
-    pub ai_model: Option<String>,
-    pub ai_api_key: Option<SecretString>,
+    /// The AI fields provider.
+    pub ai: AiSettings,
     /// Retry and give-up policy of sync jobs.
     pub sync_policy: crate::sync::worker::Policy,
     /// Retry schedule and timeout of deliveries to the platform.
     pub delivery: crate::deliver::Schedule,
+}
+
+/// Who fills AI fields (`CASEBRIDGE_AI_*`).
+#[derive(Debug, Clone)]
+pub struct AiSettings {
+    /// `offline` or `openai` (any OpenAI-compatible server).
+    pub provider: String,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Option<SecretString>,
+    /// Per request to the provider.
+    pub timeout: std::time::Duration,
+    /// Requests per evaluation, the first included.
+    pub attempts: u32,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        AiSettings {
+            provider: "offline".into(),
+            base_url: None,
+            model: None,
+            api_key: None,
+            timeout: std::time::Duration::from_secs(30),
+            attempts: 3,
+        }
+    }
+}
+
+impl AiSettings {
+    /// The provider these settings describe.
+    pub fn provider(&self) -> Result<crate::ai::Provider, ConfigError> {
+        if self.provider == "offline" {
+            return Ok(crate::ai::Provider::Offline);
+        }
+        let base_url = self.base_url.as_deref().ok_or_else(|| {
+            err(
+                "CASEBRIDGE_AI_BASE_URL",
+                "the openai provider needs the server's base URL (https://api.openai.com/v1, http://127.0.0.1:11434/v1 for Ollama, …)",
+            )
+        })?;
+        let model = self.model.as_deref().ok_or_else(|| {
+            err(
+                "CASEBRIDGE_AI_MODEL",
+                "the openai provider needs a model name (gpt-4o-mini, llama3.1, …)",
+            )
+        })?;
+        crate::ai::openai::Client::new(crate::ai::openai::Settings {
+            base_url,
+            model,
+            api_key: self.api_key.as_ref(),
+            timeout: self.timeout,
+            attempts: self.attempts,
+        })
+        .map(crate::ai::Provider::OpenAi)
+        .map_err(|e| err("CASEBRIDGE_AI_BASE_URL", e))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +175,7 @@ impl Config {
             role: Role::All,
             log: "warn".into(),
             log_format: LogFormat::Text,
-            ai_provider: "offline".into(),
-            ai_base_url: None,
-            ai_model: None,
-            ai_api_key: None,
+            ai: AiSettings::default(),
             sync_policy: Default::default(),
             delivery: Default::default(),
         }
@@ -272,6 +326,28 @@ impl Config {
                 format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
             ));
         }
+        let number = |name: &str, from_file: Option<u64>, range: std::ops::RangeInclusive<u64>, default: u64| {
+            match pick(name, from_file.map(|v| v.to_string())) {
+                None => Ok(default),
+                Some(text) => text.trim().parse::<u64>().ok().filter(|v| range.contains(v)).ok_or_else(|| {
+                    err(
+                        &format!("CASEBRIDGE_{name}"),
+                        format!("{text:?} is not a number from {} to {} (default {default})", range.start(), range.end()),
+                    )
+                }),
+            }
+        };
+        let ai = AiSettings {
+            provider: ai_provider,
+            base_url: pick("AI_BASE_URL", f.ai_base_url),
+            model: pick("AI_MODEL", f.ai_model),
+            api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
+            timeout: std::time::Duration::from_secs(number("AI_TIMEOUT_SECS", f.ai_timeout_secs, 1..=300, 30)?),
+            attempts: number("AI_ATTEMPTS", f.ai_attempts, 1..=10, 3)? as u32,
+        };
+        // A provider that cannot be built is a start-up error, not a
+        // surprise at the first hand-off.
+        ai.provider()?;
         let give_up = match env("CASEBRIDGE_SYNC_GIVE_UP_SECS").filter(|v| !v.trim().is_empty()) {
             Some(v) => v.trim().parse::<u64>().map_err(|_| {
                 err(
@@ -341,10 +417,7 @@ impl Config {
             role,
             log,
             log_format,
-            ai_provider,
-            ai_base_url: pick("AI_BASE_URL", f.ai_base_url),
-            ai_model: pick("AI_MODEL", f.ai_model),
-            ai_api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
+            ai,
             sync_policy,
             delivery,
         })

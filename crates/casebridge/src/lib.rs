@@ -18,9 +18,13 @@
 //!   checked; the per-org rate limit on those calls.
 //! - [`deliver`]: Creatio → chat: deliveries queued once, signed per
 //!   Standard Webhooks, retried on Svix's schedule, dead-lettered, replayed.
+//! - [`ai`]: AI fields — Case columns filled from the transcript at
+//!   hand-off (offline scoring or an OpenAI-compatible model), language
+//!   and sentiment for the hand-off note.
 //! - [`demo`]: `casebridge demo`, the whole story on loopback.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
+pub mod ai;
 pub mod api;
 pub mod config;
 pub mod connection;

@@ -130,6 +130,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         delivery_http: delivery_client,
         delivery_ready: tokio::sync::Notify::new(),
         webhook_limiter: Default::default(),
+        ai: config.ai.provider()?,
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers = if config.role == Role::Api {

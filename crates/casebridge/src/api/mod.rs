@@ -47,6 +47,8 @@ pub struct Services {
     pub delivery_ready: tokio::sync::Notify,
     /// Limits calls to the Creatio webhook, per org.
     pub webhook_limiter: crate::webhook::RateLimiter,
+    /// Who fills AI fields at hand-off.
+    pub ai: crate::ai::Provider,
 }
 
 pub type AppState = Arc<Services>;

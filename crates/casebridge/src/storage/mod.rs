@@ -6,6 +6,7 @@
 //! Unix milliseconds, ids TEXT and flags 0/1 (see the migrations). Each
 //! table's queries live in the module named after it.
 
+pub mod ai_fields;
 pub mod connections;
 pub mod deliveries;
 pub mod orgs;
