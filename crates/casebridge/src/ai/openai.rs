@@ -319,7 +319,9 @@ fn content(body: &str) -> Result<Map<String, Value>, String> {
 
 /// One field's answer out of the object; a wrong shape leaves it empty.
 fn read_field(object: &Map<String, Value>, m: &Mapping) -> Answer {
-    let Some(entry) = object.get(&m.field_name) else {
+    // Keyed by the field name as mapped; a model that "corrects" it to the
+    // column (`Category` → `CategoryId`) is understood too.
+    let Some(entry) = object.get(&m.field_name).or_else(|| object.get(&m.column)) else {
         return Answer::none("the AI's answer did not include this field");
     };
     let (value, reason) = match entry {
@@ -378,6 +380,9 @@ mod tests {
         assert_eq!(a.reason, "the AI said: outage");
         let o = content(&completion("{\"PriorityId\": \"High\"}")).unwrap();
         assert_eq!(read_field(&o, &mapping()).value.as_deref(), Some("High"));
+        let mut by_column = mapping();
+        by_column.field_name = "Priority".into();
+        assert_eq!(read_field(&o, &by_column).value.as_deref(), Some("High"), "found under its column");
         let o = content(&completion("{}")).unwrap();
         assert_eq!(read_field(&o, &mapping()).reason, "the AI's answer did not include this field");
         let o = content(&completion("{\"PriorityId\": [1]}")).unwrap();

@@ -124,6 +124,20 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
         })
 }
 
+/// A Creatio client for the org's saved connection; 409 with a hint when
+/// there is none.
+pub async fn creatio_client(state: &AppState, org_id: &str) -> ApiResult<creatio::Client> {
+    let conn = connections::get(&state.db, org_id).await?.ok_or_else(|| {
+        ApiError::new(
+            Code::Conflict,
+            "This reads from your Creatio, and this org has no connection yet",
+            "Connect first with POST /v1/creatio/connection (Test & Save).",
+        )
+    })?;
+    let settings = stored_settings(state, &conn).await?;
+    Ok(state.clients.get(&state.http, org_id, &settings))
+}
+
 /// The org's current webhook URL, if it has a token.
 pub async fn current_webhook_url(state: &AppState, org_id: &str) -> ApiResult<Option<String>> {
     match webhook_tokens::current(&state.db, org_id).await? {

@@ -8,12 +8,11 @@ use creatio::query::{col, Query};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::connection::stored_settings;
+use super::connection::creatio_client;
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::Admin;
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::storage::connections;
 
 #[derive(Deserialize)]
 pub struct Params {
@@ -43,17 +42,7 @@ pub async fn list(
             "Use case-statuses, groups or contacts?search=<name>.",
         ));
     }
-    let conn = connections::get(&state.db, &caller.org_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::Conflict,
-                "Lookups read from your Creatio, and this org has no connection yet",
-                "Connect first with POST /v1/creatio/connection (Test & Save).",
-            )
-        })?;
-    let settings = stored_settings(&state, &conn).await?;
-    let client = state.clients.get(&state.http, &caller.org_id, &settings);
+    let client = creatio_client(&state, &caller.org_id).await?;
     let items: Vec<Value> = match kind.as_str() {
         "case-statuses" => client
             .list::<CaseStatus>(Query::new().order_by_asc("Name"))

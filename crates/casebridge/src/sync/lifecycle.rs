@@ -12,7 +12,10 @@ use creatio::query::{col, lookup, Query};
 use creatio::{BatchOp, Client, Error as CreatioError};
 use uuid::Uuid;
 
+use serde_json::{Map, Value};
+
 use super::events::{HandoffJson, JobPayload};
+use super::triage::Triage;
 use crate::api::Services;
 use crate::connection::Settings;
 use crate::storage::sync::{self, Conversation, Job, Message};
@@ -77,14 +80,18 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
                     .await;
                     return Ok(false);
                 }
-                ensure_case(ctx, job, None).await?;
+                ensure_case(ctx, job, None, &Default::default()).await?;
             }
             write_messages(ctx, job).await
         }
         JobPayload::Handoff { event_id, handoff } => {
-            ensure_case(ctx, job, Some(&handoff)).await?;
+            // Decided (and stored) before any write, so a case created now
+            // is created with its AI fields already set.
+            let triage = super::triage::at_handoff(ctx, job, &event_id, &handoff).await?;
+            let ai_columns = triage.case_columns();
+            ensure_case(ctx, job, Some(&handoff), &ai_columns).await?;
             write_messages(ctx, job).await?;
-            write_handoff(ctx, job, &event_id, &handoff).await?;
+            write_handoff(ctx, job, &event_id, &handoff, &triage).await?;
             sync::set_conversation_state(
                 ctx.services.db.pool(),
                 &job.org_id,
@@ -283,11 +290,13 @@ fn symptoms(c: &Conversation, lead: &str) -> String {
     s
 }
 
-/// Creates the conversation's case unless it exists.
+/// Creates the conversation's case unless it exists, with `ai_columns`
+/// (AI field values decided at hand-off) set on it.
 async fn ensure_case(
     ctx: &mut Context<'_>,
     job: &Job,
     handoff: Option<&HandoffJson>,
+    ai_columns: &Map<String, Value>,
 ) -> Result<(), JobError> {
     if ctx.conversation.case_created {
         return Ok(());
@@ -329,8 +338,8 @@ async fn ensure_case(
         group_id: ctx.settings.default_group_id,
         ..Default::default()
     };
-    let number = match ctx.client.create(&case).await {
-        Ok(created) => created.number,
+    let number = match create_case(&ctx.client, &case, ai_columns).await {
+        Ok(number) => number,
         Err(CreatioError::AlreadyExists { .. }) => {
             let existing: Case = ctx.client.get(case_id).await?;
             existing.number
@@ -367,6 +376,26 @@ async fn ensure_case(
     )
     .await;
     Ok(())
+}
+
+/// Creates `case` with extra columns (AI fields: a tenant's own `Usr…`
+/// columns the typed model does not know); returns its number.
+async fn create_case(
+    client: &Client,
+    case: &Case,
+    extra: &Map<String, Value>,
+) -> Result<Option<String>, CreatioError> {
+    if extra.is_empty() {
+        return client.create(case).await.map(|c| c.number);
+    }
+    let mut body = serde_json::to_value(case)
+        .map_err(|e| CreatioError::InvalidRequest(format!("cannot encode the case: {e}")))?;
+    if let Some(o) = body.as_object_mut() {
+        // The AI's owner or group, when mapped, wins over the defaults.
+        o.extend(extra.clone());
+    }
+    let created = client.create_value("Case", &body).await?;
+    Ok(created["Number"].as_str().map(str::to_string))
 }
 
 /// Tells the platform which case the conversation has (`case.linked`), so
@@ -628,6 +657,7 @@ async fn write_handoff(
     job: &Job,
     event_id: &str,
     h: &HandoffJson,
+    triage: &Triage,
 ) -> Result<(), JobError> {
     let c = ctx.conversation.clone();
     let case_id = case_uuid(&c)?;
@@ -636,14 +666,17 @@ async fn write_handoff(
     if !h.reason.trim().is_empty() {
         notes.push_str(&format!("\nReason: {}", h.reason.trim()));
     }
-    notes.push_str(&format!(
-        "\nLanguage: {}",
-        h.language.as_deref().unwrap_or("not given")
-    ));
-    notes.push_str(&format!(
-        "\nSentiment: {}",
-        h.sentiment.as_deref().unwrap_or("not given")
-    ));
+    notes.push_str(&format!("\nLanguage: {}", triage.language_line()));
+    notes.push_str(&format!("\nSentiment: {}", triage.sentiment_line()));
+    if let Some(e) = &triage.evaluation {
+        for v in &e.values {
+            notes.push_str(&format!(
+                "\n{}: {}",
+                v.title,
+                v.value.as_deref().unwrap_or("(left empty)")
+            ));
+        }
+    }
     if let Some(url) = &c.url {
         notes.push_str(&format!("\nView conversation: {url}"));
     }
@@ -678,11 +711,25 @@ async fn write_handoff(
         group_id: ctx.settings.default_group_id,
         ..Default::default()
     };
-    ctx.client.update(case_id, &patch).await?;
+    let ai_columns = triage.case_columns();
+    let mut body = serde_json::to_value(&patch)
+        .map_err(|e| JobError::Permanent(format!("cannot encode the case update: {e}")))?;
+    if let Some(o) = body.as_object_mut() {
+        o.extend(ai_columns.clone());
+    }
+    ctx.client.update_value("Case", case_id, &body).await?;
+    let ai = if ai_columns.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " and AI fields {}",
+            ai_columns.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    };
     timeline(
         ctx,
         "creatio",
-        &format!("Wrote hand-off note {note_id} and updated the case summary, owner and group"),
+        &format!("Wrote hand-off note {note_id} and updated the case summary, owner and group{ai}"),
         job,
     )
     .await;

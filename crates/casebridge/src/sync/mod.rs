@@ -11,6 +11,8 @@
 //! - [`replies`]: the jobs Creatio's webhook calls queue: find agents'
 //!   replies and closures on the case, skip casebridge's own writes, queue
 //!   deliveries to the platform.
+//! - [`triage`]: at hand-off, AI field values and language/sentiment,
+//!   decided once and stored so a retry writes the same.
 //!
 //! Exactly-once effects come from deterministic ids: a conversation's Case
 //! and each message's Activity have ids derived from the org and the
@@ -21,6 +23,7 @@ pub mod coalesce;
 pub mod events;
 pub mod lifecycle;
 pub mod replies;
+pub mod triage;
 pub mod worker;
 
 use uuid::Uuid;

@@ -97,6 +97,12 @@ pub struct Org {
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with the service's configuration changed by
+    /// `tweak` first (an AI provider, say).
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
         log_buffer();
         let client_secret = format!("sekret-{}", uuid::Uuid::new_v4().simple());
         let emulator = Emulator::start(EmulatorConfig {
@@ -148,6 +154,7 @@ impl TestApp {
             Duration::from_millis(400),
             Duration::from_millis(800),
         ];
+        tweak(&mut config);
         let running = casebridge::server::start(config)
             .await
             .expect("service starts");

@@ -4,7 +4,10 @@
 
 mod helpers;
 
+mod admin_page;
+mod ai_fields;
 mod connection;
+mod conversations;
 mod openapi;
 mod orgs;
 mod sync;

@@ -1,0 +1,142 @@
+//! What a hand-off adds to the case beyond the note: AI field values, and
+//! the language and sentiment when the hand-off event lacks them.
+//!
+//! Decided once per hand-off event and stored before anything is written,
+//! so a retried job writes the same values (a language model asked twice
+//! may answer differently, and each question costs). The timeline gets one
+//! line per field, saying the value and why, or why it stayed empty.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::events::HandoffJson;
+use super::lifecycle::{timeline, Context, JobError};
+use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
+use crate::ai::{Evaluation, Transcript};
+use crate::storage::ai_fields;
+use crate::storage::sync::Job;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Triage {
+    /// `None` when the org maps no AI fields.
+    pub evaluation: Option<Evaluation>,
+    pub language: Option<Language>,
+    pub sentiment: Option<Sentiment>,
+}
+
+impl Triage {
+    /// The Case columns the AI decided.
+    pub fn case_columns(&self) -> Map<String, Value> {
+        self.evaluation
+            .as_ref()
+            .map(Evaluation::case_columns)
+            .unwrap_or_default()
+    }
+
+    /// The hand-off note's language line.
+    pub fn language_line(&self) -> String {
+        self.language
+            .as_ref()
+            .map(Language::display)
+            .unwrap_or_else(|| "not given, and too little text to detect".into())
+    }
+
+    pub fn sentiment_line(&self) -> String {
+        self.sentiment
+            .as_ref()
+            .map(Sentiment::display)
+            .unwrap_or_else(|| "not given, and no customer message to read".into())
+    }
+}
+
+/// The hand-off's triage: the stored one when this job ran before, else
+/// decided now (reading the messages before the hand-off) and stored.
+pub async fn at_handoff(
+    ctx: &Context<'_>,
+    job: &Job,
+    event_id: &str,
+    h: &HandoffJson,
+) -> Result<Triage, JobError> {
+    let db = &ctx.services.db;
+    if let Some(stored) =
+        ai_fields::evaluation(db, &job.org_id, &job.conversation_id, event_id).await?
+    {
+        return serde_json::from_str(&stored)
+            .map_err(|e| JobError::Permanent(format!("unreadable stored AI evaluation: {e}")));
+    }
+    let transcript = Transcript {
+        lines: ai_fields::transcript_lines(db, &job.org_id, &job.conversation_id, Some(job.seq))
+            .await?,
+        summary: Some(h.summary.clone()).filter(|s| !s.trim().is_empty()),
+        reason: Some(h.reason.clone()).filter(|s| !s.trim().is_empty()),
+    };
+    let customer: Vec<&str> = transcript.customer_texts().collect();
+    let language = match h.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        Some(given) => Some(Language {
+            code: given.to_string(),
+            name: None,
+            source: "event".into(),
+            confidence: None,
+        }),
+        None => detect_language(&customer.join("\n")),
+    };
+    let sentiment = match h.sentiment.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(given) => Some(Sentiment {
+            label: given.to_string(),
+            score: None,
+            source: "event".into(),
+        }),
+        None => detect_sentiment(customer.iter().copied()),
+    };
+    let mappings = ai_fields::mappings(db, &job.org_id).await?;
+    let evaluation = if mappings.is_empty() {
+        None
+    } else {
+        Some(ctx.services.ai.evaluate(&mappings, &transcript).await)
+    };
+    let triage = Triage {
+        evaluation,
+        language,
+        sentiment,
+    };
+    let text = serde_json::to_string(&triage)
+        .map_err(|e| JobError::Permanent(format!("cannot encode the AI evaluation: {e}")))?;
+    if !ai_fields::save_evaluation(db, &job.org_id, &job.conversation_id, event_id, &text).await? {
+        // Another run of this job stored its own first: that one stands.
+        let stored = ai_fields::evaluation(db, &job.org_id, &job.conversation_id, event_id)
+            .await?
+            .unwrap_or(text);
+        return serde_json::from_str(&stored)
+            .map_err(|e| JobError::Permanent(format!("unreadable stored AI evaluation: {e}")));
+    }
+    if let Some(e) = &triage.evaluation {
+        for v in &e.values {
+            timeline(ctx, "ai", &format!("{} [{}]", v.timeline_line(), e.provider), job).await;
+        }
+    }
+    let detected: Vec<String> = [
+        triage
+            .language
+            .as_ref()
+            .filter(|l| l.source == "detected")
+            .map(|l| format!("language {}", l.display())),
+        triage
+            .sentiment
+            .as_ref()
+            .filter(|s| s.source == "detected")
+            .map(|s| format!("sentiment {}", s.display())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !detected.is_empty() {
+        timeline(
+            ctx,
+            "ai",
+            &format!("The hand-off did not say; detected {}", detected.join(" and ")),
+            job,
+        )
+        .await;
+    }
+    Ok(triage)
+}
