@@ -97,75 +97,102 @@ pub fn decide(m: &Mapping, t: &Transcript) -> Answer {
 
 // ---- dropdowns ---------------------------------------------------------
 
-/// Below this an option's evidence is too thin to act on.
-const MIN_SCORE: f64 = 0.6;
+/// Below this an option's evidence is too thin to act on: half of a
+/// two-word phrase ("bug" of "general bugs") is just enough when no other
+/// option comes close.
+const MIN_SCORE: f64 = 0.5;
 /// The winner must lead the runner-up by this much.
 const MIN_LEAD: f64 = 0.25;
 
 const STOPWORDS: &[&str] = &[
     "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "by", "with", "is", "are",
     "be", "it", "its", "this", "that", "as", "any", "some", "their", "they", "them", "our", "we",
-    "you", "your", "i", "my", "me", "can", "cannot", "from", "about", "if", "when", "e", "g", "eg",
+    "you", "your", "i", "my", "me", "can", "from", "about", "if", "when", "e", "g", "eg",
     "etc", "ie", "such", "like", "there", "has", "have", "had", "was", "were", "been", "do", "does",
     "did", "so", "but", "other", "else", "only", "just", "more", "than", "very", "also", "into",
     "customer", "customers", "user", "users", "someone", "something",
 ];
 
 const NEGATIONS: &[&str] = &[
-    "not", "no", "never", "without", "isn't", "isnt", "aren't", "arent", "wasn't", "wasnt",
-    "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "nothing", "nor", "hardly",
+    "not", "no", "never", "neither", "without", "cannot", "unable", "nothing", "nor", "hardly", "isnt",
+    "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "wont", "couldnt", "shouldnt",
+    "wouldnt", "havent", "hasnt",
 ];
 
-/// A crude stemmer: enough that "crashed", "crashes" and "crashing" meet.
+/// A crude stemmer, the same for criteria and transcript: enough that
+/// "crashed", "crashes" and "crashing", or "issue" and "issues", meet.
 fn stem(word: &str) -> String {
     let w = word.trim_matches('\'');
-    for (suffix, keep) in [
-        ("ies", "y"),
-        ("ing", ""),
-        ("ed", ""),
-        ("es", ""),
-        ("ly", ""),
-        ("s", ""),
-    ] {
-        if let Some(base) = w.strip_suffix(suffix) {
-            if base.chars().count() >= 3 {
-                let mut b = format!("{base}{keep}");
-                // "stopped" → "stopp" → "stop"
-                let cs: Vec<char> = b.chars().collect();
-                if cs.len() >= 4 && cs[cs.len() - 1] == cs[cs.len() - 2] && keep.is_empty() {
-                    b.pop();
-                }
-                return b;
-            }
+    let mut b = w.to_string();
+    let n = w.chars().count();
+    if n > 4 {
+        if let Some(base) = w.strip_suffix("ies") {
+            b = format!("{base}y");
+        } else if let Some(base) = w.strip_suffix("ing") {
+            b = base.to_string();
+        } else if let Some(base) = w.strip_suffix("ed") {
+            b = base.to_string();
+        } else if let Some(base) = w.strip_suffix("ly") {
+            b = base.to_string();
+        } else if let Some(base) = w.strip_suffix("es").filter(|b| {
+            b.ends_with(['s', 'x', 'z']) || b.ends_with("ch") || b.ends_with("sh")
+        }) {
+            b = base.to_string();
         }
     }
-    w.to_string()
+    if b == w && n > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") {
+        b.pop();
+    }
+    // "delete" / "deleted" → "delet"; "stopped" → "stop".
+    if b.chars().count() > 4 && b.ends_with('e') {
+        b.pop();
+    }
+    let cs: Vec<char> = b.chars().collect();
+    if cs.len() > 4 && cs[cs.len() - 1] == cs[cs.len() - 2] && !matches!(cs[cs.len() - 1], 's' | 'l') {
+        b.pop();
+    }
+    b
 }
 
 fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+    text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
         .filter(|w| !w.is_empty())
-        .map(|w| w.to_lowercase())
+        .map(|w| w.to_lowercase().replace(['\'', '’'], ""))
         .collect()
 }
 
-/// The transcript's stems that occur affirmed (not within three words after
-/// a negation), with the weight of who wrote them.
-fn affirmed_stems(t: &Transcript) -> HashMap<String, f64> {
-    let mut out: HashMap<String, f64> = HashMap::new();
-    let mut add = |text: &str, weight: f64| {
-        let ws = words(text);
+/// A text's terms: stems, with those said negated ("never arrived", "no
+/// data loss": up to three words after a negation) marked `!`, so that
+/// a criterion "order never arrived" meets "my order never arrived" and
+/// "data loss" does not meet "no data loss".
+fn terms(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // A negation reaches to the end of its clause, three words at most.
+    for clause in text.split(['.', ',', ';', ':', '!', '?', '\n']) {
         let mut negated_for = 0usize;
-        for w in &ws {
-            if NEGATIONS.contains(&w.as_str()) || w.ends_with("n't") {
+        for w in words(clause) {
+            if NEGATIONS.contains(&w.as_str()) {
                 negated_for = 3;
                 continue;
             }
-            if negated_for > 0 {
-                negated_for -= 1;
+            let negated = negated_for > 0;
+            negated_for = negated_for.saturating_sub(1);
+            if STOPWORDS.contains(&w.as_str()) || w.chars().count() < 2 {
                 continue;
             }
-            let e = out.entry(stem(w)).or_insert(0.0);
+            let s = stem(&w);
+            out.push(if negated { format!("!{s}") } else { s });
+        }
+    }
+    out
+}
+
+/// The transcript's terms with the weight of who wrote them.
+fn transcript_terms(t: &Transcript) -> HashMap<String, f64> {
+    let mut out: HashMap<String, f64> = HashMap::new();
+    let mut add = |text: &str, weight: f64| {
+        for term in terms(text) {
+            let e = out.entry(term).or_insert(0.0);
             *e = e.max(weight);
         }
     };
@@ -181,12 +208,18 @@ fn affirmed_stems(t: &Transcript) -> HashMap<String, f64> {
     out
 }
 
+/// A criterion phrase: its words as written (for the reason) and its terms.
+struct Phrase {
+    text: String,
+    terms: Vec<String>,
+}
+
 /// A criterion's phrases: "the service is down, data loss or a security
-/// breach" → [service down], [data loss], [security breach].
-fn phrases(criterion: &str) -> Vec<Vec<String>> {
+/// breach" → "the service is down", "data loss", "a security breach".
+fn phrases(criterion: &str) -> Vec<Phrase> {
     let lower = criterion.to_lowercase();
     let mut parts: Vec<String> = vec![lower];
-    for sep in [",", ";", "/", "(", ")", " or ", " and ", " nor ", " but ", "."] {
+    for sep in [",", ";", "/", "(", ")", " or ", " and ", " but ", "."] {
         parts = parts
             .iter()
             .flat_map(|p| p.split(sep).map(str::to_string).collect::<Vec<_>>())
@@ -194,14 +227,11 @@ fn phrases(criterion: &str) -> Vec<Vec<String>> {
     }
     parts
         .iter()
-        .map(|p| {
-            words(p)
-                .into_iter()
-                .filter(|w| !STOPWORDS.contains(&w.as_str()) && w.chars().count() > 1)
-                .map(|w| stem(&w))
-                .collect::<Vec<_>>()
+        .map(|p| Phrase {
+            text: p.trim().to_string(),
+            terms: terms(p),
         })
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.terms.is_empty())
         .collect()
 }
 
@@ -215,7 +245,7 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
     let lines = criteria(&m.description);
     // Criteria for the configured options only (by name); an option with
     // no line cannot be chosen offline.
-    let per_option: Vec<(String, Vec<Vec<String>>)> = m
+    let per_option: Vec<(String, Vec<Phrase>)> = m
         .options
         .iter()
         .map(|o| {
@@ -236,23 +266,28 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
     // less well.
     let mut spread: HashMap<&str, usize> = HashMap::new();
     for (_, ps) in &per_option {
-        let uniq: HashSet<&str> = ps.iter().flatten().map(String::as_str).collect();
+        let uniq: HashSet<&str> = ps
+            .iter()
+            .flat_map(|p| &p.terms)
+            .map(String::as_str)
+            .collect();
         for s in uniq {
             *spread.entry(s).or_insert(0) += 1;
         }
     }
-    let seen = affirmed_stems(t);
+    let seen = transcript_terms(t);
     let mut scored: Vec<Scored> = per_option
         .iter()
         .map(|(option, ps)| {
             let mut phrase_scores: Vec<(f64, String)> = ps
                 .iter()
-                .filter_map(|p| {
+                .filter_map(|phrase| {
+                    let p = &phrase.terms;
                     let idf = |s: &String| 1.0 / spread[s.as_str()] as f64;
                     let found: Vec<&String> = p.iter().filter(|s| seen.contains_key(*s)).collect();
-                    // One word of a two-word phrase is a hint, not a match;
-                    // a longer phrase may miss one word.
-                    let needed = if p.len() <= 2 { p.len() } else { p.len() - 1 };
+                    // Half the words of a phrase make a partial match (its
+                    // score is its coverage), so "bug" meets "general bugs".
+                    let needed = p.len().div_ceil(2);
                     if found.len() < needed {
                         return None;
                     }
@@ -262,7 +297,7 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
                     // little about this one.
                     let distinct = found.iter().map(|s| idf(s)).fold(0.0, f64::max);
                     let length = if p.len() == 1 { 0.8 } else { 1.0 };
-                    Some((coverage * distinct * length, p.join(" ")))
+                    Some((coverage * distinct * length, phrase.text.clone()))
                 })
                 .collect();
             phrase_scores.sort_by(|a, b| b.0.total_cmp(&a.0));

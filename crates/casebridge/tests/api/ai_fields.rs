@@ -501,7 +501,7 @@ async fn preview_and_rerun(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["values"][0]["value"], "Low");
     assert_eq!(preview["values"][0]["id"], case_priority::LOW.to_string());
-    assert!(preview["values"][0]["reason"].as_str().unwrap().contains("'feature request'"), "{preview}");
+    assert!(preview["values"][0]["reason"].as_str().unwrap().contains("'feature requests'"), "{preview}");
     assert_eq!(preview["values"][2]["value"], "ORD-100200");
     assert_eq!(preview["sentiment"]["label"], "positive");
     assert_eq!(preview["language"]["code"], "eng");
