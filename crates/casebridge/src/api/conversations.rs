@@ -1,0 +1,103 @@
+//! `GET /v1/conversations`: the org's recent conversations, newest first,
+//! with their case and how far their sync got: the admin page's activity
+//! list. One conversation in full is `GET /v1/conversations/{id}`
+//! ([`super::events::conversation`]).
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::Admin;
+use super::openapi::ErrorBody;
+use super::AppState;
+use crate::storage::connections;
+use crate::storage::rfc3339;
+use crate::storage::sync::{self, ConversationSummary};
+
+const STATES: &[&str] = &["open", "handed_off", "resolved"];
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
+/// How far a conversation's sync got, in one word for a badge.
+fn sync_state(s: &ConversationSummary) -> &'static str {
+    if s.jobs_dead > 0 {
+        "failed"
+    } else if s.jobs_open > 0 {
+        "syncing"
+    } else {
+        "synced"
+    }
+}
+
+fn summary_json(s: &ConversationSummary, mode: &str) -> Value {
+    let c = &s.conversation;
+    json!({
+        "id": c.id,
+        "channel": c.channel,
+        "state": c.state,
+        "mode": mode,
+        "contact_name": c.contact_name,
+        "case_id": c.case_created.then_some(&c.case_id),
+        "case_number": c.case_number,
+        "sync": sync_state(s),
+        "messages": {"received": s.messages, "written": s.messages_written},
+        "jobs": {"open": s.jobs_open, "dead": s.jobs_dead},
+        "last_event": s.last_event,
+        "created_at": rfc3339(c.created_at),
+        "updated_at": rfc3339(c.updated_at),
+    })
+}
+
+/// `GET /v1/conversations?state=&limit=`.
+#[utoipa::path(get, path = "/v1/conversations", tag = "sync", security(("api_key" = [])), params(("state" = Option<String>, Query, description = "open, handed_off or resolved"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Recent conversations, most recently changed first, with case number, sync state and counts"), (status = 400, description = "Invalid input; the error names the parameter and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    if let Some(key) = params
+        .keys()
+        .find(|k| !matches!(k.as_str(), "state" | "limit"))
+    {
+        return Err(ApiError::invalid(
+            format!("Unknown query parameter {key:?}"),
+            "Filter with state (open, handed_off or resolved) and limit.",
+        ));
+    }
+    let wanted = params
+        .get("state")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
+    if let Some(s) = wanted {
+        if !STATES.contains(&s) {
+            return Err(ApiError::invalid(
+                format!("state {s:?} is not a conversation state"),
+                "Use open, handed_off or resolved, or leave state out for all.",
+            ));
+        }
+    }
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("limit {l:?} is not a number from 1 to {MAX_LIMIT}"),
+                    format!("Ask for at most {MAX_LIMIT} conversations at a time."),
+                )
+            })?,
+    };
+    let mode = match connections::get(&state.db, &caller.org_id).await? {
+        Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
+        _ => "every_conversation",
+    };
+    let found = sync::recent_conversations(&state.db, &caller.org_id, wanted, limit).await?;
+    Ok(Json(json!({
+        "conversations": found.iter().map(|s| summary_json(s, mode)).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,573 @@
+//! The admin page in a real browser: headless Chromium, driven through
+//! chromedriver with fantoccini, against the real service (fresh SQLite
+//! database, fresh Creatio emulator) — what a CRM admin does, click by
+//! click. A failing test leaves a screenshot in `target/browser-screenshots/`.
+//!
+//! Needs `chromium` and `chromium-driver` (Debian); `.ci/run` installs them.
+//! `cargo test -p casebridge --test browser -- --ignored screenshots`
+//! regenerates the README's screenshots in `docs/screenshots/`.
+
+#[path = "browser/harness.rs"]
+mod harness;
+#[allow(dead_code)] // the API tests' helpers; this binary uses some of them
+#[path = "api/helpers.rs"]
+mod helpers;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{ensure, Context, Result};
+use axum::http::{HeaderMap, StatusCode};
+use creatio::ids::case_status;
+use creatio_emulator::seed::demo::AGENT_SARAH;
+use fantoccini::Locator;
+use serde_json::{json, Value};
+
+use harness::{connection, run, run_checked, Session};
+
+fn message(event: &str, conversation: &str, id: &str, text: &str) -> Value {
+    json!({
+        "id": event, "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",
+        "conversation": {"id": conversation, "channel": "web",
+                         "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}},
+        "message": {"id": id, "role": "customer", "text": text}
+    })
+}
+
+#[tokio::test]
+async fn signing_in_shows_the_settings_and_signing_out_forgets_the_key() {
+    run("sign_in", |s| async move {
+        let page = &s.page;
+        page.open("/").await?;
+        ensure!(page.browser.title().await? == "Creatio integration · casebridge");
+        page.fill("#api-key", "cbk_not_a_key").await?;
+        page.click("#sign-in-button").await?;
+        page.wait_text("#sign-in-result", "Unknown or revoked API key")
+            .await?;
+
+        // From the keyboard: the refused key's field has the focus again;
+        // type the right one and press Enter.
+        let field = page.browser.active_element().await?;
+        ensure!(field.attr("id").await?.as_deref() == Some("api-key"));
+        field.clear().await?;
+        field.send_keys(&format!("{}\u{E007}", s.org.key)).await?;
+        page.visible("#connection-title").await?;
+        let unnamed = page.unnamed_controls().await?;
+        ensure!(unnamed.is_empty(), "controls without a name: {unnamed:?}");
+        page.wait_text("#status-badge", "Not connected").await?;
+        // The lists come from Creatio, so they wait for a connection.
+        ensure!(page
+            .find("#lookups")
+            .await?
+            .attr("disabled")
+            .await?
+            .is_some());
+        page.wait_text("#lookups-help", "Connect first").await?;
+        // (The name check does see a control without a name.)
+        let probe = "const i = document.createElement('input'); i.id = 'probe'; \
+                     document.body.append(i);";
+        page.browser.execute(probe, vec![]).await?;
+        ensure!(page.unnamed_controls().await? == ["probe"]);
+
+        // The key lives in this tab's sessionStorage: a reload stays signed in.
+        page.browser.refresh().await?;
+        page.wait_text("#status-badge", "Not connected").await?;
+
+        page.click("#sign-out").await?;
+        page.visible("#sign-in-form").await?;
+        let stored = page
+            .browser
+            .execute("return sessionStorage.length;", vec![])
+            .await?;
+        ensure!(stored == json!(0), "sessionStorage still holds {stored}");
+        page.browser.refresh().await?;
+        page.visible("#sign-in-form").await?;
+        ensure!(!page.find("#app-view").await?.is_displayed().await?);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn test_and_save_shows_the_hint_for_a_wrong_secret_then_active_and_the_webhook_url() {
+    run("test_and_save", |s| async move {
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.fill("#instance-url", s.app.emulator.url()).await?;
+        page.fill("#client-id", helpers::CLIENT_ID).await?;
+        page.fill("#client-secret", "not-the-secret").await?;
+        page.click("#save-connection").await?;
+
+        let failed = "#check-report li[data-check='token'][data-status='fail']";
+        page.wait_text(failed, "invalid_client").await?;
+        page.wait_text(&format!("{failed} .hint"), "regenerate the secret")
+            .await?;
+        page.wait_text("#connection-result", "check 'token' failed")
+            .await?;
+        page.wait_text("#status-badge", "Not connected").await?;
+
+        page.fill("#client-secret", &s.app.client_secret).await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.wait_text("#connection-result", "Connected").await?;
+        let passed = page
+            .find("#check-report li[data-check='write_activity'][data-status='pass']")
+            .await;
+        ensure!(passed.is_ok(), "the report has no passed write_activity");
+        let webhook = connection(&s).await["webhook_url"]
+            .as_str()
+            .context("the API has no webhook URL")?
+            .to_string();
+        ensure!(webhook.starts_with(&format!("{}/webhooks/creatio/cbw_", s.app.url)));
+        page.wait_text("#saved-webhook-url", &webhook).await?;
+        // The secret is write-only: the field is empty, a mask says it is saved.
+        ensure!(page.value("#client-secret").await?.is_empty());
+        let placeholder = page
+            .find("#client-secret")
+            .await?
+            .attr("placeholder")
+            .await?;
+        ensure!(
+            !placeholder
+                .clone()
+                .unwrap_or_default()
+                .contains(&s.app.client_secret),
+            "{placeholder:?}"
+        );
+
+        // The webhook panel has the URL to copy and the processes to paste.
+        page.click("a[data-tab='webhook']").await?;
+        page.visible("#webhook-url").await?;
+        ensure!(page.value("#webhook-url").await? == webhook);
+        page.wait_text("#template-agent_reply", "new_activity")
+            .await?;
+        page.wait_text("#template-closure", "case_status_changed")
+            .await?;
+        page.wait_text("#template-closure", &webhook).await?;
+
+        // Disconnect asks first; cancelling keeps the connection.
+        page.click("a[data-tab='connection']").await?;
+        page.click("#disconnect").await?;
+        page.click("#disconnect-cancel").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.click("#disconnect").await?;
+        page.click("#disconnect-confirm").await?;
+        page.wait_text("#status-badge", "Disconnected").await?;
+        ensure!(connection(&s).await["status"] == "disconnected");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn owner_and_resolved_status_are_picked_by_name_and_saved_by_guid() {
+    run("pick_by_name", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.wait_text("#status-badge", "Active").await?;
+
+        page.choose("#resolved-status-select", "Resolved (resolved)")
+            .await?;
+        let resolved = case_status::RESOLVED.to_string();
+        page.wait_text("#resolved-status-guid", &resolved).await?;
+
+        page.fill("#owner-search", "Sarah").await?;
+        page.click("#owner-search-button").await?;
+        page.wait_text("#lookups-result", "1 contact(s) found")
+            .await?;
+        page.choose("#owner-select", "Sarah Lee <sarah.lee@ourcompany.example>")
+            .await?;
+        page.wait_text("#owner-guid", AGENT_SARAH).await?;
+
+        page.click("#save-connection").await?;
+        page.wait_text("#connection-result", "Saved.").await?;
+        page.wait_text(
+            "#check-report li[data-check='resolved_status'][data-status='pass']",
+            "",
+        )
+        .await?;
+        let saved = connection(&s).await;
+        ensure!(saved["resolved_status_id"] == resolved.as_str(), "{saved}");
+        ensure!(saved["default_owner_id"] == AGENT_SARAH, "{saved}");
+
+        // After a reload the saved choices show by name again.
+        page.browser.refresh().await?;
+        page.wait_text("#resolved-status-guid", &resolved).await?;
+        let shown = page
+            .find("#resolved-status-select option:checked")
+            .await?
+            .text()
+            .await?;
+        ensure!(shown == "Resolved (resolved)", "{shown:?}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn events_sent_through_the_api_appear_with_their_case_number() {
+    run("conversation_appears", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='activity']").await?;
+        page.wait_text("#conversations-empty", "No conversations yet")
+            .await?;
+
+        s.app
+            .send(
+                &s.org.key,
+                json!([
+                    message("evt_b1", "c_browser", "m_1", "My printer is on fire."),
+                    message("evt_b2", "c_browser", "m_2", "It is still on fire."),
+                ]),
+            )
+            .await;
+        let settled = s.app.settled(&s.org.key, "c_browser").await;
+        let number = settled["case"]["number"]
+            .as_str()
+            .context("the case has no number")?
+            .to_string();
+
+        // The page polls: no click needed for it to appear.
+        let row = "#conversations tr[data-conversation='c_browser']";
+        page.wait_text(&format!("{row} .case-number"), &number)
+            .await?;
+        page.wait_text(&format!("{row} .sync"), "Synced").await?;
+        page.wait_text(row, "2 of 2").await?;
+
+        page.click(&format!("{row} button.link")).await?;
+        page.wait_text("#conversation-facts", &number).await?;
+        page.wait_text("#conversation-timeline", "case").await?;
+        Ok(())
+    })
+    .await
+}
+
+const PRIORITY: &str = "How urgent the case is.
+Critical if the whole service is down, an outage or data loss
+High if payments fail or the customer cannot work
+Medium for general bugs and wrong behaviour
+Low for questions and feedback";
+
+/// Adds a field in the AI fields editor, as an admin types it.
+async fn add_ai_field(
+    s: &Session,
+    kind: &str,
+    name: &str,
+    title: &str,
+    description: &str,
+) -> Result<()> {
+    let page = &s.page;
+    let before = page
+        .browser
+        .find_all(Locator::Css("#ai-field-list .ai-field"))
+        .await?
+        .len();
+    page.click("#ai-add").await?;
+    let row = format!("#ai-field-list .ai-field:nth-of-type({})", before + 1);
+    page.fill(&format!("{row} [data-key='field_name']"), name)
+        .await?;
+    page.fill(&format!("{row} [data-key='title']"), title)
+        .await?;
+    page.find(&format!("{row} [data-key='type']"))
+        .await?
+        .select_by_label(kind)
+        .await?;
+    page.fill(&format!("{row} [data-key='description']"), description)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn ai_fields_are_saved_and_previewed_from_the_page() {
+    run("ai_fields", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='ai-fields']").await?;
+        page.wait_text("#ai-provider", "offline").await?;
+        add_ai_field(&s, "Dropdown", "PriorityId", "Priority", PRIORITY).await?;
+        add_ai_field(
+            &s,
+            "Text",
+            "UsrOrderNumber",
+            "Order number",
+            "The customer's order number, like ORD-123456",
+        )
+        .await?;
+        page.click("#ai-save").await?;
+        page.wait_text("#ai-result", "Saved 2 AI field(s)").await?;
+        // Saved mappings come back resolved against Creatio.
+        page.wait_text("#ai-field-list", "Lookup CasePriority").await?;
+        let unnamed = page.unnamed_controls().await?;
+        ensure!(unnamed.is_empty(), "controls without a name: {unnamed:?}");
+        let saved = s.app.get("/v1/creatio/ai-fields", &s.org.key).await.1;
+        ensure!(saved["fields"].as_array().map(Vec::len) == Some(2), "{saved}");
+
+        page.fill(
+            "#ai-transcript",
+            "Customer: My payments fail and I cannot work. Order ORD-482913.\nAI: Let me get a person.",
+        )
+        .await?;
+        page.click("#ai-preview").await?;
+        page.wait_text("#ai-preview-result", "nothing was written").await?;
+        page.wait_text("#ai-preview-values tr[data-field='UsrOrderNumber']", "ORD-482913")
+            .await?;
+        let priority = page
+            .find("#ai-preview-values tr[data-field='PriorityId']")
+            .await?
+            .text()
+            .await?;
+        ensure!(priority.contains("High"), "{priority:?}");
+        Ok(())
+    })
+    .await
+}
+
+/// The chat platform's webhook receiver, answering with a status it is set to.
+struct Receiver {
+    url: String,
+    status: Arc<AtomicU16>,
+    /// (webhook-id, type, status answered) of every request.
+    got: Arc<Mutex<Vec<(String, String, u16)>>>,
+}
+
+impl Receiver {
+    async fn start(status: u16) -> Receiver {
+        let status = Arc::new(AtomicU16::new(status));
+        let got: Arc<Mutex<Vec<(String, String, u16)>>> = Arc::default();
+        let (answer, log) = (status.clone(), got.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| async move {
+                let code = answer.load(Ordering::SeqCst);
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let kind = serde_json::from_str::<Value>(&body).unwrap_or_default()["type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock().unwrap().push((id, kind, code));
+                StatusCode::from_u16(code).unwrap()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, status, got }
+    }
+}
+
+#[tokio::test]
+async fn a_dead_delivery_is_replayed_from_the_page_and_then_delivered() {
+    run("replay", |s| async move {
+        // 400 is never retried: the first delivery is a dead letter at once.
+        let receiver = Receiver::start(400).await;
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+
+        page.click("a[data-tab='webhook']").await?;
+        page.fill("#delivery-url", &receiver.url).await?;
+        page.click("#save-delivery").await?;
+        page.wait_text("#delivery-result", "Saved").await?;
+        let secret = page.value("#delivery-secret-value").await?;
+        ensure!(secret.starts_with("whsec_"), "{secret:?}");
+
+        s.app
+            .send(
+                &s.org.key,
+                json!(message("evt_r1", "c_replay", "m_1", "Hello?")),
+            )
+            .await;
+
+        page.click("a[data-tab='activity']").await?;
+        page.find("#delivery-filter")
+            .await?
+            .select_by_label("Dead letters")
+            .await?;
+        let dead = "#deliveries tr[data-state='dead']";
+        page.wait_text(dead, "case.linked").await?;
+        page.wait_text(dead, "HTTP 400").await?;
+        let id = page
+            .find(dead)
+            .await?
+            .attr("data-delivery")
+            .await?
+            .context("the row names no delivery")?;
+
+        let unnamed = page.unnamed_controls().await?;
+        ensure!(unnamed.is_empty(), "controls without a name: {unnamed:?}");
+
+        receiver.status.store(200, Ordering::SeqCst);
+        page.find("#delivery-filter")
+            .await?
+            .select_by_label("All")
+            .await?;
+        let row = format!("#deliveries tr[data-delivery='{id}']");
+        page.click(&format!("{row} button.replay")).await?;
+        page.wait_text("#deliveries-result", "Replay queued")
+            .await?;
+        page.wait_attr(&row, "data-state", "delivered").await?;
+        page.wait_text(&format!("{row} .state"), "Delivered")
+            .await?;
+
+        // The receiver got the same delivery twice: refused, then accepted.
+        let got = receiver.got.lock().unwrap().clone();
+        let ours: Vec<u16> = got
+            .iter()
+            .filter(|(webhook_id, _, _)| *webhook_id == id)
+            .map(|(_, _, status)| *status)
+            .collect();
+        ensure!(ours == [400, 200], "the receiver got {got:?}");
+
+        page.click(&format!("{row} button[aria-label^='Attempts']"))
+            .await?;
+        page.wait_text("#delivery-attempts", "HTTP 200").await?;
+        page.wait_text("#delivery-attempts", "HTTP 400").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_failing_browser_test_leaves_a_screenshot() {
+    let name = "deliberately_failing";
+    let path = harness::failure_screenshot_dir().join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&path);
+    let outcome = run_checked(name, |s| async move {
+        s.page.open("/").await?;
+        s.page.visible("#sign-in-form").await?;
+        anyhow::bail!("this test fails on purpose")
+    })
+    .await;
+    let why = outcome.expect_err("the body failed, so the run fails");
+    ensure_contains(&why, "this test fails on purpose");
+    ensure_contains(&why, &path.display().to_string());
+    let png = std::fs::read(&path).expect("the screenshot was saved");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::remove_file(&path).unwrap();
+}
+
+fn ensure_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} is not in {text:?}");
+}
+
+/// Regenerates `docs/screenshots/*.png` for the README: the main screens
+/// with realistic data. Run on purpose, not in CI:
+/// `cargo test -p casebridge --test browser -- --ignored screenshots`.
+#[tokio::test]
+#[ignore = "writes docs/screenshots; run on purpose"]
+async fn screenshots() {
+    run("screenshots", |s| async move {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        std::fs::create_dir_all(&out)?;
+        let page = &s.page;
+        let shot = |name: &'static str| {
+            let path = out.join(name);
+            async move {
+                page.fit_to_content(1280).await?;
+                page.save_screenshot(&path).await
+            }
+        };
+
+        page.open("/").await?;
+        page.visible("#sign-in-form").await?;
+        shot("sign-in.png").await?;
+
+        // Connection: a failed Test & Save, then a good one, names picked.
+        page.fill("#api-key", &s.org.key).await?;
+        page.click("#sign-in-button").await?;
+        page.fill("#instance-url", s.app.emulator.url()).await?;
+        page.fill("#client-id", helpers::CLIENT_ID).await?;
+        page.fill("#client-secret", "not-the-secret").await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#connection-result", "check 'token' failed").await?;
+        shot("connection-failed-check.png").await?;
+        page.fill("#client-secret", &s.app.client_secret).await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.choose("#resolved-status-select", "Resolved (resolved)")
+            .await?;
+        page.choose("#group-select", "1st-line support").await?;
+        page.fill("#owner-search", "Sarah").await?;
+        page.click("#owner-search-button").await?;
+        page.choose("#owner-select", "Sarah Lee <sarah.lee@ourcompany.example>")
+            .await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#connection-result", "Saved.").await?;
+        shot("connection.png").await?;
+
+        // Webhook and delivery.
+        let receiver = Receiver::start(400).await;
+        page.click("a[data-tab='webhook']").await?;
+        page.wait_text("#template-closure", "case_status_changed").await?;
+        page.fill("#delivery-url", &receiver.url).await?;
+        page.click("#save-delivery").await?;
+        page.wait_text("#delivery-result", "Saved").await?;
+        shot("webhook.png").await?;
+
+        // AI fields: two mappings typed into the editor, and a preview.
+        page.click("a[data-tab='ai-fields']").await?;
+        page.wait_text("#ai-provider", "offline").await?;
+        add_ai_field(&s, "Dropdown", "PriorityId", "Priority", PRIORITY).await?;
+        add_ai_field(
+            &s,
+            "Text",
+            "UsrOrderNumber",
+            "Order number",
+            "The customer's order number, like ORD-123456",
+        )
+        .await?;
+        page.click("#ai-save").await?;
+        page.wait_text("#ai-result", "Saved 2 AI field(s)").await?;
+        page.fill(
+            "#ai-transcript",
+            "Customer: Since this morning my payments fail and nobody here can work.\nAI: I am sorry! Which order is it about?\nCustomer: Order ORD-482913, please hurry.",
+        )
+        .await?;
+        page.click("#ai-preview").await?;
+        page.wait_text("#ai-preview-result", "nothing was written").await?;
+        shot("ai-fields.png").await?;
+
+        // Activity: a few conversations, one delivery dead, then replayed.
+        for (n, text) in [
+            "My printer is on fire.",
+            "How do I reset my password?",
+            "The invoice total looks wrong.",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let conversation = format!("c_{}", 1041 + n);
+            s.app
+                .send(
+                    &s.org.key,
+                    json!(message(&format!("evt_s{n}"), &conversation, "m_1", text)),
+                )
+                .await;
+            s.app.settled(&s.org.key, &conversation).await;
+        }
+        page.click("a[data-tab='activity']").await?;
+        page.wait_text("#conversations", "c_1043").await?;
+        page.wait_text("#deliveries", "Dead letter").await?;
+        receiver.status.store(200, Ordering::SeqCst);
+        page.click("#deliveries button.replay").await?;
+        page.wait_text("#deliveries", "Delivered").await?;
+        page.click("#conversations tr[data-conversation='c_1041'] button.link")
+            .await?;
+        page.wait_text("#conversation-timeline", "case").await?;
+        shot("activity.png").await?;
+        Ok(())
+    })
+    .await
+}
