@@ -326,15 +326,27 @@ impl Config {
                 format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
             ));
         }
-        let number = |name: &str, from_file: Option<u64>, range: std::ops::RangeInclusive<u64>, default: u64| {
+        let number = |name: &str,
+                      from_file: Option<u64>,
+                      range: std::ops::RangeInclusive<u64>,
+                      default: u64| {
             match pick(name, from_file.map(|v| v.to_string())) {
                 None => Ok(default),
-                Some(text) => text.trim().parse::<u64>().ok().filter(|v| range.contains(v)).ok_or_else(|| {
-                    err(
-                        &format!("CASEBRIDGE_{name}"),
-                        format!("{text:?} is not a number from {} to {} (default {default})", range.start(), range.end()),
-                    )
-                }),
+                Some(text) => text
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|v| range.contains(v))
+                    .ok_or_else(|| {
+                        err(
+                            &format!("CASEBRIDGE_{name}"),
+                            format!(
+                                "{text:?} is not a number from {} to {} (default {default})",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    }),
             }
         };
         let ai = AiSettings {
@@ -342,7 +354,12 @@ impl Config {
             base_url: pick("AI_BASE_URL", f.ai_base_url),
             model: pick("AI_MODEL", f.ai_model),
             api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
-            timeout: std::time::Duration::from_secs(number("AI_TIMEOUT_SECS", f.ai_timeout_secs, 1..=300, 30)?),
+            timeout: std::time::Duration::from_secs(number(
+                "AI_TIMEOUT_SECS",
+                f.ai_timeout_secs,
+                1..=300,
+                30,
+            )?),
             attempts: number("AI_ATTEMPTS", f.ai_attempts, 1..=10, 3)? as u32,
         };
         // A provider that cannot be built is a start-up error, not a
@@ -378,6 +395,21 @@ impl Config {
             return Err(err(
                 "CASEBRIDGE_JOB_LEASE_SECS",
                 format!("{lease} is out of range; use 2 to 3600 (default 120)"),
+            ));
+        }
+        // A hand-off job waits for the AI provider; a job running past its
+        // lease is taken over by another worker, so the provider's worst
+        // case (every attempt timing out, plus backoff) must fit in it.
+        let ai_worst = ai.timeout.as_secs_f64() * ai.attempts as f64
+            + 0.5 * (2f64.powi(ai.attempts as i32 - 1) - 1.0);
+        if ai.provider != "offline" && ai_worst >= lease as f64 {
+            return Err(err(
+                "CASEBRIDGE_AI_TIMEOUT_SECS",
+                format!(
+                    "{} s × {} attempts (plus backoff, {ai_worst:.0} s in all) can outlast a sync job's lease of {lease} s; lower CASEBRIDGE_AI_TIMEOUT_SECS or CASEBRIDGE_AI_ATTEMPTS, or raise CASEBRIDGE_JOB_LEASE_SECS",
+                    ai.timeout.as_secs(),
+                    ai.attempts
+                ),
             ));
         }
         let sync_policy = crate::sync::worker::Policy {
@@ -526,5 +558,62 @@ mod tests {
         }
         let e = load(&[], "listn = \"x\"").unwrap_err();
         assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn the_ai_provider_is_checked_at_start() {
+        let openai = ("CASEBRIDGE_AI_PROVIDER", "openai");
+        let url = ("CASEBRIDGE_AI_BASE_URL", "http://127.0.0.1:11434/v1");
+        let model = ("CASEBRIDGE_AI_MODEL", "llama3.1");
+        for (env, setting, says) in [
+            (
+                vec![openai],
+                "CASEBRIDGE_AI_BASE_URL",
+                "needs the server's base URL",
+            ),
+            (
+                vec![openai, url],
+                "CASEBRIDGE_AI_MODEL",
+                "needs a model name",
+            ),
+            (
+                vec![openai, ("CASEBRIDGE_AI_BASE_URL", "ftp://x"), model],
+                "CASEBRIDGE_AI_BASE_URL",
+                "http(s)",
+            ),
+            (
+                vec![("CASEBRIDGE_AI_TIMEOUT_SECS", "0")],
+                "CASEBRIDGE_AI_TIMEOUT_SECS",
+                "from 1 to 300",
+            ),
+            (
+                vec![("CASEBRIDGE_AI_ATTEMPTS", "many")],
+                "CASEBRIDGE_AI_ATTEMPTS",
+                "from 1 to 10",
+            ),
+            (
+                vec![
+                    openai,
+                    url,
+                    model,
+                    ("CASEBRIDGE_AI_TIMEOUT_SECS", "60"),
+                    ("CASEBRIDGE_AI_ATTEMPTS", "2"),
+                ],
+                "CASEBRIDGE_AI_TIMEOUT_SECS",
+                "can outlast a sync job's lease of 120 s",
+            ),
+        ] {
+            let e = load(&env, "").unwrap_err();
+            assert_eq!(e.setting, setting, "{e}");
+            assert!(e.message.contains(says), "{says} in {e}");
+        }
+        let c = load(
+            &[openai, url, model],
+            "ai_timeout_secs = 20\nai_attempts = 2",
+        )
+        .unwrap();
+        assert_eq!(c.ai.timeout, std::time::Duration::from_secs(20));
+        assert_eq!(c.ai.attempts, 2);
+        assert_eq!(c.ai.provider().unwrap().name(), "openai");
     }
 }

@@ -424,6 +424,34 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
         ),
     );
 
+    let saved = api
+        .expect(
+            reqwest::Method::PUT,
+            "/v1/creatio/ai-fields",
+            Some(json!({"fields": [
+                {"field_name": "PriorityId", "title": "Priority", "type": "dropdown",
+                 "description": "Critical if the service is down for everyone, data loss or a security breach\n\
+                                 High if a product arrived broken, does not turn on, or payments fail\n\
+                                 Medium for general bugs and errors\n\
+                                 Low for questions and feature requests"},
+                {"field_name": "UsrOrderNumber", "title": "Order number", "type": "text",
+                 "description": "The customer's order number, like #A-1234"},
+            ]})),
+            200,
+        )
+        .await?;
+    let resolved_options = saved["fields"][0]["options"].as_array().map_or(0, Vec::len);
+    if resolved_options != 4 {
+        bail!("the priority mapping resolved {resolved_options} options, not 4: {saved}");
+    }
+    story.ok(
+        "ai fields",
+        format!(
+            "Priority → PriorityId ({resolved_options} options resolved to GUIDs by name), Order number → UsrOrderNumber ({} characters); provider {}",
+            saved["fields"][1]["max_length"], saved["provider"].as_str().unwrap_or("?")
+        ),
+    );
+
     let templates = api.get("/v1/creatio/process-templates").await?;
     let mut names = Vec::new();
     for p in templates["processes"].as_array().into_iter().flatten() {
@@ -636,9 +664,20 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
             case.group_id
         );
     }
+    let fields = creatio.get_value("Case", case_id, &Query::new()).await?;
+    if case.priority_id != Some(creatio::ids::case_priority::HIGH)
+        || fields["UsrOrderNumber"] != "A-1042"
+    {
+        bail!(
+            "the AI fields were not set on the case: priority {:?}, order number {}; timeline: {}",
+            case.priority_id,
+            fields["UsrOrderNumber"],
+            conv["timeline"]
+        );
+    }
     story.ok(
         "hand-off",
-        format!("note \"{}\" with summary, reason, language en, sentiment negative; owner Sarah Lee, group 1st-line support; state {}",
+        format!("note \"{}\" with summary, reason, language en, sentiment negative; AI fields Priority = High, Order number = A-1042; owner Sarah Lee, group 1st-line support; state {}",
             note.title.clone().unwrap_or_default(), conv["state"].as_str().unwrap_or("?")),
     );
 

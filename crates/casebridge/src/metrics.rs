@@ -21,6 +21,8 @@ pub const BATCH_SIZE: &str = "casebridge_creatio_batch_operations";
 pub const WEBHOOK_CALLS: &str = "casebridge_creatio_webhook_calls_total";
 pub const DELIVERY_ATTEMPTS: &str = "casebridge_delivery_attempts_total";
 pub const DELIVERY_SECONDS: &str = "casebridge_delivery_attempt_duration_seconds";
+pub const AI_REQUESTS: &str = "casebridge_ai_requests_total";
+pub const AI_SECONDS: &str = "casebridge_ai_request_duration_seconds";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -85,6 +87,11 @@ fn describe() {
         DELIVERY_SECONDS,
         "Time of one delivery attempt to the platform."
     );
+    metrics::describe_counter!(
+        AI_REQUESTS,
+        "Requests to the AI fields provider, by outcome (ok, failed, refused, downgraded to JSON mode)."
+    );
+    metrics::describe_histogram!(AI_SECONDS, "Time of one request to the AI fields provider.");
 }
 
 /// The exposition text, with the job gauges read from the database now.

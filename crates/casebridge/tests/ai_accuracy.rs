@@ -50,13 +50,24 @@ struct Tally {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/ai_fields_labelled.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/ai_fields_labelled.json"
+    );
     let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mappings: Vec<Mapping> = data["mappings"].as_array().unwrap().iter().map(mapping).collect();
+    let mappings: Vec<Mapping> = data["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(mapping)
+        .collect();
     let cases = data["transcripts"].as_array().unwrap();
     let labels = ["priority", "order"];
     let mut tallies = [Tally::default(), Tally::default()];
-    println!("offline AI fields on {} labelled transcripts ({path})", cases.len());
+    println!(
+        "offline AI fields on {} labelled transcripts ({path})",
+        cases.len()
+    );
     for case in cases {
         let transcript = Transcript::parse(case["transcript"].as_str().unwrap());
         let evaluation = Provider::Offline.evaluate(&mappings, &transcript).await;
@@ -108,8 +119,14 @@ async fn main() {
         failed = true;
     }
     if failed {
-        println!("test result: FAILED. the offline provider is below {:.0} % or filled a wrong value", FLOOR * 100.0);
+        println!(
+            "test result: FAILED. the offline provider is below {:.0} % or filled a wrong value",
+            FLOOR * 100.0
+        );
         std::process::exit(1);
     }
-    println!("test result: ok. offline accuracy at or above {:.0} %, no wrong values", FLOOR * 100.0);
+    println!(
+        "test result: ok. offline accuracy at or above {:.0} %, no wrong values",
+        FLOOR * 100.0
+    );
 }

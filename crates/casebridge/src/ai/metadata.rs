@@ -37,7 +37,8 @@ pub enum SchemaError {
 
 impl CaseSchema {
     pub fn parse(csdl: &str) -> Result<CaseSchema, SchemaError> {
-        let doc = roxmltree::Document::parse(csdl).map_err(|e| SchemaError::NotCsdl(e.to_string()))?;
+        let doc =
+            roxmltree::Document::parse(csdl).map_err(|e| SchemaError::NotCsdl(e.to_string()))?;
         let local = |name: &str| name.rsplit('.').next().unwrap_or(name).to_string();
         // Entity type → entity set name (they are the same in Creatio, but
         // the container is the authority).
@@ -72,8 +73,14 @@ impl CaseSchema {
     /// The column `field_name` (`PriorityId`, `Priority` or `UsrOrderNumber`)
     /// names, or an error that says what exists instead.
     pub fn column(&self, field_name: &str) -> Result<Column, String> {
-        let lookup_name = field_name.strip_suffix("Id").filter(|n| self.navigations.contains_key(*n));
-        if let Some(nav) = lookup_name.or(self.navigations.contains_key(field_name).then_some(field_name)) {
+        let lookup_name = field_name
+            .strip_suffix("Id")
+            .filter(|n| self.navigations.contains_key(*n));
+        if let Some(nav) = lookup_name.or(self
+            .navigations
+            .contains_key(field_name)
+            .then_some(field_name))
+        {
             return Ok(Column::Lookup {
                 column: format!("{nav}Id"),
                 entity_set: self.navigations[nav].clone(),
@@ -126,7 +133,11 @@ pub fn closest<'a>(wanted: &str, names: impl Iterator<Item = &'a str>, n: usize)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(n).map(|(_, s)| s.to_string()).collect()
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, s)| s.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -187,7 +198,10 @@ mod tests {
 
     #[test]
     fn not_csdl_or_no_case() {
-        assert!(matches!(CaseSchema::parse("<html"), Err(SchemaError::NotCsdl(_))));
+        assert!(matches!(
+            CaseSchema::parse("<html"),
+            Err(SchemaError::NotCsdl(_))
+        ));
         assert_eq!(
             CaseSchema::parse("<edmx:Edmx xmlns:edmx=\"x\"/>").unwrap_err(),
             SchemaError::NoCase
@@ -198,7 +212,10 @@ mod tests {
     fn closest_names() {
         let names = ["Critical", "High", "Medium", "Low"];
         assert_eq!(closest("Hgh", names.iter().copied(), 3), ["High"]);
-        assert_eq!(closest("Urgent", names.iter().copied(), 3), Vec::<String>::new());
+        assert_eq!(
+            closest("Urgent", names.iter().copied(), 3),
+            Vec::<String>::new()
+        );
         assert_eq!(closest("critcal", names.iter().copied(), 1), ["Critical"]);
     }
 }

@@ -390,13 +390,30 @@ mod tests {
 
     #[test]
     fn a_dropdown_takes_only_its_options() {
-        let v = settle(&priority(), Answer { value: Some(" high ".into()), reason: "r".into() });
+        let v = settle(
+            &priority(),
+            Answer {
+                value: Some(" high ".into()),
+                reason: "r".into(),
+            },
+        );
         assert_eq!(v.value.as_deref(), Some("High"));
         assert_eq!(v.id, Some(Uuid::from_u128(1)));
-        let v = settle(&priority(), Answer { value: Some("Urgent".into()), reason: "r".into() });
+        let v = settle(
+            &priority(),
+            Answer {
+                value: Some("Urgent".into()),
+                reason: "r".into(),
+            },
+        );
         assert_eq!(v.value, None);
         assert_eq!(v.id, None);
-        assert!(v.reason.contains("\"Urgent\" is not one of the options (High, Low)"), "{}", v.reason);
+        assert!(
+            v.reason
+                .contains("\"Urgent\" is not one of the options (High, Low)"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
@@ -409,12 +426,27 @@ mod tests {
             column: "UsrOrderNumber".into(),
             ..priority()
         };
-        let v = settle(&m, Answer { value: Some("ABCDEFGH".into()), reason: "found".into() });
+        let v = settle(
+            &m,
+            Answer {
+                value: Some("ABCDEFGH".into()),
+                reason: "found".into(),
+            },
+        );
         assert_eq!(v.value.as_deref(), Some("ABCDE"));
         assert!(v.reason.contains("trimmed to the column's 5 characters"));
-        let v = settle(&m, Answer { value: Some("  ".into()), reason: "nothing".into() });
+        let v = settle(
+            &m,
+            Answer {
+                value: Some("  ".into()),
+                reason: "nothing".into(),
+            },
+        );
         assert_eq!(v.value, None);
-        let e = Evaluation { provider: "offline".into(), values: vec![v] };
+        let e = Evaluation {
+            provider: "offline".into(),
+            values: vec![v],
+        };
         assert!(e.case_columns().is_empty());
     }
 
@@ -431,7 +463,8 @@ mod tests {
 
     #[test]
     fn rendering_keeps_the_newest_messages() {
-        let mut t = Transcript::parse("Customer: first message here\nAI: second\nCustomer: third and last");
+        let mut t =
+            Transcript::parse("Customer: first message here\nAI: second\nCustomer: third and last");
         t.summary = Some("S".into());
         let full = t.render(10_000);
         assert!(full.starts_with("Hand-off summary: S\n"));

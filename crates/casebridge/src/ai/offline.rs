@@ -105,18 +105,84 @@ const MIN_SCORE: f64 = 0.5;
 const MIN_LEAD: f64 = 0.25;
 
 const STOPWORDS: &[&str] = &[
-    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "by", "with", "is", "are",
-    "be", "it", "its", "this", "that", "as", "any", "some", "their", "they", "them", "our", "we",
-    "you", "your", "i", "my", "me", "can", "from", "about", "if", "when", "e", "g", "eg",
-    "etc", "ie", "such", "like", "there", "has", "have", "had", "was", "were", "been", "do", "does",
-    "did", "so", "but", "other", "else", "only", "just", "more", "than", "very", "also", "into",
-    "customer", "customers", "user", "users", "someone", "something",
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "for",
+    "by",
+    "with",
+    "is",
+    "are",
+    "be",
+    "it",
+    "its",
+    "this",
+    "that",
+    "as",
+    "any",
+    "some",
+    "their",
+    "they",
+    "them",
+    "our",
+    "we",
+    "you",
+    "your",
+    "i",
+    "my",
+    "me",
+    "can",
+    "from",
+    "about",
+    "if",
+    "when",
+    "e",
+    "g",
+    "eg",
+    "etc",
+    "ie",
+    "such",
+    "like",
+    "there",
+    "has",
+    "have",
+    "had",
+    "was",
+    "were",
+    "been",
+    "do",
+    "does",
+    "did",
+    "so",
+    "but",
+    "other",
+    "else",
+    "only",
+    "just",
+    "more",
+    "than",
+    "very",
+    "also",
+    "into",
+    "customer",
+    "customers",
+    "user",
+    "users",
+    "someone",
+    "something",
 ];
 
 const NEGATIONS: &[&str] = &[
-    "not", "no", "never", "neither", "without", "cannot", "unable", "nothing", "nor", "hardly", "isnt",
-    "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "wont", "couldnt", "shouldnt",
-    "wouldnt", "havent", "hasnt",
+    "not", "no", "never", "neither", "without", "cannot", "unable", "nothing", "nor", "hardly",
+    "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "wont", "couldnt",
+    "shouldnt", "wouldnt", "havent", "hasnt",
 ];
 
 /// A crude stemmer, the same for criteria and transcript: enough that
@@ -134,9 +200,10 @@ fn stem(word: &str) -> String {
             b = base.to_string();
         } else if let Some(base) = w.strip_suffix("ly") {
             b = base.to_string();
-        } else if let Some(base) = w.strip_suffix("es").filter(|b| {
-            b.ends_with(['s', 'x', 'z']) || b.ends_with("ch") || b.ends_with("sh")
-        }) {
+        } else if let Some(base) = w
+            .strip_suffix("es")
+            .filter(|b| b.ends_with(['s', 'x', 'z']) || b.ends_with("ch") || b.ends_with("sh"))
+        {
             b = base.to_string();
         }
     }
@@ -148,7 +215,10 @@ fn stem(word: &str) -> String {
         b.pop();
     }
     let cs: Vec<char> = b.chars().collect();
-    if cs.len() > 4 && cs[cs.len() - 1] == cs[cs.len() - 2] && !matches!(cs[cs.len() - 1], 's' | 'l') {
+    if cs.len() > 4
+        && cs[cs.len() - 1] == cs[cs.len() - 2]
+        && !matches!(cs[cs.len() - 1], 's' | 'l')
+    {
         b.pop();
     }
     b
@@ -199,7 +269,11 @@ fn transcript_terms(t: &Transcript) -> HashMap<String, f64> {
     for line in &t.lines {
         // The AI's words may merely restate options ("this is not a
         // security issue"); the customer's and the agent's count fully.
-        let weight = if line.speaker == Speaker::Ai { 0.5 } else { 1.0 };
+        let weight = if line.speaker == Speaker::Ai {
+            0.5
+        } else {
+            1.0
+        };
         add(&line.text, weight);
     }
     for s in [&t.summary, &t.reason].into_iter().flatten() {
@@ -317,7 +391,9 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
     let best = &scored[0];
     let runner = scored.get(1);
     if best.score < MIN_SCORE {
-        return Answer::none("no option's criteria match the conversation clearly enough to choose");
+        return Answer::none(
+            "no option's criteria match the conversation clearly enough to choose",
+        );
     }
     if let Some(r) = runner.filter(|r| best.score - r.score < MIN_LEAD) {
         return Answer::none(format!(
@@ -371,8 +447,20 @@ fn shape_of(m: &Mapping) -> Option<Shape> {
         return Some(Shape::Phone);
     }
     for noun in [
-        "order", "invoice", "ticket", "tracking", "booking", "reservation", "reference", "account",
-        "contract", "serial", "policy", "shipment", "subscription", "transaction",
+        "order",
+        "invoice",
+        "ticket",
+        "tracking",
+        "booking",
+        "reservation",
+        "reference",
+        "account",
+        "contract",
+        "serial",
+        "policy",
+        "shipment",
+        "subscription",
+        "transaction",
     ] {
         if d.contains(noun) {
             return Some(Shape::Identifier { noun });
@@ -479,9 +567,9 @@ fn identifier(m: &Mapping, noun: &str, texts: &[&str]) -> Answer {
                 window.iter().any(|w| w.starts_with(noun))
                     && !looks_like_date_or_money(text, x.start(), x.end())
             } else {
-                shapes.iter().any(|(p, d)| {
-                    *p == prefix && digits + 2 >= *d && digits <= d + 2
-                })
+                shapes
+                    .iter()
+                    .any(|(p, d)| *p == prefix && digits + 2 >= *d && digits <= d + 2)
             };
             if fits && !candidates.iter().any(|c| c.eq_ignore_ascii_case(token)) {
                 candidates.push(token.to_string());
@@ -513,7 +601,11 @@ fn looks_like_date_or_money(text: &str, start: usize, end: usize) -> bool {
     let before = text[..start].chars().next_back();
     let after = text[end..].chars().next();
     matches!(before, Some('$' | '€' | '£'))
-        || matches!(after, Some('.' | ',')) && text[end..].chars().nth(1).is_some_and(|c| c.is_ascii_digit())
+        || matches!(after, Some('.' | ','))
+            && text[end..]
+                .chars()
+                .nth(1)
+                .is_some_and(|c| c.is_ascii_digit())
         || text[start..end].contains('/')
 }
 
@@ -586,7 +678,9 @@ mod tests {
     fn priority_follows_the_criteria() {
         let t = Transcript::parse("Customer: Our whole site is down since 9am, total outage!");
         assert_eq!(decide(&priority(), &t).value.as_deref(), Some("Critical"));
-        let t = Transcript::parse("Customer: Would be nice to have a dark mode. Just a feature request.");
+        let t = Transcript::parse(
+            "Customer: Would be nice to have a dark mode. Just a feature request.",
+        );
         assert_eq!(decide(&priority(), &t).value.as_deref(), Some("Low"));
         let t = Transcript::parse("Customer: hello?");
         let a = decide(&priority(), &t);
@@ -603,7 +697,8 @@ mod tests {
     fn order_numbers_take_the_examples_shape() {
         let t = Transcript::parse("Customer: My order ORD-884213 never arrived. I paid $129.99 on 12/03.\nAI: Sorry to hear that about ord-884213.");
         assert_eq!(decide(&order(), &t).value.as_deref(), Some("ORD-884213"));
-        let t = Transcript::parse("Customer: I ordered twice: ORD-100001 and ORD-100002, both late");
+        let t =
+            Transcript::parse("Customer: I ordered twice: ORD-100001 and ORD-100002, both late");
         let a = decide(&order(), &t);
         assert_eq!(a.value, None);
         assert!(a.reason.contains("ORD-100001, ORD-100002"), "{}", a.reason);

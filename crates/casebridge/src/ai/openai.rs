@@ -18,13 +18,11 @@ use serde_json::{json, Map, Value};
 
 use super::{Answer, FieldType, Mapping, Transcript, MAX_TRANSCRIPT_CHARS};
 
-pub const AI_REQUESTS: &str = "casebridge_ai_requests_total";
-pub const AI_SECONDS: &str = "casebridge_ai_request_duration_seconds";
-
 /// The longest `Retry-After` waited for; longer means "not now".
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 
-const SYSTEM_PROMPT: &str = "You fill in fields of a customer-support case in Creatio CRM from the \
+const SYSTEM_PROMPT: &str =
+    "You fill in fields of a customer-support case in Creatio CRM from the \
 conversation transcript, following each field's description. For a dropdown field answer exactly \
 one of its listed options, spelled as listed, or null when the transcript does not let you decide. \
 For a text field answer a short value taken from the transcript, or null when it is not there. \
@@ -67,7 +65,10 @@ impl Client {
         if let Some(key) = s.api_key {
             // Azure OpenAI takes its key in `api-key`; everyone else a bearer.
             let (name, value) = if azure {
-                (HeaderName::from_static("api-key"), key.expose_secret().to_string())
+                (
+                    HeaderName::from_static("api-key"),
+                    key.expose_secret().to_string(),
+                )
             } else {
                 (AUTHORIZATION, format!("Bearer {}", key.expose_secret()))
             };
@@ -106,7 +107,11 @@ impl Client {
     }
 
     /// The answer's JSON object, or why there is none.
-    async fn ask(&self, mappings: &[Mapping], transcript: &Transcript) -> Result<Map<String, Value>, String> {
+    async fn ask(
+        &self,
+        mappings: &[Mapping],
+        transcript: &Transcript,
+    ) -> Result<Map<String, Value>, String> {
         let mut body = json!({
             "model": self.model,
             "temperature": 0,
@@ -149,7 +154,9 @@ impl Client {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     match resp.text().await {
-                        Err(e) if e.is_timeout() => Failure::Retry("did not finish its answer in time".into(), None),
+                        Err(e) if e.is_timeout() => {
+                            Failure::Retry("did not finish its answer in time".into(), None)
+                        }
                         Err(e) => Failure::Retry(format!("broke off its answer ({e})"), None),
                         Ok(text) if status.is_success() => match content(&text) {
                             Ok(object) => {
@@ -158,7 +165,11 @@ impl Client {
                             }
                             Err(why) => Failure::Final(why),
                         },
-                        Ok(text) if status.as_u16() == 400 && !downgraded && text.contains("response_format") => {
+                        Ok(text)
+                            if status.as_u16() == 400
+                                && !downgraded
+                                && text.contains("response_format") =>
+                        {
                             // An older server without structured outputs:
                             // plain JSON mode, the schema is in the prompt.
                             downgraded = true;
@@ -167,10 +178,12 @@ impl Client {
                             record(started, "downgraded");
                             continue;
                         }
-                        Ok(text) if status.as_u16() == 429 || status.is_server_error() => Failure::Retry(
-                            format!("answered HTTP {} ({})", status.as_u16(), snippet(&text)),
-                            retry_after,
-                        ),
+                        Ok(text) if status.as_u16() == 429 || status.is_server_error() => {
+                            Failure::Retry(
+                                format!("answered HTTP {} ({})", status.as_u16(), snippet(&text)),
+                                retry_after,
+                            )
+                        }
                         Ok(text) => Failure::Final(format!(
                             "refused the request: HTTP {} ({}){}",
                             status.as_u16(),
@@ -212,8 +225,8 @@ enum Failure {
 }
 
 fn record(started: Instant, outcome: &'static str) {
-    metrics::counter!(AI_REQUESTS, "outcome" => outcome).increment(1);
-    metrics::histogram!(AI_SECONDS).record(started.elapsed().as_secs_f64());
+    metrics::counter!(crate::metrics::AI_REQUESTS, "outcome" => outcome).increment(1);
+    metrics::histogram!(crate::metrics::AI_SECONDS).record(started.elapsed().as_secs_f64());
 }
 
 fn snippet(text: &str) -> String {
@@ -262,8 +275,11 @@ pub fn schema(mappings: &[Mapping]) -> Value {
     for m in mappings {
         let value = match m.kind {
             FieldType::Dropdown => {
-                let mut options: Vec<Value> =
-                    m.options.iter().map(|o| Value::String(o.name.clone())).collect();
+                let mut options: Vec<Value> = m
+                    .options
+                    .iter()
+                    .map(|o| Value::String(o.name.clone()))
+                    .collect();
                 options.push(Value::Null);
                 json!({"type": ["string", "null"], "enum": options})
             }
@@ -309,11 +325,17 @@ fn content(body: &str) -> Result<Map<String, Value>, String> {
         .trim();
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(format!("answered JSON that is not an object: {}", snippet(text))),
+        Ok(_) => Err(format!(
+            "answered JSON that is not an object: {}",
+            snippet(text)
+        )),
         Err(_) if choice["finish_reason"] == "length" => {
             Err("cut its answer off at the token limit before the JSON was complete".into())
         }
-        Err(e) => Err(format!("answered text that is not valid JSON ({e}): {}", snippet(text))),
+        Err(e) => Err(format!(
+            "answered text that is not valid JSON ({e}): {}",
+            snippet(text)
+        )),
     }
 }
 
@@ -325,16 +347,30 @@ fn read_field(object: &Map<String, Value>, m: &Mapping) -> Answer {
         return Answer::none("the AI's answer did not include this field");
     };
     let (value, reason) = match entry {
-        Value::Object(o) => (o.get("value").cloned().unwrap_or(Value::Null), o.get("reason").and_then(Value::as_str)),
+        Value::Object(o) => (
+            o.get("value").cloned().unwrap_or(Value::Null),
+            o.get("reason").and_then(Value::as_str),
+        ),
         other => (other.clone(), None),
     };
     let reason: String = reason
-        .map(|r| format!("the AI said: {}", r.trim().chars().take(300).collect::<String>()))
+        .map(|r| {
+            format!(
+                "the AI said: {}",
+                r.trim().chars().take(300).collect::<String>()
+            )
+        })
         .unwrap_or_else(|| "chosen by the AI".into());
     match value {
         Value::Null => Answer::none(format!("the AI could not decide ({reason})")),
-        Value::String(s) => Answer { value: Some(s), reason },
-        Value::Number(n) => Answer { value: Some(n.to_string()), reason },
+        Value::String(s) => Answer {
+            value: Some(s),
+            reason,
+        },
+        Value::Number(n) => Answer {
+            value: Some(n.to_string()),
+            reason,
+        },
         Value::Bool(_) | Value::Array(_) | Value::Object(_) => Answer::none(format!(
             "the AI answered {} where a string was expected",
             snippet(&value.to_string())
@@ -356,7 +392,10 @@ mod tests {
             description: "High if urgent".into(),
             column: "PriorityId".into(),
             lookup: Some("CasePriority".into()),
-            options: vec![Choice { name: "High".into(), id: Uuid::nil() }],
+            options: vec![Choice {
+                name: "High".into(),
+                id: Uuid::nil(),
+            }],
             max_length: None,
         }
     }
@@ -369,12 +408,18 @@ mod tests {
     fn schema_limits_dropdowns_to_their_options() {
         let s = schema(&[mapping()]);
         assert_eq!(s["required"], json!(["PriorityId"]));
-        assert_eq!(s["properties"]["PriorityId"]["properties"]["value"]["enum"], json!(["High", null]));
+        assert_eq!(
+            s["properties"]["PriorityId"]["properties"]["value"]["enum"],
+            json!(["High", null])
+        );
     }
 
     #[test]
     fn answers_are_read_defensively() {
-        let o = content(&completion("```json\n{\"PriorityId\": {\"value\": \"High\", \"reason\": \"outage\"}}\n```")).unwrap();
+        let o = content(&completion(
+            "```json\n{\"PriorityId\": {\"value\": \"High\", \"reason\": \"outage\"}}\n```",
+        ))
+        .unwrap();
         let a = read_field(&o, &mapping());
         assert_eq!(a.value.as_deref(), Some("High"));
         assert_eq!(a.reason, "the AI said: outage");
@@ -382,25 +427,57 @@ mod tests {
         assert_eq!(read_field(&o, &mapping()).value.as_deref(), Some("High"));
         let mut by_column = mapping();
         by_column.field_name = "Priority".into();
-        assert_eq!(read_field(&o, &by_column).value.as_deref(), Some("High"), "found under its column");
+        assert_eq!(
+            read_field(&o, &by_column).value.as_deref(),
+            Some("High"),
+            "found under its column"
+        );
         let o = content(&completion("{}")).unwrap();
-        assert_eq!(read_field(&o, &mapping()).reason, "the AI's answer did not include this field");
+        assert_eq!(
+            read_field(&o, &mapping()).reason,
+            "the AI's answer did not include this field"
+        );
         let o = content(&completion("{\"PriorityId\": [1]}")).unwrap();
         assert_eq!(read_field(&o, &mapping()).value, None);
-        assert!(content(&completion("{\"PriorityId\": ")).unwrap_err().contains("not valid JSON"));
+        assert!(content(&completion("{\"PriorityId\": "))
+            .unwrap_err()
+            .contains("not valid JSON"));
         assert!(content("<html>").unwrap_err().contains("not JSON"));
-        assert!(content(&json!({"choices": []}).to_string()).unwrap_err().contains("without a message"));
+        assert!(content(&json!({"choices": []}).to_string())
+            .unwrap_err()
+            .contains("without a message"));
     }
 
     #[test]
     fn urls_and_azure_keys() {
         let key = SecretString::from("k");
-        let c = Client::new(Settings { base_url: "http://127.0.0.1:11434/v1/", model: "m", api_key: Some(&key), timeout: Duration::from_secs(1), attempts: 2 }).unwrap();
+        let c = Client::new(Settings {
+            base_url: "http://127.0.0.1:11434/v1/",
+            model: "m",
+            api_key: Some(&key),
+            timeout: Duration::from_secs(1),
+            attempts: 2,
+        })
+        .unwrap();
         assert_eq!(c.url, "http://127.0.0.1:11434/v1/chat/completions");
         assert_eq!(c.headers["authorization"], "Bearer k");
-        let c = Client::new(Settings { base_url: "https://x.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21", model: "m", api_key: Some(&key), timeout: Duration::from_secs(1), attempts: 2 }).unwrap();
+        let c = Client::new(Settings {
+            base_url: "https://x.openai.azure.com/openai/deployments/gpt?api-version=2024-10-21",
+            model: "m",
+            api_key: Some(&key),
+            timeout: Duration::from_secs(1),
+            attempts: 2,
+        })
+        .unwrap();
         assert_eq!(c.url, "https://x.openai.azure.com/openai/deployments/gpt/chat/completions?api-version=2024-10-21");
         assert_eq!(c.headers["api-key"], "k");
-        assert!(Client::new(Settings { base_url: "ftp://x", model: "m", api_key: None, timeout: Duration::from_secs(1), attempts: 1 }).is_err());
+        assert!(Client::new(Settings {
+            base_url: "ftp://x",
+            model: "m",
+            api_key: None,
+            timeout: Duration::from_secs(1),
+            attempts: 1
+        })
+        .is_err());
     }
 }

@@ -116,10 +116,14 @@ mod tests {
 
     #[test]
     fn english_and_german_are_told_apart() {
-        let en = detect_language("My order never arrived and nobody answers my e-mails about it.").unwrap();
+        let en = detect_language("My order never arrived and nobody answers my e-mails about it.")
+            .unwrap();
         assert_eq!(en.code, "eng");
         assert_eq!(en.display(), "English (eng, detected)");
-        let de = detect_language("Meine Bestellung ist nie angekommen und niemand beantwortet meine E-Mails.").unwrap();
+        let de = detect_language(
+            "Meine Bestellung ist nie angekommen und niemand beantwortet meine E-Mails.",
+        )
+        .unwrap();
         assert_eq!(de.code, "deu");
     }
 
@@ -127,7 +131,10 @@ mod tests {
     fn too_little_text_is_not_guessed() {
         assert_eq!(detect_language("ok thx"), None);
         // Short and mixed with an id: whatlang is unsure, so no language.
-        assert_eq!(detect_language("Hi, my order ORD-123 is late. Can you check it please?"), None);
+        assert_eq!(
+            detect_language("Hi, my order ORD-123 is late. Can you check it please?"),
+            None
+        );
         assert_eq!(detect_language(""), None);
     }
 

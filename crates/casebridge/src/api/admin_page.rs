@@ -8,8 +8,6 @@
 //! no web fonts), which the Content-Security-Policy enforces: a CRM admin's
 //! browser talks to casebridge only.
 
-use std::sync::LazyLock;
-
 use axum::extract::Path;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
@@ -34,9 +32,6 @@ struct Asset {
     name: &'static str,
     content_type: &'static str,
     body: &'static str,
-    /// A strong validator: the page revalidates on every load (the binary
-    /// may have been upgraded) and gets a 304 when nothing changed.
-    etag: LazyLock<String>,
 }
 
 macro_rules! asset {
@@ -45,11 +40,6 @@ macro_rules! asset {
             name: $name,
             content_type: $content_type,
             body: include_str!(concat!("../../assets/admin/", $name)),
-            etag: LazyLock::new(|| {
-                let digest = Sha256::digest(include_str!(concat!("../../assets/admin/", $name)));
-                let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-                format!("\"{hex}\"")
-            }),
         }
     };
 }
@@ -62,17 +52,26 @@ static ASSETS: [Asset; 3] = [
     asset!("favicon.svg", "image/svg+xml"),
 ];
 
+/// A strong validator from the content: the page revalidates on every load
+/// (the binary may have been upgraded) and gets a 304 when nothing changed.
+/// Hashing a few kilobytes per request costs microseconds.
+fn etag(body: &str) -> String {
+    let digest = Sha256::digest(body);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
 fn serve(asset: &Asset, request: &HeaderMap) -> Response {
-    let etag = asset.etag.as_str();
+    let tag = etag(asset.body);
     let fresh = request
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
     let mut headers = HeaderMap::new();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         ETAG,
-        HeaderValue::from_str(etag).expect("a hex ETag is a valid header"),
+        HeaderValue::from_str(&tag).expect("a hex ETag is a valid header"),
     );
     headers.insert(
         CONTENT_SECURITY_POLICY,

@@ -21,8 +21,7 @@ use super::AppState;
 use crate::ai::metadata::{closest, CaseSchema, Column};
 use crate::ai::signals::{detect_language, detect_sentiment};
 use crate::ai::{
-    offline, same_name, Choice, FieldType, Line, Mapping, Speaker, Transcript,
-    MAX_MAPPINGS,
+    offline, same_name, Choice, FieldType, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS,
 };
 use crate::storage::{ai_fields, sync};
 
@@ -141,7 +140,10 @@ fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
     let mut problems = Vec::new();
     if fields.len() > MAX_MAPPINGS {
         return Err(ApiError::invalid(
-            format!("{} mappings; at most {MAX_MAPPINGS} are allowed", fields.len()),
+            format!(
+                "{} mappings; at most {MAX_MAPPINGS} are allowed",
+                fields.len()
+            ),
             "Map the columns agents triage by; each mapping is a question asked at every hand-off.",
         ));
     }
@@ -158,7 +160,10 @@ fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
                 "Use the column's code as Creatio's object designer shows it (PriorityId, UsrOrderNumber), not its caption.",
             ));
         }
-        if f.title.as_deref().is_some_and(|t| t.chars().count() > MAX_TITLE) {
+        if f.title
+            .as_deref()
+            .is_some_and(|t| t.chars().count() > MAX_TITLE)
+        {
             problems.push(problem(
                 i,
                 "title",
@@ -185,7 +190,8 @@ fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
             (Some(o), FieldType::Dropdown)
                 if o.is_empty()
                     || o.len() > MAX_OPTIONS
-                    || o.iter().any(|n| n.trim().is_empty() || n.chars().count() > 250) =>
+                    || o.iter()
+                        .any(|n| n.trim().is_empty() || n.chars().count() > 250) =>
             {
                 problems.push(problem(
                     i,
@@ -206,7 +212,11 @@ fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
 
 /// Checks the mappings against the org's Creatio: each column exists on
 /// Case and suits its type, each dropdown option is a row of the lookup.
-async fn resolve(state: &AppState, org_id: &str, fields: Vec<MappingIn>) -> ApiResult<Vec<Mapping>> {
+async fn resolve(
+    state: &AppState,
+    org_id: &str,
+    fields: Vec<MappingIn>,
+) -> ApiResult<Vec<Mapping>> {
     check_shape(&fields)?;
     if fields.is_empty() {
         return Ok(Vec::new());
@@ -245,7 +255,9 @@ async fn resolve(state: &AppState, org_id: &str, fields: Vec<MappingIn>) -> ApiR
             }
         };
         let (column_name, lookup, max_length) = match (&column, f.kind) {
-            (Column::Text { name, max_length }, FieldType::Text) => (name.clone(), None, *max_length),
+            (Column::Text { name, max_length }, FieldType::Text) => {
+                (name.clone(), None, *max_length)
+            }
             (Column::Lookup { column, entity_set }, FieldType::Dropdown) => {
                 (column.clone(), Some(entity_set.clone()), None)
             }
@@ -312,7 +324,13 @@ async fn resolve(state: &AppState, org_id: &str, fields: Vec<MappingIn>) -> ApiR
             }
             if !rows.contains_key(set) {
                 let found = client
-                    .list_values(set, &Query::new().select(["Id", "Name"]).order_by_asc("Name").top(MAX_LOOKUP_ROWS))
+                    .list_values(
+                        set,
+                        &Query::new()
+                            .select(["Id", "Name"])
+                            .order_by_asc("Name")
+                            .top(MAX_LOOKUP_ROWS),
+                    )
                     .await
                     .map_err(|e| {
                         ApiError::new(
@@ -338,7 +356,8 @@ async fn resolve(state: &AppState, org_id: &str, fields: Vec<MappingIn>) -> ApiR
                     Some(c) => options.push(c.clone()),
                     None => {
                         let close = closest(&name, available.iter().map(|c| c.name.as_str()), 3);
-                        let all: Vec<&str> = available.iter().take(12).map(|c| c.name.as_str()).collect();
+                        let all: Vec<&str> =
+                            available.iter().take(12).map(|c| c.name.as_str()).collect();
                         problems.push(problem(
                             i,
                             "options",
@@ -481,12 +500,14 @@ pub async fn rerun(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let org = &caller.org_id;
-    let c = sync::get_conversation(&state.db, org, &id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            format!("This org has no conversation {id:?}"),
-            "Check the id the platform uses (GET /v1/conversations lists them).",
-        )
-    })?;
+    let c = sync::get_conversation(&state.db, org, &id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                format!("This org has no conversation {id:?}"),
+                "Check the id the platform uses (GET /v1/conversations lists them).",
+            )
+        })?;
     if !c.case_created {
         return Err(ApiError::new(
             Code::Conflict,

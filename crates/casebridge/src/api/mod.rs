@@ -1,7 +1,10 @@
 //! The HTTP API (DESIGN.md §4): one module per resource, one error shape
 //! ([`error::ApiError`]), extractors for bodies and callers ([`extract`]).
 
+pub mod admin_page;
+pub mod ai_fields;
 pub mod connection;
+pub mod conversations;
 pub mod delivery;
 pub mod error;
 pub mod events;
@@ -119,13 +122,19 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(connection::retest))
         .routes(routes!(connection::rotate_webhook_token))
         .routes(routes!(lookups::list))
+        .routes(routes!(ai_fields::read, ai_fields::put))
+        .routes(routes!(ai_fields::preview))
+        .routes(routes!(ai_fields::rerun))
         .routes(routes!(events::conversation))
+        .routes(routes!(conversations::list))
         .routes(routes!(webhooks::process_templates))
         .routes(routes!(delivery::read, delivery::put, delivery::delete))
         .routes(routes!(delivery::rotate_secret))
         .routes(routes!(delivery::list))
         .routes(routes!(delivery::get))
         .routes(routes!(delivery::replay))
+        .routes(routes!(admin_page::index))
+        .routes(routes!(admin_page::asset))
         .merge(events)
         .merge(webhooks)
 }

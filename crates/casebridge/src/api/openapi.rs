@@ -58,6 +58,8 @@ impl Modify for Security {
         (name = "connection", description = "The Creatio connection: Test & Save, change, disconnect, lookups"),
         (name = "sync", description = "Chat → Creatio: events and conversations"),
         (name = "two-way", description = "Creatio → chat: business-process webhooks and signed deliveries"),
+        (name = "ai-fields", description = "Case columns filled from the transcript at hand-off: mappings, preview, re-run"),
+        (name = "admin", description = "The admin page (HTML, script, style sheet), served at /"),
     )
 )]
 pub struct ApiDoc;

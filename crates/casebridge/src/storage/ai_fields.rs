@@ -16,8 +16,9 @@ pub async fn mappings(db: &Db, org_id: &str) -> Result<Vec<Mapping>> {
         None => Ok(Vec::new()),
         Some(r) => {
             let text: String = r.try_get("mappings")?;
-            serde_json::from_str(&text)
-                .map_err(|e| StorageError::Corrupt(format!("AI field mappings of org {org_id}: {e}")))
+            serde_json::from_str(&text).map_err(|e| {
+                StorageError::Corrupt(format!("AI field mappings of org {org_id}: {e}"))
+            })
         }
     }
 }

@@ -859,3 +859,62 @@ pub async fn was_written(db: &Db, org_id: &str, record_id: &str) -> Result<bool>
         .await?
         .is_empty())
 }
+
+/// A conversation as the admin page's activity list shows it.
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    pub conversation: Conversation,
+    pub messages: i64,
+    pub messages_written: i64,
+    /// Jobs queued or running: the conversation is still syncing.
+    pub jobs_open: i64,
+    /// Jobs given up on: something needs a person.
+    pub jobs_dead: i64,
+    /// The newest timeline line, if any.
+    pub last_event: Option<String>,
+}
+
+/// The org's most recently changed conversations, newest first, with the
+/// counts the activity list shows; `state` keeps only those in it. Counts
+/// are subqueries (COUNT, which both backends read as BIGINT) so one query
+/// serves the page however many conversations it lists.
+pub async fn recent_conversations(
+    db: &Db,
+    org_id: &str,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ConversationSummary>> {
+    let columns: Vec<String> = CONVERSATION_COLUMNS
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect();
+    let sql = format!(
+        "SELECT {}, \
+         (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id) AS messages, \
+         (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id AND m.written = 1) AS messages_written, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state IN ('pending', 'running')) AS jobs_open, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead') AS jobs_dead, \
+         (SELECT t.summary FROM timeline t WHERE t.org_id = c.org_id AND t.conversation_id = c.id ORDER BY t.id DESC LIMIT 1) AS last_event \
+         FROM conversations c WHERE c.org_id = $1 AND ($2 = '' OR c.state = $2) \
+         ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
+        columns.join(", ")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(org_id)
+        .bind(state.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ConversationSummary {
+                conversation: conversation_from(r)?,
+                messages: r.try_get("messages")?,
+                messages_written: r.try_get("messages_written")?,
+                jobs_open: r.try_get("jobs_open")?,
+                jobs_dead: r.try_get("jobs_dead")?,
+                last_event: r.try_get("last_event")?,
+            })
+        })
+        .collect()
+}

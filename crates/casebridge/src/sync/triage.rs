@@ -71,7 +71,12 @@ pub async fn at_handoff(
         reason: Some(h.reason.clone()).filter(|s| !s.trim().is_empty()),
     };
     let customer: Vec<&str> = transcript.customer_texts().collect();
-    let language = match h.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+    let language = match h
+        .language
+        .as_deref()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
         Some(given) => Some(Language {
             code: given.to_string(),
             name: None,
@@ -80,7 +85,12 @@ pub async fn at_handoff(
         }),
         None => detect_language(&customer.join("\n")),
     };
-    let sentiment = match h.sentiment.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let sentiment = match h
+        .sentiment
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         Some(given) => Some(Sentiment {
             label: given.to_string(),
             score: None,
@@ -111,7 +121,13 @@ pub async fn at_handoff(
     }
     if let Some(e) = &triage.evaluation {
         for v in &e.values {
-            timeline(ctx, "ai", &format!("{} [{}]", v.timeline_line(), e.provider), job).await;
+            timeline(
+                ctx,
+                "ai",
+                &format!("{} [{}]", v.timeline_line(), e.provider),
+                job,
+            )
+            .await;
         }
     }
     let detected: Vec<String> = [
@@ -133,7 +149,10 @@ pub async fn at_handoff(
         timeline(
             ctx,
             "ai",
-            &format!("The hand-off did not say; detected {}", detected.join(" and ")),
+            &format!(
+                "The hand-off did not say; detected {}",
+                detected.join(" and ")
+            ),
             job,
         )
         .await;

@@ -105,7 +105,10 @@ impl FakeAi {
     }
 }
 
-async fn complete(State(fake): State<FakeAi>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+async fn complete(
+    State(fake): State<FakeAi>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
     fake.requests.lock().unwrap().push(body);
     let next = fake.script.lock().unwrap().pop_front();
     match next {
@@ -186,7 +189,8 @@ async fn handoff_note(app: &TestApp, case_id: Uuid) -> String {
 
 async fn openai_values_land_on_the_case_as_guids_and_trimmed_text(backend: Backend) {
     let (fake, url) = FakeAi::start().await;
-    let app = TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_secs(5), 2)).await;
+    let app =
+        TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_secs(5), 2)).await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
 
@@ -213,7 +217,10 @@ async fn openai_values_land_on_the_case_as_guids_and_trimmed_text(backend: Backe
         "options named in the description, resolved by name"
     );
     assert_eq!(fields[1]["column"], "CategoryId", "Category → CategoryId");
-    assert_eq!(fields[1]["options"][1]["name"], "Service request", "Creatio's spelling");
+    assert_eq!(
+        fields[1]["options"][1]["name"], "Service request",
+        "Creatio's spelling"
+    );
     assert_eq!(fields[2]["max_length"], 50);
     let (_, read) = app.get("/v1/creatio/ai-fields", &org.key).await;
     assert_eq!(read, saved);
@@ -227,8 +234,20 @@ async fn openai_values_land_on_the_case_as_guids_and_trimmed_text(backend: Backe
     app.send(
         &org.key,
         json!([
-            msg("e1", "c1", "m1", "customer", &format!("Payment failed for order {long_order}")),
-            msg("e2", "c1", "m2", "ai", "Sorry about that, let me get a human."),
+            msg(
+                "e1",
+                "c1",
+                "m1",
+                "customer",
+                &format!("Payment failed for order {long_order}")
+            ),
+            msg(
+                "e2",
+                "c1",
+                "m2",
+                "ai",
+                "Sorry about that, let me get a human."
+            ),
             handoff("e3", "c1", Some("en")),
         ]),
     )
@@ -251,7 +270,10 @@ async fn openai_values_land_on_the_case_as_guids_and_trimmed_text(backend: Backe
     }
     let note = handoff_note(&app, case_id).await;
     assert!(note.contains("\nPriority: High\n"), "{note}");
-    assert!(note.contains("Language: en\nSentiment: negative"), "given ones are kept: {note}");
+    assert!(
+        note.contains("Language: en\nSentiment: negative"),
+        "given ones are kept: {note}"
+    );
 
     // What the provider was asked: the model, the transcript, and a strict
     // schema that allows only the options.
@@ -265,36 +287,54 @@ async fn openai_values_land_on_the_case_as_guids_and_trimmed_text(backend: Backe
         json!(["Critical", "High", "Medium", "Low", null])
     );
     let prompt = r["messages"][1]["content"].as_str().unwrap();
-    assert!(prompt.contains("Customer: Payment failed for order"), "{prompt}");
-    assert!(prompt.contains("Hand-off summary: The customer's order"), "{prompt}");
+    assert!(
+        prompt.contains("Customer: Payment failed for order"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("Hand-off summary: The customer's order"),
+        "{prompt}"
+    );
     app.finish().await;
 }
 
 async fn malformed_or_out_of_list(backend: Backend) {
     let (fake, url) = FakeAi::start().await;
-    let app = TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_secs(5), 2)).await;
+    let app =
+        TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_secs(5), 2)).await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
     let (status, body) = app.put("/v1/creatio/ai-fields", &org.key, mappings()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // Not JSON at all: every field empty, the hand-off done anyway.
-    fake.push(Reply::Content("{\"PriorityId\": {\"value\": \"High\"".into()));
+    fake.push(Reply::Content(
+        "{\"PriorityId\": {\"value\": \"High\"".into(),
+    ));
     app.send(
         &org.key,
-        json!([msg("e1", "c1", "m1", "customer", "It broke"), handoff("e2", "c1", Some("en"))]),
+        json!([
+            msg("e1", "c1", "m1", "customer", "It broke"),
+            handoff("e2", "c1", Some("en"))
+        ]),
     )
     .await;
     let (case_id, case, conv) = case_of(&app, &org.key, "c1").await;
     assert_eq!(conv["state"], "handed_off", "{conv}");
-    assert_eq!(case["PriorityId"], case_priority::MEDIUM.to_string(), "left as Creatio had it");
+    assert_eq!(
+        case["PriorityId"],
+        case_priority::MEDIUM.to_string(),
+        "left as Creatio had it"
+    );
     assert_eq!(case["UsrOrderNumber"], "");
     let timeline = conv["timeline"].to_string();
     assert!(
         timeline.contains("AI field Priority (PriorityId) left empty: the AI provider answered text that is not valid JSON"),
         "{timeline}"
     );
-    assert!(handoff_note(&app, case_id).await.contains("Priority: (left empty)"));
+    assert!(handoff_note(&app, case_id)
+        .await
+        .contains("Priority: (left empty)"));
 
     // An option that is not in the list: that field empty, the rest written.
     fake.answer(json!({
@@ -304,13 +344,19 @@ async fn malformed_or_out_of_list(backend: Backend) {
     }));
     app.send(
         &org.key,
-        json!([msg("e3", "c2", "m1", "customer", "Please help"), handoff("e4", "c2", Some("en"))]),
+        json!([
+            msg("e3", "c2", "m1", "customer", "Please help"),
+            handoff("e4", "c2", Some("en"))
+        ]),
     )
     .await;
     let (_, case, conv) = case_of(&app, &org.key, "c2").await;
     assert_eq!(conv["state"], "handed_off");
     assert_eq!(case["PriorityId"], case_priority::MEDIUM.to_string());
-    assert_eq!(case["CategoryId"], case_category::SERVICE_REQUEST.to_string());
+    assert_eq!(
+        case["CategoryId"],
+        case_category::SERVICE_REQUEST.to_string()
+    );
     let timeline = conv["timeline"].to_string();
     for part in [
         "left empty: the answer \\\"Urgent\\\" is not one of the options (Critical, High, Medium, Low)",
@@ -323,8 +369,10 @@ async fn malformed_or_out_of_list(backend: Backend) {
 
 async fn provider_timeout(backend: Backend) {
     let (fake, url) = FakeAi::start().await;
-    let app =
-        TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_millis(500), 2)).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.ai = openai(&url, Duration::from_millis(500), 2)
+    })
+    .await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
     let (status, body) = app.put("/v1/creatio/ai-fields", &org.key, mappings()).await;
@@ -358,7 +406,10 @@ async fn checked_at_save(backend: Backend) {
     let org = app.create_org("Acme").await;
     let (status, body) = app.put("/v1/creatio/ai-fields", &org.key, mappings()).await;
     assert_eq!(status, StatusCode::CONFLICT, "not connected yet: {body}");
-    assert!(body["error"]["hint"].as_str().unwrap().contains("Test & Save"));
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("Test & Save"));
     app.connect(&org.key).await;
 
     let refused = [
@@ -405,7 +456,11 @@ async fn checked_at_save(backend: Backend) {
     ];
     for (mapping, expected) in refused {
         let (status, body) = app
-            .put("/v1/creatio/ai-fields", &org.key, json!({"fields": [mapping]}))
+            .put(
+                "/v1/creatio/ai-fields",
+                &org.key,
+                json!({"fields": [mapping]}),
+            )
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{mapping}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
@@ -431,14 +486,34 @@ async fn checked_at_save(backend: Backend) {
         .iter()
         .map(|f| f["field"].as_str().unwrap())
         .collect();
-    assert_eq!(places, ["fields[0].field_name", "fields[1].options", "fields[2].field_name"]);
-    assert!(body["error"]["message"].as_str().unwrap().contains("mapped already by fields[1]"));
+    assert_eq!(
+        places,
+        [
+            "fields[0].field_name",
+            "fields[1].options",
+            "fields[2].field_name"
+        ]
+    );
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("mapped already by fields[1]"));
     // Unknown keys and wrong types are named.
     let (status, body) = app
-        .put("/v1/creatio/ai-fields", &org.key, json!({"fields": [{"field_name": "X", "type": "number", "description": "x"}]}))
+        .put(
+            "/v1/creatio/ai-fields",
+            &org.key,
+            json!({"fields": [{"field_name": "X", "type": "number", "description": "x"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("fields[0].type"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fields[0].type"),
+        "{body}"
+    );
     // Nothing refused was stored.
     let (_, read) = app.get("/v1/creatio/ai-fields", &org.key).await;
     assert_eq!(read["fields"], json!([]));
@@ -458,21 +533,49 @@ async fn offline_at_handoff(backend: Backend) {
     app.send(
         &org.key,
         json!([
-            msg("e1", "c1", "m1", "customer", "Your whole service is down, I can't log in. Total outage! This is terrible."),
-            msg("e2", "c1", "m2", "ai", "I'm sorry. Can you give me your order number?"),
+            msg(
+                "e1",
+                "c1",
+                "m1",
+                "customer",
+                "Your whole service is down, I can't log in. Total outage! This is terrible."
+            ),
+            msg(
+                "e2",
+                "c1",
+                "m2",
+                "ai",
+                "I'm sorry. Can you give me your order number?"
+            ),
             msg("e3", "c1", "m3", "customer", "It is ORD-482913."),
             handoff("e4", "c1", None),
         ]),
     )
     .await;
     let (case_id, case, conv) = case_of(&app, &org.key, "c1").await;
-    assert_eq!(case["PriorityId"], case_priority::CRITICAL.to_string(), "{conv}");
+    assert_eq!(
+        case["PriorityId"],
+        case_priority::CRITICAL.to_string(),
+        "{conv}"
+    );
     assert_eq!(case["UsrOrderNumber"], "ORD-482913");
     // "something is broken" / "ask for something": neither said clearly.
-    assert_eq!(case["CategoryId"], case_category::SERVICE_REQUEST.to_string(), "default kept");
+    assert_eq!(
+        case["CategoryId"],
+        case_category::SERVICE_REQUEST.to_string(),
+        "default kept"
+    );
     let timeline = conv["timeline"].to_string();
-    assert!(timeline.contains("AI field Priority (PriorityId) = \\\"Critical\\\": the conversation mentions"), "{timeline}");
-    assert!(timeline.contains("AI field Category (CategoryId) left empty"), "{timeline}");
+    assert!(
+        timeline.contains(
+            "AI field Priority (PriorityId) = \\\"Critical\\\": the conversation mentions"
+        ),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("AI field Category (CategoryId) left empty"),
+        "{timeline}"
+    );
     assert!(timeline.contains("The hand-off did not say; detected language English (eng, detected) and sentiment negative"), "{timeline}");
     let note = handoff_note(&app, case_id).await;
     assert!(note.contains("Order number: ORD-482913"), "{note}");
@@ -487,7 +590,11 @@ async fn preview_and_rerun(backend: Backend) {
                       AI: Thanks for the feedback!\n\
                       Customer: My order is ORD-100200 by the way, it was great.";
     let (status, body) = app
-        .post("/v1/creatio/ai-fields/preview", &org.key, json!({"transcript": transcript}))
+        .post(
+            "/v1/creatio/ai-fields/preview",
+            &org.key,
+            json!({"transcript": transcript}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "no mappings yet: {body}");
     // Unsaved mappings can be tried.
@@ -501,39 +608,80 @@ async fn preview_and_rerun(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{preview}");
     assert_eq!(preview["values"][0]["value"], "Low");
     assert_eq!(preview["values"][0]["id"], case_priority::LOW.to_string());
-    assert!(preview["values"][0]["reason"].as_str().unwrap().contains("'feature requests'"), "{preview}");
+    assert!(
+        preview["values"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("'feature requests'"),
+        "{preview}"
+    );
     assert_eq!(preview["values"][2]["value"], "ORD-100200");
     assert_eq!(preview["sentiment"]["label"], "positive");
     assert_eq!(preview["language"]["code"], "eng");
     let (_, read) = app.get("/v1/creatio/ai-fields", &org.key).await;
     assert_eq!(read["fields"], json!([]), "a preview saves nothing");
     let (status, body) = app
-        .post("/v1/creatio/ai-fields/preview", &org.key, json!({"transcript": [{"role": "bot", "text": "x"}]}))
+        .post(
+            "/v1/creatio/ai-fields/preview",
+            &org.key,
+            json!({"transcript": [{"role": "bot", "text": "x"}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"]["message"].as_str().unwrap().contains("transcript[0].role"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("transcript[0].role"),
+        "{body}"
+    );
 
     // A case made before any mapping existed: re-run fills it.
     app.send(
         &org.key,
-        json!([msg("e1", "c1", "m1", "customer", "Payments fail at checkout, I cannot work. Order ORD-555111.")]),
+        json!([msg(
+            "e1",
+            "c1",
+            "m1",
+            "customer",
+            "Payments fail at checkout, I cannot work. Order ORD-555111."
+        )]),
     )
     .await;
     let (case_id, case, _) = case_of(&app, &org.key, "c1").await;
     assert_eq!(case["PriorityId"], case_priority::MEDIUM.to_string());
-    let (status, body) = app.post("/v1/conversations/c1/ai-fields/rerun", &org.key, json!({})).await;
+    let (status, body) = app
+        .post("/v1/conversations/c1/ai-fields/rerun", &org.key, json!({}))
+        .await;
     assert_eq!(status, StatusCode::CONFLICT, "no mappings: {body}");
     let (status, _) = app.put("/v1/creatio/ai-fields", &org.key, mappings()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, rerun) = app.post("/v1/conversations/c1/ai-fields/rerun", &org.key, json!({})).await;
+    let (status, rerun) = app
+        .post("/v1/conversations/c1/ai-fields/rerun", &org.key, json!({}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{rerun}");
     assert_eq!(rerun["written"], json!(["PriorityId", "UsrOrderNumber"]));
-    let case = app.creatio().get_value("Case", case_id, &Query::new()).await.unwrap();
+    let case = app
+        .creatio()
+        .get_value("Case", case_id, &Query::new())
+        .await
+        .unwrap();
     assert_eq!(case["PriorityId"], case_priority::HIGH.to_string());
     assert_eq!(case["UsrOrderNumber"], "ORD-555111");
     let (_, conv) = app.get("/v1/conversations/c1", &org.key).await;
-    assert!(conv["timeline"].to_string().contains("AI fields re-run by an admin (offline): 2 written"), "{conv}");
-    let (status, _) = app.post("/v1/conversations/nope/ai-fields/rerun", &org.key, json!({})).await;
+    assert!(
+        conv["timeline"]
+            .to_string()
+            .contains("AI fields re-run by an admin (offline): 2 written"),
+        "{conv}"
+    );
+    let (status, _) = app
+        .post(
+            "/v1/conversations/nope/ai-fields/rerun",
+            &org.key,
+            json!({}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     app.finish().await;
 }

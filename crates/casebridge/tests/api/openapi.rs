@@ -29,8 +29,15 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/v1/creatio/webhook-token/rotate"),
     ("GET", "/v1/creatio/lookups/{kind}"),
     ("GET", "/v1/creatio/process-templates"),
+    ("GET", "/v1/creatio/ai-fields"),
+    ("PUT", "/v1/creatio/ai-fields"),
+    ("POST", "/v1/creatio/ai-fields/preview"),
+    ("POST", "/v1/conversations/{id}/ai-fields/rerun"),
     ("POST", "/v1/events"),
     ("GET", "/v1/conversations/{id}"),
+    ("GET", "/v1/conversations"),
+    ("GET", "/"),
+    ("GET", "/admin/{asset}"),
     ("POST", "/webhooks/creatio/{token}"),
     ("GET", "/v1/delivery"),
     ("PUT", "/v1/delivery"),
@@ -73,7 +80,8 @@ async fn the_document_matches_the_routes_served() {
         let concrete = path
             .replace("{id}", "x1")
             .replace("{kind}", "groups")
-            .replace("{token}", "cbw_nope");
+            .replace("{token}", "cbw_nope")
+            .replace("{asset}", "app.js");
         let resp = app
             .http
             .request(
