@@ -440,7 +440,7 @@ async fn a_dead_delivery_is_replayed_from_the_page_and_then_delivered() {
 }
 
 #[tokio::test]
-async fn a_failing_browser_test_leaves_a_screenshot() {
+async fn a_failing_or_panicking_browser_test_leaves_a_screenshot() {
     let name = "deliberately_failing";
     let path = harness::failure_screenshot_dir().join(format!("{name}.png"));
     let _ = std::fs::remove_file(&path);
@@ -455,6 +455,19 @@ async fn a_failing_browser_test_leaves_a_screenshot() {
     ensure_contains(&why, &path.display().to_string());
     let png = std::fs::read(&path).expect("the screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::remove_file(&path).unwrap();
+
+    // A panic (a failed assert!) is caught the same way.
+    let name = "deliberately_panicking";
+    let path = harness::failure_screenshot_dir().join(format!("{name}.png"));
+    let outcome = run_checked(name, |s| async move {
+        s.page.open("/").await?;
+        panic!("this test panics on purpose")
+    })
+    .await;
+    let why = outcome.expect_err("the body panicked, so the run fails");
+    ensure_contains(&why, "this test panics on purpose");
+    assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
     std::fs::remove_file(&path).unwrap();
 }
 
