@@ -779,6 +779,7 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
     if options.keep_running {
         println!();
         println!("Everything stays up until Ctrl-C:");
+        println!("  admin page:       {base}/   (sign in with the API key below)");
         println!("  casebridge API:   {base}   (API key {})", api.key);
         println!("  conversation:     curl -H 'Authorization: Bearer {}' {base}/v1/conversations/{CONVERSATION}", api.key);
         println!("  Creatio emulator: {}   (client {CLIENT_ID}, secret {client_secret}; operator API {}/__emulator/)", emulator.url(), emulator.url());

@@ -814,7 +814,7 @@
         { class: "field" },
         el("label", { for: id("options") }, "Options ", el("span", { class: "optional" }, "dropdown only, comma separated")),
         el("input", { id: id("options"), type: "text", "data-key": "options", "aria-describedby": id("options-help") }),
-        el("p", { class: "help", id: id("options-help") }, "Leave empty to offer every value of the column's lookup.")
+        el("p", { class: "help", id: id("options-help") }, "Leave empty to take them from the description, one line per option (\"High if …\").")
       ),
       el("div", { class: "actions" }, el("button", { type: "button", class: "button danger small", onclick: () => removeAiRow(row) }, "Remove " + (field.title || "field")))
     );

@@ -366,7 +366,7 @@ async fn resolve(
                             } else {
                                 format!("{name:?} is not a {set} value; closest: {}", close.join(", "))
                             },
-                            "Name the options exactly as Creatio lists them (case does not matter), or add the value to the lookup in Creatio first.",
+                            "Name the options exactly as Creatio lists them (case does not matter), or add the value to the lookup in Creatio first. A description line of the form \"X: …\" or \"X if …\" names an option X; list the options in options when a line is not one.",
                         ));
                     }
                 }
