@@ -41,7 +41,9 @@ pub fn criteria(description: &str) -> Vec<Criterion> {
         if line.is_empty() {
             continue;
         }
-        let lower = line.to_lowercase();
+        // ASCII lower case keeps byte offsets (full lower case does not:
+        // "İ" grows), and every separator is ASCII.
+        let lower = line.to_ascii_lowercase();
         let Some((at, sep)) = SEPARATORS
             .iter()
             .filter_map(|s| lower.find(s).map(|i| (i, *s)))
@@ -51,7 +53,10 @@ pub fn criteria(description: &str) -> Vec<Criterion> {
         };
         let mut option = line[..at].trim();
         for verb in ["use ", "choose ", "pick ", "select ", "set "] {
-            if option.to_lowercase().starts_with(verb) {
+            if option
+                .get(..verb.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(verb))
+            {
                 option = option[verb.len()..].trim();
             }
         }
@@ -104,81 +109,17 @@ const MIN_SCORE: f64 = 0.5;
 /// The winner must lead the runner-up by this much.
 const MIN_LEAD: f64 = 0.25;
 
+#[rustfmt::skip]
 const STOPWORDS: &[&str] = &[
-    "a",
-    "an",
-    "the",
-    "and",
-    "or",
-    "of",
-    "to",
-    "in",
-    "on",
-    "at",
-    "for",
-    "by",
-    "with",
-    "is",
-    "are",
-    "be",
-    "it",
-    "its",
-    "this",
-    "that",
-    "as",
-    "any",
-    "some",
-    "their",
-    "they",
-    "them",
-    "our",
-    "we",
-    "you",
-    "your",
-    "i",
-    "my",
-    "me",
-    "can",
-    "from",
-    "about",
-    "if",
-    "when",
-    "e",
-    "g",
-    "eg",
-    "etc",
-    "ie",
-    "such",
-    "like",
-    "there",
-    "has",
-    "have",
-    "had",
-    "was",
-    "were",
-    "been",
-    "do",
-    "does",
-    "did",
-    "so",
-    "but",
-    "other",
-    "else",
-    "only",
-    "just",
-    "more",
-    "than",
-    "very",
-    "also",
-    "into",
-    "customer",
-    "customers",
-    "user",
-    "users",
-    "someone",
-    "something",
+    "a", "an", "the", "and", "or", "of", "to", "in", "on", "at", "for", "by", "with", "is", "are",
+    "be", "it", "its", "this", "that", "as", "any", "some", "their", "they", "them", "our", "we",
+    "you", "your", "i", "my", "me", "can", "from", "about", "if", "when", "e", "g", "eg", "etc",
+    "ie", "such", "like", "there", "has", "have", "had", "was", "were", "been", "do", "does",
+    "did", "so", "but", "other", "else", "only", "just", "more", "than", "very", "also", "into",
+    "customer", "customers", "user", "users", "someone", "something",
 ];
 
+#[rustfmt::skip]
 const NEGATIONS: &[&str] = &[
     "not", "no", "never", "neither", "without", "cannot", "unable", "nothing", "nor", "hardly",
     "isnt", "arent", "wasnt", "werent", "dont", "doesnt", "didnt", "cant", "wont", "couldnt",
@@ -552,7 +493,8 @@ fn identifier(m: &Mapping, noun: &str, texts: &[&str]) -> Answer {
     let shapes: Vec<(String, usize)> = examples.iter().map(|e| token_shape(e)).collect();
     let mut candidates: Vec<String> = Vec::new();
     for text in texts {
-        let lower = text.to_lowercase();
+        // Byte offsets of `text` index it: ASCII lower case keeps them.
+        let lower = text.to_ascii_lowercase();
         for x in IDENTIFIER.find_iter(text) {
             let token = x.as_str().trim_start_matches('#');
             let (prefix, digits) = token_shape(token);
@@ -725,6 +667,20 @@ mod tests {
         m.description = "Phone number for a callback".into();
         let t = Transcript::parse("Customer: call me on +44 20 7946 0958 after 5");
         assert_eq!(decide(&m, &t).value.as_deref(), Some("+44 20 7946 0958"));
+    }
+
+    #[test]
+    fn text_whose_lower_case_is_longer_never_panics() {
+        // "İ" is 2 bytes and lower-cases to 3; the Kelvin sign "K" (3
+        // bytes) lower-cases to ASCII "k".
+        let c = criteria("İİİ High if İstanbul office is down\npic\u{212A} Low for questions");
+        assert_eq!(c[0].option, "İİİ High");
+        let mut m = order();
+        m.description = "The order number".into();
+        let t = Transcript::parse("Customer: İİİİ order İİ 55123 İİ");
+        assert_eq!(decide(&m, &t).value.as_deref(), Some("55123"));
+        let t = Transcript::parse("Customer: \u{212A}\u{212A} ORD-123456 İ");
+        assert_eq!(decide(&order(), &t).value.as_deref(), Some("ORD-123456"));
     }
 
     #[test]
