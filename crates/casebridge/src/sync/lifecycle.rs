@@ -378,23 +378,27 @@ async fn ensure_case(
     Ok(())
 }
 
-/// Creates `case` with extra columns (AI fields: a tenant's own `Usr…`
-/// columns the typed model does not know); returns its number.
-async fn create_case(
-    client: &Client,
-    case: &Case,
-    extra: &Map<String, Value>,
-) -> Result<Option<String>, CreatioError> {
-    if extra.is_empty() {
-        return client.create(case).await.map(|c| c.number);
-    }
+/// A Case body (create or PATCH) with extra columns: AI fields, which may
+/// be a tenant's own `Usr…` columns the typed model does not know.
+fn case_body(case: &Case, extra: &Map<String, Value>) -> Result<Value, CreatioError> {
     let mut body = serde_json::to_value(case)
         .map_err(|e| CreatioError::InvalidRequest(format!("cannot encode the case: {e}")))?;
     if let Some(o) = body.as_object_mut() {
         // The AI's owner or group, when mapped, wins over the defaults.
         o.extend(extra.clone());
     }
-    let created = client.create_value("Case", &body).await?;
+    Ok(body)
+}
+
+/// Creates `case` with extra columns; returns its number.
+async fn create_case(
+    client: &Client,
+    case: &Case,
+    extra: &Map<String, Value>,
+) -> Result<Option<String>, CreatioError> {
+    let created = client
+        .create_value("Case", &case_body(case, extra)?)
+        .await?;
     Ok(created["Number"].as_str().map(str::to_string))
 }
 
@@ -712,12 +716,9 @@ async fn write_handoff(
         ..Default::default()
     };
     let ai_columns = triage.case_columns();
-    let mut body = serde_json::to_value(&patch)
-        .map_err(|e| JobError::Permanent(format!("cannot encode the case update: {e}")))?;
-    if let Some(o) = body.as_object_mut() {
-        o.extend(ai_columns.clone());
-    }
-    ctx.client.update_value("Case", case_id, &body).await?;
+    ctx.client
+        .update_value("Case", case_id, &case_body(&patch, &ai_columns)?)
+        .await?;
     let ai = if ai_columns.is_empty() {
         String::new()
     } else {
