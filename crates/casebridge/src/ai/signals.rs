@@ -7,6 +7,8 @@
 use serde::Serialize;
 use vader_sentimental::SentimentIntensityAnalyzer;
 
+use super::Transcript;
+
 /// Fewer letters than this and a language guess is noise.
 const MIN_LETTERS_FOR_LANGUAGE: usize = 12;
 
@@ -61,10 +63,12 @@ impl Sentiment {
     }
 }
 
-/// The language of `text`, or `None` when there is too little text or
-/// whatlang is not sure (a wrong language on a case misroutes it; none
-/// does not).
-pub fn detect_language(text: &str) -> Option<Language> {
+/// The language the customer wrote in, or `None` when there is too little
+/// text or whatlang is not sure (a wrong language on a case misroutes it;
+/// none does not).
+pub fn detect_language(t: &Transcript) -> Option<Language> {
+    let text = t.customer_texts().collect::<Vec<_>>().join("\n");
+    let text = text.as_str();
     if text.chars().filter(|c| c.is_alphabetic()).count() < MIN_LETTERS_FOR_LANGUAGE {
         return None;
     }
@@ -85,10 +89,10 @@ pub fn detect_language(text: &str) -> Option<Language> {
 /// The customer's sentiment over their messages: the mean of VADER's
 /// compound score per message, so one long message does not drown the
 /// rest and the latest mood counts as much as the first.
-pub fn detect_sentiment<'a>(messages: impl IntoIterator<Item = &'a str>) -> Option<Sentiment> {
+pub fn detect_sentiment(t: &Transcript) -> Option<Sentiment> {
     let analyzer = SentimentIntensityAnalyzer::new();
-    let scores: Vec<f64> = messages
-        .into_iter()
+    let scores: Vec<f64> = t
+        .customer_texts()
         .filter(|m| !m.trim().is_empty())
         .map(|m| analyzer.polarity_scores(m).compound)
         .collect();
@@ -113,45 +117,64 @@ pub fn detect_sentiment<'a>(messages: impl IntoIterator<Item = &'a str>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ai::{Line, Speaker};
+
+    /// A transcript of the customer's messages.
+    fn said(messages: &[&str]) -> Transcript {
+        Transcript {
+            lines: messages
+                .iter()
+                .map(|m| Line {
+                    speaker: Speaker::Customer,
+                    text: m.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
 
     #[test]
     fn english_and_german_are_told_apart() {
-        let en = detect_language("My order never arrived and nobody answers my e-mails about it.")
-            .unwrap();
+        let en = detect_language(&said(&[
+            "My order never arrived and nobody answers my e-mails about it.",
+        ]))
+        .unwrap();
         assert_eq!(en.code, "eng");
         assert_eq!(en.display(), "English (eng, detected)");
-        let de = detect_language(
+        let de = detect_language(&said(&[
             "Meine Bestellung ist nie angekommen und niemand beantwortet meine E-Mails.",
-        )
+        ]))
         .unwrap();
         assert_eq!(de.code, "deu");
     }
 
     #[test]
     fn too_little_text_is_not_guessed() {
-        assert_eq!(detect_language("ok thx"), None);
+        assert_eq!(detect_language(&said(&["ok thx"])), None);
         // Short and mixed with an id: whatlang is unsure, so no language.
         assert_eq!(
-            detect_language("Hi, my order ORD-123 is late. Can you check it please?"),
+            detect_language(&said(&[
+                "Hi, my order ORD-123 is late. Can you check it please?"
+            ])),
             None
         );
-        assert_eq!(detect_language(""), None);
+        assert_eq!(detect_language(&said(&[""])), None);
     }
 
     #[test]
     fn sentiment_follows_the_customer() {
-        let angry = detect_sentiment([
+        let angry = detect_sentiment(&said(&[
             "This is terrible, the app crashed again and I lost all my work!",
             "I am really angry, nothing works.",
-        ])
+        ]))
         .unwrap();
         assert_eq!(angry.label, "negative");
         assert!(angry.score.unwrap() < -0.5, "{angry:?}");
-        let happy = detect_sentiment(["Thanks, that was great help, I love it!"]).unwrap();
+        let happy = detect_sentiment(&said(&["Thanks, that was great help, I love it!"])).unwrap();
         assert_eq!(happy.label, "positive");
-        let flat = detect_sentiment(["What are your opening hours on Monday?"]).unwrap();
+        let flat = detect_sentiment(&said(&["What are your opening hours on Monday?"])).unwrap();
         assert_eq!(flat.label, "neutral");
-        assert_eq!(detect_sentiment(["  "]), None);
+        assert_eq!(detect_sentiment(&said(&["  "])), None);
         assert_eq!(
             angry.display(),
             format!("negative ({:+.2}, detected)", angry.score.unwrap())

@@ -484,12 +484,11 @@ pub async fn preview(
         ));
     }
     let evaluation = state.ai.evaluate(&mappings, &transcript).await;
-    let customer: Vec<&str> = transcript.customer_texts().collect();
     Ok(Json(json!({
         "provider": evaluation.provider,
         "values": evaluation.values,
-        "language": detect_language(&customer.join("\n")),
-        "sentiment": detect_sentiment(customer.iter().copied()),
+        "language": detect_language(&transcript),
+        "sentiment": detect_sentiment(&transcript),
     })))
 }
 
@@ -500,14 +499,7 @@ pub async fn rerun(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let org = &caller.org_id;
-    let c = sync::get_conversation(&state.db, org, &id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                format!("This org has no conversation {id:?}"),
-                "Check the id the platform uses (GET /v1/conversations lists them).",
-            )
-        })?;
+    let c = super::events::find_conversation(&state, org, &id).await?;
     if !c.case_created {
         return Err(ApiError::new(
             Code::Conflict,

@@ -89,6 +89,20 @@ pub async fn ingest(
     ))
 }
 
+/// The org's conversation `id`, or a 404 that says where ids come from.
+pub(super) async fn find_conversation(
+    state: &AppState,
+    org_id: &str,
+    id: &str,
+) -> ApiResult<sync::Conversation> {
+    sync::get_conversation(&state.db, org_id, id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            format!("This org has no conversation {id:?}"),
+            "Conversations appear with their first event (POST /v1/events); check the id the platform uses.",
+        )
+    })
+}
+
 /// `GET /v1/conversations/{id}`: the case link, state and timeline.
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Case link, state, jobs and timeline"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn conversation(
@@ -96,12 +110,7 @@ pub async fn conversation(
     Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let c = sync::get_conversation(&state.db, &caller.org_id, &id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            format!("This org has no conversation {id:?}"),
-            "Conversations appear with their first event (POST /v1/events); check the id the platform uses.",
-        )
-    })?;
+    let c = find_conversation(&state, &caller.org_id, &id).await?;
     let mode = match connections::get(&state.db, &caller.org_id).await? {
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
         _ => "every_conversation",

@@ -49,6 +49,11 @@ impl Triage {
     }
 }
 
+fn decode(stored: &str) -> Result<Triage, JobError> {
+    serde_json::from_str(stored)
+        .map_err(|e| JobError::Permanent(format!("unreadable stored AI evaluation: {e}")))
+}
+
 /// The hand-off's triage: the stored one when this job ran before, else
 /// decided now (reading the messages before the hand-off) and stored.
 pub async fn at_handoff(
@@ -61,8 +66,7 @@ pub async fn at_handoff(
     if let Some(stored) =
         ai_fields::evaluation(db, &job.org_id, &job.conversation_id, event_id).await?
     {
-        return serde_json::from_str(&stored)
-            .map_err(|e| JobError::Permanent(format!("unreadable stored AI evaluation: {e}")));
+        return decode(&stored);
     }
     let transcript = Transcript {
         lines: ai_fields::transcript_lines(db, &job.org_id, &job.conversation_id, Some(job.seq))
@@ -70,7 +74,6 @@ pub async fn at_handoff(
         summary: Some(h.summary.clone()).filter(|s| !s.trim().is_empty()),
         reason: Some(h.reason.clone()).filter(|s| !s.trim().is_empty()),
     };
-    let customer: Vec<&str> = transcript.customer_texts().collect();
     let language = match h
         .language
         .as_deref()
@@ -83,7 +86,7 @@ pub async fn at_handoff(
             source: "event".into(),
             confidence: None,
         }),
-        None => detect_language(&customer.join("\n")),
+        None => detect_language(&transcript),
     };
     let sentiment = match h
         .sentiment
@@ -96,7 +99,7 @@ pub async fn at_handoff(
             score: None,
             source: "event".into(),
         }),
-        None => detect_sentiment(customer.iter().copied()),
+        None => detect_sentiment(&transcript),
     };
     let mappings = ai_fields::mappings(db, &job.org_id).await?;
     let evaluation = if mappings.is_empty() {
@@ -116,8 +119,7 @@ pub async fn at_handoff(
         let stored = ai_fields::evaluation(db, &job.org_id, &job.conversation_id, event_id)
             .await?
             .unwrap_or(text);
-        return serde_json::from_str(&stored)
-            .map_err(|e| JobError::Permanent(format!("unreadable stored AI evaluation: {e}")));
+        return decode(&stored);
     }
     if let Some(e) = &triage.evaluation {
         for v in &e.values {
