@@ -276,21 +276,32 @@ impl Config {
         .iter()
         .map(|s| parse_net(s))
         .collect::<Result<Vec<_>, _>>()?;
-        let workers = match env("CASEBRIDGE_WORKERS").filter(|v| !v.trim().is_empty()) {
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                err(
-                    "CASEBRIDGE_WORKERS",
-                    format!("{v:?} is not a number; use 1 to 256"),
-                )
-            })?,
-            None => f.workers.unwrap_or(8),
+        // A whole-number setting within `range`: the environment, else the
+        // file, else `default`.
+        let number = |name: &str,
+                      from_file: Option<u64>,
+                      range: std::ops::RangeInclusive<u64>,
+                      default: u64,
+                      what: &str| {
+            match pick(name, from_file.map(|v| v.to_string())) {
+                None => Ok(default),
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|v| range.contains(v))
+                    .ok_or_else(|| {
+                        err(
+                            &format!("CASEBRIDGE_{name}"),
+                            format!(
+                                "{text:?} is not {what} from {} to {} (default {default})",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    }),
+            }
         };
-        if !(1..=256).contains(&workers) {
-            return Err(err(
-                "CASEBRIDGE_WORKERS",
-                format!("{workers} is out of range; use 1 to 256"),
-            ));
-        }
+        let workers = number("WORKERS", f.workers, 1..=256, 8, "a number")?;
         let role = match pick("ROLE", f.role).as_deref() {
             None | Some("all") => Role::All,
             Some("api") => Role::Api,
@@ -326,29 +337,6 @@ impl Config {
                 format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
             ));
         }
-        let number = |name: &str,
-                      from_file: Option<u64>,
-                      range: std::ops::RangeInclusive<u64>,
-                      default: u64| {
-            match pick(name, from_file.map(|v| v.to_string())) {
-                None => Ok(default),
-                Some(text) => text
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|v| range.contains(v))
-                    .ok_or_else(|| {
-                        err(
-                            &format!("CASEBRIDGE_{name}"),
-                            format!(
-                                "{text:?} is not a number from {} to {} (default {default})",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                    }),
-            }
-        };
         let ai = AiSettings {
             provider: ai_provider,
             base_url: pick("AI_BASE_URL", f.ai_base_url),
@@ -359,44 +347,27 @@ impl Config {
                 f.ai_timeout_secs,
                 1..=300,
                 30,
+                "a number of seconds",
             )?),
-            attempts: number("AI_ATTEMPTS", f.ai_attempts, 1..=10, 3)? as u32,
+            attempts: number("AI_ATTEMPTS", f.ai_attempts, 1..=10, 3, "a number")? as u32,
         };
         // A provider that cannot be built is a start-up error, not a
         // surprise at the first hand-off.
         ai.provider()?;
-        let give_up = match env("CASEBRIDGE_SYNC_GIVE_UP_SECS").filter(|v| !v.trim().is_empty()) {
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                err(
-                    "CASEBRIDGE_SYNC_GIVE_UP_SECS",
-                    format!("{v:?} is not a number of seconds"),
-                )
-            })?,
-            None => f.sync_give_up_secs.unwrap_or(3 * 24 * 3600),
-        };
-        if !(60..=90 * 24 * 3600).contains(&give_up) {
-            return Err(err(
-                "CASEBRIDGE_SYNC_GIVE_UP_SECS",
-                format!(
-                    "{give_up} is out of range; use 60 s to 90 days (default 259200, three days)"
-                ),
-            ));
-        }
-        let lease = match env("CASEBRIDGE_JOB_LEASE_SECS").filter(|v| !v.trim().is_empty()) {
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                err(
-                    "CASEBRIDGE_JOB_LEASE_SECS",
-                    format!("{v:?} is not a number of seconds"),
-                )
-            })?,
-            None => f.job_lease_secs.unwrap_or(120),
-        };
-        if !(2..=3600).contains(&lease) {
-            return Err(err(
-                "CASEBRIDGE_JOB_LEASE_SECS",
-                format!("{lease} is out of range; use 2 to 3600 (default 120)"),
-            ));
-        }
+        let give_up = number(
+            "SYNC_GIVE_UP_SECS",
+            f.sync_give_up_secs,
+            60..=90 * 24 * 3600,
+            3 * 24 * 3600,
+            "a number of seconds",
+        )?;
+        let lease = number(
+            "JOB_LEASE_SECS",
+            f.job_lease_secs,
+            2..=3600,
+            120,
+            "a number of seconds",
+        )?;
         // A hand-off job waits for the AI provider; a job running past its
         // lease is taken over by another worker, so the provider's worst
         // case (every attempt timing out, plus backoff) must fit in it.
@@ -422,22 +393,13 @@ impl Config {
             delivery.delays = crate::deliver::Schedule::parse_delays(&text)
                 .map_err(|e| err("CASEBRIDGE_DELIVERY_RETRY_SCHEDULE", e))?;
         }
-        if let Some(text) = pick(
+        delivery.timeout = std::time::Duration::from_secs(number(
             "DELIVERY_TIMEOUT_SECS",
-            f.delivery_timeout_secs.map(|v| v.to_string()),
-        ) {
-            let secs = text
-                .parse::<u64>()
-                .ok()
-                .filter(|s| (1..=60).contains(s))
-                .ok_or_else(|| {
-                    err(
-                        "CASEBRIDGE_DELIVERY_TIMEOUT_SECS",
-                        format!("{text:?} is not a number of seconds from 1 to 60 (default 15)"),
-                    )
-                })?;
-            delivery.timeout = std::time::Duration::from_secs(secs);
-        }
+            f.delivery_timeout_secs,
+            1..=60,
+            delivery.timeout.as_secs(),
+            "a number of seconds",
+        )?);
         Ok(Config {
             listen,
             public_url,
