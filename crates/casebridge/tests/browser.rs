@@ -253,6 +253,24 @@ High if payments fail or the customer cannot work
 Medium for general bugs and wrong behaviour
 Low for questions and feedback";
 
+/// Types the Priority and Order number mappings into the editor and saves.
+async fn save_priority_and_order_number(s: &Session) -> Result<()> {
+    add_ai_field(s, "Dropdown", "PriorityId", "Priority", PRIORITY).await?;
+    add_ai_field(
+        s,
+        "Text",
+        "UsrOrderNumber",
+        "Order number",
+        "The customer's order number, like ORD-123456",
+    )
+    .await?;
+    s.page.click("#ai-save").await?;
+    s.page
+        .wait_text("#ai-result", "Saved 2 AI field(s)")
+        .await?;
+    Ok(())
+}
+
 /// Adds a field in the AI fields editor, as an admin types it.
 async fn add_ai_field(
     s: &Session,
@@ -290,17 +308,7 @@ async fn ai_fields_are_saved_and_previewed_from_the_page() {
         page.sign_in(&s.org.key).await?;
         page.click("a[data-tab='ai-fields']").await?;
         page.wait_text("#ai-provider", "offline").await?;
-        add_ai_field(&s, "Dropdown", "PriorityId", "Priority", PRIORITY).await?;
-        add_ai_field(
-            &s,
-            "Text",
-            "UsrOrderNumber",
-            "Order number",
-            "The customer's order number, like ORD-123456",
-        )
-        .await?;
-        page.click("#ai-save").await?;
-        page.wait_text("#ai-result", "Saved 2 AI field(s)").await?;
+        save_priority_and_order_number(&s).await?;
         // Saved mappings come back resolved against Creatio.
         page.wait_text("#ai-field-list", "Lookup CasePriority").await?;
         let unnamed = page.unnamed_controls().await?;
@@ -532,17 +540,7 @@ async fn screenshots() {
         // AI fields: two mappings typed into the editor, and a preview.
         page.click("a[data-tab='ai-fields']").await?;
         page.wait_text("#ai-provider", "offline").await?;
-        add_ai_field(&s, "Dropdown", "PriorityId", "Priority", PRIORITY).await?;
-        add_ai_field(
-            &s,
-            "Text",
-            "UsrOrderNumber",
-            "Order number",
-            "The customer's order number, like ORD-123456",
-        )
-        .await?;
-        page.click("#ai-save").await?;
-        page.wait_text("#ai-result", "Saved 2 AI field(s)").await?;
+        save_priority_and_order_number(&s).await?;
         page.fill(
             "#ai-transcript",
             "Customer: Since this morning my payments fail and nobody here can work.\nAI: I am sorry! Which order is it about?\nCustomer: Order ORD-482913, please hurry.",
