@@ -223,10 +223,9 @@ async fn resolve(
     }
     let client = creatio_client(state, org_id).await?;
     let csdl = client.metadata().await.map_err(|e| {
-        ApiError::new(
-            Code::CreatioError,
-            format!("Could not read Creatio's $metadata to check the columns: {e}"),
-            e.diagnosis(),
+        ApiError::creatio(
+            "Could not read Creatio's $metadata to check the columns",
+            &e,
         )
     })?;
     let schema = CaseSchema::parse(&csdl).map_err(|e| {
@@ -333,11 +332,7 @@ async fn resolve(
                     )
                     .await
                     .map_err(|e| {
-                        ApiError::new(
-                            Code::CreatioError,
-                            format!("Could not read the {set} lookup: {e}"),
-                            e.diagnosis(),
-                        )
+                        ApiError::creatio(&format!("Could not read the {set} lookup"), &e)
                     })?;
                 let choices = found
                     .iter()
@@ -530,13 +525,7 @@ pub async fn rerun(
         client
             .update_value("Case", case_id, &Value::Object(columns.clone()))
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    Code::CreatioError,
-                    format!("Creatio refused the case update: {e}"),
-                    e.diagnosis(),
-                )
-            })?;
+            .map_err(|e| ApiError::creatio("Creatio refused the case update", &e))?;
     }
     let mut lines = vec![format!(
         "AI fields re-run by an admin ({}): {} written to case {case_id}",

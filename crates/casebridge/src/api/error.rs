@@ -96,6 +96,12 @@ impl ApiError {
         ApiError::new(Code::NotFound, message, hint)
     }
 
+    /// Creatio failed what the request needed (`what`: "Creatio refused
+    /// the lookup"); the hint is the error's own diagnosis.
+    pub fn creatio(what: &str, e: &creatio::Error) -> Self {
+        ApiError::new(Code::CreatioError, format!("{what}: {e}"), e.diagnosis())
+    }
+
     /// Invalid fields, all of them, the first one's hint on top.
     pub fn fields(errors: Vec<FieldError>) -> Self {
         let message = errors

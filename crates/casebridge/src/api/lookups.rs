@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::connection::creatio_client;
-use super::error::{ApiError, ApiResult, Code};
+use super::error::{ApiError, ApiResult};
 use super::extract::Admin;
 use super::openapi::ErrorBody;
 use super::AppState;
@@ -20,14 +20,6 @@ pub struct Params {
 }
 
 const CONTACT_LIMIT: u32 = 25;
-
-fn creatio_failed(e: creatio::Error) -> ApiError {
-    ApiError::new(
-        Code::CreatioError,
-        format!("Creatio refused the lookup: {e}"),
-        e.diagnosis(),
-    )
-}
 
 #[utoipa::path(get, path = "/v1/creatio/lookups/{kind}", tag = "connection", security(("api_key" = [])), params(("kind" = String, Path, description = "case-statuses, groups or contacts"), ("search" = Option<String>, Query, description = "contacts: part of the name")), responses((status = 200, description = "Ids and names from the org's Creatio"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
@@ -47,7 +39,7 @@ pub async fn list(
         "case-statuses" => client
             .list::<CaseStatus>(Query::new().order_by_asc("Name"))
             .await
-            .map_err(creatio_failed)?
+            .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
             .into_iter()
             .map(|s| json!({"id": s.id, "name": s.name, "is_final": s.is_final.unwrap_or(false), "is_resolved": s.is_resolved.unwrap_or(false)}))
             .collect(),
@@ -60,7 +52,7 @@ pub async fn list(
                     .order_by_asc("Name"),
             )
             .await
-            .map_err(creatio_failed)?
+            .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
             .into_iter()
             .map(|u| json!({"id": u.id, "name": u.name}))
             .collect(),
@@ -78,7 +70,7 @@ pub async fn list(
             client
                 .list::<Contact>(q)
                 .await
-                .map_err(creatio_failed)?
+                .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
                 .into_iter()
                 .map(|c| json!({"id": c.id, "name": c.name, "email": c.email}))
                 .collect()
