@@ -32,6 +32,9 @@ pub struct BatchOp {
     entity_set: String,
     id: Option<Uuid>,
     body: Option<Value>,
+    /// The `atomicityGroup` label: operations sharing one succeed or fail
+    /// together.
+    group: Option<String>,
 }
 
 impl BatchOp {
@@ -50,6 +53,7 @@ impl BatchOp {
             entity_set: entity_set.into(),
             id: None,
             body: Some(body),
+            group: None,
         }
     }
 
@@ -68,6 +72,7 @@ impl BatchOp {
             entity_set: entity_set.into(),
             id: Some(id),
             body: Some(body),
+            group: None,
         }
     }
 
@@ -81,6 +86,7 @@ impl BatchOp {
             entity_set: entity_set.into(),
             id: Some(id),
             body: None,
+            group: None,
         }
     }
 
@@ -105,6 +111,9 @@ impl BatchOp {
         if let Some(body) = &self.body {
             request["headers"]["Content-Type"] = "application/json; charset=utf-8".into();
             request["body"] = body.clone();
+        }
+        if let Some(group) = &self.group {
+            request["atomicityGroup"] = group.as_str().into();
         }
         request
     }
@@ -137,6 +146,61 @@ struct SubResponse {
 }
 
 impl Client {
+    /// Runs groups of operations, each group all-or-nothing (one
+    /// `atomicityGroup`), with `Prefer: continue-on-error` between groups, so
+    /// one group's failure fails only that group. Groups are packed whole
+    /// into requests of at most 100 operations, sent one after another;
+    /// a group larger than that is refused without being sent. Returns the
+    /// results group by group, operation by operation; in a failed group the
+    /// operation that failed carries its error and the others
+    /// [`Error::NotExecuted`] (the server rolled them back).
+    pub async fn batch_groups(&self, groups: &[Vec<BatchOp>]) -> Vec<Vec<BatchResult>> {
+        let mut results: Vec<Vec<BatchResult>> = Vec::with_capacity(groups.len());
+        let mut request: Vec<BatchOp> = Vec::new();
+        let mut members: Vec<usize> = Vec::new();
+        for (g, ops) in groups.iter().enumerate() {
+            results.push(Vec::new());
+            if ops.len() > MAX_BATCH_OPERATIONS {
+                let e = Error::InvalidRequest(format!(
+                    "an atomic group of {} operations does not fit one $batch (at most {MAX_BATCH_OPERATIONS})",
+                    ops.len()
+                ));
+                results[g] = ops.iter().map(|_| Err(e.clone())).collect();
+                continue;
+            }
+            if request.len() + ops.len() > MAX_BATCH_OPERATIONS {
+                self.send_groups(&request, &members, groups, &mut results)
+                    .await;
+                request.clear();
+                members.clear();
+            }
+            members.push(g);
+            request.extend(ops.iter().map(|op| BatchOp {
+                group: Some(format!("g{g}")),
+                ..op.clone()
+            }));
+        }
+        if !request.is_empty() {
+            self.send_groups(&request, &members, groups, &mut results)
+                .await;
+        }
+        results
+    }
+
+    /// Sends one request of whole groups and deals its results out.
+    async fn send_groups(
+        &self,
+        request: &[BatchOp],
+        members: &[usize],
+        groups: &[Vec<BatchOp>],
+        results: &mut [Vec<BatchResult>],
+    ) {
+        let mut answers = self.batch_chunk(request, true).await.into_iter();
+        for &g in members {
+            results[g] = answers.by_ref().take(groups[g].len()).collect();
+        }
+    }
+
     /// Runs `ops` as JSON `$batch` requests with `Prefer: continue-on-error`
     /// and returns one result per operation, in order.
     pub async fn batch(&self, ops: &[BatchOp]) -> Vec<BatchResult> {
@@ -263,6 +327,11 @@ fn valid_set(s: &str) -> bool {
 
 /// A failed sub-response classified like a top-level one.
 fn sub_error(r: &SubResponse) -> Error {
+    if r.status == 424 {
+        // Failed Dependency: rolled back (or skipped) because another
+        // operation of its atomicity group failed; not a failure of its own.
+        return Error::NotExecuted;
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in &r.headers {
         if let (Ok(k), Ok(v)) = (

@@ -67,10 +67,7 @@ pub async fn ingest(
         .begin()
         .await
         .map_err(crate::storage::StorageError::from)?;
-    let mut answers = Vec::with_capacity(parsed.len());
-    for e in &parsed {
-        answers.push(events::ingest(&mut tx, &caller.org_id, e).await?);
-    }
+    let answers = events::ingest_all(&mut tx, &caller.org_id, &parsed).await?;
     tx.commit()
         .await
         .map_err(crate::storage::StorageError::from)?;

@@ -57,7 +57,60 @@ fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
     })
 }
 
-/// The conversation fields an event carries.
+/// `($1, $2, …), (…)`: placeholders for `rows` rows of `cols` values each,
+/// numbered from `$first`. Multi-row statements: each statement is a round
+/// trip to the database, so ingest writes a request's events in a handful.
+fn placeholders(rows: usize, cols: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (0..cols)
+                .map(|c| format!("${}", first + r * cols + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Rows per multi-row statement: well under both databases' limits on
+/// bound values (PostgreSQL 65,535; SQLite 32,766).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// An event id as ingest records it.
+pub struct EventRow<'a> {
+    pub id: &'a str,
+    pub conversation_id: &'a str,
+    pub kind: &'a str,
+}
+
+/// Records event ids; returns those the org had not seen before (the
+/// others are repeats, answered `duplicate`).
+pub async fn insert_events(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    rows: &[EventRow<'_>],
+) -> Result<std::collections::HashSet<String>> {
+    let now = now_ms();
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO events (org_id, received_at, id, conversation_id, type) VALUES {} \
+             ON CONFLICT (org_id, id) DO NOTHING RETURNING id",
+            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for e in chunk {
+            q = q.bind(e.id).bind(e.conversation_id).bind(e.kind);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            fresh.insert(r.try_get::<String, _>("id")?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// A conversation as a request's events describe it, with how many job
+/// positions they need.
 pub struct ConversationIn<'a> {
     pub id: &'a str,
     pub channel: &'a str,
@@ -66,61 +119,73 @@ pub struct ConversationIn<'a> {
     pub contact_email: Option<&'a str>,
     pub contact_phone: Option<&'a str>,
     pub case_id: &'a str,
+    /// Job positions to take.
+    pub seqs: i64,
 }
 
-/// Records an event id; false when the org has seen it already.
-pub async fn insert_event(
+/// Creates or refreshes conversations (details given replace stored ones,
+/// details missing keep them) and takes `seqs` job positions for each;
+/// returns each conversation's last position taken. Rows go in the given
+/// order: callers sort them by id, so concurrent requests lock conversation
+/// rows in one order (no deadlock on PostgreSQL) and each takes its
+/// positions after the other's.
+pub async fn upsert_conversations(
     tx: &mut Tx<'_>,
     org_id: &str,
-    id: &str,
-    conversation_id: &str,
-    kind: &str,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO events (org_id, id, conversation_id, type, received_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (org_id, id) DO NOTHING",
-    )
-    .bind(org_id)
-    .bind(id)
-    .bind(conversation_id)
-    .bind(kind)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Creates or refreshes the conversation and takes its next job position.
-/// The row update serialises concurrent ingests of one conversation.
-pub async fn upsert_conversation(
-    tx: &mut Tx<'_>,
-    org_id: &str,
-    c: &ConversationIn<'_>,
-) -> Result<i64> {
+    rows: &[ConversationIn<'_>],
+) -> Result<std::collections::HashMap<String, i64>> {
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO conversations (org_id, id, channel, url, contact_name, contact_email, contact_phone, \
-         state, next_seq, case_id, case_created, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', 0, $8, 0, $9, $9) \
-         ON CONFLICT (org_id, id) DO UPDATE SET \
-         url = COALESCE(excluded.url, conversations.url), \
-         contact_name = COALESCE(excluded.contact_name, conversations.contact_name), \
-         contact_email = COALESCE(excluded.contact_email, conversations.contact_email), \
-         contact_phone = COALESCE(excluded.contact_phone, conversations.contact_phone), \
-         updated_at = excluded.updated_at",
-    )
-    .bind(org_id)
-    .bind(c.id)
-    .bind(c.channel)
-    .bind(c.url)
-    .bind(c.contact_name)
-    .bind(c.contact_email)
-    .bind(c.contact_phone)
-    .bind(c.case_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    take_seq(tx, org_id, c.id).await
+    let mut last = std::collections::HashMap::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let p = |c: usize| format!("${}", 3 + r * 8 + c);
+                format!(
+                    "($1, {}, {}, {}, {}, {}, {}, 'open', {}, {}, 0, $2, $2)",
+                    p(0),
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO conversations (org_id, id, channel, url, contact_name, contact_email, contact_phone, \
+             state, next_seq, case_id, case_created, created_at, updated_at) VALUES {} \
+             ON CONFLICT (org_id, id) DO UPDATE SET \
+             url = COALESCE(excluded.url, conversations.url), \
+             contact_name = COALESCE(excluded.contact_name, conversations.contact_name), \
+             contact_email = COALESCE(excluded.contact_email, conversations.contact_email), \
+             contact_phone = COALESCE(excluded.contact_phone, conversations.contact_phone), \
+             next_seq = conversations.next_seq + excluded.next_seq, \
+             updated_at = excluded.updated_at \
+             RETURNING id, next_seq",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for c in chunk {
+            q = q
+                .bind(c.id)
+                .bind(c.channel)
+                .bind(c.url)
+                .bind(c.contact_name)
+                .bind(c.contact_email)
+                .bind(c.contact_phone)
+                .bind(c.seqs)
+                .bind(c.case_id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            last.insert(
+                r.try_get::<String, _>("id")?,
+                r.try_get::<i64, _>("next_seq")?,
+            );
+        }
+    }
+    Ok(last)
 }
 
 /// The conversation's next job position. The row update serialises
@@ -137,6 +202,7 @@ async fn take_seq(tx: &mut Tx<'_>, org_id: &str, conversation_id: &str) -> Resul
 }
 
 pub struct MessageIn<'a> {
+    pub conversation_id: &'a str,
     pub id: &'a str,
     pub seq: i64,
     pub role: &'a str,
@@ -146,32 +212,73 @@ pub struct MessageIn<'a> {
     pub activity_id: &'a str,
 }
 
-/// Stores a message; false when the conversation has it already.
-pub async fn insert_message(
+/// Stores messages; returns the `(conversation, message)` ids that were
+/// new (a message the conversation has already is not stored again).
+pub async fn insert_messages(
     tx: &mut Tx<'_>,
     org_id: &str,
-    conversation_id: &str,
-    m: &MessageIn<'_>,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO messages (org_id, conversation_id, id, seq, role, text, attachments, occurred_at, activity_id, written) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0) ON CONFLICT (org_id, conversation_id, id) DO NOTHING",
-    )
-    .bind(org_id)
-    .bind(conversation_id)
-    .bind(m.id)
-    .bind(m.seq)
-    .bind(m.role)
-    .bind(m.text)
-    .bind(m.attachments)
-    .bind(m.occurred_at)
-    .bind(m.activity_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    rows: &[MessageIn<'_>],
+) -> Result<std::collections::HashSet<(String, String)>> {
+    let mut fresh = std::collections::HashSet::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO messages (org_id, conversation_id, id, seq, role, text, attachments, occurred_at, activity_id, written) \
+             VALUES {} ON CONFLICT (org_id, conversation_id, id) DO NOTHING RETURNING conversation_id, id",
+            placeholders(chunk.len(), 8, 2).replace("($", "($1, $").replace(')', ", 0)")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for m in chunk {
+            q = q
+                .bind(m.conversation_id)
+                .bind(m.id)
+                .bind(m.seq)
+                .bind(m.role)
+                .bind(m.text)
+                .bind(m.attachments)
+                .bind(m.occurred_at)
+                .bind(m.activity_id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            fresh.insert((r.try_get("conversation_id")?, r.try_get("id")?));
+        }
+    }
+    Ok(fresh)
 }
 
-pub async fn insert_job(
+/// A job to queue.
+pub struct JobIn<'a> {
+    pub conversation_id: &'a str,
+    pub seq: i64,
+    pub kind: &'a str,
+    pub payload: String,
+}
+
+/// Queues jobs (the outbox), due now.
+pub async fn insert_jobs(tx: &mut Tx<'_>, org_id: &str, rows: &[JobIn<'_>]) -> Result<()> {
+    let now = now_ms();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at) \
+             VALUES {}",
+            placeholders(chunk.len(), 5, 3)
+                .replace("($", "($1, $2, $")
+                .replace(')', ", 'pending', 0, $2, $2)")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for j in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(j.conversation_id)
+                .bind(j.seq)
+                .bind(j.kind)
+                .bind(j.payload.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_job(
     tx: &mut Tx<'_>,
     org_id: &str,
     conversation_id: &str,
@@ -179,20 +286,50 @@ pub async fn insert_job(
     kind: &str,
     payload: &str,
 ) -> Result<()> {
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO jobs (id, org_id, conversation_id, seq, kind, payload, state, attempts, run_after, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+    insert_jobs(
+        tx,
+        org_id,
+        &[JobIn {
+            conversation_id,
+            seq,
+            kind,
+            payload: payload.to_string(),
+        }],
     )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(org_id)
-    .bind(conversation_id)
-    .bind(seq)
-    .bind(kind)
-    .bind(payload)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    .await
+}
+
+/// A timeline line to add.
+pub struct TimelineIn<'a> {
+    pub conversation_id: &'a str,
+    pub kind: &'a str,
+    pub summary: String,
+    pub attempts: Option<i64>,
+}
+
+/// Appends lines to conversations' timelines, in the given order.
+pub async fn add_timelines(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    rows: &[TimelineIn<'_>],
+) -> Result<()> {
+    let now = now_ms();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO timeline (org_id, at, id, conversation_id, kind, summary, attempts) VALUES {}",
+            placeholders(chunk.len(), 5, 3).replace("($", "($1, $2, $")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for t in chunk {
+            q = q
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(t.conversation_id)
+                .bind(t.kind)
+                .bind(t.summary.as_str())
+                .bind(t.attempts);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

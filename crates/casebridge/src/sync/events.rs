@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use crate::storage::sync::{self, ConversationIn, MessageIn, Tx};
 use crate::storage::Result as StorageResult;
 
@@ -367,122 +369,205 @@ pub struct Ingested {
     pub status: &'static str,
 }
 
-/// Writes one event, its message and its job inside `tx`.
-pub async fn ingest(tx: &mut Tx<'_>, org_id: &str, e: &Event) -> StorageResult<Ingested> {
-    let raw = &e.raw;
-    if !sync::insert_event(tx, org_id, &raw.id, &raw.conversation.id, &raw.kind).await? {
-        return Ok(Ingested {
-            id: raw.id.clone(),
+/// A trimmed, non-empty contact detail.
+fn detail(value: Option<&String>) -> Option<&str> {
+    value.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+/// Writes a request's events, messages, jobs and timeline lines inside
+/// `tx`, a few multi-row statements for the whole request. Answers one
+/// [`Ingested`] per event, in order: an event id the org has seen (or seen
+/// earlier in this request) is a `duplicate` and changes nothing; a message
+/// the conversation has already, under a new event id, is noted on the
+/// timeline and queues nothing.
+pub async fn ingest_all(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    events: &[Event],
+) -> StorageResult<Vec<Ingested>> {
+    let mut answers: Vec<Ingested> = events
+        .iter()
+        .map(|e| Ingested {
+            id: e.raw.id.clone(),
             status: "duplicate",
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let firsts: Vec<usize> = (0..events.len())
+        .filter(|&i| seen.insert(events[i].raw.id.as_str()))
+        .collect();
+    let rows: Vec<sync::EventRow> = firsts
+        .iter()
+        .map(|&i| sync::EventRow {
+            id: &events[i].raw.id,
+            conversation_id: &events[i].raw.conversation.id,
+            kind: &events[i].raw.kind,
+        })
+        .collect();
+    let new_ids = sync::insert_events(tx, org_id, &rows).await?;
+    let mut fresh: Vec<&Event> = Vec::new();
+    for i in firsts {
+        if new_ids.contains(&events[i].raw.id) {
+            answers[i].status = "accepted";
+            fresh.push(&events[i]);
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(answers);
+    }
+
+    // Each conversation once, in id order, with what the events say of it
+    // (a later event's details replace an earlier one's) and one job
+    // position per event.
+    let case_ids: BTreeMap<&str, String> = fresh
+        .iter()
+        .map(|e| {
+            let id = e.raw.conversation.id.as_str();
+            (id, super::case_id(org_id, id).to_string())
+        })
+        .collect();
+    let mut conversations: BTreeMap<&str, ConversationIn> = BTreeMap::new();
+    for e in &fresh {
+        let c = &e.raw.conversation;
+        let contact = c.contact.as_ref();
+        let row = conversations
+            .entry(c.id.as_str())
+            .or_insert(ConversationIn {
+                id: &c.id,
+                channel: &e.channel,
+                url: None,
+                contact_name: None,
+                contact_email: None,
+                contact_phone: None,
+                case_id: &case_ids[c.id.as_str()],
+                seqs: 0,
+            });
+        row.seqs += 1;
+        row.url = c.url.as_deref().or(row.url);
+        row.contact_name = detail(contact.and_then(|c| c.name.as_ref())).or(row.contact_name);
+        row.contact_email = detail(contact.and_then(|c| c.email.as_ref())).or(row.contact_email);
+        row.contact_phone = detail(contact.and_then(|c| c.phone.as_ref())).or(row.contact_phone);
+    }
+    let rows: Vec<ConversationIn> = conversations.into_values().collect();
+    let last_seq = sync::upsert_conversations(tx, org_id, &rows).await?;
+    let mut next_seq: HashMap<&str, i64> = rows
+        .iter()
+        .map(|c| (c.id, last_seq.get(c.id).copied().unwrap_or(0) - c.seqs + 1))
+        .collect();
+    let seqs: Vec<i64> = fresh
+        .iter()
+        .map(|e| {
+            let n = next_seq
+                .get_mut(e.raw.conversation.id.as_str())
+                .expect("every conversation was upserted");
+            *n += 1;
+            *n - 1
+        })
+        .collect();
+
+    // Messages, each once per conversation.
+    let attachments: Vec<Option<String>> = fresh
+        .iter()
+        .map(|e| {
+            e.raw
+                .message
+                .as_ref()
+                .filter(|m| !m.attachments.is_empty())
+                .map(|m| serde_json::to_string(&m.attachments).unwrap_or_default())
+        })
+        .collect();
+    let activity_ids: Vec<Option<String>> = fresh
+        .iter()
+        .map(|e| {
+            e.raw
+                .message
+                .as_ref()
+                .map(|m| super::activity_id(org_id, &e.raw.conversation.id, &m.id).to_string())
+        })
+        .collect();
+    let mut in_request = HashSet::new();
+    let mut messages = Vec::new();
+    let mut carries = vec![false; fresh.len()];
+    for (i, e) in fresh.iter().enumerate() {
+        let (Some(m), Some(activity_id)) = (e.raw.message.as_ref(), activity_ids[i].as_deref())
+        else {
+            continue;
+        };
+        if !in_request.insert((e.raw.conversation.id.as_str(), m.id.as_str())) {
+            continue;
+        }
+        carries[i] = true;
+        messages.push(MessageIn {
+            conversation_id: &e.raw.conversation.id,
+            id: &m.id,
+            seq: seqs[i],
+            role: &m.role,
+            text: &m.text,
+            attachments: attachments[i].as_deref(),
+            occurred_at: e.occurred_at.timestamp_millis(),
+            activity_id,
         });
     }
-    let contact = raw.conversation.contact.as_ref();
-    let case_id = super::case_id(org_id, &raw.conversation.id).to_string();
-    let seq = sync::upsert_conversation(
-        tx,
-        org_id,
-        &ConversationIn {
-            id: &raw.conversation.id,
-            channel: &e.channel,
-            url: raw.conversation.url.as_deref(),
-            contact_name: contact
-                .and_then(|c| c.name.as_deref())
-                .map(str::trim)
-                .filter(|s| !s.is_empty()),
-            contact_email: contact
-                .and_then(|c| c.email.as_deref())
-                .map(str::trim)
-                .filter(|s| !s.is_empty()),
-            contact_phone: contact
-                .and_then(|c| c.phone.as_deref())
-                .map(str::trim)
-                .filter(|s| !s.is_empty()),
-            case_id: &case_id,
-        },
-    )
-    .await?;
-    let (payload, summary) = match raw.kind.as_str() {
-        "message.created" => {
-            let m = raw.message.as_ref().expect("validated");
-            let attachments = (!m.attachments.is_empty())
-                .then(|| serde_json::to_string(&m.attachments).unwrap_or_default());
-            let activity_id = super::activity_id(org_id, &raw.conversation.id, &m.id).to_string();
-            let fresh = sync::insert_message(
-                tx,
-                org_id,
-                &raw.conversation.id,
-                &MessageIn {
-                    id: &m.id,
-                    seq,
-                    role: &m.role,
-                    text: &m.text,
-                    attachments: attachments.as_deref(),
-                    occurred_at: e.occurred_at.timestamp_millis(),
-                    activity_id: &activity_id,
-                },
-            )
-            .await?;
-            if !fresh {
-                // Same message under a new event id: nothing more to write.
-                sync::add_timeline(
-                    &mut **tx,
-                    org_id,
-                    &raw.conversation.id,
-                    "event",
-                    &format!("Event {} repeats message {}; ignored", raw.id, m.id),
-                    None,
+    let stored = sync::insert_messages(tx, org_id, &messages).await?;
+
+    // A job and a timeline line per event.
+    let mut jobs = Vec::new();
+    let mut lines = Vec::new();
+    for (i, e) in fresh.iter().enumerate() {
+        let raw = &e.raw;
+        let conversation_id = raw.conversation.id.as_str();
+        let (payload, summary) = match raw.kind.as_str() {
+            "message.created" => {
+                let m = raw.message.as_ref().expect("validated");
+                let key = (conversation_id.to_string(), m.id.clone());
+                if !(carries[i] && stored.contains(&key)) {
+                    // Same message under a new event id: nothing more to write.
+                    lines.push(sync::TimelineIn {
+                        conversation_id,
+                        kind: "event",
+                        summary: format!("Event {} repeats message {}; ignored", raw.id, m.id),
+                        attempts: None,
+                    });
+                    continue;
+                }
+                (
+                    JobPayload::Message {
+                        event_id: raw.id.clone(),
+                        message_id: m.id.clone(),
+                    },
+                    format!("Received {} message {} (event {})", m.role, m.id, raw.id),
                 )
-                .await?;
-                return Ok(Ingested {
-                    id: raw.id.clone(),
-                    status: "accepted",
-                });
             }
-            (
-                JobPayload::Message {
+            "conversation.handoff" => (
+                JobPayload::Handoff {
                     event_id: raw.id.clone(),
-                    message_id: m.id.clone(),
+                    handoff: raw.handoff.clone().expect("validated"),
                 },
-                format!("Received {} message {} (event {})", m.role, m.id, raw.id),
-            )
-        }
-        "conversation.handoff" => (
-            JobPayload::Handoff {
-                event_id: raw.id.clone(),
-                handoff: raw.handoff.clone().expect("validated"),
-            },
-            format!("Received hand-off (event {})", raw.id),
-        ),
-        _ => (
-            JobPayload::Resolve {
-                event_id: raw.id.clone(),
-            },
-            format!("Received resolution (event {})", raw.id),
-        ),
-    };
-    let payload_json = serde_json::to_string(&payload).unwrap_or_default();
-    sync::insert_job(
-        tx,
-        org_id,
-        &raw.conversation.id,
-        seq,
-        payload.kind(),
-        &payload_json,
-    )
-    .await?;
-    sync::add_timeline(
-        &mut **tx,
-        org_id,
-        &raw.conversation.id,
-        "event",
-        &summary,
-        None,
-    )
-    .await?;
-    Ok(Ingested {
-        id: raw.id.clone(),
-        status: "accepted",
-    })
+                format!("Received hand-off (event {})", raw.id),
+            ),
+            _ => (
+                JobPayload::Resolve {
+                    event_id: raw.id.clone(),
+                },
+                format!("Received resolution (event {})", raw.id),
+            ),
+        };
+        jobs.push(sync::JobIn {
+            conversation_id,
+            seq: seqs[i],
+            kind: payload.kind(),
+            payload: serde_json::to_string(&payload).unwrap_or_default(),
+        });
+        lines.push(sync::TimelineIn {
+            conversation_id,
+            kind: "event",
+            summary,
+            attempts: None,
+        });
+    }
+    sync::insert_jobs(tx, org_id, &jobs).await?;
+    sync::add_timelines(&mut **tx, org_id, &lines).await?;
+    Ok(answers)
 }
 
 #[cfg(test)]
