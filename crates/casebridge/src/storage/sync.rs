@@ -694,33 +694,36 @@ pub struct Job {
     pub created_at: i64,
 }
 
-/// Claims the next runnable job: pending, due, of an active org, and the
-/// first unfinished job of its conversation. One statement: on SQLite the
-/// single writer makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED`
-/// lets concurrent claimants pass each other instead of queueing on the
-/// same row, and the outer `state = 'pending'` re-check means a row taken
-/// meanwhile is never claimed twice.
-pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Job>> {
+/// Claims up to `limit` runnable jobs: pending, due, of an active org, and
+/// each the first unfinished job of its conversation, so no two claimed
+/// jobs share a conversation. One statement: on SQLite the single writer
+/// makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent
+/// claimants (other workers, other processes) pass each other instead of
+/// queueing on the same rows, and the outer `state = 'pending'` re-check
+/// means a row taken meanwhile is never claimed twice.
+pub async fn claim_batch(db: &Db, lease_ms: i64, limit: usize) -> Result<Vec<Job>> {
     let now = now_ms();
     let lock = match db.backend() {
         super::Backend::Postgres => "FOR UPDATE OF j SKIP LOCKED",
         super::Backend::Sqlite => "",
     };
-    let claimed = sqlx::query(&format!(
+    let rows = sqlx::query(&format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-         WHERE state = 'pending' AND id = ( \
+         WHERE state = 'pending' AND id IN ( \
            SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
            WHERE j.state = 'pending' AND j.run_after <= $2 AND NOT EXISTS ( \
              SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
              AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
-           ORDER BY j.run_after, j.seq LIMIT 1 {lock}) \
+           ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \
          RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
     ))
     .bind(now + lease_ms)
     .bind(now)
-    .fetch_optional(db.pool())
+    .bind(limit as i64)
+    .fetch_all(db.pool())
     .await?;
-    claimed
+    let mut jobs: Vec<Job> = rows
+        .iter()
         .map(|r| {
             Ok(Job {
                 id: r.try_get("id")?,
@@ -733,7 +736,290 @@ pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Job>> {
                 created_at: r.try_get("created_at")?,
             })
         })
-        .transpose()
+        .collect::<Result<_>>()?;
+    jobs.sort_by_key(|j| j.created_at);
+    Ok(jobs)
+}
+
+/// Gives claimed jobs back untouched (their attempt too): this process
+/// took more than it can start soon.
+pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, locked_until = NULL \
+             WHERE state = 'running' AND id IN ({})",
+            numbered(chunk.len(), 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(db.pool()).await?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, …`: an `IN` list of `n` placeholders.
+fn numbered(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `sql` (which has `$1` = org id and an `IN ({ids})` list) once per
+/// chunk of `ids` and returns every row.
+async fn rows_for(
+    db: &Db,
+    sql: &str,
+    org_id: &str,
+    ids: &[&str],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = sql.replace("{ids}", &numbered(chunk.len(), 2));
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all(db.pool()).await?);
+    }
+    Ok(out)
+}
+
+/// The org's conversations among `ids`, by id.
+pub async fn conversations_among(
+    db: &Db,
+    org_id: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, Conversation>> {
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id IN ({{ids}})"
+    );
+    rows_for(db, &sql, org_id, ids)
+        .await?
+        .iter()
+        .map(|r| conversation_from(r).map(|c| (c.id.clone(), c)))
+        .collect()
+}
+
+/// What a batch of message jobs needs to know of their conversations'
+/// messages, read in three statements for the whole batch.
+#[derive(Default)]
+pub struct Backlog {
+    /// Messages not yet written, per conversation, in order.
+    pub unwritten: std::collections::HashMap<String, Vec<Message>>,
+    /// The position of the conversation's next queued hand-off or
+    /// resolution (messages behind it wait for it).
+    pub barrier: std::collections::HashMap<String, i64>,
+    /// Conversations with a message written already.
+    pub started: std::collections::HashSet<String>,
+}
+
+pub async fn backlog(db: &Db, org_id: &str, conversation_ids: &[&str]) -> Result<Backlog> {
+    let mut b = Backlog::default();
+    for r in rows_for(
+        db,
+        "SELECT conversation_id, id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
+         WHERE org_id = $1 AND conversation_id IN ({ids}) AND written = 0 ORDER BY conversation_id, seq",
+        org_id,
+        conversation_ids,
+    )
+    .await?
+    {
+        b.unwritten
+            .entry(r.try_get("conversation_id")?)
+            .or_default()
+            .push(message_from(&r)?);
+    }
+    for r in rows_for(
+        db,
+        "SELECT conversation_id, MIN(seq) AS seq FROM jobs WHERE org_id = $1 AND conversation_id IN ({ids}) \
+         AND kind <> 'message' AND state = 'pending' GROUP BY conversation_id",
+        org_id,
+        conversation_ids,
+    )
+    .await?
+    {
+        b.barrier
+            .insert(r.try_get("conversation_id")?, r.try_get("seq")?);
+    }
+    for r in rows_for(
+        db,
+        "SELECT c.id FROM conversations c WHERE c.org_id = $1 AND c.id IN ({ids}) AND EXISTS ( \
+         SELECT 1 FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id AND m.written = 1)",
+        org_id,
+        conversation_ids,
+    )
+    .await?
+    {
+        b.started.insert(r.try_get("id")?);
+    }
+    Ok(b)
+}
+
+/// What one message job of a batch wrote to Creatio.
+pub struct BatchWrite<'a> {
+    pub job: &'a Job,
+    /// The Contact linked to the conversation now, and whether casebridge
+    /// created it.
+    pub contact: Option<(String, bool)>,
+    /// The Case created for the conversation, and its number.
+    pub case: Option<(String, Option<String>)>,
+    /// Messages written as activities: a run of the conversation's
+    /// unwritten messages, in order.
+    pub messages: &'a [Message],
+    /// Timeline lines: kind and summary.
+    pub timeline: Vec<(&'static str, String)>,
+}
+
+/// Records a batch of message jobs done with everything they wrote, in one
+/// transaction and a few statements: contacts and cases linked, messages
+/// written (and remembered for the echo guard), each job and the message
+/// jobs whose messages rode along done, the timeline. `announce` queues a
+/// `case.linked` delivery for each new case.
+pub async fn record_batch(
+    db: &Db,
+    org_id: &str,
+    writes: &[BatchWrite<'_>],
+    announce: bool,
+) -> Result<()> {
+    let now = now_ms();
+    let mut tx = db.pool().begin().await?;
+    let mut remembered: Vec<(String, &'static str, &str)> = Vec::new();
+    for w in writes {
+        let conversation_id = w.job.conversation_id.as_str();
+        if w.contact.is_none() && w.case.is_none() {
+            continue;
+        }
+        let contact = w.contact.as_ref().map(|(id, _)| id.as_str());
+        let (case_id, number) = match &w.case {
+            Some((id, number)) => (Some(id.as_str()), number.as_deref()),
+            None => (None, None),
+        };
+        sqlx::query(
+            "UPDATE conversations SET creatio_contact_id = COALESCE($1, creatio_contact_id), \
+             case_created = CASE WHEN $2 = '' THEN case_created ELSE 1 END, \
+             case_number = COALESCE($3, case_number), updated_at = $4 WHERE org_id = $5 AND id = $6",
+        )
+        .bind(contact)
+        .bind(case_id.unwrap_or(""))
+        .bind(number)
+        .bind(now)
+        .bind(org_id)
+        .bind(conversation_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((id, true)) = &w.contact {
+            remembered.push((id.clone(), "Contact", conversation_id));
+        }
+        if let Some(case_id) = case_id {
+            remembered.push((case_id.to_string(), "Case", conversation_id));
+            if announce {
+                crate::deliver::queue(
+                    &mut tx,
+                    org_id,
+                    conversation_id,
+                    &format!("linked:{conversation_id}:{case_id}"),
+                    crate::deliver::CASE_LINKED,
+                    serde_json::json!({"conversation_id": conversation_id, "case_id": case_id, "case_number": number}),
+                )
+                .await?;
+            }
+        }
+    }
+    for w in writes {
+        for m in w.messages {
+            remembered.push((m.activity_id.clone(), "Activity", &w.job.conversation_id));
+        }
+    }
+    for chunk in remembered.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO written_records (org_id, written_at, record_id, entity, conversation_id) VALUES {} \
+             ON CONFLICT (org_id, record_id) DO NOTHING",
+            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for (id, entity, conversation_id) in chunk {
+            q = q.bind(id.as_str()).bind(*entity).bind(*conversation_id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // Per conversation: the messages written are exactly its unwritten ones
+    // from the first to the last position written (newer messages take
+    // higher positions), and its pending message jobs up to that last one
+    // are done: their messages rode along.
+    let ranges: Vec<(&str, i64, i64)> = writes
+        .iter()
+        .filter_map(|w| {
+            let (first, last) = (w.messages.first()?, w.messages.last()?);
+            Some((w.job.conversation_id.as_str(), first.seq, last.seq))
+        })
+        .collect();
+    for chunk in ranges.chunks(ROWS_PER_STATEMENT / 2) {
+        let messages: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 2 + 3 * i;
+                format!(
+                    "(conversation_id = ${p} AND seq BETWEEN ${} AND ${})",
+                    p + 1,
+                    p + 2
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE messages SET written = 1 WHERE org_id = $1 AND written = 0 AND ({})",
+            messages.join(" OR ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for (c, first, last) in chunk {
+            q = q.bind(*c).bind(*first).bind(*last);
+        }
+        q.execute(&mut *tx).await?;
+        let jobs: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 3 + 2 * i;
+                format!("(conversation_id = ${p} AND seq <= ${})", p + 1)
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE jobs SET state = 'done', updated_at = $2 WHERE org_id = $1 AND kind = 'message' \
+             AND state = 'pending' AND ({})",
+            jobs.join(" OR ")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for (c, _, last) in chunk {
+            q = q.bind(*c).bind(*last);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let ids: Vec<&str> = writes.iter().map(|w| w.job.id.as_str()).collect();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
+             WHERE state IN ('running', 'cancelled') AND id IN ({})",
+            numbered(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    let lines: Vec<TimelineIn> = writes
+        .iter()
+        .flat_map(|w| {
+            w.timeline.iter().map(|(kind, summary)| TimelineIn {
+                conversation_id: &w.job.conversation_id,
+                kind,
+                summary: summary.clone(),
+                attempts: Some(w.job.attempts),
+            })
+        })
+        .collect();
+    add_timelines(&mut tx, org_id, &lines).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Returns jobs whose claimant died (lease expired) to the queue.

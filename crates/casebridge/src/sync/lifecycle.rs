@@ -65,19 +65,8 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
                     job.seq,
                 )
                 .await?;
-                if ctx.settings.create_case_only_on_handoff || role.as_deref() != Some("customer") {
-                    let why = if ctx.settings.create_case_only_on_handoff {
-                        "the case is created at hand-off"
-                    } else {
-                        "the case is created with the first customer message"
-                    };
-                    timeline(
-                        ctx,
-                        "event",
-                        &format!("Message {message_id} stored; {why}"),
-                        job,
-                    )
-                    .await;
+                if let Some(line) = stored_until_case(&ctx.settings, role.as_deref(), &message_id) {
+                    timeline(ctx, "event", &line, job).await;
                     return Ok(false);
                 }
                 ensure_case(ctx, job, None, &Default::default()).await?;
@@ -130,20 +119,38 @@ pub(super) async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: 
     }
 }
 
+/// Why a message that has no case to go on is kept for later: the case is
+/// created at hand-off, or with the first customer message. `None` when
+/// the message (of `role`) opens the case.
+pub(super) fn stored_until_case(
+    settings: &Settings,
+    role: Option<&str>,
+    message_id: &str,
+) -> Option<String> {
+    let why = if settings.create_case_only_on_handoff {
+        "the case is created at hand-off"
+    } else if role != Some("customer") {
+        "the case is created with the first customer message"
+    } else {
+        return None;
+    };
+    Some(format!("Message {message_id} stored; {why}"))
+}
+
 /// The conversation's Case Id (stored as text).
 pub(super) fn case_uuid(c: &Conversation) -> Result<Uuid, JobError> {
     Uuid::parse_str(&c.case_id).map_err(|e| JobError::Permanent(format!("bad case id: {e}")))
 }
 
 /// The Creatio Contact linked to the conversation, if any.
-fn contact_uuid(c: &Conversation) -> Option<Uuid> {
+pub(super) fn contact_uuid(c: &Conversation) -> Option<Uuid> {
     c.creatio_contact_id
         .as_deref()
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
 /// A create with a deterministic Id succeeded, now or on an earlier run.
-fn created_once<T>(result: creatio::Result<T>) -> Result<(), JobError> {
+pub(super) fn created_once<T>(result: creatio::Result<T>) -> Result<(), JobError> {
     match result {
         Ok(_) | Err(CreatioError::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e.into()),
@@ -216,38 +223,13 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
             found = hits.into_iter().next().and_then(|h| h.id);
         }
     }
-    let key = c
-        .contact_email
-        .as_deref()
-        .map(|e| format!("email:{}", e.to_ascii_lowercase()))
-        .or_else(|| c.contact_phone.as_deref().map(|p| format!("phone:{p}")));
-    let id = match (found, key) {
+    let id = match (found, new_contact(&job.org_id, &c)) {
         (Some(id), _) => {
-            timeline(
-                ctx,
-                "creatio",
-                &format!("Matched Creatio contact {id}"),
-                job,
-            )
-            .await;
+            timeline(ctx, "creatio", &matched_contact(id), job).await;
             Some(id)
         }
-        (None, Some(key)) if ctx.settings.create_missing_contacts => {
-            let id = super::contact_id(&job.org_id, &key);
-            let contact = Contact {
-                id: Some(id),
-                name: Some(truncate(
-                    c.contact_name
-                        .as_deref()
-                        .or(c.contact_email.as_deref())
-                        .or(c.contact_phone.as_deref())
-                        .unwrap_or("Customer"),
-                    250,
-                )),
-                email: c.contact_email.clone(),
-                phone: c.contact_phone.clone(),
-                ..Default::default()
-            };
+        (None, Some(contact)) if ctx.settings.create_missing_contacts => {
+            let id = contact.id.expect("a new contact has its id");
             created_once(ctx.client.create(&contact).await)?;
             sync::remember_written(
                 &ctx.services.db,
@@ -257,13 +239,7 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
                 Some(&job.conversation_id),
             )
             .await?;
-            timeline(
-                ctx,
-                "creatio",
-                &format!("Created Creatio contact {id}"),
-                job,
-            )
-            .await;
+            timeline(ctx, "creatio", &created_contact(id), job).await;
             Some(id)
         }
         _ => None,
@@ -279,6 +255,39 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
         ctx.conversation.creatio_contact_id = Some(id.to_string());
     }
     Ok(id)
+}
+
+pub(super) fn matched_contact(id: Uuid) -> String {
+    format!("Matched Creatio contact {id}")
+}
+
+pub(super) fn created_contact(id: Uuid) -> String {
+    format!("Created Creatio contact {id}")
+}
+
+/// The Contact casebridge creates for a customer no Contact matched: its
+/// Id derived from the e-mail (else the phone), so every conversation of
+/// that customer creates the same one. `None` without either.
+pub(super) fn new_contact(org_id: &str, c: &Conversation) -> Option<Contact> {
+    let key = c
+        .contact_email
+        .as_deref()
+        .map(|e| format!("email:{}", e.to_ascii_lowercase()))
+        .or_else(|| c.contact_phone.as_deref().map(|p| format!("phone:{p}")))?;
+    Some(Contact {
+        id: Some(super::contact_id(org_id, &key)),
+        name: Some(truncate(
+            c.contact_name
+                .as_deref()
+                .or(c.contact_email.as_deref())
+                .or(c.contact_phone.as_deref())
+                .unwrap_or("Customer"),
+            250,
+        )),
+        email: c.contact_email.clone(),
+        phone: c.contact_phone.clone(),
+        ..Default::default()
+    })
 }
 
 fn symptoms(c: &Conversation, lead: &str) -> String {
@@ -315,29 +324,8 @@ async fn ensure_case(
     let c = ctx.conversation.clone();
     let first =
         sync::first_customer_text(&ctx.services.db, &job.org_id, &job.conversation_id).await?;
-    let subject = match first
-        .as_deref()
-        .map(|t| first_line(t, MAX_TITLE))
-        .filter(|s| !s.is_empty())
-    {
-        Some(s) => s,
-        None => format!("Conversation {} ({})", c.id, c.channel),
-    };
-    let lead = handoff
-        .map(|h| h.summary.clone())
-        .or(first)
-        .unwrap_or_default();
+    let case = new_case(&c, &ctx.settings, first.as_deref(), handoff)?;
     let case_id = case_uuid(&c)?;
-    let case = Case {
-        id: Some(case_id),
-        subject: Some(subject),
-        symptoms: Some(symptoms(&c, &lead)),
-        origin_id: Some(origin(&c.channel)),
-        contact_id,
-        owner_id: ctx.settings.default_owner_id,
-        group_id: ctx.settings.default_group_id,
-        ..Default::default()
-    };
     let number = match create_case(&ctx.client, &case, ai_columns).await {
         Ok(number) => number,
         Err(CreatioError::AlreadyExists { .. }) => {
@@ -368,19 +356,52 @@ async fn ensure_case(
     timeline(
         ctx,
         "creatio",
-        &format!(
-            "Created case {} ({case_id})",
-            number.as_deref().unwrap_or("?")
-        ),
+        &created_case(number.as_deref(), case_id),
         job,
     )
     .await;
     Ok(())
 }
 
+/// The conversation's new Case: subject from the first customer message,
+/// summary (the hand-off's, else that message), origin from the channel,
+/// the linked Contact, default owner and group.
+pub(super) fn new_case(
+    c: &Conversation,
+    settings: &Settings,
+    first_customer_text: Option<&str>,
+    handoff: Option<&HandoffJson>,
+) -> Result<Case, JobError> {
+    let subject = match first_customer_text
+        .map(|t| first_line(t, MAX_TITLE))
+        .filter(|s| !s.is_empty())
+    {
+        Some(s) => s,
+        None => format!("Conversation {} ({})", c.id, c.channel),
+    };
+    let lead = handoff
+        .map(|h| h.summary.as_str())
+        .or(first_customer_text)
+        .unwrap_or_default();
+    Ok(Case {
+        id: Some(case_uuid(c)?),
+        subject: Some(subject),
+        symptoms: Some(symptoms(c, lead)),
+        origin_id: Some(origin(&c.channel)),
+        contact_id: contact_uuid(c),
+        owner_id: settings.default_owner_id,
+        group_id: settings.default_group_id,
+        ..Default::default()
+    })
+}
+
+pub(super) fn created_case(number: Option<&str>, id: Uuid) -> String {
+    format!("Created case {} ({id})", number.unwrap_or("?"))
+}
+
 /// A Case body (create or PATCH) with extra columns: AI fields, which may
 /// be a tenant's own `Usr…` columns the typed model does not know.
-fn case_body(case: &Case, extra: &Map<String, Value>) -> Result<Value, CreatioError> {
+pub(super) fn case_body(case: &Case, extra: &Map<String, Value>) -> Result<Value, CreatioError> {
     let mut body = serde_json::to_value(case)
         .map_err(|e| CreatioError::InvalidRequest(format!("cannot encode the case: {e}")))?;
     if let Some(o) = body.as_object_mut() {
@@ -487,7 +508,7 @@ async fn append_to_open_case(
     Ok(true)
 }
 
-fn activity_for(
+pub(super) fn activity_for(
     c: &Conversation,
     m: &Message,
     contact_id: Option<Uuid>,
@@ -624,19 +645,7 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobErr
         }
     }
     let last = pending[pending.len() - 1].seq;
-    let summary = if pending.len() == 1 {
-        format!(
-            "Wrote activity {} for message {}",
-            pending[0].activity_id, pending[0].id
-        )
-    } else {
-        format!(
-            "Wrote {} activities (messages {} to {}) in one $batch",
-            pending.len(),
-            pending[0].id,
-            pending[pending.len() - 1].id
-        )
-    };
+    let summary = wrote_activities(&pending);
     // Everything this write means, in one transaction: messages written,
     // the jobs of the messages that rode along done, and — for a message
     // job, which has nothing left to do — the job itself done.
@@ -654,6 +663,19 @@ async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobErr
     )
     .await?;
     Ok(finishes)
+}
+
+/// The timeline line for activities written (at least one).
+pub(super) fn wrote_activities(written: &[Message]) -> String {
+    match written {
+        [one] => format!("Wrote activity {} for message {}", one.activity_id, one.id),
+        _ => format!(
+            "Wrote {} activities (messages {} to {}) in one $batch",
+            written.len(),
+            written[0].id,
+            written[written.len() - 1].id
+        ),
+    }
 }
 
 async fn write_handoff(

@@ -5,6 +5,9 @@
 //!   transaction before `202`.
 //! - [`worker`]: tasks that claim jobs (one conversation at a time, in
 //!   order), run them, and retry, pause or dead-letter by the delivery policy.
+//! - [`round`]: message jobs of many conversations done together: shared
+//!   Contact queries, `$batch` requests with one atomic group per
+//!   conversation, one transaction to record them.
 //! - [`coalesce`]: an org's concurrent creates merged into `$batch` requests.
 //! - [`lifecycle`]: what a job does in Creatio: contact, case, activities,
 //!   hand-off note, resolution.
@@ -23,6 +26,7 @@ pub mod coalesce;
 pub mod events;
 pub mod lifecycle;
 pub mod replies;
+pub mod round;
 pub mod triage;
 pub mod worker;
 

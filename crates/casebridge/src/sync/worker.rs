@@ -14,8 +14,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::lifecycle::{self, Context, JobError};
 use crate::api::Services;
@@ -70,46 +70,102 @@ impl Policy {
     }
 }
 
-/// Starts `n` workers and the lease reaper (for jobs and deliveries); they
-/// stop when `stop` turns true.
+/// Jobs claimed at once: a round's worth.
+const CLAIM: usize = 500;
+/// Claimers per process: while one round waits for Creatio, the next one
+/// reads and records.
+const CLAIMERS: usize = 2;
+
+/// Starts the claimers, which run message jobs in rounds and every other
+/// job on its own, at most `n` of those at a time, and the lease reaper
+/// (for jobs and deliveries); they stop when `stop` turns true, after the
+/// jobs they started.
 pub fn spawn(
     services: Arc<Services>,
     n: usize,
     policy: Policy,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let mut tasks: Vec<JoinHandle<()>> = (0..n)
+    let slots = Arc::new(Semaphore::new(n.max(1)));
+    let mut tasks: Vec<JoinHandle<()>> = (0..CLAIMERS)
         .map(|i| {
-            let services = services.clone();
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                loop {
-                    if *stop.borrow() {
-                        break;
-                    }
-                    let claimed = match sync::claim_next(&services.db, policy.lease_ms).await {
-                        Ok(j) => j,
-                        Err(e) => {
-                            tracing::warn!(worker = i, error = %e, "Could not claim a sync job; retrying shortly.");
-                            None
-                        }
-                    };
-                    match claimed {
-                        Some(job) => run_one(&services, &policy, job).await,
-                        None => {
-                            tokio::select! {
-                                _ = services.work_ready.notified() => {}
-                                _ = tokio::time::sleep(IDLE_POLL) => {}
-                                _ = stop.changed() => {}
-                            }
-                        }
-                    }
-                }
-            })
+            tokio::spawn(claim_loop(
+                i,
+                services.clone(),
+                slots.clone(),
+                policy,
+                stop.clone(),
+            ))
         })
         .collect();
     tasks.push(tokio::spawn(release_expired_leases(services, stop)));
     tasks
+}
+
+async fn claim_loop(
+    claimer: usize,
+    services: Arc<Services>,
+    slots: Arc<Semaphore>,
+    policy: Policy,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut alone: JoinSet<()> = JoinSet::new();
+    while !*stop.borrow() {
+        while alone.try_join_next().is_some() {}
+        let jobs = match sync::claim_batch(&services.db, policy.lease_ms, CLAIM).await {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::warn!(claimer, error = %e, "Could not claim sync jobs; retrying shortly.");
+                Vec::new()
+            }
+        };
+        if jobs.is_empty() {
+            tokio::select! {
+                _ = services.work_ready.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let now = now_ms();
+        for job in &jobs {
+            let lag = (now - job.created_at).max(0) as f64 / 1000.0;
+            metrics::histogram!(crate::metrics::QUEUE_LAG_SECONDS).record(lag);
+        }
+        let (batched, mut single): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(super::round::fits);
+        if !batched.is_empty() {
+            single.extend(super::round::run(&services, &policy, batched).await);
+        }
+        // Start what can start now; give the rest back rather than hold
+        // their leases while they wait (an AI-filled hand-off can take a
+        // while), and wait for a free slot before claiming again.
+        let free = slots.available_permits().max(1);
+        if single.len() > free {
+            let back: Vec<&str> = single[free..].iter().map(|j| j.id.as_str()).collect();
+            if let Err(e) = sync::unclaim(&services.db, &back).await {
+                tracing::warn!(claimer, error = %e, "Could not give back claimed jobs; they run when their lease expires.");
+            }
+            single.truncate(free);
+        }
+        for job in single {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let services = services.clone();
+            alone.spawn(async move {
+                run_one(&services, &policy, job).await;
+                drop(permit);
+            });
+        }
+        if slots.available_permits() == 0 {
+            // Every slot is busy: claim again once one is free.
+            if let Ok(permit) = slots.acquire().await {
+                drop(permit);
+            }
+        }
+    }
+    while alone.join_next().await.is_some() {}
 }
 
 /// Returns jobs and deliveries whose worker died mid-run (their lease
@@ -192,16 +248,27 @@ impl Verdict {
 }
 
 async fn run_one(services: &Services, policy: &Policy, job: Job) {
-    let lag = (now_ms() - job.created_at).max(0) as f64 / 1000.0;
-    metrics::histogram!(crate::metrics::QUEUE_LAG_SECONDS).record(lag);
     let started = std::time::Instant::now();
     let outcome = prepare_and_run(services, &job).await;
     metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
-    let verdict = Verdict::of(outcome, &job, policy);
-    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => verdict.label())
+    settle(services, policy, &job, outcome).await;
+}
+
+pub(super) fn count_run(job: &Job, outcome: &'static str) {
+    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => outcome)
         .increment(1);
+}
+
+/// Records what a run of `job` came to, by the delivery policy.
+pub(super) async fn settle(
+    services: &Services,
+    policy: &Policy,
+    job: &Job,
+    outcome: Result<bool, JobError>,
+) {
+    let verdict = Verdict::of(outcome, job, policy);
+    count_run(job, verdict.label());
     let db = &services.db;
-    let job = &job;
     let note = |kind: &'static str, summary: String| async move {
         let _ = sync::add_timeline(
             db.pool(),
@@ -282,8 +349,16 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
     }
 }
 
-async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobError> {
-    let connection = connections::get(&services.db, &job.org_id)
+/// An org's active connection, ready to use.
+pub(super) struct OrgClient {
+    pub settings: crate::connection::Settings,
+    pub client: creatio::Client,
+    /// The integration's own user in Creatio, learned by Test & Save.
+    pub technical_user: Option<uuid::Uuid>,
+}
+
+pub(super) async fn org_client(services: &Services, org_id: &str) -> Result<OrgClient, JobError> {
+    let connection = connections::get(&services.db, org_id)
         .await?
         .filter(|c| c.status == Status::Active)
         .ok_or_else(|| {
@@ -292,7 +367,7 @@ async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobErro
     let settings = services
         .clients
         .settings(
-            &job.org_id,
+            org_id,
             connection.updated_at,
             crate::connection::from_stored(&services.secrets, &services.policy, &connection),
         )
@@ -300,22 +375,31 @@ async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobErro
         .map_err(|e| {
             JobError::NotConnected(format!("the saved connection cannot be used: {e:?}"))
         })?;
+    let client = services.clients.get(&services.http, org_id, &settings);
+    let technical_user = connection
+        .technical_user_id
+        .as_deref()
+        .and_then(|u| uuid::Uuid::parse_str(u).ok());
+    Ok(OrgClient {
+        settings,
+        client,
+        technical_user,
+    })
+}
+
+async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobError> {
+    let org = org_client(services, &job.org_id).await?;
     let conversation = sync::get_conversation(&services.db, &job.org_id, &job.conversation_id)
         .await?
         .ok_or_else(|| {
             JobError::Permanent(format!("conversation {} is missing", job.conversation_id))
         })?;
-    let client = services.clients.get(&services.http, &job.org_id, &settings);
-    let technical_user = connection
-        .technical_user_id
-        .as_deref()
-        .and_then(|u| uuid::Uuid::parse_str(u).ok());
     let mut ctx = Context {
         services,
-        settings,
-        client,
+        settings: org.settings,
+        client: org.client,
         conversation,
-        technical_user,
+        technical_user: org.technical_user,
     };
     lifecycle::run(&mut ctx, job).await
 }

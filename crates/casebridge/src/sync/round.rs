@@ -1,0 +1,518 @@
+//! Message jobs in rounds: the claimed first attempts of `message` jobs,
+//! across conversations, done together (DESIGN.md §8). A round reads what
+//! it needs in a few statements, matches the customers of new conversations
+//! with one Contact query per 15 e-mails, writes contacts in one `$batch`
+//! and then every conversation's case and activities in shared `$batch`
+//! requests, each conversation's part one `atomicityGroup` (all of it
+//! lands, in order, or none of it does), and records everything in one
+//! transaction.
+//!
+//! What a round does not cover goes the per-job way ([`super::lifecycle`]):
+//! retries (an earlier attempt may have written part of the work),
+//! hand-offs, resolutions, reply checks, and conversations whose channel
+//! appends to a contact's open case. A round's failure is settled per job
+//! by the same delivery policy as a job run alone.
+
+use std::collections::{HashMap, HashSet};
+
+use creatio::models::Contact;
+use creatio::query::{col, Query};
+use creatio::{BatchOp, Client, Error as CreatioError};
+use serde_json::Map;
+use uuid::Uuid;
+
+use super::events::JobPayload;
+use super::lifecycle::{self, JobError};
+use super::worker::{self, Policy};
+use crate::api::Services;
+use crate::connection::Settings;
+use crate::storage::sync::{self, BatchWrite, Conversation, Job, Message};
+
+/// Activities per conversation per round: its case and activities must fit
+/// one `$batch` (100 operations); the rest go in the next round.
+const MAX_MESSAGES: usize = creatio::batch::MAX_BATCH_OPERATIONS - 1;
+/// Terms per Contact query: Creatio refuses filters over 100 nodes (~20
+/// `eq` terms joined by `or`; reference §2.3).
+const EMAILS_PER_QUERY: usize = 15;
+const PHONES_PER_QUERY: usize = 7;
+
+/// Whether a claimed job may go in a round.
+pub fn fits(job: &Job) -> bool {
+    job.kind == "message" && job.attempts == 1
+}
+
+/// Runs `jobs` (all [`fits`]) as rounds, one per org; returns those a round
+/// cannot do, for the per-job path.
+pub async fn run(services: &Services, policy: &Policy, jobs: Vec<Job>) -> Vec<Job> {
+    let mut by_org: HashMap<String, Vec<Job>> = HashMap::new();
+    for job in jobs {
+        by_org.entry(job.org_id.clone()).or_default().push(job);
+    }
+    let mut rest = Vec::new();
+    for (org_id, jobs) in by_org {
+        rest.extend(run_org(services, policy, &org_id, jobs).await);
+    }
+    rest
+}
+
+/// What a job of the round comes to.
+enum Plan<'a> {
+    /// Nothing to write (its messages went with an earlier job), or a
+    /// message kept until the case exists: finish, with this line if any.
+    Finish(Option<String>),
+    /// Write `messages` as activities, creating the case first when `new`.
+    Write {
+        new_case: bool,
+        messages: &'a [Message],
+    },
+}
+
+async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<Job>) -> Vec<Job> {
+    let org = match worker::org_client(services, org_id).await {
+        Ok(org) => org,
+        // Not connected now, or the store failed: the per-job path says so.
+        Err(_) => return jobs,
+    };
+    let ids: Vec<&str> = jobs.iter().map(|j| j.conversation_id.as_str()).collect();
+    let read = async {
+        let conversations = sync::conversations_among(&services.db, org_id, &ids).await?;
+        let backlog = sync::backlog(&services.db, org_id, &ids).await?;
+        Ok::<_, crate::storage::StorageError>((conversations, backlog))
+    };
+    let (mut conversations, backlog) = match read.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(org_id, error = %e, "Could not read a round's conversations; running its jobs one by one.");
+            return jobs;
+        }
+    };
+    let settings = &org.settings;
+    let mut plans: Vec<(Job, Plan)> = Vec::new();
+    let mut rest = Vec::new();
+    for job in jobs {
+        let Some(c) = conversations.get(&job.conversation_id) else {
+            rest.push(job);
+            continue;
+        };
+        let unwritten = backlog
+            .unwritten
+            .get(&c.id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let barrier = backlog.barrier.get(&c.id).copied().unwrap_or(i64::MAX);
+        let open = unwritten.iter().take_while(|m| m.seq < barrier).count();
+        let messages = &unwritten[..open.min(MAX_MESSAGES)];
+        let plan = if c.case_created {
+            if messages.is_empty() {
+                Plan::Finish(None)
+            } else {
+                Plan::Write {
+                    new_case: false,
+                    messages,
+                }
+            }
+        } else {
+            let role = messages
+                .iter()
+                .find(|m| m.seq == job.seq)
+                .map(|m| m.role.as_str());
+            let message_id = match serde_json::from_str(&job.payload) {
+                Ok(JobPayload::Message { message_id, .. }) => message_id,
+                _ => {
+                    rest.push(job);
+                    continue;
+                }
+            };
+            match lifecycle::stored_until_case(settings, role, &message_id) {
+                Some(line) => Plan::Finish(Some(line)),
+                None if settings.case_append_channels.contains(&c.channel) => {
+                    rest.push(job);
+                    continue;
+                }
+                None => Plan::Write {
+                    new_case: true,
+                    messages,
+                },
+            }
+        };
+        plans.push((job, plan));
+    }
+
+    // Contacts for the new cases.
+    let needing: Vec<&Conversation> = plans
+        .iter()
+        .filter(|(_, p)| matches!(p, Plan::Write { new_case: true, .. }))
+        .map(|(j, _)| &conversations[&j.conversation_id])
+        .filter(|c| c.creatio_contact_id.is_none())
+        .collect();
+    let mut contacts: HashMap<String, (Uuid, bool)> = HashMap::new();
+    let mut failed: HashMap<String, CreatioError> = HashMap::new();
+    match match_contacts(&org.client, &needing).await {
+        Ok(found) => {
+            let mut creates: HashMap<Uuid, Contact> = HashMap::new();
+            for c in &needing {
+                if let Some(id) = found.get(&c.id) {
+                    contacts.insert(c.id.clone(), (*id, false));
+                } else if let Some(contact) =
+                    lifecycle::new_contact(org_id, c).filter(|_| settings.create_missing_contacts)
+                {
+                    let id = contact.id.expect("a new contact has its id");
+                    contacts.insert(c.id.clone(), (id, true));
+                    creates.insert(id, contact);
+                }
+            }
+            let creates: Vec<(Uuid, Contact)> = creates.into_iter().collect();
+            let ops: Vec<BatchOp> = creates
+                .iter()
+                .filter_map(|(_, c)| BatchOp::create(c).ok())
+                .collect();
+            count_request(ops.len());
+            let results = org.client.batch(&ops).await;
+            let mut refused: HashMap<Uuid, CreatioError> = HashMap::new();
+            for ((id, _), r) in creates.iter().zip(results) {
+                if let Err(e) = lifecycle::created_once(r) {
+                    if let JobError::Creatio(e) = e {
+                        refused.insert(*id, e);
+                    }
+                }
+            }
+            for (conversation, (id, _)) in &contacts {
+                if let Some(e) = refused.get(id) {
+                    failed.insert(conversation.clone(), e.clone());
+                }
+            }
+        }
+        Err(e) => {
+            for c in &needing {
+                failed.insert(c.id.clone(), e.clone());
+            }
+        }
+    }
+    for (conversation, (id, _)) in &contacts {
+        if let Some(c) = conversations.get_mut(conversation) {
+            c.creatio_contact_id = Some(id.to_string());
+        }
+    }
+
+    // Each conversation's case and activities, one atomic group each.
+    let mut groups: Vec<Vec<BatchOp>> = Vec::new();
+    let mut grouped: Vec<usize> = Vec::new();
+    for (i, (job, plan)) in plans.iter().enumerate() {
+        let Plan::Write { new_case, messages } = plan else {
+            continue;
+        };
+        if failed.contains_key(&job.conversation_id) {
+            continue;
+        }
+        let c = &conversations[&job.conversation_id];
+        match write_ops(
+            c,
+            settings,
+            *new_case,
+            messages,
+            backlog.started.contains(&c.id),
+        ) {
+            Ok(ops) => {
+                groups.push(ops);
+                grouped.push(i);
+            }
+            Err(e) => {
+                failed.insert(
+                    job.conversation_id.clone(),
+                    CreatioError::InvalidRequest(e.to_string()),
+                );
+            }
+        }
+    }
+    for g in &groups {
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(g.len() as f64);
+    }
+    let ops: usize = groups.iter().map(Vec::len).sum();
+    count_request(ops);
+    let results = org.client.batch_groups(&groups).await;
+    let mut outcome: HashMap<usize, Result<Option<String>, CreatioError>> = HashMap::new();
+    for (i, results) in grouped.into_iter().zip(results) {
+        let new_case = matches!(plans[i].1, Plan::Write { new_case: true, .. });
+        outcome.insert(i, group_outcome(results, new_case));
+    }
+
+    // Record what landed; settle what did not.
+    let announce = match crate::storage::deliveries::endpoint(&services.db, org_id).await {
+        Ok(e) => e.is_some(),
+        Err(e) => {
+            tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
+            return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
+        }
+    };
+    let mut writes: Vec<BatchWrite> = Vec::new();
+    let mut failures: Vec<(&Job, CreatioError)> = Vec::new();
+    for (i, (job, plan)) in plans.iter().enumerate() {
+        let c = &conversations[&job.conversation_id];
+        let mut w = BatchWrite {
+            job,
+            contact: None,
+            case: None,
+            messages: &[],
+            timeline: Vec::new(),
+        };
+        match plan {
+            Plan::Finish(line) => {
+                w.timeline.extend(line.clone().map(|l| ("event", l)));
+            }
+            Plan::Write { new_case, messages } => {
+                let number = match (failed.remove(&c.id), outcome.remove(&i)) {
+                    (Some(e), _) | (None, Some(Err(e))) => {
+                        failures.push((job, e));
+                        continue;
+                    }
+                    (None, Some(Ok(number))) => number,
+                    (None, None) => {
+                        failures.push((job, CreatioError::NotExecuted));
+                        continue;
+                    }
+                };
+                if *new_case {
+                    if let Some((id, created)) = contacts.get(&c.id) {
+                        w.contact = Some((id.to_string(), *created));
+                        w.timeline.push((
+                            "creatio",
+                            if *created {
+                                lifecycle::created_contact(*id)
+                            } else {
+                                lifecycle::matched_contact(*id)
+                            },
+                        ));
+                    }
+                    let case_id = lifecycle::case_uuid(c).unwrap_or_default();
+                    w.timeline.push((
+                        "creatio",
+                        lifecycle::created_case(number.as_deref(), case_id),
+                    ));
+                    w.case = Some((c.case_id.clone(), number));
+                }
+                w.messages = messages;
+                w.timeline
+                    .push(("creatio", lifecycle::wrote_activities(messages)));
+            }
+        }
+        writes.push(w);
+    }
+    if let Err(e) = sync::record_batch(&services.db, org_id, &writes, announce).await {
+        // The jobs stay running; their leases expire and they run again,
+        // one by one, finding what this round wrote.
+        tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
+    } else {
+        for w in &writes {
+            worker::count_run(w.job, "done");
+        }
+        if announce && writes.iter().any(|w| w.case.is_some()) {
+            services.delivery_ready.notify_waiters();
+        }
+    }
+    for (job, e) in failures {
+        // A failed group or a contact Creatio refused: the job's own
+        // verdict, as if it had run alone. A duplicate means an earlier
+        // run wrote part of this: the per-job path sorts that out.
+        let e = match e {
+            CreatioError::AlreadyExists { .. } => CreatioError::NotExecuted,
+            e => e,
+        };
+        worker::settle(services, policy, job, Err(JobError::Creatio(e))).await;
+    }
+    rest
+}
+
+fn count_request(ops: usize) {
+    if ops > 0 {
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "batch")
+            .increment(ops.div_ceil(creatio::batch::MAX_BATCH_OPERATIONS) as u64);
+    }
+}
+
+/// A group's result: the case number (when it created the case), or the
+/// error of the operation that failed (the others were rolled back).
+fn group_outcome(
+    results: Vec<creatio::batch::BatchResult>,
+    new_case: bool,
+) -> Result<Option<String>, CreatioError> {
+    let mut number = None;
+    let mut error = None;
+    for (k, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(body) if k == 0 && new_case => {
+                number = body.and_then(|b| b["Number"].as_str().map(str::to_string));
+            }
+            Ok(_) => {}
+            Err(CreatioError::NotExecuted) => {
+                error.get_or_insert(CreatioError::NotExecuted);
+            }
+            Err(e) => {
+                if error
+                    .as_ref()
+                    .is_none_or(|e| matches!(e, CreatioError::NotExecuted))
+                {
+                    error = Some(e);
+                }
+            }
+        }
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(number),
+    }
+}
+
+/// A conversation's operations: its case (when new), then its messages'
+/// activities in order.
+fn write_ops(
+    c: &Conversation,
+    settings: &Settings,
+    new_case: bool,
+    messages: &[Message],
+    started: bool,
+) -> Result<Vec<BatchOp>, JobError> {
+    let case_id = lifecycle::case_uuid(c)?;
+    let contact_id = lifecycle::contact_uuid(c);
+    let mut ops = Vec::with_capacity(messages.len() + 1);
+    if new_case {
+        let first = messages
+            .iter()
+            .find(|m| m.role == "customer")
+            .map(|m| m.text.as_str());
+        let case = lifecycle::new_case(c, settings, first, None)?;
+        ops.push(BatchOp::create_json(
+            "Case",
+            lifecycle::case_body(&case, &Map::new())?,
+        ));
+    }
+    for (k, m) in messages.iter().enumerate() {
+        let activity = lifecycle::activity_for(c, m, contact_id, case_id, !started && k == 0);
+        ops.push(BatchOp::create(&activity)?);
+    }
+    Ok(ops)
+}
+
+/// Finds the Contacts of `conversations` by e-mail, then phone: the oldest
+/// match of each, by conversation id. Several e-mails per query.
+async fn match_contacts(
+    client: &Client,
+    conversations: &[&Conversation],
+) -> Result<HashMap<String, Uuid>, CreatioError> {
+    let mut found = HashMap::new();
+    let emails: Vec<String> = unique(
+        conversations
+            .iter()
+            .filter_map(|c| c.contact_email.as_deref()),
+    );
+    let mut by_email: HashMap<String, Uuid> = HashMap::new();
+    for chunk in emails.chunks(EMAILS_PER_QUERY) {
+        let hits =
+            contacts_where(client, col("Email").is_in(chunk.iter().map(String::as_str))).await?;
+        for hit in hits {
+            if let (Some(id), Some(email)) = (hit.id, hit.email) {
+                by_email.entry(email.to_lowercase()).or_insert(id);
+            }
+        }
+    }
+    for c in conversations {
+        if let Some(id) = c
+            .contact_email
+            .as_deref()
+            .and_then(|e| by_email.get(&e.to_lowercase()))
+        {
+            found.insert(c.id.clone(), *id);
+        }
+    }
+    let phones: Vec<String> = unique(
+        conversations
+            .iter()
+            .filter(|c| !found.contains_key(&c.id))
+            .filter_map(|c| c.contact_phone.as_deref()),
+    );
+    let mut by_phone: HashMap<String, Uuid> = HashMap::new();
+    for chunk in phones.chunks(PHONES_PER_QUERY) {
+        let terms = || chunk.iter().map(String::as_str);
+        let hits = contacts_where(
+            client,
+            col("Phone")
+                .is_in(terms())
+                .or(col("MobilePhone").is_in(terms())),
+        )
+        .await?;
+        for hit in hits {
+            let Some(id) = hit.id else { continue };
+            for p in [hit.phone, hit.mobile_phone].into_iter().flatten() {
+                by_phone.entry(p).or_insert(id);
+            }
+        }
+    }
+    for c in conversations {
+        if found.contains_key(&c.id) {
+            continue;
+        }
+        if let Some(id) = c.contact_phone.as_deref().and_then(|p| by_phone.get(p)) {
+            found.insert(c.id.clone(), *id);
+        }
+    }
+    Ok(found)
+}
+
+/// Contacts matching `filter`, oldest first (the first of several with one
+/// e-mail is the one to link, as a single lookup would take).
+async fn contacts_where(
+    client: &Client,
+    filter: creatio::query::Filter,
+) -> Result<Vec<Contact>, CreatioError> {
+    client
+        .list(
+            Query::new()
+                .select(["Id", "Email", "Phone", "MobilePhone"])
+                .filter(filter)
+                .order_by_asc("CreatedOn"),
+        )
+        .await
+}
+
+fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    values
+        .filter(|v| seen.insert(v.to_lowercase()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_reports_the_failure_not_the_rollback() {
+        let rejected = CreatioError::Rejected {
+            status: 400,
+            message: "bad".into(),
+        };
+        let r = group_outcome(
+            vec![
+                Err(CreatioError::NotExecuted),
+                Err(rejected.clone()),
+                Err(CreatioError::NotExecuted),
+            ],
+            true,
+        );
+        assert!(matches!(r, Err(CreatioError::Rejected { status: 400, .. })));
+        let ok = group_outcome(
+            vec![Ok(Some(serde_json::json!({"Number": "SR00001"}))), Ok(None)],
+            true,
+        );
+        assert_eq!(ok.unwrap().as_deref(), Some("SR00001"));
+        assert_eq!(group_outcome(vec![Ok(None)], false).unwrap(), None);
+    }
+
+    #[test]
+    fn unique_ignores_case() {
+        assert_eq!(
+            unique(["A@x.com", "a@X.com", "b@x.com"].into_iter()),
+            vec!["A@x.com".to_string(), "b@x.com".to_string()]
+        );
+    }
+}
