@@ -700,9 +700,20 @@ pub struct Job {
 /// makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent
 /// claimants (other workers, other processes) pass each other instead of
 /// queueing on the same rows, and the outer `state = 'pending'` re-check
-/// means a row taken meanwhile is never claimed twice.
-pub async fn claim_batch(db: &Db, lease_ms: i64, limit: usize) -> Result<Vec<Job>> {
+/// means a row taken meanwhile is never claimed twice. `first_messages`
+/// claims only message jobs never tried (what a round runs).
+pub async fn claim_batch(
+    db: &Db,
+    lease_ms: i64,
+    limit: usize,
+    first_messages: bool,
+) -> Result<Vec<Job>> {
     let now = now_ms();
+    let only = if first_messages {
+        "AND j.kind = 'message' AND j.attempts = 0"
+    } else {
+        ""
+    };
     let lock = match db.backend() {
         super::Backend::Postgres => "FOR UPDATE OF j SKIP LOCKED",
         super::Backend::Sqlite => "",
@@ -711,7 +722,7 @@ pub async fn claim_batch(db: &Db, lease_ms: i64, limit: usize) -> Result<Vec<Job
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
          WHERE state = 'pending' AND id IN ( \
            SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
-           WHERE j.state = 'pending' AND j.run_after <= $2 AND NOT EXISTS ( \
+           WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
              SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
              AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
            ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \

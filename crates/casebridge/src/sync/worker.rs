@@ -112,7 +112,9 @@ async fn claim_loop(
     let mut alone: JoinSet<()> = JoinSet::new();
     while !*stop.borrow() {
         while alone.try_join_next().is_some() {}
-        let jobs = match sync::claim_batch(&services.db, policy.lease_ms, CLAIM).await {
+        // With every slot busy, only what a round does is worth claiming.
+        let busy = slots.available_permits() == 0;
+        let jobs = match sync::claim_batch(&services.db, policy.lease_ms, CLAIM, busy).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(claimer, error = %e, "Could not claim sync jobs; retrying shortly.");
@@ -124,6 +126,7 @@ async fn claim_loop(
                 _ = services.work_ready.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = stop.changed() => {}
+                _ = slots.acquire(), if busy => {}
             }
             continue;
         }
@@ -139,14 +142,18 @@ async fn claim_loop(
         }
         // Start what can start now; give the rest back rather than hold
         // their leases while they wait (an AI-filled hand-off can take a
-        // while), and wait for a free slot before claiming again.
-        let free = slots.available_permits().max(1);
+        // while), and look again when a slot frees or shortly.
+        let free = slots.available_permits();
         if single.len() > free {
             let back: Vec<&str> = single[free..].iter().map(|j| j.id.as_str()).collect();
             if let Err(e) = sync::unclaim(&services.db, &back).await {
                 tracing::warn!(claimer, error = %e, "Could not give back claimed jobs; they run when their lease expires.");
             }
             single.truncate(free);
+            tokio::select! {
+                _ = slots.acquire() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
         }
         for job in single {
             let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -157,12 +164,6 @@ async fn claim_loop(
                 run_one(&services, &policy, job).await;
                 drop(permit);
             });
-        }
-        if slots.available_permits() == 0 {
-            // Every slot is busy: claim again once one is free.
-            if let Ok(permit) = slots.acquire().await {
-                drop(permit);
-            }
         }
     }
     while alone.join_next().await.is_some() {}

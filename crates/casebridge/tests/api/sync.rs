@@ -18,6 +18,7 @@ on_both_backends!(
     contacts_are_matched_by_email_then_phone,
     resolution_without_a_resolved_status_warns,
     a_burst_over_many_conversations_arrives_complete_and_in_order,
+    a_conversation_failing_inside_a_shared_batch_fails_alone,
     an_outage_delays_but_loses_nothing,
     rate_limits_and_short_tokens_fail_no_job,
     dead_credentials_pause_the_org_until_test_and_save,
@@ -278,14 +279,49 @@ async fn replayed_events_change_nothing(backend: Backend) {
         "{again}"
     );
     assert_eq!(again["events"][0]["status"], "duplicate");
-    // The same message under a new event id is not written twice either.
-    app.send(&org.key, msg("e9", "c1", "m1", "customer", "one", 1))
+    // The same message under a new event id is not written twice either,
+    // nor an event repeated inside one request, nor a message carried by
+    // two new events of one request.
+    let repeats = app
+        .send(
+            &org.key,
+            json!([
+                msg("e9", "c1", "m1", "customer", "one", 1),
+                msg("e3", "c1", "m3", "customer", "three", 3),
+                msg("e3", "c1", "m3", "customer", "three", 3),
+                msg("e4", "c1", "m3", "customer", "three", 3),
+            ]),
+        )
         .await;
+    let statuses: Vec<&str> = repeats["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["accepted", "accepted", "duplicate", "accepted"],
+        "{repeats}"
+    );
     let conv = app.settled(&org.key, "c1").await;
     assert_eq!(
         titles(&activities(&app, case_id_of(&conv)).await),
-        vec!["Customer: one", "AI: two"]
+        vec!["Customer: one", "AI: two", "Customer: three"]
     );
+    let lines: Vec<&str> = conv["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["summary"].as_str().unwrap())
+        .collect();
+    for repeat in ["Event e9 repeats message m1", "Event e4 repeats message m3"] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(repeat)),
+            "{repeat}: {lines:?}"
+        );
+    }
+    assert_eq!(conv["messages"]["received"], 3, "{conv}");
     let cases = app
         .creatio()
         .count("Case", Some(col("Subject").eq("one")))
@@ -433,6 +469,63 @@ async fn a_burst_over_many_conversations_arrives_complete_and_in_order(backend: 
         activity_requests < 500,
         "fewer Creatio requests than messages: {activity_requests}"
     );
+    app.finish().await;
+}
+
+/// Conversations share `$batch` requests, each its own atomic group: one
+/// whose case create fails (an earlier run made the case and died before
+/// recording it) has nothing of its group kept, runs again on its own and
+/// ends complete, in order, once; the others are not held back.
+async fn a_conversation_failing_inside_a_shared_batch_fails_alone(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let made_earlier = casebridge::sync::case_id(&org.id, "shared-0");
+    app.creatio()
+        .create(&Case {
+            id: Some(made_earlier),
+            subject: Some("made by an earlier run".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for i in 0..3u32 {
+        for c in 0..5 {
+            all.push(msg(
+                &format!("s{c}-{i}"),
+                &format!("shared-{c}"),
+                &format!("m{i}"),
+                "customer",
+                &format!("line {i}"),
+                i,
+            ));
+        }
+    }
+    app.send(&org.key, Value::Array(all)).await;
+    for c in 0..5 {
+        let conv = app.settled(&org.key, &format!("shared-{c}")).await;
+        assert_eq!(conv["jobs"]["done"], 3, "shared-{c}: {conv}");
+        assert_eq!(
+            titles(&activities(&app, case_id_of(&conv)).await),
+            vec!["Customer: line 0", "Customer: line 1", "Customer: line 2"],
+            "shared-{c}"
+        );
+        if c == 0 {
+            assert_eq!(case_id_of(&conv), made_earlier);
+            let lines = conv["timeline"].to_string();
+            assert!(lines.contains("retrying"), "the failed group was retried: {lines}");
+        }
+    }
+    assert_eq!(
+        app.creatio()
+            .count("Activity", Some(col("Title").contains("line ")))
+            .await
+            .unwrap(),
+        15
+    );
+    let stats = app.emulator.stats();
+    assert!(stats.batch_operations >= 15, "one shared batch: {stats:?}");
     app.finish().await;
 }
 
