@@ -61,6 +61,7 @@ pub async fn ingest(
             ))
         }
     }
+    let turn = state.db.write_turn().await;
     let mut tx = state
         .db
         .pool()
@@ -71,6 +72,7 @@ pub async fn ingest(
     tx.commit()
         .await
         .map_err(crate::storage::StorageError::from)?;
+    drop(turn);
     state.work_ready.notify_waiters();
     let accepted = answers.iter().filter(|a| a.status == "accepted").count();
     metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")

@@ -47,6 +47,11 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer: a writer that finds the file locked sleeps
+    /// in steps of up to 100 ms and may lose the race again when it wakes.
+    /// The busiest writers (ingest, job claims, a round's records) queue
+    /// here instead, in order, and each finds the file free.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -87,7 +92,11 @@ impl Db {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            writer: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -96,6 +105,15 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A turn to write, for SQLite; hold it until the transaction commits.
+    /// PostgreSQL has row locks and needs none.
+    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Whether the database answers (for `/readyz`).

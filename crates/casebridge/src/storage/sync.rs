@@ -74,7 +74,7 @@ fn placeholders(rows: usize, cols: usize, first: usize) -> String {
 
 /// Rows per multi-row statement: well under both databases' limits on
 /// bound values (PostgreSQL 65,535; SQLite 32,766).
-const ROWS_PER_STATEMENT: usize = 200;
+const ROWS_PER_STATEMENT: usize = 100;
 
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
@@ -559,6 +559,7 @@ pub async fn record_written(
     w: Written<'_>,
 ) -> Result<()> {
     let now = now_ms();
+    let _turn = db.write_turn().await;
     let mut tx = db.pool().begin().await?;
     // Two statements per hundred messages, not two per message: each
     // statement is a round trip to the database's connection thread.
@@ -714,13 +715,17 @@ pub async fn claim_batch(
     } else {
         ""
     };
-    let lock = match db.backend() {
-        super::Backend::Postgres => "FOR UPDATE OF j SKIP LOCKED",
-        super::Backend::Sqlite => "",
+    // SQLite runs the statement alone (one writer), so the re-check is not
+    // needed there, and leaving it out keeps its planner on the primary
+    // key instead of walking every pending job.
+    let (recheck, lock) = match db.backend() {
+        super::Backend::Postgres => ("state = 'pending' AND", "FOR UPDATE OF j SKIP LOCKED"),
+        super::Backend::Sqlite => ("", ""),
     };
+    let turn = db.write_turn().await;
     let rows = sqlx::query(&format!(
         "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-         WHERE state = 'pending' AND id IN ( \
+         WHERE {recheck} id IN ( \
            SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
            WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
              SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
@@ -733,6 +738,7 @@ pub async fn claim_batch(
     .bind(limit as i64)
     .fetch_all(db.pool())
     .await?;
+    drop(turn);
     let mut jobs: Vec<Job> = rows
         .iter()
         .map(|r| {
@@ -755,6 +761,7 @@ pub async fn claim_batch(
 /// Gives claimed jobs back untouched (their attempt too): this process
 /// took more than it can start soon.
 pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
+    let _turn = db.write_turn().await;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE jobs SET state = 'pending', attempts = attempts - 1, locked_until = NULL \
@@ -896,36 +903,43 @@ pub async fn record_batch(
     announce: bool,
 ) -> Result<()> {
     let now = now_ms();
+    let _turn = db.write_turn().await;
     let mut tx = db.pool().begin().await?;
     let mut remembered: Vec<(String, &'static str, &str)> = Vec::new();
-    for w in writes {
-        let conversation_id = w.job.conversation_id.as_str();
-        if w.contact.is_none() && w.case.is_none() {
-            continue;
+    // Links to contacts and cases: one UPDATE … FROM (VALUES …) per 200.
+    let links: Vec<&BatchWrite> = writes
+        .iter()
+        .filter(|w| w.contact.is_some() || w.case.is_some())
+        .collect();
+    for chunk in links.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE conversations SET creatio_contact_id = COALESCE(v.column2, creatio_contact_id), \
+             case_created = CASE WHEN v.column3 IS NULL THEN case_created ELSE 1 END, \
+             case_number = COALESCE(v.column4, case_number), updated_at = $2 \
+             FROM (VALUES {}) AS v WHERE conversations.org_id = $1 AND conversations.id = v.column1",
+            placeholders(chunk.len(), 4, 3)
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for w in chunk {
+            let (case_id, number) = match &w.case {
+                Some((id, number)) => (Some(id.as_str()), number.as_deref()),
+                None => (None, None),
+            };
+            q = q
+                .bind(w.job.conversation_id.as_str())
+                .bind(w.contact.as_ref().map(|(id, _)| id.as_str()))
+                .bind(case_id)
+                .bind(number);
         }
-        let contact = w.contact.as_ref().map(|(id, _)| id.as_str());
-        let (case_id, number) = match &w.case {
-            Some((id, number)) => (Some(id.as_str()), number.as_deref()),
-            None => (None, None),
-        };
-        sqlx::query(
-            "UPDATE conversations SET creatio_contact_id = COALESCE($1, creatio_contact_id), \
-             case_created = CASE WHEN $2 = '' THEN case_created ELSE 1 END, \
-             case_number = COALESCE($3, case_number), updated_at = $4 WHERE org_id = $5 AND id = $6",
-        )
-        .bind(contact)
-        .bind(case_id.unwrap_or(""))
-        .bind(number)
-        .bind(now)
-        .bind(org_id)
-        .bind(conversation_id)
-        .execute(&mut *tx)
-        .await?;
+        q.execute(&mut *tx).await?;
+    }
+    for w in links {
+        let conversation_id = w.job.conversation_id.as_str();
         if let Some((id, true)) = &w.contact {
             remembered.push((id.clone(), "Contact", conversation_id));
         }
-        if let Some(case_id) = case_id {
-            remembered.push((case_id.to_string(), "Case", conversation_id));
+        if let Some((case_id, number)) = &w.case {
+            remembered.push((case_id.clone(), "Case", conversation_id));
             if announce {
                 crate::deliver::queue(
                     &mut tx,
@@ -959,50 +973,33 @@ pub async fn record_batch(
     // Per conversation: the messages written are exactly its unwritten ones
     // from the first to the last position written (newer messages take
     // higher positions), and its pending message jobs up to that last one
-    // are done: their messages rode along.
-    let ranges: Vec<(&str, i64, i64)> = writes
-        .iter()
-        .filter_map(|w| {
-            let (first, last) = (w.messages.first()?, w.messages.last()?);
-            Some((w.job.conversation_id.as_str(), first.seq, last.seq))
-        })
-        .collect();
-    for chunk in ranges.chunks(ROWS_PER_STATEMENT / 2) {
-        let messages: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 2 + 3 * i;
-                format!(
-                    "(conversation_id = ${p} AND seq BETWEEN ${} AND ${})",
-                    p + 1,
-                    p + 2
-                )
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE messages SET written = 1 WHERE org_id = $1 AND written = 0 AND ({})",
-            messages.join(" OR ")
-        );
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for (c, first, last) in chunk {
-            q = q.bind(*c).bind(*first).bind(*last);
-        }
-        q.execute(&mut *tx).await?;
-        let jobs: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = 3 + 2 * i;
-                format!("(conversation_id = ${p} AND seq <= ${})", p + 1)
-            })
-            .collect();
-        let sql = format!(
-            "UPDATE jobs SET state = 'done', updated_at = $2 WHERE org_id = $1 AND kind = 'message' \
-             AND state = 'pending' AND ({})",
-            jobs.join(" OR ")
-        );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
-        for (c, _, last) in chunk {
-            q = q.bind(*c).bind(*last);
-        }
-        q.execute(&mut *tx).await?;
+    // are done: their messages rode along. A statement per conversation:
+    // each is an index lookup, which a multi-row form (OR, or a join to a
+    // VALUES list) does not get from SQLite's planner.
+    for w in writes {
+        let (Some(first), Some(last)) = (w.messages.first(), w.messages.last()) else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 \
+             AND seq BETWEEN $3 AND $4 AND written = 0",
+        )
+        .bind(org_id)
+        .bind(&w.job.conversation_id)
+        .bind(first.seq)
+        .bind(last.seq)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
+             AND seq <= $4 AND kind = 'message' AND state = 'pending'",
+        )
+        .bind(now)
+        .bind(org_id)
+        .bind(&w.job.conversation_id)
+        .bind(last.seq)
+        .execute(&mut *tx)
+        .await?;
     }
     let ids: Vec<&str> = writes.iter().map(|w| w.job.id.as_str()).collect();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {

@@ -297,7 +297,8 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         }
         writes.push(w);
     }
-    if let Err(e) = sync::record_batch(&services.db, org_id, &writes, announce).await {
+    let rec = sync::record_batch(&services.db, org_id, &writes, announce).await;
+    if let Err(e) = rec {
         // The jobs stay running; their leases expire and they run again,
         // one by one, finding what this round wrote.
         tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");

@@ -514,7 +514,10 @@ async fn a_conversation_failing_inside_a_shared_batch_fails_alone(backend: Backe
         if c == 0 {
             assert_eq!(case_id_of(&conv), made_earlier);
             let lines = conv["timeline"].to_string();
-            assert!(lines.contains("retrying"), "the failed group was retried: {lines}");
+            assert!(
+                lines.contains("retrying"),
+                "the failed group was retried: {lines}"
+            );
         }
     }
     assert_eq!(
