@@ -566,7 +566,7 @@ pub async fn ingest_all(
         });
     }
     sync::insert_jobs(tx, org_id, &jobs).await?;
-    sync::add_timelines(&mut **tx, org_id, &lines).await?;
+    sync::add_timelines(tx, org_id, &lines).await?;
     Ok(answers)
 }
 

@@ -170,10 +170,8 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
             let results = org.client.batch(&ops).await;
             let mut refused: HashMap<Uuid, CreatioError> = HashMap::new();
             for ((id, _), r) in creates.iter().zip(results) {
-                if let Err(e) = lifecycle::created_once(r) {
-                    if let JobError::Creatio(e) = e {
-                        refused.insert(*id, e);
-                    }
+                if let Err(JobError::Creatio(e)) = lifecycle::created_once(r) {
+                    refused.insert(*id, e);
                 }
             }
             for (conversation, (id, _)) in &contacts {
