@@ -67,6 +67,15 @@ fn titles(list: &[Activity]) -> Vec<String> {
         .collect()
 }
 
+/// The `key` text of each object in the array `list`.
+fn texts<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[key].as_str().unwrap())
+        .collect()
+}
+
 fn case_id_of(conv: &Value) -> Uuid {
     Uuid::parse_str(conv["case"]["id"].as_str().unwrap()).unwrap()
 }
@@ -293,14 +302,8 @@ async fn replayed_events_change_nothing(backend: Backend) {
             ]),
         )
         .await;
-    let statuses: Vec<&str> = repeats["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        statuses,
+        texts(&repeats["events"], "status"),
         vec!["accepted", "accepted", "duplicate", "accepted"],
         "{repeats}"
     );
@@ -309,12 +312,7 @@ async fn replayed_events_change_nothing(backend: Backend) {
         titles(&activities(&app, case_id_of(&conv)).await),
         vec!["Customer: one", "AI: two", "Customer: three"]
     );
-    let lines: Vec<&str> = conv["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["summary"].as_str().unwrap())
-        .collect();
+    let lines = texts(&conv["timeline"], "summary");
     for repeat in ["Event e9 repeats message m1", "Event e4 repeats message m3"] {
         assert!(
             lines.iter().any(|l| l.starts_with(repeat)),
