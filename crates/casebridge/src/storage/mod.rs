@@ -139,8 +139,42 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
-/// Which of `values` an org's rows of `table` hold in `column`: one query
-/// per 200 values. `table` and `column` are constants of the caller's.
+/// Values bound per statement in the multi-row and `IN`-list statements:
+/// well under both databases' limits (PostgreSQL 65,535; SQLite 32,766),
+/// and small because sqlx looks each bound value up by name, which costs
+/// SQLite time in proportion to the statement's values.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `$first, $first+1, …`: an `IN` list of `n` placeholders.
+fn numbered(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `sql` (which has `$1` = org id and an `IN ({ids})` list) once per
+/// chunk of `ids` and returns every row.
+async fn rows_for<S: AsRef<str>>(
+    db: &Db,
+    sql: &str,
+    org_id: &str,
+    ids: &[S],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = sql.replace("{ids}", &numbered(chunk.len(), 2));
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for id in chunk {
+            q = q.bind(id.as_ref());
+        }
+        out.extend(q.fetch_all(db.pool()).await?);
+    }
+    Ok(out)
+}
+
+/// Which of `values` an org's rows of `table` hold in `column`. `table`
+/// and `column` are constants of the caller's.
 async fn present_among(
     db: &Db,
     table: &str,
@@ -149,22 +183,12 @@ async fn present_among(
     values: &[String],
 ) -> Result<Vec<String>> {
     use sqlx::Row;
-    let mut found = Vec::new();
-    for chunk in values.chunks(200) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT {column} FROM {table} WHERE org_id = $1 AND {column} IN ({})",
-            placeholders.join(", ")
-        );
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for v in chunk {
-            q = q.bind(v);
-        }
-        for r in q.fetch_all(db.pool()).await? {
-            found.push(r.try_get(column)?);
-        }
-    }
-    Ok(found)
+    let sql = format!("SELECT {column} FROM {table} WHERE org_id = $1 AND {column} IN ({{ids}})");
+    rows_for(db, &sql, org_id, values)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get(column)?))
+        .collect()
 }
 
 /// Now, as stored: Unix milliseconds.

@@ -11,7 +11,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{now_ms, Db, Result};
+use super::{now_ms, numbered, rows_for, Db, Result, ROWS_PER_STATEMENT};
 
 pub type Tx<'a> = Transaction<'a, Any>;
 
@@ -71,10 +71,6 @@ fn placeholders(rows: usize, cols: usize, first: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-/// Rows per multi-row statement: well under both databases' limits on
-/// bound values (PostgreSQL 65,535; SQLite 32,766).
-const ROWS_PER_STATEMENT: usize = 100;
 
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
@@ -563,34 +559,23 @@ pub async fn record_written(
     let mut tx = db.pool().begin().await?;
     // Two statements per hundred messages, not two per message: each
     // statement is a round trip to the database's connection thread.
-    for chunk in w.messages.chunks(100) {
-        let ids: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+    for chunk in w.messages.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id IN ({})",
-            ids.join(", ")
+            numbered(chunk.len(), 3)
         );
         let mut q = sqlx::query(&sql).bind(org_id).bind(conversation_id);
         for m in chunk {
             q = q.bind(&m.id);
         }
         q.execute(&mut *tx).await?;
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, 'Activity', $2, $3)", i + 4))
-            .collect();
-        let sql = format!(
-            "INSERT INTO written_records (org_id, record_id, entity, conversation_id, written_at) VALUES {} \
-             ON CONFLICT (org_id, record_id) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(org_id)
-            .bind(conversation_id)
-            .bind(now);
-        for m in chunk {
-            q = q.bind(&m.activity_id);
-        }
-        q.execute(&mut *tx).await?;
     }
+    let activities: Vec<Remembered> = w
+        .messages
+        .iter()
+        .map(|m| (m.activity_id.as_str(), "Activity", Some(conversation_id)))
+        .collect();
+    remember_all(&mut tx, org_id, &activities).await?;
     if let Some(up_to) = w.finish_message_jobs_up_to {
         sqlx::query(
             "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
@@ -647,24 +632,25 @@ pub async fn mark_written(
     .await
 }
 
-async fn remember_in(
-    tx: &mut Tx<'_>,
-    org_id: &str,
-    record_id: &str,
-    entity: &str,
-    conversation_id: Option<&str>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO written_records (org_id, record_id, entity, conversation_id, written_at) VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (org_id, record_id) DO NOTHING",
-    )
-    .bind(org_id)
-    .bind(record_id)
-    .bind(entity)
-    .bind(conversation_id)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
+/// A record casebridge wrote: its id, entity and conversation.
+type Remembered<'a> = (&'a str, &'static str, Option<&'a str>);
+
+/// Remembers records casebridge wrote (the echo guard's memory), a few
+/// hundred per statement.
+async fn remember_all(tx: &mut Tx<'_>, org_id: &str, rows: &[Remembered<'_>]) -> Result<()> {
+    let now = now_ms();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO written_records (org_id, written_at, record_id, entity, conversation_id) VALUES {} \
+             ON CONFLICT (org_id, record_id) DO NOTHING",
+            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
+        );
+        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        for (id, entity, conversation_id) in chunk {
+            q = q.bind(*id).bind(*entity).bind(*conversation_id);
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -673,11 +659,11 @@ pub async fn remember_written(
     db: &Db,
     org_id: &str,
     record_id: &str,
-    entity: &str,
+    entity: &'static str,
     conversation_id: Option<&str>,
 ) -> Result<()> {
     let mut tx = db.pool().begin().await?;
-    remember_in(&mut tx, org_id, record_id, entity, conversation_id).await?;
+    remember_all(&mut tx, org_id, &[(record_id, entity, conversation_id)]).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -775,34 +761,6 @@ pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
         q.execute(db.pool()).await?;
     }
     Ok(())
-}
-
-/// `$first, $first+1, …`: an `IN` list of `n` placeholders.
-fn numbered(n: usize, first: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Runs `sql` (which has `$1` = org id and an `IN ({ids})` list) once per
-/// chunk of `ids` and returns every row.
-async fn rows_for(
-    db: &Db,
-    sql: &str,
-    org_id: &str,
-    ids: &[&str],
-) -> Result<Vec<sqlx::any::AnyRow>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = sql.replace("{ids}", &numbered(chunk.len(), 2));
-        let mut q = sqlx::query(&sql).bind(org_id);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        out.extend(q.fetch_all(db.pool()).await?);
-    }
-    Ok(out)
 }
 
 /// The org's conversations among `ids`, by id.
@@ -905,7 +863,7 @@ pub async fn record_batch(
     let now = now_ms();
     let _turn = db.write_turn().await;
     let mut tx = db.pool().begin().await?;
-    let mut remembered: Vec<(String, &'static str, &str)> = Vec::new();
+    let mut remembered: Vec<Remembered> = Vec::new();
     // Links to contacts and cases: one UPDATE … FROM (VALUES …) per 200.
     let links: Vec<&BatchWrite> = writes
         .iter()
@@ -936,10 +894,10 @@ pub async fn record_batch(
     for w in links {
         let conversation_id = w.job.conversation_id.as_str();
         if let Some((id, true)) = &w.contact {
-            remembered.push((id.clone(), "Contact", conversation_id));
+            remembered.push((id, "Contact", Some(conversation_id)));
         }
         if let Some((case_id, number)) = &w.case {
-            remembered.push((case_id.clone(), "Case", conversation_id));
+            remembered.push((case_id, "Case", Some(conversation_id)));
             if announce {
                 crate::deliver::queue(
                     &mut tx,
@@ -955,21 +913,10 @@ pub async fn record_batch(
     }
     for w in writes {
         for m in w.messages {
-            remembered.push((m.activity_id.clone(), "Activity", &w.job.conversation_id));
+            remembered.push((&m.activity_id, "Activity", Some(&w.job.conversation_id)));
         }
     }
-    for chunk in remembered.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO written_records (org_id, written_at, record_id, entity, conversation_id) VALUES {} \
-             ON CONFLICT (org_id, record_id) DO NOTHING",
-            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
-        );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
-        for (id, entity, conversation_id) in chunk {
-            q = q.bind(id.as_str()).bind(*entity).bind(*conversation_id);
-        }
-        q.execute(&mut *tx).await?;
-    }
+    remember_all(&mut tx, org_id, &remembered).await?;
     // Per conversation: the messages written are exactly its unwritten ones
     // from the first to the last position written (newer messages take
     // higher positions), and its pending message jobs up to that last one
