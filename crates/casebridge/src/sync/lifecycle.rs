@@ -5,6 +5,8 @@
 //! Every step is idempotent: re-running a job after a crash or a timeout
 //! finds the records it already wrote (`AlreadyExists`) and goes on.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use creatio::ids::{activity_category, activity_status, activity_type, case_origin};
 use creatio::models::{Activity, Case, Contact};
@@ -194,35 +196,7 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
         return Ok(Some(id));
     }
     let c = ctx.conversation.clone();
-    let mut found = None;
-    if let Some(email) = c.contact_email.as_deref() {
-        let hits: Vec<Contact> = ctx
-            .client
-            .list(
-                Query::new()
-                    .select(["Id"])
-                    .filter(col("Email").eq(email))
-                    .order_by_asc("CreatedOn")
-                    .top(1),
-            )
-            .await?;
-        found = hits.into_iter().next().and_then(|h| h.id);
-    }
-    if found.is_none() {
-        if let Some(phone) = c.contact_phone.as_deref() {
-            let hits: Vec<Contact> = ctx
-                .client
-                .list(
-                    Query::new()
-                        .select(["Id"])
-                        .filter(col("Phone").eq(phone).or(col("MobilePhone").eq(phone)))
-                        .order_by_asc("CreatedOn")
-                        .top(1),
-                )
-                .await?;
-            found = hits.into_iter().next().and_then(|h| h.id);
-        }
-    }
+    let found = match_contacts(&ctx.client, &[&c]).await?.remove(&c.id);
     let id = match (found, new_contact(&job.org_id, &c)) {
         (Some(id), _) => {
             timeline(ctx, "creatio", &matched_contact(id), job).await;
@@ -255,6 +229,100 @@ async fn ensure_contact(ctx: &mut Context<'_>, job: &Job) -> Result<Option<Uuid>
         ctx.conversation.creatio_contact_id = Some(id.to_string());
     }
     Ok(id)
+}
+
+/// Terms per Contact query: Creatio refuses filters over 100 nodes (~20
+/// `eq` terms joined by `or`; reference §2.3).
+const EMAILS_PER_QUERY: usize = 15;
+const PHONES_PER_QUERY: usize = 7;
+
+/// Finds the Contacts of `conversations` by e-mail, then phone: the oldest
+/// match of each, by conversation id. Several e-mails per query.
+pub(super) async fn match_contacts(
+    client: &Client,
+    conversations: &[&Conversation],
+) -> Result<HashMap<String, Uuid>, CreatioError> {
+    let mut found = HashMap::new();
+    let emails: Vec<String> = unique(
+        conversations
+            .iter()
+            .filter_map(|c| c.contact_email.as_deref()),
+    );
+    let mut by_email: HashMap<String, Uuid> = HashMap::new();
+    for chunk in emails.chunks(EMAILS_PER_QUERY) {
+        let hits =
+            contacts_where(client, col("Email").is_in(chunk.iter().map(String::as_str))).await?;
+        for hit in hits {
+            if let (Some(id), Some(email)) = (hit.id, hit.email) {
+                by_email.entry(email.to_lowercase()).or_insert(id);
+            }
+        }
+    }
+    for c in conversations {
+        if let Some(id) = c
+            .contact_email
+            .as_deref()
+            .and_then(|e| by_email.get(&e.to_lowercase()))
+        {
+            found.insert(c.id.clone(), *id);
+        }
+    }
+    let phones: Vec<String> = unique(
+        conversations
+            .iter()
+            .filter(|c| !found.contains_key(&c.id))
+            .filter_map(|c| c.contact_phone.as_deref()),
+    );
+    let mut by_phone: HashMap<String, Uuid> = HashMap::new();
+    for chunk in phones.chunks(PHONES_PER_QUERY) {
+        let terms = || chunk.iter().map(String::as_str);
+        let hits = contacts_where(
+            client,
+            col("Phone")
+                .is_in(terms())
+                .or(col("MobilePhone").is_in(terms())),
+        )
+        .await?;
+        for hit in hits {
+            let Some(id) = hit.id else { continue };
+            for p in [hit.phone, hit.mobile_phone].into_iter().flatten() {
+                by_phone.entry(p).or_insert(id);
+            }
+        }
+    }
+    for c in conversations {
+        if found.contains_key(&c.id) {
+            continue;
+        }
+        if let Some(id) = c.contact_phone.as_deref().and_then(|p| by_phone.get(p)) {
+            found.insert(c.id.clone(), *id);
+        }
+    }
+    Ok(found)
+}
+
+/// Contacts matching `filter`, oldest first (the first of several with one
+/// e-mail is the one to link, as a single lookup would take).
+async fn contacts_where(
+    client: &Client,
+    filter: creatio::query::Filter,
+) -> Result<Vec<Contact>, CreatioError> {
+    client
+        .list(
+            Query::new()
+                .select(["Id", "Email", "Phone", "MobilePhone"])
+                .filter(filter)
+                .order_by_asc("CreatedOn"),
+        )
+        .await
+}
+
+fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    values
+        .filter(|v| seen.insert(v.to_lowercase()))
+        .map(str::to_string)
+        .collect()
 }
 
 pub(super) fn matched_contact(id: Uuid) -> String {
@@ -808,4 +876,17 @@ async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
     )
     .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_ignores_case() {
+        assert_eq!(
+            unique(["A@x.com", "a@X.com", "b@x.com"].into_iter()),
+            vec!["A@x.com".to_string(), "b@x.com".to_string()]
+        );
+    }
 }

@@ -13,11 +13,10 @@
 //! appends to a contact's open case. A round's failure is settled per job
 //! by the same delivery policy as a job run alone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use creatio::models::Contact;
-use creatio::query::{col, Query};
-use creatio::{BatchOp, Client, Error as CreatioError};
+use creatio::{BatchOp, Error as CreatioError};
 use serde_json::Map;
 use uuid::Uuid;
 
@@ -31,11 +30,6 @@ use crate::storage::sync::{self, BatchWrite, Conversation, Job, Message};
 /// Activities per conversation per round: its case and activities must fit
 /// one `$batch` (100 operations); the rest go in the next round.
 const MAX_MESSAGES: usize = creatio::batch::MAX_BATCH_OPERATIONS - 1;
-/// Terms per Contact query: Creatio refuses filters over 100 nodes (~20
-/// `eq` terms joined by `or`; reference §2.3).
-const EMAILS_PER_QUERY: usize = 15;
-const PHONES_PER_QUERY: usize = 7;
-
 /// Whether a claimed job may go in a round.
 pub fn fits(job: &Job) -> bool {
     job.kind == "message" && job.attempts == 1
@@ -138,6 +132,24 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         plans.push((job, plan));
     }
 
+    // New cases are announced to the platform when the org has a delivery
+    // URL; read before anything is written, so a failure here leaves the
+    // jobs to the per-job path with nothing done twice.
+    let new_cases = plans
+        .iter()
+        .any(|(_, p)| matches!(p, Plan::Write { new_case: true, .. }));
+    let announce = if new_cases {
+        match crate::storage::deliveries::endpoint(&services.db, org_id).await {
+            Ok(e) => e.is_some(),
+            Err(e) => {
+                tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
+                return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
+            }
+        }
+    } else {
+        false
+    };
+
     // Contacts for the new cases.
     let needing: Vec<&Conversation> = plans
         .iter()
@@ -147,7 +159,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         .collect();
     let mut contacts: HashMap<String, (Uuid, bool)> = HashMap::new();
     let mut failed: HashMap<String, CreatioError> = HashMap::new();
-    match match_contacts(&org.client, &needing).await {
+    match lifecycle::match_contacts(&org.client, &needing).await {
         Ok(found) => {
             let mut creates: HashMap<Uuid, Contact> = HashMap::new();
             for c in &needing {
@@ -235,13 +247,6 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
     }
 
     // Record what landed; settle what did not.
-    let announce = match crate::storage::deliveries::endpoint(&services.db, org_id).await {
-        Ok(e) => e.is_some(),
-        Err(e) => {
-            tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
-            return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
-        }
-    };
     let mut writes: Vec<BatchWrite> = Vec::new();
     let mut failures: Vec<(&Job, CreatioError)> = Vec::new();
     for (i, (job, plan)) in plans.iter().enumerate() {
@@ -391,95 +396,6 @@ fn write_ops(
     Ok(ops)
 }
 
-/// Finds the Contacts of `conversations` by e-mail, then phone: the oldest
-/// match of each, by conversation id. Several e-mails per query.
-async fn match_contacts(
-    client: &Client,
-    conversations: &[&Conversation],
-) -> Result<HashMap<String, Uuid>, CreatioError> {
-    let mut found = HashMap::new();
-    let emails: Vec<String> = unique(
-        conversations
-            .iter()
-            .filter_map(|c| c.contact_email.as_deref()),
-    );
-    let mut by_email: HashMap<String, Uuid> = HashMap::new();
-    for chunk in emails.chunks(EMAILS_PER_QUERY) {
-        let hits =
-            contacts_where(client, col("Email").is_in(chunk.iter().map(String::as_str))).await?;
-        for hit in hits {
-            if let (Some(id), Some(email)) = (hit.id, hit.email) {
-                by_email.entry(email.to_lowercase()).or_insert(id);
-            }
-        }
-    }
-    for c in conversations {
-        if let Some(id) = c
-            .contact_email
-            .as_deref()
-            .and_then(|e| by_email.get(&e.to_lowercase()))
-        {
-            found.insert(c.id.clone(), *id);
-        }
-    }
-    let phones: Vec<String> = unique(
-        conversations
-            .iter()
-            .filter(|c| !found.contains_key(&c.id))
-            .filter_map(|c| c.contact_phone.as_deref()),
-    );
-    let mut by_phone: HashMap<String, Uuid> = HashMap::new();
-    for chunk in phones.chunks(PHONES_PER_QUERY) {
-        let terms = || chunk.iter().map(String::as_str);
-        let hits = contacts_where(
-            client,
-            col("Phone")
-                .is_in(terms())
-                .or(col("MobilePhone").is_in(terms())),
-        )
-        .await?;
-        for hit in hits {
-            let Some(id) = hit.id else { continue };
-            for p in [hit.phone, hit.mobile_phone].into_iter().flatten() {
-                by_phone.entry(p).or_insert(id);
-            }
-        }
-    }
-    for c in conversations {
-        if found.contains_key(&c.id) {
-            continue;
-        }
-        if let Some(id) = c.contact_phone.as_deref().and_then(|p| by_phone.get(p)) {
-            found.insert(c.id.clone(), *id);
-        }
-    }
-    Ok(found)
-}
-
-/// Contacts matching `filter`, oldest first (the first of several with one
-/// e-mail is the one to link, as a single lookup would take).
-async fn contacts_where(
-    client: &Client,
-    filter: creatio::query::Filter,
-) -> Result<Vec<Contact>, CreatioError> {
-    client
-        .list(
-            Query::new()
-                .select(["Id", "Email", "Phone", "MobilePhone"])
-                .filter(filter)
-                .order_by_asc("CreatedOn"),
-        )
-        .await
-}
-
-fn unique<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    values
-        .filter(|v| seen.insert(v.to_lowercase()))
-        .map(str::to_string)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,13 +421,5 @@ mod tests {
         );
         assert_eq!(ok.unwrap().as_deref(), Some("SR00001"));
         assert_eq!(group_outcome(vec![Ok(None)], false).unwrap(), None);
-    }
-
-    #[test]
-    fn unique_ignores_case() {
-        assert_eq!(
-            unique(["A@x.com", "a@X.com", "b@x.com"].into_iter()),
-            vec!["A@x.com".to_string(), "b@x.com".to_string()]
-        );
     }
 }
