@@ -60,6 +60,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    casebridge::allocator::tune();
     let messages = env_num("BENCH_MESSAGES", 20_000);
     let conversations = env_num("BENCH_CONVERSATIONS", 1_000);
     let rate = env_num("BENCH_RATE", 1_000);

@@ -25,6 +25,7 @@
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
 pub mod ai;
+pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod connection;

@@ -244,6 +244,7 @@ fn init_logging(filter: &str, format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<std::process::ExitCode> {
+    casebridge::allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_serve(args)

@@ -64,7 +64,7 @@ pub async fn ingest(
     let turn = state.db.write_turn().await;
     let mut tx = state
         .db
-        .pool()
+        .writer()
         .begin()
         .await
         .map_err(crate::storage::StorageError::from)?;

@@ -11,7 +11,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{now_ms, numbered, rows_for, Db, Result, ROWS_PER_STATEMENT};
+use super::{for_backend, now_ms, numbered, rows_for, value_rows, Db, Result, ROWS_PER_STATEMENT};
 
 pub type Tx<'a> = Transaction<'a, Any>;
 
@@ -57,21 +57,6 @@ fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
     })
 }
 
-/// `($1, $2, …), (…)`: placeholders for `rows` rows of `cols` values each,
-/// numbered from `$first`. Multi-row statements: each statement is a round
-/// trip to the database, so ingest writes a request's events in a handful.
-fn placeholders(rows: usize, cols: usize, first: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (0..cols)
-                .map(|c| format!("${}", first + r * cols + c))
-                .collect();
-            format!("({})", row.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
     pub id: &'a str,
@@ -89,14 +74,22 @@ pub async fn insert_events(
     let now = now_ms();
     let mut fresh = std::collections::HashSet::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO events (org_id, received_at, id, conversation_id, type) VALUES {} \
-             ON CONFLICT (org_id, id) DO NOTHING RETURNING id",
-            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
+        let sql = for_backend(
+            tx,
+            format!(
+                "INSERT INTO events (org_id, received_at, id, conversation_id, type) VALUES {} \
+                 ON CONFLICT (org_id, id) DO NOTHING RETURNING id",
+                value_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
+            ),
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let mut q = sqlx::query(&sql);
         for e in chunk {
-            q = q.bind(e.id).bind(e.conversation_id).bind(e.kind);
+            q = q
+                .bind(org_id)
+                .bind(now)
+                .bind(e.id)
+                .bind(e.conversation_id)
+                .bind(e.kind);
         }
         for r in q.fetch_all(&mut **tx).await? {
             fresh.insert(r.try_get::<String, _>("id")?);
@@ -133,22 +126,6 @@ pub async fn upsert_conversations(
     let now = now_ms();
     let mut last = std::collections::HashMap::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|r| {
-                let p = |c: usize| format!("${}", 3 + r * 8 + c);
-                format!(
-                    "($1, {}, {}, {}, {}, {}, {}, 'open', {}, {}, 0, $2, $2)",
-                    p(0),
-                    p(1),
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5),
-                    p(6),
-                    p(7)
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO conversations (org_id, id, channel, url, contact_name, contact_email, contact_phone, \
              state, next_seq, case_id, case_created, created_at, updated_at) VALUES {} \
@@ -160,11 +137,13 @@ pub async fn upsert_conversations(
              next_seq = conversations.next_seq + excluded.next_seq, \
              updated_at = excluded.updated_at \
              RETURNING id, next_seq",
-            values.join(", ")
+            value_rows("(?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, ?, ?)", chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let sql = for_backend(tx, sql);
+        let mut q = sqlx::query(&sql);
         for c in chunk {
             q = q
+                .bind(org_id)
                 .bind(c.id)
                 .bind(c.channel)
                 .bind(c.url)
@@ -172,7 +151,9 @@ pub async fn upsert_conversations(
                 .bind(c.contact_email)
                 .bind(c.contact_phone)
                 .bind(c.seqs)
-                .bind(c.case_id);
+                .bind(c.case_id)
+                .bind(now)
+                .bind(now);
         }
         for r in q.fetch_all(&mut **tx).await? {
             last.insert(
@@ -220,11 +201,13 @@ pub async fn insert_messages(
         let sql = format!(
             "INSERT INTO messages (org_id, conversation_id, id, seq, role, text, attachments, occurred_at, activity_id, written) \
              VALUES {} ON CONFLICT (org_id, conversation_id, id) DO NOTHING RETURNING conversation_id, id",
-            placeholders(chunk.len(), 8, 2).replace("($", "($1, $").replace(')', ", 0)")
+            value_rows("(?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let sql = for_backend(tx, sql);
+        let mut q = sqlx::query(&sql);
         for m in chunk {
             q = q
+                .bind(org_id)
                 .bind(m.conversation_id)
                 .bind(m.id)
                 .bind(m.seq)
@@ -256,18 +239,21 @@ pub async fn insert_jobs(tx: &mut Tx<'_>, org_id: &str, rows: &[JobIn<'_>]) -> R
         let sql = format!(
             "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at) \
              VALUES {}",
-            placeholders(chunk.len(), 5, 3)
-                .replace("($", "($1, $2, $")
-                .replace(')', ", 'pending', 0, $2, $2)")
+            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let sql = for_backend(tx, sql);
+        let mut q = sqlx::query(&sql);
         for j in chunk {
             q = q
+                .bind(org_id)
+                .bind(now)
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(j.conversation_id)
                 .bind(j.seq)
                 .bind(j.kind)
-                .bind(j.payload.as_str());
+                .bind(j.payload.as_str())
+                .bind(now)
+                .bind(now);
         }
         q.execute(&mut **tx).await?;
     }
@@ -313,11 +299,14 @@ pub async fn add_timelines(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO timeline (org_id, at, id, conversation_id, kind, summary, attempts) VALUES {}",
-            placeholders(chunk.len(), 5, 3).replace("($", "($1, $2, $")
+            value_rows("(?, ?, ?, ?, ?, ?, ?)", chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let sql = for_backend(conn, sql);
+        let mut q = sqlx::query(&sql);
         for t in chunk {
             q = q
+                .bind(org_id)
+                .bind(now)
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(t.conversation_id)
                 .bind(t.kind)
@@ -556,7 +545,7 @@ pub async fn record_written(
 ) -> Result<()> {
     let now = now_ms();
     let _turn = db.write_turn().await;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.writer().begin().await?;
     // Two statements per hundred messages, not two per message: each
     // statement is a round trip to the database's connection thread.
     for chunk in w.messages.chunks(ROWS_PER_STATEMENT) {
@@ -564,6 +553,7 @@ pub async fn record_written(
             "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id IN ({})",
             numbered(chunk.len(), 3)
         );
+        let sql = for_backend(&tx, sql);
         let mut q = sqlx::query(&sql).bind(org_id).bind(conversation_id);
         for m in chunk {
             q = q.bind(&m.id);
@@ -643,11 +633,17 @@ async fn remember_all(tx: &mut Tx<'_>, org_id: &str, rows: &[Remembered<'_>]) ->
         let sql = format!(
             "INSERT INTO written_records (org_id, written_at, record_id, entity, conversation_id) VALUES {} \
              ON CONFLICT (org_id, record_id) DO NOTHING",
-            placeholders(chunk.len(), 3, 3).replace("($", "($1, $2, $")
+            value_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let sql = for_backend(tx, sql);
+        let mut q = sqlx::query(&sql);
         for (id, entity, conversation_id) in chunk {
-            q = q.bind(*id).bind(*entity).bind(*conversation_id);
+            q = q
+                .bind(org_id)
+                .bind(now)
+                .bind(*id)
+                .bind(*entity)
+                .bind(*conversation_id);
         }
         q.execute(&mut **tx).await?;
     }
@@ -722,7 +718,7 @@ pub async fn claim_batch(
     .bind(now + lease_ms)
     .bind(now)
     .bind(limit as i64)
-    .fetch_all(db.pool())
+    .fetch_all(db.writer())
     .await?;
     drop(turn);
     let mut jobs: Vec<Job> = rows
@@ -754,11 +750,12 @@ pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
              WHERE state = 'running' AND id IN ({})",
             numbered(chunk.len(), 1)
         );
+        let sql = db.for_backend(sql);
         let mut q = sqlx::query(&sql);
         for id in chunk {
             q = q.bind(*id);
         }
-        q.execute(db.pool()).await?;
+        q.execute(db.writer()).await?;
     }
     Ok(())
 }
@@ -862,7 +859,7 @@ pub async fn record_batch(
 ) -> Result<()> {
     let now = now_ms();
     let _turn = db.write_turn().await;
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.writer().begin().await?;
     let mut remembered: Vec<Remembered> = Vec::new();
     // Links to contacts and cases: one UPDATE … FROM (VALUES …) per 200.
     let links: Vec<&BatchWrite> = writes
@@ -873,11 +870,13 @@ pub async fn record_batch(
         let sql = format!(
             "UPDATE conversations SET creatio_contact_id = COALESCE(v.column2, creatio_contact_id), \
              case_created = CASE WHEN v.column3 IS NULL THEN case_created ELSE 1 END, \
-             case_number = COALESCE(v.column4, case_number), updated_at = $2 \
-             FROM (VALUES {}) AS v WHERE conversations.org_id = $1 AND conversations.id = v.column1",
-            placeholders(chunk.len(), 4, 3)
+             case_number = COALESCE(v.column4, case_number), updated_at = $1 \
+             FROM (VALUES {}) AS v WHERE conversations.org_id = ${} AND conversations.id = v.column1",
+            value_rows("(?, ?, ?, ?)", chunk.len(), 2),
+            2 + chunk.len() * 4
         );
-        let mut q = sqlx::query(&sql).bind(org_id).bind(now);
+        let sql = for_backend(&tx, sql);
+        let mut q = sqlx::query(&sql).bind(now);
         for w in chunk {
             let (case_id, number) = match &w.case {
                 Some((id, number)) => (Some(id.as_str()), number.as_deref()),
@@ -889,7 +888,7 @@ pub async fn record_batch(
                 .bind(case_id)
                 .bind(number);
         }
-        q.execute(&mut *tx).await?;
+        q.bind(org_id).execute(&mut *tx).await?;
     }
     for w in links {
         let conversation_id = w.job.conversation_id.as_str();
@@ -920,33 +919,47 @@ pub async fn record_batch(
     // Per conversation: the messages written are exactly its unwritten ones
     // from the first to the last position written (newer messages take
     // higher positions), and its pending message jobs up to that last one
-    // are done: their messages rode along. A statement per conversation:
-    // each is an index lookup, which a multi-row form (OR, or a join to a
-    // VALUES list) does not get from SQLite's planner.
-    for w in writes {
-        let (Some(first), Some(last)) = (w.messages.first(), w.messages.last()) else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 \
-             AND seq BETWEEN $3 AND $4 AND written = 0",
-        )
-        .bind(org_id)
-        .bind(&w.job.conversation_id)
-        .bind(first.seq)
-        .bind(last.seq)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
-             AND seq <= $4 AND kind = 'message' AND state = 'pending'",
-        )
-        .bind(now)
-        .bind(org_id)
-        .bind(&w.job.conversation_id)
-        .bind(last.seq)
-        .execute(&mut *tx)
-        .await?;
+    // are done: their messages rode along. The conversations are a VALUES
+    // list on the left of a CROSS JOIN, which SQLite always makes the outer
+    // loop, so each row is an index lookup (joined any other way, or as an
+    // OR chain, SQLite's planner scans the org's messages or every pending
+    // job); the outer `IN` then goes by primary key.
+    let spans: Vec<(&str, i64, i64)> = writes
+        .iter()
+        .filter_map(|w| {
+            let (first, last) = (w.messages.first()?, w.messages.last()?);
+            Some((w.job.conversation_id.as_str(), first.seq, last.seq))
+        })
+        .collect();
+    for chunk in spans.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE messages SET written = 1 WHERE org_id = $1 AND (conversation_id, id) IN ( \
+             SELECT m.conversation_id, m.id FROM (VALUES {}) AS v CROSS JOIN messages m \
+             WHERE m.org_id = ${} AND m.conversation_id = v.column1 \
+             AND m.seq BETWEEN v.column2 AND v.column3 AND m.written = 0)",
+            value_rows("(?, ?, ?)", chunk.len(), 2),
+            2 + chunk.len() * 3
+        );
+        let sql = for_backend(&tx, sql);
+        let mut q = sqlx::query(&sql).bind(org_id);
+        for (conversation_id, first, last) in chunk {
+            q = q.bind(*conversation_id).bind(*first).bind(*last);
+        }
+        q.bind(org_id).execute(&mut *tx).await?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'done', updated_at = $1 WHERE id IN ( \
+             SELECT j.id FROM (VALUES {}) AS v CROSS JOIN jobs j \
+             WHERE j.org_id = ${} AND j.conversation_id = v.column1 AND j.seq <= v.column2 \
+             AND j.kind = 'message' AND j.state = 'pending')",
+            value_rows("(?, ?)", chunk.len(), 2),
+            2 + chunk.len() * 2
+        );
+        let sql = for_backend(&tx, sql);
+        let mut q = sqlx::query(&sql).bind(now);
+        for (conversation_id, _, last) in chunk {
+            q = q.bind(*conversation_id).bind(*last);
+        }
+        q.bind(org_id).execute(&mut *tx).await?;
     }
     let ids: Vec<&str> = writes.iter().map(|w| w.job.id.as_str()).collect();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -955,6 +968,7 @@ pub async fn record_batch(
              WHERE state IN ('running', 'cancelled') AND id IN ({})",
             numbered(chunk.len(), 2)
         );
+        let sql = for_backend(&tx, sql);
         let mut q = sqlx::query(&sql).bind(now);
         for id in chunk {
             q = q.bind(*id);
