@@ -861,7 +861,7 @@ pub async fn record_batch(
     let _turn = db.write_turn().await;
     let mut tx = db.writer().begin().await?;
     let mut remembered: Vec<Remembered> = Vec::new();
-    // Links to contacts and cases: one UPDATE … FROM (VALUES …) per 200.
+    // Links to contacts and cases: one UPDATE … FROM (VALUES …) per chunk.
     let links: Vec<&BatchWrite> = writes
         .iter()
         .filter(|w| w.contact.is_some() || w.case.is_some())
@@ -932,29 +932,13 @@ pub async fn record_batch(
         })
         .collect();
     for chunk in spans.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE messages SET written = 1 WHERE org_id = $1 AND (conversation_id, id) IN ( \
-             SELECT m.conversation_id, m.id FROM (VALUES {}) AS v CROSS JOIN messages m \
-             WHERE m.org_id = ${} AND m.conversation_id = v.column1 \
-             AND m.seq BETWEEN v.column2 AND v.column3 AND m.written = 0)",
-            value_rows("(?, ?, ?)", chunk.len(), 2),
-            2 + chunk.len() * 3
-        );
-        let sql = for_backend(&tx, sql);
+        let sql = for_backend(&tx, spans_written_sql(chunk.len()));
         let mut q = sqlx::query(&sql).bind(org_id);
         for (conversation_id, first, last) in chunk {
             q = q.bind(*conversation_id).bind(*first).bind(*last);
         }
         q.bind(org_id).execute(&mut *tx).await?;
-        let sql = format!(
-            "UPDATE jobs SET state = 'done', updated_at = $1 WHERE id IN ( \
-             SELECT j.id FROM (VALUES {}) AS v CROSS JOIN jobs j \
-             WHERE j.org_id = ${} AND j.conversation_id = v.column1 AND j.seq <= v.column2 \
-             AND j.kind = 'message' AND j.state = 'pending')",
-            value_rows("(?, ?)", chunk.len(), 2),
-            2 + chunk.len() * 2
-        );
-        let sql = for_backend(&tx, sql);
+        let sql = for_backend(&tx, ride_along_done_sql(chunk.len()));
         let mut q = sqlx::query(&sql).bind(now);
         for (conversation_id, _, last) in chunk {
             q = q.bind(*conversation_id).bind(*last);
@@ -989,6 +973,33 @@ pub async fn record_batch(
     add_timelines(&mut tx, org_id, &lines).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Marks `n` conversations' messages written: binds the org, then each
+/// conversation's id, first and last position written, then the org again.
+fn spans_written_sql(n: usize) -> String {
+    format!(
+        "UPDATE messages SET written = 1 WHERE org_id = $1 AND (conversation_id, id) IN ( \
+         SELECT m.conversation_id, m.id FROM (VALUES {}) AS v CROSS JOIN messages m \
+         WHERE m.org_id = ${} AND m.conversation_id = v.column1 \
+         AND m.seq BETWEEN v.column2 AND v.column3 AND m.written = 0)",
+        value_rows("(?, ?, ?)", n, 2),
+        2 + n * 3
+    )
+}
+
+/// Marks `n` conversations' pending message jobs done up to a position:
+/// binds the time, then each conversation's id and last position, then
+/// the org.
+fn ride_along_done_sql(n: usize) -> String {
+    format!(
+        "UPDATE jobs SET state = 'done', updated_at = $1 WHERE id IN ( \
+         SELECT j.id FROM (VALUES {}) AS v CROSS JOIN jobs j \
+         WHERE j.org_id = ${} AND j.conversation_id = v.column1 AND j.seq <= v.column2 \
+         AND j.kind = 'message' AND j.state = 'pending')",
+        value_rows("(?, ?)", n, 2),
+        2 + n * 2
+    )
 }
 
 /// Returns jobs whose claimant died (lease expired) to the queue.
@@ -1309,4 +1320,51 @@ pub async fn recent_conversations(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite's plan for `sql`, one line per step.
+    async fn plan(db: &Db, sql: &str, binds: usize) -> String {
+        let sql = db.for_backend(format!("EXPLAIN QUERY PLAN {sql}"));
+        let mut q = sqlx::query(&sql);
+        for i in 0..binds {
+            q = q.bind(i as i64);
+        }
+        let rows = q.fetch_all(db.pool()).await.unwrap();
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("detail").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A round's records touch each conversation's rows through an index:
+    /// the bundled SQLite scanned every pending job or every message of the
+    /// org for other multi-row forms, which made records slower the longer
+    /// the service ran.
+    #[tokio::test]
+    async fn round_records_go_by_index_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .unwrap();
+        let messages = plan(&db, &spans_written_sql(3), 2 + 3 * 3).await;
+        assert!(!messages.contains("SCAN messages"), "{messages}");
+        assert!(
+            !messages.contains("SCAN m\n") && !messages.ends_with("SCAN m"),
+            "{messages}"
+        );
+        assert!(
+            messages.contains("USING INDEX messages_in_order"),
+            "{messages}"
+        );
+        let jobs = plan(&db, &ride_along_done_sql(3), 2 + 3 * 2).await;
+        assert!(
+            !jobs.contains("SCAN jobs") && !jobs.contains("SCAN j\n"),
+            "{jobs}"
+        );
+        assert!(jobs.contains("USING INDEX jobs_in_order"), "{jobs}");
+    }
 }
