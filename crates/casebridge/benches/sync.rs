@@ -138,7 +138,8 @@ async fn main() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 202);
+                let status = r.status();
+                assert_eq!(status, 202, "{}", r.text().await.unwrap_or_default());
             }
         }));
     }

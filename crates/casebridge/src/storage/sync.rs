@@ -862,10 +862,31 @@ pub async fn record_batch(
     let mut tx = db.writer().begin().await?;
     let mut remembered: Vec<Remembered> = Vec::new();
     // Links to contacts and cases: one UPDATE … FROM (VALUES …) per chunk.
-    let links: Vec<&BatchWrite> = writes
+    let mut links: Vec<&BatchWrite> = writes
         .iter()
         .filter(|w| w.contact.is_some() || w.case.is_some())
         .collect();
+    // PostgreSQL: lock the conversation rows first, in id order, the order
+    // ingest's upsert takes them in; the UPDATE … FROM joins in whatever
+    // order its plan picks, which deadlocked against a concurrent ingest.
+    links.sort_by(|a, b| a.job.conversation_id.cmp(&b.job.conversation_id));
+    if db.backend() == super::Backend::Postgres {
+        let ids: Vec<&str> = links
+            .iter()
+            .map(|w| w.job.conversation_id.as_str())
+            .collect();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT id FROM conversations WHERE org_id = $1 AND id IN ({}) ORDER BY id FOR UPDATE",
+                numbered(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(org_id);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.fetch_all(&mut *tx).await?;
+        }
+    }
     for chunk in links.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE conversations SET creatio_contact_id = COALESCE(v.column2, creatio_contact_id), \
