@@ -151,10 +151,7 @@ impl Db {
 
     /// `sql` as this database binds it fastest (see [`for_backend`]).
     fn for_backend(&self, sql: String) -> String {
-        match self.backend {
-            Backend::Sqlite => anonymous(&sql).unwrap_or(sql),
-            Backend::Postgres => sql,
-        }
+        statement_for(self.backend, sql)
     }
 
     /// Whether the database answers (for `/readyz`).
@@ -188,7 +185,8 @@ fn sqlite_url(url: &str) -> String {
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// `rows` copies of `row` (a tuple with `?` for each parameter) joined by
-/// commas, the `?`s numbered `$first`, `$first + 1`, … in order.
+/// commas, the `?`s numbered `$first`, `$first + 1`, … in order. With
+/// `row` `"?"` it is an `IN` list of `rows` parameters.
 fn value_rows(row: &str, rows: usize, first: usize) -> String {
     let mut out = String::with_capacity(rows * (row.len() + 16));
     let mut n = first;
@@ -217,10 +215,19 @@ fn value_rows(row: &str, rows: usize, first: usize) -> String {
 /// position, so when a statement's parameters are numbered in the order
 /// they appear, each once, SQLite gets `?`s. Anything else is unchanged.
 fn for_backend(conn: &sqlx::AnyConnection, sql: String) -> String {
-    if conn.backend_name() != "SQLite" {
-        return sql;
+    let backend = if conn.backend_name() == "SQLite" {
+        Backend::Sqlite
+    } else {
+        Backend::Postgres
+    };
+    statement_for(backend, sql)
+}
+
+fn statement_for(backend: Backend, sql: String) -> String {
+    match backend {
+        Backend::Sqlite => anonymous(&sql).unwrap_or(sql),
+        Backend::Postgres => sql,
     }
-    anonymous(&sql).unwrap_or(sql)
 }
 
 /// `sql` with `$1, $2, …` (in that order, each once) as `?`; `None` when
@@ -247,14 +254,6 @@ fn anonymous(sql: &str) -> Option<String> {
     Some(out)
 }
 
-/// `$first, $first+1, …`: an `IN` list of `n` placeholders.
-fn numbered(n: usize, first: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Runs `sql` (which has `$1` = org id and an `IN ({ids})` list) once per
 /// chunk of `ids` and returns every row.
 async fn rows_for<S: AsRef<str>>(
@@ -265,7 +264,7 @@ async fn rows_for<S: AsRef<str>>(
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut out = Vec::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = sql.replace("{ids}", &numbered(chunk.len(), 2));
+        let sql = sql.replace("{ids}", &value_rows("?", chunk.len(), 2));
         let sql = db.for_backend(sql);
         let mut q = sqlx::query(&sql).bind(org_id);
         for id in chunk {
@@ -317,6 +316,7 @@ mod tests {
             "($3, 'x', $4), ($5, 'x', $6)"
         );
         assert_eq!(value_rows("(?)", 0, 1), "");
+        assert_eq!(value_rows("?", 3, 2), "$2, $3, $4");
     }
 
     #[test]

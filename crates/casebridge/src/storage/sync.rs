@@ -11,7 +11,7 @@
 
 use sqlx::{Any, Row, Transaction};
 
-use super::{for_backend, now_ms, numbered, rows_for, value_rows, Db, Result, ROWS_PER_STATEMENT};
+use super::{for_backend, now_ms, rows_for, value_rows, Db, Result, ROWS_PER_STATEMENT};
 
 pub type Tx<'a> = Transaction<'a, Any>;
 
@@ -551,7 +551,7 @@ pub async fn record_written(
     for chunk in w.messages.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "UPDATE messages SET written = 1 WHERE org_id = $1 AND conversation_id = $2 AND id IN ({})",
-            numbered(chunk.len(), 3)
+            value_rows("?", chunk.len(), 3)
         );
         let sql = for_backend(&tx, sql);
         let mut q = sqlx::query(&sql).bind(org_id).bind(conversation_id);
@@ -748,7 +748,7 @@ pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
         let sql = format!(
             "UPDATE jobs SET state = 'pending', attempts = attempts - 1, locked_until = NULL \
              WHERE state = 'running' AND id IN ({})",
-            numbered(chunk.len(), 1)
+            value_rows("?", chunk.len(), 1)
         );
         let sql = db.for_backend(sql);
         let mut q = sqlx::query(&sql);
@@ -878,7 +878,7 @@ pub async fn record_batch(
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT id FROM conversations WHERE org_id = $1 AND id IN ({}) ORDER BY id FOR UPDATE",
-                numbered(chunk.len(), 2)
+                value_rows("?", chunk.len(), 2)
             );
             let mut q = sqlx::query(&sql).bind(org_id);
             for id in chunk {
@@ -971,7 +971,7 @@ pub async fn record_batch(
         let sql = format!(
             "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
              WHERE state IN ('running', 'cancelled') AND id IN ({})",
-            numbered(chunk.len(), 2)
+            value_rows("?", chunk.len(), 2)
         );
         let sql = for_backend(&tx, sql);
         let mut q = sqlx::query(&sql).bind(now);
