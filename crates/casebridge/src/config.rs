@@ -35,6 +35,11 @@ struct FileSettings {
     job_lease_secs: Option<u64>,
     delivery_retry_schedule: Option<String>,
     delivery_timeout_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
+    keepalive_timeout_secs: Option<u64>,
+    max_connections: Option<u64>,
+    metrics_listen: Option<String>,
 }
 
 /// Which parts of the service a process runs.
@@ -80,6 +85,10 @@ pub struct Config {
     pub sync_policy: crate::sync::worker::Policy,
     /// Retry schedule and timeout of deliveries to the platform.
     pub delivery: crate::deliver::Schedule,
+    /// Server timeouts and the connection cap.
+    pub http: crate::listener::Limits,
+    /// Where `/metrics` is served instead of the API's address, if set.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Who fills AI fields (`CASEBRIDGE_AI_*`).
@@ -178,6 +187,8 @@ impl Config {
             ai: AiSettings::default(),
             sync_policy: Default::default(),
             delivery: Default::default(),
+            http: Default::default(),
+            metrics_listen: None,
         }
     }
 
@@ -400,6 +411,50 @@ impl Config {
             delivery.timeout.as_secs(),
             "a number of seconds",
         )?);
+        let defaults = crate::listener::Limits::default();
+        let seconds = |name: &str, from_file: Option<u64>, default: std::time::Duration| {
+            number(
+                name,
+                from_file,
+                1..=3600,
+                default.as_secs(),
+                "a number of seconds",
+            )
+            .map(std::time::Duration::from_secs)
+        };
+        let http = crate::listener::Limits {
+            header_timeout: seconds(
+                "HEADER_TIMEOUT_SECS",
+                f.header_timeout_secs,
+                defaults.header_timeout,
+            )?,
+            body_timeout: seconds(
+                "BODY_TIMEOUT_SECS",
+                f.body_timeout_secs,
+                defaults.body_timeout,
+            )?,
+            keepalive_timeout: seconds(
+                "KEEPALIVE_TIMEOUT_SECS",
+                f.keepalive_timeout_secs,
+                defaults.keepalive_timeout,
+            )?,
+            max_connections: number(
+                "MAX_CONNECTIONS",
+                f.max_connections,
+                16..=1_000_000,
+                defaults.max_connections as u64,
+                "a number",
+            )? as usize,
+        };
+        let metrics_listen = match pick("METRICS_LISTEN", f.metrics_listen) {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    "CASEBRIDGE_METRICS_LISTEN",
+                    format!("{text:?} is not an address; use host:port such as 127.0.0.1:9090"),
+                )
+            })?),
+        };
         Ok(Config {
             listen,
             public_url,
@@ -414,6 +469,8 @@ impl Config {
             ai,
             sync_policy,
             delivery,
+            http,
+            metrics_listen,
         })
     }
 }

@@ -22,6 +22,8 @@
 //!   hand-off (offline scoring or an OpenAI-compatible model), language
 //!   and sentiment for the hand-off note.
 //! - [`demo`]: `casebridge demo`, the whole story on loopback.
+//! - [`listener`]: the HTTP listener: header, body and keep-alive
+//!   timeouts, a connection cap that keeps `/healthz` answering.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
 
 pub mod ai;
@@ -31,6 +33,7 @@ pub mod config;
 pub mod connection;
 pub mod deliver;
 pub mod demo;
+pub mod listener;
 pub mod metrics;
 pub mod outbound;
 pub mod secrets;

@@ -23,6 +23,14 @@ pub const DELIVERY_ATTEMPTS: &str = "casebridge_delivery_attempts_total";
 pub const DELIVERY_SECONDS: &str = "casebridge_delivery_attempt_duration_seconds";
 pub const AI_REQUESTS: &str = "casebridge_ai_requests_total";
 pub const AI_SECONDS: &str = "casebridge_ai_request_duration_seconds";
+pub const HTTP_CONNECTIONS: &str = "casebridge_http_connections";
+pub const HTTP_CONNECTIONS_EVICTED: &str = "casebridge_http_connections_evicted_total";
+pub const HTTP_CONNECTIONS_REFUSED: &str = "casebridge_http_connections_refused_total";
+
+/// How old the job gauges may get. Counting jobs by state scans the jobs
+/// table (12.6 ms at 180k jobs), so a scrape must not do it every time:
+/// anonymous scrapes at 89/s raised ingest p50 from 3 to 130 ms.
+pub const JOB_GAUGES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -92,11 +100,35 @@ fn describe() {
         "Requests to the AI fields provider, by outcome (ok, failed, refused, downgraded to JSON mode)."
     );
     metrics::describe_histogram!(AI_SECONDS, "Time of one request to the AI fields provider.");
+    metrics::describe_gauge!(HTTP_CONNECTIONS, "Open HTTP connections to the API.");
+    metrics::describe_counter!(
+        HTTP_CONNECTIONS_EVICTED,
+        "Idle HTTP connections closed to make room for a new one (CASEBRIDGE_MAX_CONNECTIONS)."
+    );
+    metrics::describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "New HTTP connections closed at once because every connection was busy."
+    );
 }
 
-/// The exposition text, with the job gauges read from the database now.
+/// The exposition text. The job gauges are read from the database at most
+/// every [`JOB_GAUGES_MAX_AGE`], by one scrape at a time; the others render
+/// the values they have, so a scrape costs the same whatever the table holds.
 pub async fn render(db: &Db) -> String {
+    static REFRESHED: tokio::sync::Mutex<Option<std::time::Instant>> =
+        tokio::sync::Mutex::const_new(None);
     let h = handle();
+    if let Ok(mut refreshed) = REFRESHED.try_lock() {
+        if refreshed.is_none_or(|t| t.elapsed() >= JOB_GAUGES_MAX_AGE) {
+            refresh_job_gauges(db).await;
+            *refreshed = Some(std::time::Instant::now());
+        }
+    }
+    h.run_upkeep();
+    h.render()
+}
+
+async fn refresh_job_gauges(db: &Db) {
     if let Ok(counts) = crate::storage::sync::job_counts_by_state(db).await {
         for state in ["pending", "running", "done", "dead", "cancelled"] {
             let n = counts
@@ -107,6 +139,4 @@ pub async fn render(db: &Db) -> String {
             metrics::gauge!(JOBS, "state" => state).set(n as f64);
         }
     }
-    h.run_upkeep();
-    h.render()
 }

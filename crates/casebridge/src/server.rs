@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, Services};
 use crate::config::{Config, Role, SecretKeySource};
 use crate::connection::clients::Clients;
+use crate::listener;
 use crate::outbound::{GuardedResolver, TargetPolicy};
 use crate::secrets::{random_token, token_hash, SecretBox};
 use crate::storage::{orgs, Db};
@@ -150,18 +151,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ));
         tasks
     };
-    let app = if config.role == Role::Worker {
-        api::ops_router(services)
+    let mut app = if config.role == Role::Worker {
+        api::ops_router(services.clone())
     } else {
-        api::router(services)
+        api::router(services.clone())
     };
     let (stop, stopped) = oneshot::channel::<()>();
+    let (stop_metrics, metrics_stopped) = watch_stop();
+    if let Some(metrics_addr) = config.metrics_listen {
+        let metrics_listener = TcpListener::bind(metrics_addr).await.with_context(|| {
+            format!("could not listen on {metrics_addr} (CASEBRIDGE_METRICS_LISTEN)")
+        })?;
+        tracing::info!(addr = %metrics_listener.local_addr()?, "Metrics are served on their own address.");
+        app = app.layer(axum::middleware::from_fn(api::health::metrics_elsewhere));
+        let metrics_app = api::metrics_router(services);
+        let limits = config.http.clone();
+        tokio::spawn(async move {
+            let stopped = wait_stop(metrics_stopped);
+            if let Err(e) = listener::serve(metrics_listener, metrics_app, limits, stopped).await {
+                tracing::error!(error = %e, "The metrics listener stopped.");
+            }
+        });
+    }
+    let limits = config.http.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
+        let result = listener::serve(listener, app, limits, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        let _ = stop_metrics.send(true);
+        result
     });
     tracing::info!(%addr, %public_url, "casebridge is listening.");
     Ok(Running {
@@ -174,6 +193,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop_workers,
         workers,
     })
+}
+
+fn watch_stop() -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::sync::watch::channel(false)
+}
+
+async fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 /// A database URL without its password, for messages.

@@ -38,9 +38,16 @@ const IDS_PER_FILTER: usize = 15;
 
 /// A `reqwest` builder with the timeouts, keep-alive pool and `User-Agent`
 /// this crate expects. Build **one** client per process and share it.
+///
+/// Redirects are never followed: a token request carries the client secret
+/// and every other request a bearer token, and an address guard that checks
+/// the configured URL (by name or by resolver) does not see where a redirect
+/// points. A redirect answer becomes [`Error::Redirected`] or
+/// [`crate::TokenError::Redirected`], which name the target.
 pub fn http_client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .pool_idle_timeout(Duration::from_secs(90))

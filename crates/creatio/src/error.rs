@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -57,6 +57,16 @@ pub enum TokenError {
         url: String,
         reason: String,
         timed_out: bool,
+    },
+    /// The token URL answered with a redirect. Redirects are never
+    /// followed: the client credentials would be posted to wherever the
+    /// answer points, including an internal address the URL guard refuses.
+    #[error("the token endpoint {url} answered HTTP {status} with a redirect to {location}")]
+    Redirected {
+        url: String,
+        status: u16,
+        /// The `Location` header, as a short sanitised excerpt.
+        location: String,
     },
     /// The endpoint answered 408, 429 or a 5xx: try again later.
     #[error("the token endpoint {url} is unavailable (HTTP {status})")]
@@ -104,6 +114,14 @@ pub enum Error {
         url: String,
         reason: String,
         timed_out: bool,
+    },
+    /// The instance answered with a redirect, which is never followed (a
+    /// bearer token and record data would go wherever it points).
+    #[error("Creatio answered HTTP {status} with a redirect to {location}")]
+    Redirected {
+        status: u16,
+        /// The `Location` header, as a short sanitised excerpt.
+        location: String,
     },
     /// A success status with a body that is not the expected OData JSON.
     #[error("Creatio answered HTTP {status} with {detail} instead of OData JSON")]
@@ -162,6 +180,12 @@ impl TokenError {
                 "Could not connect to the token endpoint {url} ({reason}). Check the Identity Service \
                  URL and that this machine can reach it (DNS, firewall, proxy); requests are retried."
             ),
+            TokenError::Redirected { url, status, location } => format!(
+                "The token endpoint {url} answered with a redirect (HTTP {status}) to {location}; \
+                 casebridge does not follow redirects, so the client secret is never sent to \
+                 another address. Use the final address as the Instance URL (or as the Identity \
+                 Service URL) and Test & Save again."
+            ),
             TokenError::Unavailable { url, status, .. } => format!(
                 "Creatio's Identity Service at {url} is temporarily unavailable (HTTP {status}); \
                  requests are retried. If it persists, check the Identity Service's health \
@@ -191,8 +215,8 @@ impl Error {
         }
     }
 
-    /// The credentials themselves were refused: retrying cannot help until a
-    /// person fixes them (DESIGN.md §3 pauses the org).
+    /// The credentials or the configured addresses were refused: retrying
+    /// cannot help until a person fixes them (DESIGN.md §3 pauses the org).
     pub fn is_dead_credentials(&self) -> bool {
         matches!(
             self,
@@ -202,7 +226,8 @@ impl Error {
                     | TokenError::UnsupportedGrantType
                     | TokenError::InvalidScope
                     | TokenError::TokenEndpointNotJson { .. }
-            )
+                    | TokenError::Redirected { .. }
+            ) | Error::Redirected { .. }
         )
     }
 
@@ -214,8 +239,10 @@ impl Error {
             Error::NotFound { .. } | Error::UnknownEntitySet { .. } => Some(404),
             Error::Rejected { status, .. }
             | Error::Unavailable { status, .. }
+            | Error::Redirected { status, .. }
             | Error::UnexpectedResponse { status, .. } => Some(*status),
             Error::Token(TokenError::Unavailable { status, .. })
+            | Error::Token(TokenError::Redirected { status, .. })
             | Error::Token(TokenError::TokenEndpointNotJson { status, .. }) => Some(*status),
             _ => None,
         }
@@ -270,6 +297,11 @@ impl Error {
                 "Could not connect to Creatio at {url} ({reason}). Check the instance URL and that \
                  this machine can reach it; requests are retried."
             ),
+            Error::Redirected { status, location } => format!(
+                "The Creatio instance answered with a redirect (HTTP {status}) to {location}; \
+                 casebridge does not follow redirects. Use the final address as the Instance URL \
+                 and Test & Save again."
+            ),
             Error::UnexpectedResponse { status, detail } => format!(
                 "The instance answered HTTP {status} with {detail} instead of OData JSON. The \
                  instance URL probably points at a login page or at a site that is not Creatio."
@@ -302,7 +334,7 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         if let Some(m) = json_error_message(&v) {
-            return m;
+            return truncate(&m, 500);
         }
     }
     let text = String::from_utf8_lossy(body);
@@ -374,15 +406,36 @@ fn html_heading(html: &str) -> Option<String> {
     None
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+/// At most `max` characters of `s`, control characters (newlines, escape
+/// sequences, NUL) replaced by spaces: text from a server that may not be
+/// Creatio is shown to admins only as such an excerpt.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match clean.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &clean[..i]),
+        None => clean,
+    }
+}
+
+/// Where a redirect answer points, as a short sanitised excerpt.
+pub(crate) fn redirect_target(headers: &HeaderMap) -> String {
+    match headers.get(LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes())) {
+        Some(l) => truncate(l.trim(), 200),
+        None => "(no Location header)".into(),
     }
 }
 
 /// Classifies an HTTP failure from its status, headers and body.
 pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    if (300..400).contains(&status) {
+        return Error::Redirected {
+            status,
+            location: redirect_target(headers),
+        };
+    }
     let message = error_message(body);
     match status {
         401 => Error::Unauthorized { message },
@@ -454,6 +507,34 @@ mod tests {
             from_status(404, &h, br#"{"Message":"m","MessageDetail":"d"}"#),
             Error::UnknownEntitySet { .. }
         ));
+    }
+
+    #[test]
+    fn redirects_are_errors_that_name_a_clean_target() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            LOCATION,
+            HeaderValue::from_static("http://127.0.0.1:9/internal\tsecret"),
+        );
+        let e = from_status(307, &h, b"{\"error\":\"from the internal service\"}");
+        assert_eq!(
+            e,
+            Error::Redirected {
+                status: 307,
+                location: "http://127.0.0.1:9/internal secret".into()
+            }
+        );
+        assert!(!e.is_retryable());
+        assert!(e.is_dead_credentials());
+        assert!(e.diagnosis().contains("Use the final address as the Instance URL"));
+        assert!(!e.diagnosis().contains("internal service"));
+        let long = "x".repeat(5000);
+        h.insert(LOCATION, HeaderValue::from_str(&long).unwrap());
+        assert!(redirect_target(&h).chars().count() <= 201);
+        assert_eq!(
+            redirect_target(&HeaderMap::new()),
+            "(no Location header)"
+        );
     }
 
     #[test]

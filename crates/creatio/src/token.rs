@@ -337,6 +337,13 @@ impl TokenSource {
                 });
             }
         }
+        if (300..400).contains(&status) {
+            return Err(TokenError::Redirected {
+                url: url.to_string(),
+                status,
+                location: crate::error::redirect_target(&headers),
+            });
+        }
         if matches!(status, 408 | 429 | 500 | 502..=599) {
             return Err(TokenError::Unavailable {
                 url: url.to_string(),
@@ -350,9 +357,13 @@ impl TokenSource {
                 "unauthorized_client" => TokenError::UnauthorizedClient,
                 "unsupported_grant_type" => TokenError::UnsupportedGrantType,
                 "invalid_scope" => TokenError::InvalidScope,
+                // Whatever answered may not be Creatio: its words reach the
+                // admin only as a short excerpt.
                 _ => TokenError::Refused {
-                    code: e.error,
-                    description: e.error_description,
+                    code: crate::error::truncate(&e.error, 60),
+                    description: e
+                        .error_description
+                        .map(|d| crate::error::truncate(&d, 200)),
                 },
             });
         }

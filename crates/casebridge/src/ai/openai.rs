@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
@@ -77,8 +77,11 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(name, v);
         }
+        // Redirects are not followed: the API key would go wherever the
+        // answer points (an internal address included).
         let http = reqwest::Client::builder()
             .user_agent(concat!("casebridge/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(s.timeout)
             .connect_timeout(s.timeout.min(Duration::from_secs(10)))
             .build()
@@ -153,11 +156,22 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    let location = resp
+                        .headers()
+                        .get(LOCATION)
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                        .unwrap_or_else(|| "(no Location header)".into());
                     match resp.text().await {
                         Err(e) if e.is_timeout() => {
                             Failure::Retry("did not finish its answer in time".into(), None)
                         }
                         Err(e) => Failure::Retry(format!("broke off its answer ({e})"), None),
+                        Ok(_) if status.is_redirection() => Failure::Final(format!(
+                            "answered HTTP {} with a redirect to {}; casebridge does not follow \
+                             redirects, so set CASEBRIDGE_AI_BASE_URL to the final address",
+                            status.as_u16(),
+                            snippet(&location)
+                        )),
                         Ok(text) if status.is_success() => match content(&text) {
                             Ok(object) => {
                                 record(started, "ok");
@@ -229,8 +243,14 @@ fn record(started: Instant, outcome: &'static str) {
     metrics::histogram!(crate::metrics::AI_SECONDS).record(started.elapsed().as_secs_f64());
 }
 
+/// A short excerpt of what a server said, control characters blanked.
 fn snippet(text: &str) -> String {
-    let t: String = text.trim().chars().take(160).collect();
+    let t: String = text
+        .trim()
+        .chars()
+        .take(160)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if t.is_empty() {
         "empty body".into()
     } else {

@@ -19,7 +19,10 @@ pub enum Code {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    RequestTimeout,
     Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
     RateLimited,
     CheckFailed,
     CreatioError,
@@ -35,7 +38,10 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::NotFound => "not_found",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::RequestTimeout => "request_timeout",
             Code::Conflict => "conflict",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::UnsupportedMediaType => "unsupported_media_type",
             Code::RateLimited => "rate_limited",
             Code::CheckFailed => "check_failed",
             Code::CreatioError => "creatio_error",
@@ -51,7 +57,10 @@ impl Code {
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Conflict => StatusCode::CONFLICT,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::CheckFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Code::CreatioError => StatusCode::BAD_GATEWAY,
@@ -146,4 +155,72 @@ impl IntoResponse for ApiError {
         body.extend(*self.extra);
         (self.code.status(), Json(Value::Object(body))).into_response()
     }
+}
+
+/// Middleware: an error the framework answered itself (a body over the
+/// limit, a path or query that does not parse, a wrong content type) gets
+/// the API's one error shape instead of plain text, with the same status.
+pub async fn framework_errors_as_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let keep_alive = response.headers().get(axum::http::header::CONNECTION).cloned();
+    // The framework's own words, a short line at most.
+    let said = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().chars().take(300).collect::<String>())
+        .unwrap_or_default();
+    let said = if said.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        said
+    };
+    let (code, hint) = match status.as_u16() {
+        400 | 422 => (
+            Code::InvalidRequest,
+            "Check the path, the query parameters and the body against GET /openapi.json.",
+        ),
+        404 => (Code::NotFound, "See GET /openapi.json for the API's routes."),
+        405 => (
+            Code::MethodNotAllowed,
+            "See GET /openapi.json for the methods each route accepts.",
+        ),
+        408 => (Code::RequestTimeout, "Send the whole request promptly."),
+        413 => (
+            Code::PayloadTooLarge,
+            "POST /v1/events takes at most 16 MB (send several requests of up to 1,000 events), \
+             the Creatio webhook 64 KB, other endpoints 2 MB.",
+        ),
+        415 => (
+            Code::UnsupportedMediaType,
+            "Send the body as JSON with Content-Type: application/json.",
+        ),
+        _ if status.is_server_error() => (
+            Code::Internal,
+            "Retry in a moment; if it keeps failing, the server log has the details.",
+        ),
+        _ => (Code::InvalidRequest, "See GET /openapi.json for what the endpoint takes."),
+    };
+    let mut body = Map::new();
+    body.insert(
+        "error".into(),
+        json!({"code": code.as_str(), "message": said, "hint": hint}),
+    );
+    let mut rewritten = (status, Json(Value::Object(body))).into_response();
+    if let Some(v) = keep_alive {
+        rewritten
+            .headers_mut()
+            .insert(axum::http::header::CONNECTION, v);
+    }
+    rewritten
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{parse_json, Admin};
+use super::extract::{parse_json_named, Admin};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections::{self, Status};
@@ -48,7 +48,7 @@ pub async fn ingest(
     caller: Caller,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let value: Value = parse_json(&body)?;
+    let value: Value = parse_json_named(&body, ("events", "event"))?;
     let parsed = events::parse_body(&value).map_err(invalid_events)?;
     let connection = connections::get(&state.db, &caller.org_id).await?;
     match connection.as_ref().map(|c| c.status) {

@@ -27,7 +27,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .unwrap_or("")
             .to_string();
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::invalid(
+            let code = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Code::PayloadTooLarge
+            } else {
+                Code::InvalidRequest
+            };
+            ApiError::new(
+                code,
                 format!("The request body could not be read: {e}"),
                 "Send a JSON body of at most 2 MB.",
             )
@@ -49,10 +55,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// Parses JSON, naming the offending field in the error.
+/// Parses JSON, naming the offending field in the error. The body is one
+/// JSON value and nothing after it (`{…}{…}` is refused, not half-read), and
+/// no string in it holds NUL ([`refuse_nul`]).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    parse_json_named(bytes, ("", ""))
+}
+
+/// [`parse_json`], with NUL's place named from `roots`: what a top-level
+/// array and a top-level object are called (`("events", "event")` gives
+/// `events[3].message.text`, as the events validation does).
+pub fn parse_json_named<T: DeserializeOwned>(
+    bytes: &[u8],
+    roots: (&str, &str),
+) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -71,7 +89,102 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 format!("Fix the value of {path}; see the API documentation for its type."),
             )
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        ApiError::invalid(
+            format!("The body has more after its JSON value: {e}"),
+            "Send exactly one JSON value; several events go in one JSON array.",
+        )
+    })?;
+    refuse_nul(bytes, roots)?;
+    Ok(value)
+}
+
+/// Text casebridge does not accept anywhere: NUL (U+0000). PostgreSQL
+/// cannot store it in text, and SQLite would; rather than have the two
+/// backends differ, both refuse it at the door with the field named (the
+/// whole request, as every validation error does: nothing is stored).
+///
+/// Raw JSON can only carry NUL as the escape `\u0000`, so bodies without
+/// that sequence pass at the cost of one scan; others are parsed again to
+/// find the field.
+pub fn refuse_nul(bytes: &[u8], roots: (&str, &str)) -> Result<(), ApiError> {
+    const ESCAPE: &[u8] = b"\\u0000";
+    if !bytes.windows(ESCAPE.len()).any(|w| w == ESCAPE) {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    let root = match value {
+        serde_json::Value::Array(_) => roots.0,
+        _ => roots.1,
+    };
+    match nul_path(&value, root.to_string()) {
+        None => Ok(()),
+        Some(path) => {
+            let message = format!(
+                "{} contains a NUL character (\\u0000), which casebridge does not accept",
+                if path.is_empty() { "the body" } else { &path }
+            );
+            Err(ApiError::invalid(
+                format!("{message}; nothing was stored"),
+                "Remove NUL characters from the text (they are never meaningful in a message, a name or an address) and send the request again.",
+            )
+            .with(
+                "fields",
+                serde_json::json!([{"field": path, "message": message}]),
+            ))
+        }
+    }
+}
+
+/// Where the first NUL is: `[3].message.text`, or a key's own path.
+fn nul_path(value: &serde_json::Value, here: String) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0').then_some(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, format!("{here}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let at = if here.is_empty() {
+                k.replace('\0', "\\u0000")
+            } else {
+                format!("{here}.{}", k.replace('\0', "\\u0000"))
+            };
+            if k.contains('\0') {
+                Some(at)
+            } else {
+                nul_path(v, at)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Middleware: a path or query holding `%00` (NUL) is refused before any
+/// route sees it, on both backends alike ([`refuse_nul`] has the why).
+pub async fn refuse_nul_in_uri(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    let in_path = uri.path().contains("%00");
+    let in_query = uri.query().is_some_and(|q| q.contains("%00"));
+    if in_path || in_query {
+        return ApiError::invalid(
+            format!(
+                "The {} contains %00 (a NUL character), which casebridge does not accept",
+                if in_path { "path" } else { "query" }
+            ),
+            "Remove %00 from the URL; ids, tokens and search terms never contain it.",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

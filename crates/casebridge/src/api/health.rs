@@ -38,3 +38,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
         crate::metrics::render(&state.db).await,
     )
 }
+
+/// Middleware for the API's address when `CASEBRIDGE_METRICS_LISTEN` is set:
+/// `/metrics` is served only there.
+pub async fn metrics_elsewhere(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.uri().path() == "/metrics" {
+        return ApiError::not_found(
+            "Metrics are served on their own address",
+            "Scrape the address in CASEBRIDGE_METRICS_LISTEN.",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -68,6 +68,21 @@ pub fn ops_router(state: AppState) -> Router {
                 "Send API requests to a process with CASEBRIDGE_ROLE=all or api.",
             )
         })
+        .layer(axum::middleware::from_fn(error::framework_errors_as_json))
+        .with_state(state)
+}
+
+/// Only `/metrics`, for `CASEBRIDGE_METRICS_LISTEN`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async {
+            ApiError::not_found(
+                "This address serves only /metrics (CASEBRIDGE_METRICS_LISTEN)",
+                "Send API requests to CASEBRIDGE_LISTEN.",
+            )
+        })
+        .layer(axum::middleware::from_fn(error::framework_errors_as_json))
         .with_state(state)
 }
 
@@ -94,6 +109,8 @@ pub fn router(state: AppState) -> Router {
                 "See GET /openapi.json for the methods each route accepts.",
             )
         })
+        .layer(axum::middleware::from_fn(error::framework_errors_as_json))
+        .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
         .with_state(state)
 }
 

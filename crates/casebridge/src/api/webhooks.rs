@@ -91,6 +91,7 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
         .webhook_limiter
         .check(&org_id)
         .map_err(Refusal::Limited)?;
+    super::extract::refuse_nul(body, ("", ""))?;
     let call = webhook::parse(body).map_err(|p| {
         count("unknown", "invalid");
         tracing::info!(%org_id, field = %p.field, problem = %p.message, "Refused a Creatio webhook call.");
