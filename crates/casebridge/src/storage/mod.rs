@@ -38,6 +38,9 @@ pub enum StorageError {
     UnsupportedUrl(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The database file or its directory could not be made.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -68,6 +71,9 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db> {
         sqlx::any::install_default_drivers();
         let (backend, url) = if url.starts_with("sqlite:") {
+            if let Some(path) = sqlite_file(url) {
+                create_private_file(&path)?;
+            }
             (Backend::Sqlite, sqlite_url(url))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
@@ -165,6 +171,60 @@ impl Db {
             w.close().await;
         }
         self.pool.close().await;
+    }
+}
+
+/// The file a SQLite URL names; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.into())
+}
+
+/// Creates the database file, empty, readable by its owner only (0600),
+/// and its directory (0700) when missing. SQLite itself would create it
+/// 0644 — customer text readable by every local user — and gives its
+/// `-wal` and `-shm` files the database file's mode, so creating the file
+/// first settles all three. An existing file keeps its mode: the operator
+/// chose it; a warning says when others can read it.
+fn create_private_file(path: &std::path::Path) -> Result<()> {
+    let fail = |what: &str, e: std::io::Error| {
+        StorageError::Io(format!("could not {what} {}: {e}", path.display()))
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| fail("create the directory of", e))?;
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| fail("read", e))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "The database file can be read by other users; it holds customer messages. Run chmod 600 on it and its -wal and -shm files.");
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(fail("create", e)),
     }
 }
 
@@ -332,6 +392,29 @@ mod tests {
         assert_eq!(anonymous("a = $1 AND b = $3"), None);
         assert_eq!(anonymous("a = '$' AND b = $1"), None);
         assert_eq!(anonymous("a = $10"), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("casebridge.db");
+        let db = Db::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        // WAL mode is on: the -wal and -shm files exist now.
+        db.ping().await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        for file in ["casebridge.db", "casebridge.db-wal", "casebridge.db-shm"] {
+            let p = path.with_file_name(file);
+            assert!(p.exists(), "{file}");
+            assert_eq!(mode(&p), 0o600, "{file}");
+        }
+        db.close().await;
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://a/b.db?mode=rwc"), Some("a/b.db".into()));
     }
 
     #[test]
