@@ -38,7 +38,17 @@ fn no_endpoint() -> ApiError {
     )
 }
 
-async fn endpoint_view(state: &AppState, e: &Endpoint) -> ApiResult<Value> {
+/// Whether an answer carries the signing secret in clear: only the answers
+/// of `PUT` (which the admin page shows once) and of the rotation do; a
+/// read shows it masked, so a leaked read-only view or a log of answers does
+/// not hold the key that forges deliveries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    Shown,
+    Masked,
+}
+
+async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResult<Value> {
     let context = secret_context(&e.org_id);
     let secret = state
         .secrets
@@ -54,7 +64,10 @@ async fn endpoint_view(state: &AppState, e: &Endpoint) -> ApiResult<Value> {
         "url": e.url,
         "state": e.state,
         "disabled_reason": e.disabled_reason,
-        "secret": secret.expose_secret(),
+        "secret": match show {
+            Secret::Shown => secret.expose_secret().to_string(),
+            Secret::Masked => masked(secret.expose_secret()),
+        },
         "previous_secret_valid_until": previous_until.map(rfc3339),
         "deliveries": counts,
         "created_at": rfc3339(e.created_at),
@@ -62,13 +75,27 @@ async fn endpoint_view(state: &AppState, e: &Endpoint) -> ApiResult<Value> {
     }))
 }
 
-/// `GET /v1/delivery`.
-#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, signing secret, delivery counts"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+/// `whsec_••••••••` and the last four characters, to tell secrets apart.
+fn masked(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("whsec_••••••••{tail}")
+}
+
+/// `GET /v1/delivery`: the signing secret masked (it is shown in the
+/// answers of `PUT` and of the rotation).
+#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
     let e = deliveries::endpoint(&state.db, &caller.org_id)
         .await?
         .ok_or_else(no_endpoint)?;
-    Ok(Json(endpoint_view(&state, &e).await?))
+    Ok(Json(endpoint_view(&state, &e, Secret::Masked).await?))
 }
 
 /// Checks a delivery URL: absolute http(s), no credentials in it, and not
@@ -140,7 +167,7 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(endpoint_view(&state, &saved).await?)))
+    Ok((status, Json(endpoint_view(&state, &saved, Secret::Shown).await?)))
 }
 
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
