@@ -1032,7 +1032,7 @@
         $("conversation-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
         const problems = (c.open_jobs || []).filter((j) => j.last_error);
         $("conversation-timeline").replaceChildren(
-          ...c.timeline.map((t) => el("li", {}, when(t.at), el("span", { class: "kind" }, t.kind), t.summary, t.attempts > 1 ? " (attempt " + t.attempts + ")" : "")),
+          ...c.timeline.map((t) => el("li", {}, when(t.at), el("span", { class: "kind" }, t.kind), t.summary, t.kind !== "webhook" && t.attempts > 1 ? " (attempt " + t.attempts + ")" : "")),
           ...problems.map((j) => el("li", { class: "error-text" }, el("span", { class: "kind" }, j.kind + " " + j.state), j.last_error))
         );
       }

@@ -1,7 +1,9 @@
 //! `POST /v1/events` (ingest or admin key) and `GET /v1/conversations/{id}`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
@@ -102,13 +104,61 @@ pub(super) async fn find_conversation(
     })
 }
 
-/// `GET /v1/conversations/{id}`: the case link, state and timeline.
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Case link, state, jobs and timeline"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+/// Timeline lines per answer, unless `timeline_limit` says otherwise.
+const TIMELINE_PAGE: usize = 200;
+const TIMELINE_PAGE_MAX: usize = 1_000;
+
+/// `timeline_before` (a line id from an earlier answer) and
+/// `timeline_limit` (1 to 1,000) from the query.
+fn timeline_page(query: &HashMap<String, String>) -> ApiResult<(Option<String>, usize)> {
+    if let Some(unknown) = query
+        .keys()
+        .find(|k| !matches!(k.as_str(), "timeline_before" | "timeline_limit"))
+    {
+        return Err(ApiError::invalid(
+            format!("Unknown query parameter {unknown:?}"),
+            "This endpoint takes timeline_before and timeline_limit.",
+        ));
+    }
+    let limit = match query.get("timeline_limit") {
+        None => TIMELINE_PAGE,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=TIMELINE_PAGE_MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    format!("timeline_limit {text:?} is not a number from 1 to {TIMELINE_PAGE_MAX}"),
+                    format!("Leave it out for {TIMELINE_PAGE} lines, or give a number from 1 to {TIMELINE_PAGE_MAX}."),
+                )
+            })?,
+    };
+    let before = match query.get("timeline_before") {
+        None => None,
+        Some(text) => Some(
+            uuid::Uuid::parse_str(text)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| {
+                    ApiError::invalid(
+                        format!("timeline_before {text:?} is not a timeline line id"),
+                        "Use timeline_older.before from the previous answer.",
+                    )
+                })?,
+        ),
+    };
+    Ok((before, limit))
+}
+
+/// `GET /v1/conversations/{id}`: the case link, state and timeline (the
+/// newest 200 lines; `timeline_before` pages back).
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id"), ("timeline_before" = Option<String>, Query, description = "Page back: the timeline_older.before of the previous answer"), ("timeline_limit" = Option<u32>, Query, description = "Timeline lines per answer, 1 to 1000 (default 200)")), responses((status = 200, description = "Case link, state, jobs and the newest timeline lines"), (status = 400, description = "Invalid paging parameter", body = ErrorBody), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
+    Query(page): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
+    let (before, limit) = timeline_page(&page)?;
     let c = find_conversation(&state, &caller.org_id, &id).await?;
     let mode = match connections::get(&state.db, &caller.org_id).await? {
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
@@ -128,10 +178,12 @@ pub async fn conversation(
                         "next_attempt_at": rfc3339(j.run_after), "last_error": j.last_error})
         })
         .collect();
-    let timeline: Vec<Value> = sync::timeline(&state.db, &caller.org_id, &id)
-        .await?
+    let (lines, more) =
+        sync::timeline_page(&state.db, &caller.org_id, &id, before.as_deref(), limit).await?;
+    let older = more.then(|| lines.first().map(|t| t.id.clone())).flatten();
+    let timeline: Vec<Value> = lines
         .into_iter()
-        .map(|t| json!({"at": rfc3339(t.at), "kind": t.kind, "summary": t.summary, "attempts": t.attempts}))
+        .map(|t| json!({"id": t.id, "at": rfc3339(t.at), "kind": t.kind, "summary": t.summary, "attempts": t.attempts}))
         .collect();
     Ok(Json(json!({
         "id": c.id,
@@ -144,6 +196,10 @@ pub async fn conversation(
         "jobs": jobs,
         "open_jobs": open_jobs,
         "timeline": timeline,
+        "timeline_older": older.map(|before| json!({
+            "before": before,
+            "hint": "Older lines: GET this URL with ?timeline_before=<before>.",
+        })),
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),
     })))

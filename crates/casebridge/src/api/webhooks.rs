@@ -22,6 +22,15 @@ use crate::webhook::{self, Kind};
 /// The largest body a process call may have.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// A look at a case follows another of its kind by at least this much: a
+/// process calling in a loop (within the rate limit) costs about one
+/// Creatio read a second, not one per call.
+const CHECK_DEBOUNCE_MS: i64 = 1_000;
+
+/// Calls for one conversation within this long are counted on one timeline
+/// line.
+const TIMELINE_WINDOW_MS: i64 = 60_000;
+
 fn count(event: &str, outcome: &'static str) {
     metrics::counter!(crate::metrics::WEBHOOK_CALLS, "event" => event.to_string(), "outcome" => outcome)
         .increment(1);
@@ -125,27 +134,43 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
     };
     let payload_json = serde_json::to_string(&payload).unwrap_or_default();
     let mut tx = state.db.pool().begin().await.map_err(StorageError::from)?;
-    let queued = sync::queue_job_unless_waiting(
+    let queued = sync::queue_check(
         &mut tx,
         &org_id,
         &conversation.id,
         payload.kind(),
         &payload_json,
+        CHECK_DEBOUNCE_MS,
     )
     .await?;
-    let summary = if queued {
-        format!("Creatio webhook: {what}; queued a look at the case")
-    } else {
-        format!("Creatio webhook: {what}; a look at the case is already queued")
+    let summary = match queued {
+        sync::Queued::Now => format!("Creatio webhook: {what}; queued a look at the case"),
+        sync::Queued::Later(_) => format!(
+            "Creatio webhook: {what}; queued a look at the case in under {} s (one ran moments ago)",
+            CHECK_DEBOUNCE_MS / 1000
+        ),
+        sync::Queued::AlreadyWaiting => {
+            format!("Creatio webhook: {what}; a look at the case is already queued")
+        }
     };
-    sync::add_timeline(&mut *tx, &org_id, &conversation.id, "event", &summary, None).await?;
+    sync::note_webhook_call(
+        &mut tx,
+        &org_id,
+        &conversation.id,
+        &summary,
+        TIMELINE_WINDOW_MS,
+    )
+    .await?;
     tx.commit().await.map_err(StorageError::from)?;
     state.work_ready.notify_waiters();
-    let outcome = if queued { "queued" } else { "coalesced" };
+    let outcome = match queued {
+        sync::Queued::Now | sync::Queued::Later(_) => "queued",
+        sync::Queued::AlreadyWaiting => "coalesced",
+    };
     count(&call.event_type, outcome);
     tracing::info!(%org_id, conversation_id = %conversation.id, %case_id, event_type = %call.event_type, outcome, "Creatio webhook call accepted.");
     Ok(json!({
-        "status": if queued { "queued" } else { "already_queued" },
+        "status": if outcome == "queued" { "queued" } else { "already_queued" },
         "conversation_id": conversation.id,
         "case_id": case_id,
     }))

@@ -1131,30 +1131,58 @@ pub async fn job_counts(
 }
 
 pub struct TimelineEntry {
+    pub id: String,
     pub at: i64,
     pub kind: String,
     pub summary: String,
     pub attempts: Option<i64>,
 }
 
-pub async fn timeline(db: &Db, org_id: &str, conversation_id: &str) -> Result<Vec<TimelineEntry>> {
-    let rows = sqlx::query(
-        "SELECT at, kind, summary, attempts FROM timeline WHERE org_id = $1 AND conversation_id = $2 ORDER BY id",
-    )
-    .bind(org_id)
-    .bind(conversation_id)
+/// A page of a conversation's timeline: the newest `limit` lines before the
+/// line `before` (or the newest of all), oldest first, and whether older
+/// lines remain.
+pub async fn timeline_page(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TimelineEntry>, bool)> {
+    let rows = match before {
+        Some(before) => sqlx::query(
+            "SELECT id, at, kind, summary, attempts FROM timeline WHERE org_id = $1 \
+             AND conversation_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(before)
+        .bind(limit as i64 + 1),
+        None => sqlx::query(
+            "SELECT id, at, kind, summary, attempts FROM timeline WHERE org_id = $1 \
+             AND conversation_id = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(limit as i64 + 1),
+    }
     .fetch_all(db.pool())
     .await?;
-    rows.iter()
+    let more = rows.len() > limit;
+    let mut page = rows
+        .iter()
+        .take(limit)
         .map(|r| {
             Ok(TimelineEntry {
+                id: r.try_get("id")?,
                 at: r.try_get("at")?,
                 kind: r.try_get("kind")?,
                 summary: r.try_get("summary")?,
                 attempts: r.try_get("attempts")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    page.reverse();
+    Ok((page, more))
 }
 
 /// How many messages a conversation has, and how many reached Creatio.
@@ -1235,41 +1263,117 @@ pub async fn conversation_for_case(
     row.as_ref().map(conversation_from).transpose()
 }
 
-/// Queues a job at the end of a conversation's queue, unless a job of the
-/// same kind is already waiting there (not yet started): that one will
-/// see everything this one would. True when queued.
-pub async fn queue_job_unless_waiting(
+/// What [`queue_check`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A check was queued to run now.
+    Now,
+    /// A check was queued to run at this time (ms): one of its kind ran or
+    /// started moments ago.
+    Later(i64),
+    /// One is already waiting; it will see what this call announced.
+    AlreadyWaiting,
+}
+
+/// Queues a check job (a look at the case) for a conversation, coalescing
+/// bursts: none when one of its kind is waiting (it has not read Creatio
+/// yet, so it will see what the caller announced); when one is running or
+/// started less than `debounce_ms` ago, one follow-up, due `debounce_ms`
+/// after that one started. A running check may have read Creatio before
+/// the change being announced, so it is never the answer alone; the
+/// follow-up is. A process calling in a loop thus causes about one read per
+/// `debounce_ms`, not one per call.
+pub async fn queue_check(
     tx: &mut Tx<'_>,
     org_id: &str,
     conversation_id: &str,
     kind: &str,
     payload: &str,
-) -> Result<bool> {
+    debounce_ms: i64,
+) -> Result<Queued> {
+    let now = now_ms();
     // Write first: on SQLite a transaction that reads and then writes can
     // fail at once with "database is locked" when another writer got in
     // between (no busy wait is possible for it); taking the write lock
     // first makes it wait its turn. On PostgreSQL the row lock serialises
     // concurrent calls for one conversation.
     sqlx::query("UPDATE conversations SET updated_at = $1 WHERE org_id = $2 AND id = $3")
-        .bind(now_ms())
+        .bind(now)
         .bind(org_id)
         .bind(conversation_id)
         .execute(&mut **tx)
         .await?;
-    let waiting = sqlx::query(
-        "SELECT 1 FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND kind = $3 AND state = 'pending' LIMIT 1",
+    let newest = sqlx::query(
+        "SELECT state, created_at FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND kind = $3 \
+         AND (state IN ('pending', 'running') OR created_at > $4) ORDER BY seq DESC LIMIT 1",
     )
     .bind(org_id)
     .bind(conversation_id)
     .bind(kind)
+    .bind(now - debounce_ms)
     .fetch_optional(&mut **tx)
     .await?;
-    if waiting.is_some() {
-        return Ok(false);
-    }
+    let due = match newest {
+        Some(row) if row.try_get::<String, _>("state")? == "pending" => {
+            return Ok(Queued::AlreadyWaiting)
+        }
+        Some(row) => (row.try_get::<i64, _>("created_at")? + debounce_ms).max(now),
+        None => now,
+    };
     let seq = take_seq(tx, org_id, conversation_id).await?;
     insert_job(tx, org_id, conversation_id, seq, kind, payload).await?;
-    Ok(true)
+    if due > now {
+        sqlx::query(
+            "UPDATE jobs SET run_after = $1 WHERE org_id = $2 AND conversation_id = $3 AND seq = $4",
+        )
+        .bind(due)
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(seq)
+        .execute(&mut **tx)
+        .await?;
+        return Ok(Queued::Later(due));
+    }
+    Ok(Queued::Now)
+}
+
+/// Notes a call from Creatio on the conversation's timeline: calls within
+/// `window_ms` of the newest such line are counted on it (`attempts` holds
+/// the number of calls, `summary` the latest) instead of each adding a
+/// line, so a process calling in a loop cannot grow the timeline.
+pub async fn note_webhook_call(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    conversation_id: &str,
+    summary: &str,
+    window_ms: i64,
+) -> Result<()> {
+    let now = now_ms();
+    let recent = sqlx::query(
+        "SELECT id, attempts FROM timeline WHERE org_id = $1 AND conversation_id = $2 \
+         AND kind = 'webhook' AND at > $3 ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(now - window_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match recent {
+        Some(row) => {
+            let id: String = row.try_get("id")?;
+            let calls = row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(1) + 1;
+            sqlx::query("UPDATE timeline SET summary = $1, attempts = $2 WHERE id = $3")
+                .bind(format!("{summary} ({calls} calls)"))
+                .bind(calls)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => {
+            add_timeline(&mut **tx, org_id, conversation_id, "webhook", summary, Some(1)).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Which of `ids` casebridge wrote itself (the echo guard).
