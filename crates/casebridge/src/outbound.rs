@@ -178,7 +178,11 @@ impl Resolve for GuardedResolver {
                 .collect();
             if permitted.is_empty() {
                 if let Some(first) = all.first() {
-                    return Err(policy.refusal(&host, first.ip()).into());
+                    // A typed refusal: the Creatio client reports it as
+                    // AddressRefused (needs a person), not as a transient
+                    // connection failure to retry for days.
+                    let refused = creatio::AddressRefused(policy.refusal(&host, first.ip()));
+                    return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
                 }
             }
             let addrs: Addrs = Box::new(permitted.into_iter());

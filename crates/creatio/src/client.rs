@@ -385,6 +385,12 @@ pub fn transport_reason(e: &reqwest::Error) -> String {
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> Error {
+    if let Some(reason) = crate::error::refused_address(e) {
+        return Error::AddressRefused {
+            url: url.to_string(),
+            reason,
+        };
+    }
     Error::Unreachable {
         url: url.to_string(),
         reason: transport_reason(e),

@@ -20,6 +20,26 @@ use uuid::Uuid;
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The error a DNS resolver (or any layer under the HTTP client) returns to
+/// refuse an address by policy — an internal network, say. The client
+/// reports it as [`Error::AddressRefused`] or [`TokenError::AddressRefused`]:
+/// not a transient failure, so never retried, and a person must act.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AddressRefused(pub String);
+
+/// The policy refusal somewhere in a transport error's causes, if any.
+pub(crate) fn refused_address(e: &reqwest::Error) -> Option<String> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(r) = s.downcast_ref::<AddressRefused>() {
+            return Some(r.0.clone());
+        }
+        source = s.source();
+    }
+    None
+}
+
 /// A failure to obtain an access token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -58,6 +78,9 @@ pub enum TokenError {
         reason: String,
         timed_out: bool,
     },
+    /// The token URL's address was refused by the caller's policy.
+    #[error("the token endpoint {url} was not contacted: {reason}")]
+    AddressRefused { url: String, reason: String },
     /// The token URL answered with a redirect. Redirects are never
     /// followed: the client credentials would be posted to wherever the
     /// answer points, including an internal address the URL guard refuses.
@@ -115,6 +138,9 @@ pub enum Error {
         reason: String,
         timed_out: bool,
     },
+    /// The instance's address was refused by the caller's policy.
+    #[error("Creatio at {url} was not contacted: {reason}")]
+    AddressRefused { url: String, reason: String },
     /// The instance answered with a redirect, which is never followed (a
     /// bearer token and record data would go wherever it points).
     #[error("Creatio answered HTTP {status} with a redirect to {location}")]
@@ -180,6 +206,10 @@ impl TokenError {
                 "Could not connect to the token endpoint {url} ({reason}). Check the Identity Service \
                  URL and that this machine can reach it (DNS, firewall, proxy); requests are retried."
             ),
+            TokenError::AddressRefused { url, reason } => format!(
+                "casebridge did not contact the token endpoint {url}: {reason}. Use the \
+                 Identity Service's public address, or ask the operator to allow that network."
+            ),
             TokenError::Redirected { url, status, location } => format!(
                 "The token endpoint {url} answered with a redirect (HTTP {status}) to {location}; \
                  casebridge does not follow redirects, so the client secret is never sent to \
@@ -227,7 +257,9 @@ impl Error {
                     | TokenError::InvalidScope
                     | TokenError::TokenEndpointNotJson { .. }
                     | TokenError::Redirected { .. }
+                    | TokenError::AddressRefused { .. }
             ) | Error::Redirected { .. }
+                | Error::AddressRefused { .. }
         )
     }
 
@@ -296,6 +328,10 @@ impl Error {
             Error::Unreachable { url, reason, .. } => format!(
                 "Could not connect to Creatio at {url} ({reason}). Check the instance URL and that \
                  this machine can reach it; requests are retried."
+            ),
+            Error::AddressRefused { url, reason } => format!(
+                "casebridge did not contact Creatio at {url}: {reason}. Use the instance's public \
+                 address as the Instance URL, or ask the operator to allow that network."
             ),
             Error::Redirected { status, location } => format!(
                 "The Creatio instance answered with a redirect (HTTP {status}) to {location}; \

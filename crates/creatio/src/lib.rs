@@ -57,6 +57,6 @@ pub mod token;
 
 pub use batch::{BatchOp, BatchResult};
 pub use client::{http_client_builder, transport_reason, Client};
-pub use error::{Error, Result, TokenError};
+pub use error::{AddressRefused, Error, Result, TokenError};
 pub use instance::{Adjustment, InstanceUrl, UrlError};
 pub use token::{AccessToken, Credentials, TokenSource};

@@ -295,10 +295,16 @@ impl TokenSource {
             form.push(("scope", scope));
         }
         let sent = Instant::now();
-        let unreachable = |e: reqwest::Error| TokenError::Unreachable {
-            url: url.to_string(),
-            reason: crate::client::transport_reason(&e),
-            timed_out: e.is_timeout(),
+        let unreachable = |e: reqwest::Error| match crate::error::refused_address(&e) {
+            Some(reason) => TokenError::AddressRefused {
+                url: url.to_string(),
+                reason,
+            },
+            None => TokenError::Unreachable {
+                url: url.to_string(),
+                reason: crate::client::transport_reason(&e),
+                timed_out: e.is_timeout(),
+            },
         };
         let response = self
             .inner

@@ -311,6 +311,22 @@ pub enum StoredError {
     Invalid(Vec<FieldError>),
 }
 
+impl std::fmt::Display for StoredError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredError::Unseal(e) => write!(
+                f,
+                "the saved client secret cannot be decrypted ({e}); the secret key \
+                 (CASEBRIDGE_SECRET_KEY or CASEBRIDGE_SECRET_KEY_FILE) is not the one it was saved with"
+            ),
+            StoredError::Invalid(errors) => {
+                let all: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+                write!(f, "{}", all.join("; "))
+            }
+        }
+    }
+}
+
 /// The AEAD context of an org's sealed client secret.
 pub fn secret_context(org_id: &str) -> String {
     format!("client_secret:{org_id}")

@@ -287,7 +287,7 @@ pub(super) async fn settle(
         Verdict::Paused(e) => {
             let diagnosis = e.diagnosis();
             tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e,
-                "Creatio refused the org's credentials; sync is paused until a successful Test & Save.");
+                "The org's credentials or addresses were refused; sync is paused until a successful Test & Save.");
             let _ = connections::record_status(
                 db,
                 &job.org_id,
@@ -297,9 +297,7 @@ pub(super) async fn settle(
             .await;
             note(
                 "error",
-                format!(
-                    "Sync paused: Creatio refused the credentials ({e}); waiting for Test & Save"
-                ),
+                format!("Sync paused: {e}; waiting for Test & Save"),
             )
             .await;
             sync::retry_job(db, &job.id, now_ms(), &diagnosis, false).await
@@ -372,10 +370,26 @@ pub(super) async fn org_client(services: &Services, org_id: &str) -> Result<OrgC
             connection.updated_at,
             crate::connection::from_stored(&services.secrets, &services.policy, &connection),
         )
-        .await
-        .map_err(|e| {
-            JobError::NotConnected(format!("the saved connection cannot be used: {e:?}"))
-        })?;
+        .await;
+    let settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            // The saved settings no longer pass (the operator narrowed
+            // CASEBRIDGE_ALLOW_PRIVATE_TARGETS, the name now resolves to an
+            // internal address, the secret key changed): a person must act,
+            // and the connection says so instead of reading "active".
+            let why = format!("the saved connection cannot be used: {e}");
+            tracing::warn!(%org_id, reason = %why, "Sync paused.");
+            connections::record_status(
+                &services.db,
+                org_id,
+                Status::NeedsAttention,
+                &format!("Sync paused: {why}. Fix the settings and Test & Save."),
+            )
+            .await?;
+            return Err(JobError::NotConnected(why));
+        }
+    };
     let client = services.clients.get(&services.http, org_id, &settings);
     let technical_user = connection
         .technical_user_id
