@@ -39,7 +39,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             )
         })?;
         if !content_type.is_empty() && !content_type.starts_with("application/json") {
-            return Err(ApiError::invalid(
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
                 format!("Content-Type is {content_type:?}; this endpoint takes JSON"),
                 "Send the body as JSON with Content-Type: application/json.",
             ));

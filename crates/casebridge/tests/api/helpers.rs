@@ -84,6 +84,7 @@ pub struct TestApp {
     pub admin_token: String,
     pub backend: Backend,
     pub db: Db,
+    config: Config,
     running: Option<Running>,
     sqlite_dir: Option<tempfile::TempDir>,
     postgres_db: Option<String>,
@@ -155,7 +156,7 @@ impl TestApp {
             Duration::from_millis(800),
         ];
         tweak(&mut config);
-        let running = casebridge::server::start(config)
+        let running = casebridge::server::start(config.clone())
             .await
             .expect("service starts");
         TestApp {
@@ -166,10 +167,28 @@ impl TestApp {
             admin_token,
             backend,
             db: running.db.clone(),
+            config,
             running: Some(running),
             sqlite_dir,
             postgres_db,
         }
+    }
+
+    /// Stops the service and starts it again on the same database, secret
+    /// key and emulator, with its configuration changed by `tweak` (as an
+    /// operator's restart with new settings).
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+        tweak(&mut self.config);
+        let running = casebridge::server::start(self.config.clone())
+            .await
+            .expect("service starts again");
+        self.url = format!("http://{}", running.addr);
+        self.db = running.db.clone();
+        self.running = Some(running);
+        self
     }
 
     /// Sends a request with an optional bearer token and JSON body.

@@ -8,6 +8,7 @@ mod admin_page;
 mod ai_fields;
 mod connection;
 mod conversations;
+mod hardening;
 mod openapi;
 mod orgs;
 mod sync;
