@@ -92,13 +92,25 @@ const SPECIAL_PURPOSE: &[(&str, &str)] = &[
     ("198.51.100.0/24", "documentation (TEST-NET-2)"),
     ("203.0.113.0/24", "documentation (TEST-NET-3)"),
     ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved (and the limited broadcast address)"),
-    ("::/96", "IPv4-compatible (deprecated), the unspecified and loopback addresses"),
+    (
+        "240.0.0.0/4",
+        "reserved (and the limited broadcast address)",
+    ),
+    (
+        "::/96",
+        "IPv4-compatible (deprecated), the unspecified and loopback addresses",
+    ),
     ("::ffff:0:0:0/96", "IPv4-translated (SIIT)"),
-    ("64:ff9b::/96", "IPv4/IPv6 translation (NAT64 well-known prefix)"),
+    (
+        "64:ff9b::/96",
+        "IPv4/IPv6 translation (NAT64 well-known prefix)",
+    ),
     ("64:ff9b:1::/48", "IPv4/IPv6 translation (local-use NAT64)"),
     ("100::/64", "discard-only"),
-    ("2001::/23", "IETF protocol assignments (Teredo, benchmarking, ORCHID)"),
+    (
+        "2001::/23",
+        "IETF protocol assignments (Teredo, benchmarking, ORCHID)",
+    ),
     ("2001:db8::/32", "documentation"),
     ("3fff::/20", "documentation"),
     ("5f00::/16", "segment routing (SRv6) SIDs"),
@@ -109,13 +121,12 @@ const SPECIAL_PURPOSE: &[(&str, &str)] = &[
 ];
 
 fn special_purpose() -> &'static [(IpNet, &'static str)] {
-    static NETS: std::sync::LazyLock<Vec<(IpNet, &'static str)>> =
-        std::sync::LazyLock::new(|| {
-            SPECIAL_PURPOSE
-                .iter()
-                .map(|(net, name)| (net.parse().expect("a valid CIDR"), *name))
-                .collect()
-        });
+    static NETS: std::sync::LazyLock<Vec<(IpNet, &'static str)>> = std::sync::LazyLock::new(|| {
+        SPECIAL_PURPOSE
+            .iter()
+            .map(|(net, name)| (net.parse().expect("a valid CIDR"), *name))
+            .collect()
+    });
     &NETS
 }
 

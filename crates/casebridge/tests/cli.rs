@@ -193,6 +193,16 @@ fn start_serve(dir: &std::path::Path) -> (Running, Vec<String>, String) {
 
 /// Starts `casebridge serve` in `dir` with extra environment.
 fn start_serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, Vec<String>, String) {
+    start_serve_logging(dir, env, None)
+}
+
+/// [`start_serve_with`]; what it prints after its address (its log) is
+/// copied to `log` when given.
+fn start_serve_logging(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    log: Option<std::path::PathBuf>,
+) -> (Running, Vec<String>, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_casebridge"));
     cmd.arg("serve")
         .current_dir(dir)
@@ -219,6 +229,15 @@ fn start_serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (Running, Ve
         }
         banner.push(line);
     };
+    if let Some(path) = log {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::create(path).unwrap();
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+            }
+        });
+    }
     (running, banner, addr)
 }
 
@@ -245,6 +264,13 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "the key file is private");
+        for file in ["casebridge.db", "casebridge.db-wal", "casebridge.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file} is private");
+        }
     }
     let http = reqwest::Client::new();
     let created = http
@@ -282,6 +308,69 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(again.status(), 201);
+}
+
+/// Out of file descriptors (a low `ulimit -n`, more clients than it allows):
+/// the accept error is logged, the process stays up, and once the clients
+/// leave it answers again.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn serve_survives_running_out_of_file_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let log_path = dir.path().join("serve.log");
+    let log = Some(log_path.clone());
+    let (running, _, addr) = tokio::task::spawn_blocking(move || {
+        start_serve_logging(
+            &path,
+            &[
+                ("CASEBRIDGE_MAX_CONNECTIONS", "1000"),
+                ("CASEBRIDGE_HEADER_TIMEOUT_SECS", "300"),
+                ("CASEBRIDGE_LOG_FORMAT", "text"),
+            ],
+            log,
+        )
+    })
+    .await
+    .unwrap();
+    let pid = running.0.id().to_string();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid, "--nofile=64:64"])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(limited.success());
+    let mut clients = Vec::new();
+    for _ in 0..120 {
+        clients.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let logged = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("Could not accept a connection") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(logged.contains("Could not accept a connection"), "{logged}");
+    assert!(
+        logged.contains("ulimit -n"),
+        "the log says what to do: {logged}"
+    );
+    drop(clients);
+    let health = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            match reqwest::get(format!("http://{addr}/healthz")).await {
+                Ok(r) if r.status() == 200 => return,
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    assert!(
+        health.is_ok(),
+        "/healthz answers again once the clients left"
+    );
+    drop(running);
 }
 
 /// The pieces of a multi-process run: an emulator, a database, the

@@ -458,7 +458,10 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
 
 /// Where a redirect answer points, as a short sanitised excerpt.
 pub(crate) fn redirect_target(headers: &HeaderMap) -> String {
-    match headers.get(LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes())) {
+    match headers
+        .get(LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    {
         Some(l) => truncate(l.trim(), 200),
         None => "(no Location header)".into(),
     }
@@ -562,15 +565,14 @@ mod tests {
         );
         assert!(!e.is_retryable());
         assert!(e.is_dead_credentials());
-        assert!(e.diagnosis().contains("Use the final address as the Instance URL"));
+        assert!(e
+            .diagnosis()
+            .contains("Use the final address as the Instance URL"));
         assert!(!e.diagnosis().contains("internal service"));
         let long = "x".repeat(5000);
         h.insert(LOCATION, HeaderValue::from_str(&long).unwrap());
         assert!(redirect_target(&h).chars().count() <= 201);
-        assert_eq!(
-            redirect_target(&HeaderMap::new()),
-            "(no Location header)"
-        );
+        assert_eq!(redirect_target(&HeaderMap::new()), "(no Location header)");
     }
 
     #[test]

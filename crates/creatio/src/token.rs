@@ -367,9 +367,7 @@ impl TokenSource {
                 // admin only as a short excerpt.
                 _ => TokenError::Refused {
                     code: crate::error::truncate(&e.error, 60),
-                    description: e
-                        .error_description
-                        .map(|d| crate::error::truncate(&d, 200)),
+                    description: e.error_description.map(|d| crate::error::truncate(&d, 200)),
                 },
             });
         }

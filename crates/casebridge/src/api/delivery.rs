@@ -167,7 +167,10 @@ pub async fn put(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(endpoint_view(&state, &saved, Secret::Shown).await?)))
+    Ok((
+        status,
+        Json(endpoint_view(&state, &saved, Secret::Shown).await?),
+    ))
 }
 
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.

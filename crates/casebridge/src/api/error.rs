@@ -174,11 +174,20 @@ pub async fn framework_errors_as_json(
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
-    let keep_alive = response.headers().get(axum::http::header::CONNECTION).cloned();
+    let keep_alive = response
+        .headers()
+        .get(axum::http::header::CONNECTION)
+        .cloned();
     // The framework's own words, a short line at most.
     let said = axum::body::to_bytes(response.into_body(), 4096)
         .await
-        .map(|b| String::from_utf8_lossy(&b).trim().chars().take(300).collect::<String>())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .trim()
+                .chars()
+                .take(300)
+                .collect::<String>()
+        })
         .unwrap_or_default();
     let said = if said.is_empty() {
         status.canonical_reason().unwrap_or("error").to_string()
@@ -190,7 +199,10 @@ pub async fn framework_errors_as_json(
             Code::InvalidRequest,
             "Check the path, the query parameters and the body against GET /openapi.json.",
         ),
-        404 => (Code::NotFound, "See GET /openapi.json for the API's routes."),
+        404 => (
+            Code::NotFound,
+            "See GET /openapi.json for the API's routes.",
+        ),
         405 => (
             Code::MethodNotAllowed,
             "See GET /openapi.json for the methods each route accepts.",
@@ -209,7 +221,10 @@ pub async fn framework_errors_as_json(
             Code::Internal,
             "Retry in a moment; if it keeps failing, the server log has the details.",
         ),
-        _ => (Code::InvalidRequest, "See GET /openapi.json for what the endpoint takes."),
+        _ => (
+            Code::InvalidRequest,
+            "See GET /openapi.json for what the endpoint takes.",
+        ),
     };
     let mut body = Map::new();
     body.insert(

@@ -1370,7 +1370,15 @@ pub async fn note_webhook_call(
                 .await?;
         }
         None => {
-            add_timeline(&mut **tx, org_id, conversation_id, "webhook", summary, Some(1)).await?;
+            add_timeline(
+                &mut **tx,
+                org_id,
+                conversation_id,
+                "webhook",
+                summary,
+                Some(1),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -116,7 +116,10 @@ async fn redirects_from_the_instance_are_never_followed(backend: Backend) {
         .clone();
     assert_eq!(odata["status"], "fail", "{answer}");
     assert!(
-        odata["hint"].as_str().unwrap().contains("final address as the Instance URL"),
+        odata["hint"]
+            .as_str()
+            .unwrap()
+            .contains("final address as the Instance URL"),
         "{odata}"
     );
     assert!(!answer.to_string().contains(INTERNAL_TEXT));
@@ -302,9 +305,18 @@ async fn nul_is_refused_in_every_text_field_with_the_field_named(backend: Backen
         ("/message/id", "event.message.id"),
         ("/id", "event.id"),
         ("/conversation/id", "event.conversation.id"),
-        ("/conversation/contact/name", "event.conversation.contact.name"),
-        ("/conversation/contact/email", "event.conversation.contact.email"),
-        ("/conversation/contact/phone", "event.conversation.contact.phone"),
+        (
+            "/conversation/contact/name",
+            "event.conversation.contact.name",
+        ),
+        (
+            "/conversation/contact/email",
+            "event.conversation.contact.email",
+        ),
+        (
+            "/conversation/contact/phone",
+            "event.conversation.contact.phone",
+        ),
     ] {
         let mut e = event("e1", "c1", "hello");
         *e.pointer_mut(pointer).unwrap() = json!("a\u{0}b");
@@ -327,21 +339,35 @@ async fn nul_is_refused_in_every_text_field_with_the_field_named(backend: Backen
     let (status, body) = app.post("/v1/events", &org.key, json!(batch)).await;
     assert_nul_refused(status, &body, "events[417].message.text");
     for conv in ["c0", "c17"] {
-        let (status, _) = app.get(&format!("/v1/conversations/{conv}"), &org.key).await;
+        let (status, _) = app
+            .get(&format!("/v1/conversations/{conv}"), &org.key)
+            .await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
     }
 
     // Names of orgs and keys, settings.
     let (status, body) = app
-        .post("/v1/orgs", &app.admin_token.clone(), json!({"name": "Ac\u{0}me"}))
+        .post(
+            "/v1/orgs",
+            &app.admin_token.clone(),
+            json!({"name": "Ac\u{0}me"}),
+        )
         .await;
     assert_nul_refused(status, &body, "name");
     let (status, body) = app
-        .post("/v1/api-keys", &org.key, json!({"name": "k\u{0}", "role": "ingest"}))
+        .post(
+            "/v1/api-keys",
+            &org.key,
+            json!({"name": "k\u{0}", "role": "ingest"}),
+        )
         .await;
     assert_nul_refused(status, &body, "name");
     let (status, body) = app
-        .patch("/v1/creatio/connection", &org.key, json!({"client_id": "x\u{0}"}))
+        .patch(
+            "/v1/creatio/connection",
+            &org.key,
+            json!({"client_id": "x\u{0}"}),
+        )
         .await;
     assert_nul_refused(status, &body, "client_id");
 
@@ -353,7 +379,10 @@ async fn nul_is_refused_in_every_text_field_with_the_field_named(backend: Backen
     ] {
         let (status, body) = app.get(path, &org.key).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("%00"), "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("%00"),
+            "{body}"
+        );
     }
     let webhook = connected["webhook_url"].as_str().unwrap();
     let resp = app
@@ -394,12 +423,19 @@ async fn trailing_data_after_the_json_value_is_refused(backend: Backend) {
         let (status, answer) = app.post_raw("/v1/events", &org.key, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert!(
-            answer["error"]["message"].as_str().unwrap().contains("more after"),
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("more after"),
             "{answer}"
         );
     }
     let (status, answer) = app
-        .post_raw("/v1/api-keys", &org.key, r#"{"role": "ingest"} {"role": "admin"}"#)
+        .post_raw(
+            "/v1/api-keys",
+            &org.key,
+            r#"{"role": "ingest"} {"role": "admin"}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     let (status, _) = app.get("/v1/conversations/c1", &org.key).await;
@@ -416,7 +452,8 @@ async fn a_webhook_loop_costs_a_handful_of_reads_and_lines(backend: Backend) {
     let org = app.create_org("Acme").await;
     let connected = app.connect(&org.key).await;
     let webhook = connected["webhook_url"].as_str().unwrap().to_string();
-    app.send(&org.key, event("e1", "c1", "My printer is on fire")).await;
+    app.send(&org.key, event("e1", "c1", "My printer is on fire"))
+        .await;
     let conv = app.settled(&org.key, "c1").await;
     let case_id = conv["case"]["id"].as_str().unwrap().to_string();
     let lines_before = conv["timeline"].as_array().unwrap().len();
@@ -442,7 +479,10 @@ async fn a_webhook_loop_costs_a_handful_of_reads_and_lines(backend: Backend) {
         answered += usize::from(resp.status() == StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(answered >= 50, "most calls are within the rate limit: {answered}");
+    assert!(
+        answered >= 50,
+        "most calls are within the rate limit: {answered}"
+    );
     // Let the last follow-up run.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let conv = app.settled(&org.key, "c1").await;
@@ -453,13 +493,19 @@ async fn a_webhook_loop_costs_a_handful_of_reads_and_lines(backend: Backend) {
     let timeline = conv["timeline"].as_array().unwrap();
     let added = timeline.len() - lines_before;
     assert!(reads <= 12, "{answered} calls cost {reads} Creatio reads");
-    assert!(added <= 8, "{answered} calls added {added} timeline lines: {timeline:#?}");
+    assert!(
+        added <= 8,
+        "{answered} calls added {added} timeline lines: {timeline:#?}"
+    );
     let counted = timeline
         .iter()
         .filter(|t| t["kind"] == "webhook")
         .map(|t| t["attempts"].as_i64().unwrap())
         .sum::<i64>();
-    assert_eq!(counted as usize, answered, "every call is counted: {timeline:#?}");
+    assert_eq!(
+        counted as usize, answered,
+        "every call is counted: {timeline:#?}"
+    );
     println!("{answered} webhook calls in 2 s: {reads} Creatio reads, {added} timeline lines");
 
     // The timeline pages.
@@ -504,7 +550,10 @@ async fn a_saved_url_the_guard_now_refuses_pauses_the_org(backend: Backend) {
     };
     assert_eq!(connection["status"], "needs_attention", "{connection}");
     let detail = connection["status_detail"].as_str().unwrap();
-    assert!(detail.contains("CASEBRIDGE_ALLOW_PRIVATE_TARGETS"), "{detail}");
+    assert!(
+        detail.contains("CASEBRIDGE_ALLOW_PRIVATE_TARGETS"),
+        "{detail}"
+    );
     let (_, conv) = narrowed.get("/v1/conversations/c1", &org.key).await;
     let last_error = conv["open_jobs"][0]["last_error"].as_str().unwrap_or("");
     assert!(
@@ -564,7 +613,10 @@ async fn framework_errors_answer_in_the_json_shape() {
         assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
         let body = json_of(&answer);
         assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
-        assert!(body["error"]["hint"].as_str().unwrap().contains(hint), "{body}");
+        assert!(
+            body["error"]["hint"].as_str().unwrap().contains(hint),
+            "{body}"
+        );
     }
     // Not JSON.
     let resp = app
@@ -613,7 +665,10 @@ async fn the_delivery_secret_is_shown_by_put_and_rotate_only() {
     let (_, read) = app.get("/v1/delivery", &org.key).await;
     let body = read.to_string();
     assert!(!body.contains(&secret[6..]), "GET shows the secret: {body}");
-    assert!(!body.contains(&secret[6..20]), "GET shows part of the secret: {body}");
+    assert!(
+        !body.contains(&secret[6..20]),
+        "GET shows part of the secret: {body}"
+    );
     app.finish().await;
 }
 
@@ -635,7 +690,10 @@ async fn metrics_can_move_to_their_own_address() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"]["hint"].as_str().unwrap().contains("CASEBRIDGE_METRICS_LISTEN"));
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("CASEBRIDGE_METRICS_LISTEN"));
     let text = app
         .http
         .get(format!("http://127.0.0.1:{port}/metrics"))

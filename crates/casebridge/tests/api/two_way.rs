@@ -743,8 +743,14 @@ async fn delivery_settings(backend: Backend) {
     assert_ne!(old, new);
     let (_, read) = app.get("/v1/delivery", &org.key).await;
     let masked = read["secret"].as_str().unwrap();
-    assert!(!masked.contains(&new[6..new.len() - 4]), "a read masks the secret: {read}");
-    assert!(masked.starts_with("whsec_••••") && masked.ends_with(&new[new.len() - 4..]), "{read}");
+    assert!(
+        !masked.contains(&new[6..new.len() - 4]),
+        "a read masks the secret: {read}"
+    );
+    assert!(
+        masked.starts_with("whsec_••••") && masked.ends_with(&new[new.len() - 4..]),
+        "{read}"
+    );
     assert!(read["previous_secret_valid_until"].is_string(), "{read}");
     // Saving the URL again keeps the secret.
     let (status, again) = app
