@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::extract::Admin;
+use super::extract::{Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections;
@@ -58,19 +58,12 @@ pub async fn list(
     Admin(caller): Admin,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(key) = params
-        .keys()
-        .find(|k| !matches!(k.as_str(), "state" | "limit"))
-    {
-        return Err(ApiError::invalid(
-            format!("Unknown query parameter {key:?}"),
-            "Filter with state (open, handed_off or resolved) and limit.",
-        ));
-    }
-    let wanted = params
-        .get("state")
-        .map(String::as_str)
-        .filter(|s| !s.is_empty());
+    let params = QueryParams::known(
+        &params,
+        &["state", "limit"],
+        "Filter with state (open, handed_off or resolved) and limit.",
+    )?;
+    let wanted = params.get("state").filter(|s| !s.is_empty());
     if let Some(s) = wanted {
         if !STATES.contains(&s) {
             return Err(ApiError::invalid(
@@ -79,19 +72,12 @@ pub async fn list(
             ));
         }
     }
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    format!("limit {l:?} is not a number from 1 to {MAX_LIMIT}"),
-                    format!("Ask for at most {MAX_LIMIT} conversations at a time."),
-                )
-            })?,
-    };
+    let limit = params.count(
+        "limit",
+        MAX_LIMIT,
+        DEFAULT_LIMIT,
+        &format!("Ask for at most {MAX_LIMIT} conversations at a time."),
+    )?;
     let mode = match connections::get(&state.db, &caller.org_id).await? {
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
         _ => "every_conversation",

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{parse_json, Admin};
+use super::extract::{parse_json, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::deliver::secret_context;
@@ -230,18 +230,12 @@ pub async fn list(
     Admin(caller): Admin,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    for key in params.keys() {
-        if !matches!(
-            key.as_str(),
-            "status" | "conversation_id" | "before" | "limit"
-        ) {
-            return Err(ApiError::invalid(
-                format!("Unknown query parameter {key:?}"),
-                "Filter with status, conversation_id, before (a delivery id, for paging) and limit.",
-            ));
-        }
-    }
-    let status = params.get("status").map(String::as_str);
+    let params = QueryParams::known(
+        &params,
+        &["status", "conversation_id", "before", "limit"],
+        "Filter with status, conversation_id, before (a delivery id, for paging) and limit.",
+    )?;
+    let status = params.get("status");
     if let Some(s) = status {
         if !STATES.contains(&s) {
             return Err(ApiError::invalid(
@@ -250,26 +244,19 @@ pub async fn list(
             ));
         }
     }
-    let limit = match params.get("limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    format!("limit {l:?} is not a number from 1 to 500"),
-                    "Ask for at most 500 deliveries at a time; page with before=<last id>.",
-                )
-            })?,
-    };
+    let limit = params.count(
+        "limit",
+        500,
+        50,
+        "Ask for at most 500 deliveries at a time; page with before=<last id>.",
+    )?;
     let found = deliveries::list(
         &state.db,
         &caller.org_id,
         &ListFilter {
             state: status,
-            conversation_id: params.get("conversation_id").map(String::as_str),
-            before: params.get("before").map(String::as_str),
+            conversation_id: params.get("conversation_id"),
+            before: params.get("before"),
             limit,
         },
     )

@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
-use super::extract::{parse_json_named, Admin};
+use super::extract::{parse_json_named, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections::{self, Status};
@@ -105,34 +105,23 @@ pub(super) async fn find_conversation(
 }
 
 /// Timeline lines per answer, unless `timeline_limit` says otherwise.
-const TIMELINE_PAGE: usize = 200;
-const TIMELINE_PAGE_MAX: usize = 1_000;
+const TIMELINE_PAGE: i64 = 200;
+const TIMELINE_PAGE_MAX: i64 = 1_000;
 
 /// `timeline_before` (a line id from an earlier answer) and
 /// `timeline_limit` (1 to 1,000) from the query.
 fn timeline_page(query: &HashMap<String, String>) -> ApiResult<(Option<String>, usize)> {
-    if let Some(unknown) = query
-        .keys()
-        .find(|k| !matches!(k.as_str(), "timeline_before" | "timeline_limit"))
-    {
-        return Err(ApiError::invalid(
-            format!("Unknown query parameter {unknown:?}"),
-            "This endpoint takes timeline_before and timeline_limit.",
-        ));
-    }
-    let limit = match query.get("timeline_limit") {
-        None => TIMELINE_PAGE,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=TIMELINE_PAGE_MAX).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    format!("timeline_limit {text:?} is not a number from 1 to {TIMELINE_PAGE_MAX}"),
-                    format!("Leave it out for {TIMELINE_PAGE} lines, or give a number from 1 to {TIMELINE_PAGE_MAX}."),
-                )
-            })?,
-    };
+    let query = QueryParams::known(
+        query,
+        &["timeline_before", "timeline_limit"],
+        "This endpoint takes timeline_before and timeline_limit.",
+    )?;
+    let limit = query.count(
+        "timeline_limit",
+        TIMELINE_PAGE_MAX,
+        TIMELINE_PAGE,
+        &format!("Leave it out for {TIMELINE_PAGE} lines, or give a number from 1 to {TIMELINE_PAGE_MAX}."),
+    )?;
     let before = match query.get("timeline_before") {
         None => None,
         Some(text) => Some(
@@ -146,7 +135,7 @@ fn timeline_page(query: &HashMap<String, String>) -> ApiResult<(Option<String>, 
                 })?,
         ),
     };
-    Ok((before, limit))
+    Ok((before, limit as usize))
 }
 
 /// `GET /v1/conversations/{id}`: the case link, state and timeline (the

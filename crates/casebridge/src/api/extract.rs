@@ -260,3 +260,47 @@ impl FromRequestParts<AppState> for Admin {
         Ok(Admin(caller))
     }
 }
+
+/// A query string as the list endpoints take it: known parameters only.
+pub struct QueryParams<'a> {
+    params: &'a std::collections::HashMap<String, String>,
+}
+
+impl<'a> QueryParams<'a> {
+    /// `params`, refused with a 400 naming the first one not in `known`
+    /// (`hint` says which are).
+    pub fn known(
+        params: &'a std::collections::HashMap<String, String>,
+        known: &[&str],
+        hint: &str,
+    ) -> Result<Self, ApiError> {
+        match params.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::invalid(
+                format!("Unknown query parameter {unknown:?}"),
+                hint.to_string(),
+            )),
+            None => Ok(QueryParams { params }),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// A whole number from 1 to `max`, `default` when absent.
+    pub fn count(&self, name: &str, max: i64, default: i64, hint: &str) -> Result<i64, ApiError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("{name} {text:?} is not a number from 1 to {max}"),
+                        hint.to_string(),
+                    )
+                }),
+        }
+    }
+}

@@ -342,6 +342,54 @@ pub async fn add_timeline<'e, E: sqlx::Executor<'e, Database = Any>>(
     Ok(())
 }
 
+/// Appends a line, unless the conversation's newest line says the same
+/// (`kind` and `summary`) and is younger than `window_ms`: then that line
+/// counts one more (`… (×3)`). For lines a loop would repeat — a look at a
+/// case that found nothing new — so a timeline grows with what happened,
+/// not with how often it was asked.
+pub async fn add_or_repeat_timeline(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    summary: &str,
+    attempts: Option<i64>,
+    window_ms: i64,
+) -> Result<()> {
+    let now = now_ms();
+    let newest = sqlx::query(
+        "SELECT id, kind, summary, at FROM timeline WHERE org_id = $1 AND conversation_id = $2 \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(row) = newest {
+        let said: String = row.try_get("summary")?;
+        let times = match said.strip_prefix(summary) {
+            Some("") => Some(1),
+            Some(rest) => rest
+                .strip_prefix(" (×")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|n| n.parse::<i64>().ok()),
+            None => None,
+        };
+        let recent = row.try_get::<i64, _>("at")? > now - window_ms;
+        if let (Some(times), true, true) =
+            (times, recent, row.try_get::<String, _>("kind")? == kind)
+        {
+            sqlx::query("UPDATE timeline SET summary = $1 WHERE id = $2")
+                .bind(format!("{summary} (×{})", times + 1))
+                .bind(row.try_get::<String, _>("id")?)
+                .execute(db.pool())
+                .await?;
+            return Ok(());
+        }
+    }
+    add_timeline(db.pool(), org_id, conversation_id, kind, summary, attempts).await
+}
+
 pub async fn get_conversation(db: &Db, org_id: &str, id: &str) -> Result<Option<Conversation>> {
     let row = sqlx::query(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id = $2"

@@ -106,6 +106,25 @@ pub async fn run(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     }
 }
 
+/// A line that a loop of identical checks would repeat: counted on the
+/// newest line when it says the same within a minute
+/// ([`sync::add_or_repeat_timeline`]).
+pub(super) async fn repeatable_timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
+    if let Err(e) = sync::add_or_repeat_timeline(
+        &ctx.services.db,
+        &job.org_id,
+        &job.conversation_id,
+        kind,
+        summary,
+        Some(job.attempts),
+        60_000,
+    )
+    .await
+    {
+        tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e, "Could not write the timeline.");
+    }
+}
+
 pub(super) async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
     if let Err(e) = sync::add_timeline(
         ctx.services.db.pool(),

@@ -30,7 +30,7 @@ use creatio::Error as CreatioError;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::lifecycle::{case_uuid, timeline, Context, JobError};
+use super::lifecycle::{case_uuid, repeatable_timeline, timeline, Context, JobError};
 use crate::deliver;
 use crate::storage::deliveries;
 use crate::storage::sync::{self, Job};
@@ -187,7 +187,7 @@ pub async fn check_replies(
                 hint.unwrap_or_default()
             ));
         }
-        timeline(ctx, "event", &why, job).await;
+        repeatable_timeline(ctx, "event", &why, job).await;
     }
     Ok(())
 }

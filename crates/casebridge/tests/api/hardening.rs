@@ -506,7 +506,10 @@ async fn a_webhook_loop_costs_a_handful_of_reads_and_lines(backend: Backend) {
         counted as usize, answered,
         "every call is counted: {timeline:#?}"
     );
-    println!("{answered} webhook calls in 2 s: {reads} Creatio reads, {added} timeline lines");
+    println!("{answered} webhook calls in 2 s: {reads} Creatio reads, {added} timeline lines:");
+    for t in &timeline[lines_before..] {
+        println!("  {} {}", t["kind"], t["summary"]);
+    }
 
     // The timeline pages.
     let (status, page) = app
