@@ -192,6 +192,9 @@ impl Store {
             let field = column.field_name();
             let value = record.get(&field);
             match (column.ty, value) {
+                // Text past the column's size fails on the database, as an
+                // error answer, never a silent truncation; `$metadata` does
+                // not tell the size (reference/creatio-evidence.md §2).
                 (ColType::Text(Some(max)), Some(Value::String(s))) if s.chars().count() > max => {
                     let shown: String = s.chars().take(40).collect();
                     return Err(database_error(format!(

@@ -121,6 +121,14 @@ pub enum Error {
     /// (confirmed by reading it back). For idempotent writers this is success.
     #[error("the {entity_set} record {id} already exists")]
     AlreadyExists { entity_set: String, id: Uuid },
+    /// A text value longer than its column: the database refused it
+    /// ("String or binary data would be truncated", "value too long for
+    /// type character varying(50)"). Creatio answers it as a 500, but it
+    /// fails the same way every time: shorten the value or leave it out.
+    /// `$metadata` has no `MaxLength` to avoid it beforehand
+    /// (reference/creatio-evidence.md §2).
+    #[error("Creatio refused a value as too long for its column (HTTP {status}): {message}")]
+    ValueTooLong { status: u16, message: String },
     /// A 4xx (or 501) that will fail the same way every time.
     #[error("Creatio rejected the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
@@ -271,6 +279,7 @@ impl Error {
             Error::NotFound { .. } | Error::UnknownEntitySet { .. } => Some(404),
             Error::Rejected { status, .. }
             | Error::Unavailable { status, .. }
+            | Error::ValueTooLong { status, .. }
             | Error::Redirected { status, .. }
             | Error::UnexpectedResponse { status, .. } => Some(*status),
             Error::Token(TokenError::Unavailable { status, .. })
@@ -309,6 +318,11 @@ impl Error {
             Error::Rejected { status, message } => format!(
                 "Creatio rejected the request (HTTP {status}): {message} Retrying will not help; the \
                  data or the configuration must change."
+            ),
+            Error::ValueTooLong { message, .. } => format!(
+                "A value is longer than its Creatio column holds ({message}). Retrying will not \
+                 help: the value must be shorter. For an AI field, lower its max_length to the \
+                 column's size (text columns hold 50, 250 or 500 characters, or are unlimited)."
             ),
             Error::Unavailable {
                 status: 429,
@@ -467,6 +481,15 @@ pub(crate) fn redirect_target(headers: &HeaderMap) -> String {
     }
 }
 
+/// Whether an error message is a database's "value too long for its
+/// column" (SQL Server, PostgreSQL, Oracle wordings).
+fn says_value_too_long(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("would be truncated")
+        || m.contains("value too long for type")
+        || m.contains("value too large for column")
+}
+
 /// Classifies an HTTP failure from its status, headers and body.
 pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     if (300..400).contains(&status) {
@@ -476,6 +499,9 @@ pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Erro
         };
     }
     let message = error_message(body);
+    if matches!(status, 400 | 500) && says_value_too_long(&message) {
+        return Error::ValueTooLong { status, message };
+    }
     match status {
         401 => Error::Unauthorized { message },
         403 => Error::Forbidden { message },
@@ -546,6 +572,21 @@ mod tests {
             from_status(404, &h, br#"{"Message":"m","MessageDetail":"d"}"#),
             Error::UnknownEntitySet { .. }
         ));
+    }
+
+    #[test]
+    fn a_value_too_long_is_permanent_whatever_the_database() {
+        let h = HeaderMap::new();
+        for body in [
+            &br#"{"error":{"code":"","message":"An error has occurred.","innererror":{"message":"String or binary data would be truncated in table 'dbo.Case', column 'UsrOrderNumber'."}}}"#[..],
+            br#"{"error":{"message":"22001: value too long for type character varying(50)"}}"#,
+        ] {
+            let e = from_status(500, &h, body);
+            assert!(matches!(e, Error::ValueTooLong { status: 500, .. }), "{e:?}");
+            assert!(!e.is_retryable());
+            assert!(e.diagnosis().contains("max_length"));
+        }
+        assert!(from_status(500, &h, br#"{"error":{"message":"deadlock"}}"#).is_retryable());
     }
 
     #[test]

@@ -61,9 +61,17 @@ pub struct Mapping {
     /// A dropdown's options (never empty for one).
     #[serde(default)]
     pub options: Vec<Choice>,
-    /// A text column's size (`MaxLength` in `$metadata`), when it has one.
+    /// A text field's longest value: the admin's `max_length`, else the
+    /// column's `MaxLength` in `$metadata` (real Creatio gives none), else
+    /// [`DEFAULT_TEXT_LENGTH`].
     pub max_length: Option<usize>,
 }
+
+/// A text field's longest value when nobody said: the smallest size of a
+/// Creatio text column (50, 250, 500 or unlimited), so the value fits any.
+/// Creatio's `$metadata` has no `MaxLength` (reference/creatio-evidence.md
+/// §2), and a longer value fails the write.
+pub const DEFAULT_TEXT_LENGTH: usize = 50;
 
 /// Who wrote a line of the transcript.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,7 +311,7 @@ pub fn settle(m: &Mapping, answer: Answer) -> FieldValue {
             }
         },
         FieldType::Text => {
-            let limit = m.max_length.unwrap_or(usize::MAX);
+            let limit = m.max_length.unwrap_or(DEFAULT_TEXT_LENGTH);
             if raw.chars().count() > limit {
                 let cut: String = raw.chars().take(limit).collect();
                 out.reason = format!(

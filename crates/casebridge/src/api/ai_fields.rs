@@ -42,6 +42,9 @@ const MANAGED_COLUMNS: &[&str] = &[
 const MAX_DESCRIPTION: usize = 4000;
 const MAX_TITLE: usize = 100;
 const MAX_OPTIONS: usize = 100;
+/// The largest `max_length` of a text field (unlimited columns take more,
+/// but an AI value that long is not a field value).
+const MAX_TEXT_LENGTH: usize = 100_000;
 /// Lookup rows read to resolve option names (a dropdown of more options
 /// than this is not a dropdown people can describe).
 const MAX_LOOKUP_ROWS: u32 = 2000;
@@ -65,6 +68,11 @@ pub struct MappingIn {
     /// one per line.
     #[serde(default)]
     options: Option<Vec<String>>,
+    /// A text field's longest value, in characters: the Creatio column's
+    /// size (50, 250 or 500; unlimited columns take any). Creatio's
+    /// `$metadata` does not tell it, so the default is 50, the smallest.
+    #[serde(default)]
+    max_length: Option<usize>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -148,6 +156,23 @@ fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
         ));
     }
     for (i, f) in fields.iter().enumerate() {
+        match (f.kind, f.max_length) {
+            (FieldType::Dropdown, Some(_)) => problems.push(problem(
+                i,
+                "max_length",
+                "max_length is for text fields; a dropdown's value is an option".to_string(),
+                "Leave max_length out of dropdown fields.",
+            )),
+            (FieldType::Text, Some(n)) if !(1..=MAX_TEXT_LENGTH).contains(&n) => {
+                problems.push(problem(
+                    i,
+                    "max_length",
+                    format!("max_length {n} is not from 1 to {MAX_TEXT_LENGTH}"),
+                    "Give the Creatio column's size: 50, 250 or 500 characters (the object designer shows the text type).",
+                ))
+            }
+            _ => {}
+        }
         let name = f.field_name.trim();
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.len() <= 128
@@ -254,9 +279,17 @@ async fn resolve(
             }
         };
         let (column_name, lookup, max_length) = match (&column, f.kind) {
-            (Column::Text { name, max_length }, FieldType::Text) => {
-                (name.clone(), None, *max_length)
-            }
+            // The admin's size, else one $metadata gives (real Creatio
+            // gives none), else the smallest Creatio text size.
+            (Column::Text { name, max_length }, FieldType::Text) => (
+                name.clone(),
+                None,
+                Some(
+                    f.max_length
+                        .or(*max_length)
+                        .unwrap_or(crate::ai::DEFAULT_TEXT_LENGTH),
+                ),
+            ),
             (Column::Lookup { column, entity_set }, FieldType::Dropdown) => {
                 (column.clone(), Some(entity_set.clone()), None)
             }

@@ -413,7 +413,13 @@ async fn ensure_case(
         sync::first_customer_text(&ctx.services.db, &job.org_id, &job.conversation_id).await?;
     let case = new_case(&c, &ctx.settings, first.as_deref(), handoff)?;
     let case_id = case_uuid(&c)?;
-    let number = match create_case(&ctx.client, &case, ai_columns).await {
+    let created = with_ai_text_fallback(ctx, job, ai_columns, |columns| {
+        let client = ctx.client.clone();
+        let case = case.clone();
+        async move { create_case(&client, &case, &columns).await }
+    })
+    .await;
+    let number = match created {
         Ok(number) => number,
         Err(CreatioError::AlreadyExists { .. }) => {
             let existing: Case = ctx.client.get(case_id).await?;
@@ -496,6 +502,94 @@ pub(super) fn case_body(case: &Case, extra: &Map<String, Value>) -> Result<Value
         o.extend(extra.clone());
     }
     Ok(body)
+}
+
+/// Runs a Case write with AI columns; when Creatio refuses a text value as
+/// too long for its column (its `$metadata` does not tell the size, so a
+/// mapping's `max_length` can be wrong), writes again with the text values
+/// cut to [`crate::ai::DEFAULT_TEXT_LENGTH`], then without them, saying so
+/// on the timeline. The hand-off completes; the error is never retried as
+/// transient. Other failures are returned as they are.
+async fn with_ai_text_fallback<T, F, Fut>(
+    ctx: &Context<'_>,
+    job: &Job,
+    columns: &Map<String, Value>,
+    write: F,
+) -> Result<T, CreatioError>
+where
+    F: Fn(Map<String, Value>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CreatioError>>,
+{
+    let mut columns = columns.clone();
+    let mut tried = 0;
+    loop {
+        match write(columns.clone()).await {
+            Err(e @ CreatioError::ValueTooLong { .. }) => {
+                let Some((smaller, what)) = smaller_ai_text(&columns, tried) else {
+                    return Err(e);
+                };
+                tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e, "An AI text value was too long for its Creatio column; writing it shorter.");
+                timeline(
+                    ctx,
+                    "warning",
+                    &format!("Creatio refused an AI field's text as too long for its column ({e}); {what}. Set the field's max_length to the column's size."),
+                    job,
+                )
+                .await;
+                columns = smaller;
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The AI columns to try after a "value too long": first the text values
+/// cut to the smallest Creatio text size, then without text values; `None`
+/// when nothing is left to change. Lookup values (GUIDs) are kept.
+fn smaller_ai_text(
+    columns: &Map<String, Value>,
+    tried: usize,
+) -> Option<(Map<String, Value>, String)> {
+    let limit = crate::ai::DEFAULT_TEXT_LENGTH;
+    let is_text = |v: &Value| v.as_str().is_some_and(|s| Uuid::parse_str(s).is_err());
+    let texts: Vec<&String> = columns
+        .iter()
+        .filter(|(_, v)| is_text(v))
+        .map(|(k, _)| k)
+        .collect();
+    let long: Vec<&String> = columns
+        .iter()
+        .filter(|(_, v)| is_text(v) && v.as_str().is_some_and(|s| s.chars().count() > limit))
+        .map(|(k, _)| k)
+        .collect();
+    if tried == 0 && !long.is_empty() {
+        let shortened = columns
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(s) if is_text(v) && s.chars().count() > limit => {
+                    let cut: String = s.chars().take(limit).collect();
+                    (k.clone(), Value::String(cut.trim_end().to_string()))
+                }
+                _ => (k.clone(), v.clone()),
+            })
+            .collect();
+        let names: Vec<&str> = long.iter().map(|k| k.as_str()).collect();
+        return Some((
+            shortened,
+            format!("wrote {} cut to {limit} characters", names.join(", ")),
+        ));
+    }
+    if texts.is_empty() {
+        return None;
+    }
+    let kept = columns
+        .iter()
+        .filter(|(_, v)| !is_text(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let names: Vec<&str> = texts.iter().map(|k| k.as_str()).collect();
+    Some((kept, format!("left {} empty", names.join(", "))))
 }
 
 /// Creates `case` with extra columns; returns its number.
@@ -825,9 +919,15 @@ async fn write_handoff(
         ..Default::default()
     };
     let ai_columns = triage.case_columns();
-    ctx.client
-        .update_value("Case", case_id, &case_body(&patch, &ai_columns)?)
-        .await?;
+    let ai_columns = with_ai_text_fallback(ctx, job, &ai_columns, |columns| {
+        let client = ctx.client.clone();
+        let body = case_body(&patch, &columns);
+        async move {
+            client.update_value("Case", case_id, &body?).await?;
+            Ok(columns)
+        }
+    })
+    .await?;
     let ai = if ai_columns.is_empty() {
         String::new()
     } else {
@@ -900,6 +1000,28 @@ async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_long_ai_text_is_cut_then_left_out_and_lookups_stay() {
+        let guid = "8b700f24-f46b-1410-ee8c-0050ba5d6c38";
+        let columns: Map<String, Value> = serde_json::from_value(serde_json::json!({
+            "PriorityId": guid, "UsrOrderNumber": "x".repeat(80), "UsrNote": "short"
+        }))
+        .unwrap();
+        let (cut, what) = smaller_ai_text(&columns, 0).unwrap();
+        assert_eq!(cut["UsrOrderNumber"].as_str().unwrap().len(), 50);
+        assert_eq!(cut["UsrNote"], "short");
+        assert_eq!(cut["PriorityId"], guid);
+        assert_eq!(what, "wrote UsrOrderNumber cut to 50 characters");
+        let (kept, what) = smaller_ai_text(&cut, 1).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["PriorityId"], guid);
+        assert_eq!(what, "left UsrOrderNumber, UsrNote empty");
+        assert!(
+            smaller_ai_text(&kept, 2).is_none(),
+            "nothing left to change"
+        );
+    }
 
     #[test]
     fn unique_ignores_case() {

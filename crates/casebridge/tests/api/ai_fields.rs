@@ -21,7 +21,10 @@ use uuid::Uuid;
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(openai_values_land_on_the_case_as_guids_and_trimmed_text);
+on_both_backends!(
+    openai_values_land_on_the_case_as_guids_and_trimmed_text,
+    a_text_longer_than_its_column_is_shortened_and_the_handoff_completes,
+);
 
 #[tokio::test]
 async fn malformed_or_out_of_list_answers_leave_fields_empty_and_the_handoff_goes_on() {
@@ -683,5 +686,75 @@ async fn preview_and_rerun(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
+/// Creatio's `$metadata` does not tell a column's size, so an admin's
+/// max_length can be too large: the write fails as "would be truncated",
+/// the value is written shorter, and the hand-off completes.
+async fn a_text_longer_than_its_column_is_shortened_and_the_handoff_completes(backend: Backend) {
+    let (fake, url) = FakeAi::start().await;
+    let app =
+        TestApp::spawn_with(backend, |c| c.ai = openai(&url, Duration::from_secs(5), 2)).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let fields = json!({"fields": [
+        {"field_name": "PriorityId", "title": "Priority", "type": "dropdown", "description": PRIORITY},
+        {"field_name": "UsrOrderNumber", "title": "Order number", "type": "text",
+         "description": "The customer's order number", "max_length": 250},
+    ]});
+    let (status, saved) = app.put("/v1/creatio/ai-fields", &org.key, fields).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(
+        saved["fields"][1]["max_length"], 250,
+        "the admin's size is kept"
+    );
+    let (status, refused) = app
+        .put(
+            "/v1/creatio/ai-fields",
+            &org.key,
+            json!({"fields": [{"field_name": "PriorityId", "type": "dropdown",
+                               "description": PRIORITY, "max_length": 10}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused.to_string().contains("fields[0].max_length"),
+        "{refused}"
+    );
+
+    let long_order = format!("ORD-{}", "9".repeat(116));
+    fake.answer(json!({
+        "PriorityId": {"value": "High", "reason": "payments fail"},
+        "UsrOrderNumber": {"value": long_order, "reason": "given by the customer"},
+    }));
+    app.send(
+        &org.key,
+        json!([
+            msg("e1", "c1", "m1", "customer", "My payment failed"),
+            handoff("e2", "c1", Some("en")),
+        ]),
+    )
+    .await;
+    let (_, case, conv) = case_of(&app, &org.key, "c1").await;
+    assert_eq!(
+        conv["state"], "handed_off",
+        "the hand-off completed: {conv}"
+    );
+    assert!(conv["jobs"].get("dead").is_none(), "{conv}");
+    assert_eq!(case["PriorityId"], case_priority::HIGH.to_string());
+    assert_eq!(
+        case["UsrOrderNumber"].as_str().unwrap(),
+        &long_order[..50],
+        "written cut to the smallest Creatio text size"
+    );
+    let timeline = conv["timeline"].to_string();
+    for part in [
+        "too long for its column",
+        "wrote UsrOrderNumber cut to 50 characters",
+        "max_length",
+    ] {
+        assert!(timeline.contains(part), "{part} in {timeline}");
+    }
     app.finish().await;
 }

@@ -2,8 +2,17 @@
 //! emulated entity types, in the shape Creatio publishes (reference §2.1):
 //! namespace `Terrasoft.Configuration.OData`, key `Id`, each lookup as a
 //! scalar `<Name>Id` plus a `NavigationProperty`, text as
-//! `Edm.String Nullable="false"`, no `DefaultValue` facets. Text columns carry
-//! `MaxLength`, which clients use to trim values to the column size.
+//! `Edm.String Nullable="false"`, no `DefaultValue` facets.
+//!
+//! Like real Creatio, text columns carry **no `MaxLength`** and Guid columns
+//! (lookups) no `Nullable` facet: a live probe's CSDL reads
+//! `<Property Name="Name" Type="Edm.String" Nullable="false" />` and
+//! `<Property Name="UsrColorId" Type="Edm.Guid" />`
+//! (`reference/creatio-evidence.md` §2, CLIO
+//! `spec/read-column-default-values/read-column-default-values-odata-probe.md`).
+//! A client cannot learn a column's size here; the store still enforces
+//! the sizes, and a longer value fails as a database error
+//! ([`crate::store`], evidence §2).
 
 use std::fmt::Write;
 
@@ -24,14 +33,10 @@ pub fn csdl() -> String {
         x.push_str("<Key><PropertyRef Name=\"Id\" /></Key>\n");
         for (column, field) in entity.columns.iter().zip(&entity.fields) {
             let (ty, facets) = match column.ty {
-                ColType::Guid | ColType::Lookup(_) => {
-                    ("Edm.Guid", " Nullable=\"false\"".to_string())
-                }
-                ColType::Text(Some(n)) => (
-                    "Edm.String",
-                    format!(" Nullable=\"false\" MaxLength=\"{n}\""),
-                ),
-                ColType::Text(None) => ("Edm.String", " Nullable=\"false\"".to_string()),
+                // The key is never null; other Guid columns carry no facet.
+                ColType::Guid => ("Edm.Guid", " Nullable=\"false\"".to_string()),
+                ColType::Lookup(_) => ("Edm.Guid", String::new()),
+                ColType::Text(_) => ("Edm.String", " Nullable=\"false\"".to_string()),
                 ColType::Bool => ("Edm.Boolean", " Nullable=\"false\"".to_string()),
                 ColType::Int => ("Edm.Int32", " Nullable=\"false\"".to_string()),
                 ColType::Float => (

@@ -316,13 +316,17 @@ async fn unknown_sets_keys_and_metadata() {
     assert!(csdl.contains("<edmx:Edmx Version=\"4.0\""));
     assert!(csdl.contains("Namespace=\"Terrasoft.Configuration.OData\""));
     assert!(csdl.contains("<EntityType Name=\"Case\">"));
-    assert!(csdl.contains("<Property Name=\"StatusId\" Type=\"Edm.Guid\""));
+    // Evidence §2 (CLIO's live probe): lookups' Guid columns have no
+    // Nullable facet, and no column has MaxLength.
+    assert!(csdl.contains("<Property Name=\"StatusId\" Type=\"Edm.Guid\" />"));
     assert!(csdl.contains(
         "<NavigationProperty Name=\"Status\" Type=\"Terrasoft.Configuration.OData.CaseStatus\" />"
     ));
-    assert!(csdl.contains(
-        "<Property Name=\"Subject\" Type=\"Edm.String\" Nullable=\"false\" MaxLength=\"500\" />"
-    ));
+    assert!(csdl.contains("<Property Name=\"Subject\" Type=\"Edm.String\" Nullable=\"false\" />"));
+    assert!(
+        !csdl.contains("MaxLength"),
+        "real $metadata has no MaxLength"
+    );
     assert!(!csdl.contains("DefaultValue"));
 
     let (s, v) = app.get_json("").await;
