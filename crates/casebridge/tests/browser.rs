@@ -315,6 +315,21 @@ async fn ai_fields_are_saved_and_previewed_from_the_page() {
         ensure!(unnamed.is_empty(), "controls without a name: {unnamed:?}");
         let saved = s.app.get("/v1/creatio/ai-fields", &s.org.key).await.1;
         ensure!(saved["fields"].as_array().map(Vec::len) == Some(2), "{saved}");
+        ensure!(saved["fields"][1]["max_length"] == 50, "the default size: {saved}");
+        page.wait_text("#ai-field-list", "Text, at most 50 characters")
+            .await?;
+        // The admin knows the column is 250 characters: the size is typed,
+        // saved and shown.
+        page.fill(
+            "#ai-field-list .ai-field:nth-of-type(2) [data-key='max_length']",
+            "250",
+        )
+        .await?;
+        page.click("#ai-save").await?;
+        page.wait_text("#ai-field-list", "Text, at most 250 characters")
+            .await?;
+        let saved = s.app.get("/v1/creatio/ai-fields", &s.org.key).await.1;
+        ensure!(saved["fields"][1]["max_length"] == 250, "{saved}");
 
         page.fill(
             "#ai-transcript",

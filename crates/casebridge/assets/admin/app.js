@@ -816,6 +816,13 @@
         el("input", { id: id("options"), type: "text", "data-key": "options", "aria-describedby": id("options-help") }),
         el("p", { class: "help", id: id("options-help") }, "Leave empty to take them from the description, one line per option (\"High if …\").")
       ),
+      el(
+        "div",
+        { class: "field" },
+        el("label", { for: id("max-length") }, "Max length ", el("span", { class: "optional" }, "text only, characters")),
+        el("input", { id: id("max-length"), type: "number", min: "1", max: "100000", "data-key": "max_length", "aria-describedby": id("max-length-help") }),
+        el("p", { class: "help", id: id("max-length-help") }, "The Creatio column's size: 50, 250 or 500. Creatio does not tell it, so it is 50 unless you set it; a longer value is cut.")
+      ),
       el("div", { class: "actions" }, el("button", { type: "button", class: "button danger small", onclick: () => removeAiRow(row) }, "Remove " + (field.title || "field")))
     );
     row.querySelector('[data-key="field_name"]').value = field.field_name || "";
@@ -826,6 +833,7 @@
     // Tall enough for a dropdown's one line per option.
     description.rows = Math.min(8, Math.max(2, description.value.split("\n").length));
     row.querySelector('[data-key="options"]').value = options.join(", ");
+    row.querySelector('[data-key="max_length"]').value = field.type === "text" && field.max_length ? String(field.max_length) : "";
     return row;
   }
 
@@ -851,6 +859,8 @@
         .map((o) => o.trim())
         .filter(Boolean);
       if (field.type === "dropdown" && options.length) field.options = options;
+      const maxLength = value("max_length");
+      if (field.type === "text" && maxLength) field.max_length = Number(maxLength);
       return field;
     });
   }
