@@ -79,6 +79,9 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// The default answer to an unknown entity set: a live tenant's 401.
+pub const UNKNOWN_ENTITY_SET_STATUS: u16 = 401;
+
 /// State shared by every request handler.
 pub struct Shared {
     /// `http://127.0.0.1:<port>`: the instance URL.
@@ -86,6 +89,12 @@ pub struct Shared {
     store: RwLock<store::Store>,
     identity: RwLock<identity::Identity>,
     token_lifetime_secs: AtomicU64,
+    /// What a request for an entity set the tenant does not have gets: 401
+    /// (a live tenant's answer, reference/creatio-evidence.md §6, PYCLIENT
+    /// `test_get_collection_error_wrong_collection`) or 404 with ASP.NET's
+    /// routing body (what CLIO saw for uncompiled entities). Evidence is
+    /// split, so the operator chooses (`PUT /__emulator/settings`).
+    unknown_entity_set_status: std::sync::atomic::AtomicU16,
     faults: Mutex<faults::Faults>,
     stats: stats::Stats,
     processes: Mutex<Vec<ProcessDef>>,
@@ -102,6 +111,7 @@ impl Shared {
             store: RwLock::default(),
             identity: RwLock::default(),
             token_lifetime_secs: AtomicU64::new(config.token_lifetime.as_secs().max(1)),
+            unknown_entity_set_status: std::sync::atomic::AtomicU16::new(UNKNOWN_ENTITY_SET_STATUS),
             faults: Mutex::default(),
             stats: stats::Stats::default(),
             processes: Mutex::default(),
@@ -126,6 +136,8 @@ impl Shared {
             self.initial.token_lifetime.as_secs().max(1),
             Ordering::Relaxed,
         );
+        self.unknown_entity_set_status
+            .store(UNKNOWN_ENTITY_SET_STATUS, Ordering::Relaxed);
         self.faults.lock().expect("fault lock").clear();
         self.processes.lock().expect("process lock").clear();
         self.process_calls.lock().expect("call log lock").clear();
@@ -157,6 +169,16 @@ impl Shared {
                 .expect("fresh ids cannot collide");
         }
         client
+    }
+
+    /// The status an unknown entity set is answered with: 401 or 404.
+    pub fn unknown_entity_set_status(&self) -> u16 {
+        self.unknown_entity_set_status.load(Ordering::Relaxed)
+    }
+
+    pub fn set_unknown_entity_set_status(&self, status: u16) {
+        self.unknown_entity_set_status
+            .store(status, Ordering::Relaxed);
     }
 
     pub fn token_lifetime(&self) -> Duration {

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
 //! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
-//! | `PUT /settings` | `{"token_lifetime_secs"}` |
+//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404}` |
 //! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
 //! | `GET/DELETE /process-calls` | what the processes sent and got back |
 //! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
@@ -231,23 +231,42 @@ async fn revoke_tokens(State(shared): AppState, body: axum::body::Bytes) -> Answ
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
-    token_lifetime_secs: u64,
+    #[serde(default)]
+    token_lifetime_secs: Option<u64>,
+    #[serde(default)]
+    unknown_entity_set_status: Option<u16>,
 }
 
 async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
     let settings: Settings = parse(&body)?;
     let max = crate::identity::MAX_TOKEN_LIFETIME.as_secs();
-    if !(1..=max).contains(&settings.token_lifetime_secs) {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            format!("token_lifetime_secs must be between 1 and {max}"),
-        ));
+    if let Some(secs) = settings.token_lifetime_secs {
+        if !(1..=max).contains(&secs) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!("token_lifetime_secs must be between 1 and {max}"),
+            ));
+        }
     }
-    shared.token_lifetime_secs.store(
-        settings.token_lifetime_secs,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    Ok(Json(json!({"token_lifetime_secs": settings.token_lifetime_secs})).into_response())
+    if let Some(status) = settings.unknown_entity_set_status {
+        if !matches!(status, 401 | 404) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "unknown_entity_set_status must be 401 (a live tenant's answer) or 404 (ASP.NET routing)",
+            ));
+        }
+        shared.set_unknown_entity_set_status(status);
+    }
+    if let Some(secs) = settings.token_lifetime_secs {
+        shared
+            .token_lifetime_secs
+            .store(secs, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(Json(json!({
+        "token_lifetime_secs": shared.token_lifetime().as_secs(),
+        "unknown_entity_set_status": shared.unknown_entity_set_status(),
+    }))
+    .into_response())
 }
 
 async fn list_processes(State(shared): AppState) -> Json<Value> {

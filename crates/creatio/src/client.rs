@@ -362,7 +362,32 @@ impl Client {
                 retried = true;
                 continue;
             }
+            if status == 401 && self.token_reads_metadata(token.secret()).await {
+                // A fresh token refused here but accepted for $metadata:
+                // not a token from the wrong Identity Service, but this
+                // request. A live tenant answers 401 for an entity set it
+                // does not have (reference/creatio-evidence.md §6).
+                return Err(Error::UnknownEntitySet {
+                    message: format!(
+                        "Creatio answered 401 (Unauthorized) for {url}, although the same access \
+                         token reads $metadata: the object does not exist on this instance (or is \
+                         not compiled), or the integration user may not read it."
+                    ),
+                });
+            }
             return Err(from_status(status, &headers, &bytes));
+        }
+    }
+}
+
+impl Client {
+    /// Whether `token` is accepted for `$metadata`: tells "this request is
+    /// refused" from "the token is not this instance's" after a 401.
+    async fn token_reads_metadata(&self, token: &str) -> bool {
+        let url = format!("{}/$metadata", self.odata_root);
+        match self.http.get(&url).bearer_auth(token).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
         }
     }
 }

@@ -390,6 +390,8 @@ pub(crate) fn error_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
+        // A missing key is a 404 with an empty body on a live tenant
+        // (reference/creatio-evidence.md §6).
         return "(empty body)".into();
     }
     if text.starts_with('<') {

@@ -30,6 +30,12 @@ pub enum ErrorShape {
     Odata,
     /// `{"Message":…,"MessageDetail":…}` (ASP.NET Web API routing).
     Routing,
+    /// No body at all: a missing key (reference/creatio-evidence.md §6,
+    /// PYCLIENT README: "404 with an empty body").
+    Empty,
+    /// `{"Message": "Authorization has been denied for this request."}`
+    /// with `WWW-Authenticate`, as a refused bearer gets.
+    Denied,
 }
 
 /// An error the OData endpoint answers with.
@@ -64,11 +70,29 @@ impl OdataError {
         }
     }
 
+    /// A missing key: 404 with an empty body, as a live tenant answers
+    /// (reference/creatio-evidence.md §6, PYCLIENT README). The message
+    /// stays for `$batch` answers and logs.
     pub fn not_found(entity: &str, id: &Uuid) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            format!("No {entity} record with Id {id} was found."),
-        )
+        OdataError {
+            shape: ErrorShape::Empty,
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                format!("No {entity} record with Id {id} was found."),
+            )
+        }
+    }
+
+    /// What an unknown entity set gets when the tenant answers 401
+    /// (reference/creatio-evidence.md §6): the same as a refused token.
+    pub fn denied() -> Self {
+        OdataError {
+            shape: ErrorShape::Denied,
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "Authorization has been denied for this request.",
+            )
+        }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -88,6 +112,8 @@ impl OdataError {
 
     pub fn body(&self) -> Value {
         match self.shape {
+            ErrorShape::Empty => Value::Null,
+            ErrorShape::Denied => json!({"Message": self.message}),
             ErrorShape::Routing => json!({
                 "Message": self.message,
                 "MessageDetail": self.inner.clone().unwrap_or_default(),
@@ -129,8 +155,16 @@ impl OdataResponse {
 
     pub fn error(e: &OdataError) -> Self {
         let mut r = Self::json(e.status, e.body());
-        if e.shape == ErrorShape::Routing {
-            r.headers.clear();
+        match e.shape {
+            ErrorShape::Routing => r.headers.clear(),
+            ErrorShape::Empty => {
+                r.headers.clear();
+                r.body = Body::Empty;
+            }
+            ErrorShape::Denied => {
+                r.headers = vec![("www-authenticate", "Bearer error=\"invalid_token\"".into())];
+            }
+            ErrorShape::Odata => {}
         }
         r
     }
@@ -443,6 +477,9 @@ pub fn execute(
     let mut events = Vec::new();
     let response = match run(shared, client, req, &mut events) {
         Ok(r) => r,
+        Err(e) if e.shape == ErrorShape::Routing && shared.unknown_entity_set_status() == 401 => {
+            OdataResponse::error(&OdataError::denied())
+        }
         Err(e) => OdataResponse::error(&e),
     };
     (response, events)

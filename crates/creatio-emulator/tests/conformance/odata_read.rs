@@ -299,16 +299,48 @@ async fn select_expand_order_paging_and_count() {
 #[tokio::test]
 async fn unknown_sets_keys_and_metadata() {
     let app = spawn_emulator().await;
+    // An unknown entity set: 401 by default, as a live tenant answered
+    // (reference/creatio-evidence.md §6, PYCLIENT
+    // test_get_collection_error_wrong_collection), shaped as a refused token.
+    let r = app.odata(reqwest::Method::GET, "Nope", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["Message"],
+        "Authorization has been denied for this request."
+    );
+    // The other answer seen (CLIO: routing bodies), chosen by the operator.
+    let r = app
+        .operator(
+            reqwest::Method::PUT,
+            "/settings",
+            Some(serde_json::json!({"unknown_entity_set_status": 404})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
     let (s, v) = app.get_json("Nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert!(v["MessageDetail"]
         .as_str()
         .unwrap()
         .contains("controller named 'Nope'"));
+    let r = app
+        .operator(
+            reqwest::Method::PUT,
+            "/settings",
+            Some(serde_json::json!({"unknown_entity_set_status": 500})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let (s, _) = app.get_json("Case(not-a-guid)").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = app.get_json(&format!("Case({STATUS_NEW})")).await;
-    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A missing key: 404 with an empty body (evidence §6, PYCLIENT README).
+    let r = app
+        .odata(reqwest::Method::GET, &format!("Case({STATUS_NEW})"), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.text().await.unwrap(), "", "no body");
 
     let r = app.odata(Method::GET, "$metadata", None).await;
     assert_eq!(r.status(), StatusCode::OK);

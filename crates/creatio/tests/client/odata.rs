@@ -329,15 +329,31 @@ async fn missing_odata_right_is_diagnosed() {
     env.shutdown().await;
 }
 
+/// A live tenant answers 401 for an entity set it does not have
+/// (reference/creatio-evidence.md §6); ASP.NET routing answers 404. Either
+/// way the client says "no such object", not "wrong token endpoint": after
+/// a 401 with a fresh token it checks that the token reads `$metadata`.
 #[tokio::test]
-async fn unknown_entity_set_is_not_retryable() {
+async fn unknown_entity_set_is_not_retryable_nor_blamed_on_the_token() {
     let env = Env::start().await;
-    let e = env
-        .client
-        .list_values("UsrNoSuchThing", &Query::new())
-        .await
-        .unwrap_err();
-    assert_eq!(e.status(), Some(404), "{e:?}");
-    assert!(!e.is_retryable());
+    for status in [401, 404] {
+        env.operator(
+            reqwest::Method::PUT,
+            "/settings",
+            serde_json::json!({"unknown_entity_set_status": status}),
+        )
+        .await;
+        let e = env
+            .client
+            .list_values("UsrNoSuchThing", &Query::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::UnknownEntitySet { .. }),
+            "{status}: {e:?}"
+        );
+        assert!(!e.is_retryable());
+        assert!(!e.diagnosis().contains("Identity Service"), "{e:?}");
+    }
     env.shutdown().await;
 }
