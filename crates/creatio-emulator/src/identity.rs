@@ -76,6 +76,12 @@ pub struct ClientConfig {
     /// Object rights that differ from "allowed", by entity name.
     #[serde(default)]
     pub rights: HashMap<String, EntityRights>,
+    /// Whether the technical user has a Contact. A technical user's page
+    /// has Name, Language and Time zone only, so its records' `CreatedById`
+    /// may be empty (reference/creatio-evidence.md §6, ACADEMY); without
+    /// one, what it writes carries the empty GUID there.
+    #[serde(default = "yes")]
+    pub has_contact: bool,
 }
 
 fn default_name() -> String {
@@ -93,6 +99,7 @@ impl ClientConfig {
             client_credentials_grant: true,
             can_use_odata: true,
             rights: HashMap::new(),
+            has_contact: true,
         }
     }
 }
@@ -102,7 +109,8 @@ impl ClientConfig {
 pub struct Client {
     #[serde(flatten)]
     pub config: ClientConfig,
-    /// The technical user's Contact Id (`CreatedById` of its records).
+    /// The technical user's Contact Id (`CreatedById` of its records); the
+    /// nil GUID for a technical user without a Contact.
     pub contact_id: Uuid,
     /// The technical user's SysAdminUnit Id.
     pub admin_unit_id: Uuid,
@@ -237,9 +245,14 @@ impl Identity {
     pub fn register(&mut self, config: ClientConfig) -> &Client {
         let scope = format!("ApplicationAccess_{}", Uuid::new_v4().simple());
         let id = config.client_id.clone();
+        let contact_id = if config.has_contact {
+            Uuid::new_v4()
+        } else {
+            Uuid::nil()
+        };
         let client = Client {
             config,
-            contact_id: Uuid::new_v4(),
+            contact_id,
             admin_unit_id: Uuid::new_v4(),
             scope,
         };

@@ -163,6 +163,9 @@ impl Shared {
         let unit = serde_json::json!({"Id": client.admin_unit_id, "Name": name,
             "SysAdminUnitTypeValue": 4, "ContactId": client.contact_id});
         for (entity, body) in [("Contact", contact), ("SysAdminUnit", unit)] {
+            if entity == "Contact" && client.contact_id.is_nil() {
+                continue;
+            }
             let schema = schema::find(entity).expect("emulated");
             store
                 .insert(schema, &body, supervisor, now)

@@ -119,6 +119,10 @@ struct NewClient {
     client_id: Option<String>,
     #[serde(default)]
     client_secret: Option<String>,
+    /// A technical user without a Contact (set at creation only: the
+    /// Contact is made then). Evidence §6: `CreatedById` may be empty.
+    #[serde(default)]
+    has_contact: Option<bool>,
     #[serde(flatten)]
     rest: ClientChange,
 }
@@ -182,6 +186,9 @@ async fn add_client(State(shared): AppState, body: axum::body::Bytes) -> Answer 
         .or(new.rest.client_secret.clone())
         .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
     let mut config = ClientConfig::new(client_id, secret);
+    if let Some(has_contact) = new.has_contact {
+        config.has_contact = has_contact;
+    }
     if let Err(e) = new.rest.apply(&mut config) {
         return Err(fail(StatusCode::BAD_REQUEST, e));
     }

@@ -394,7 +394,9 @@ pub(super) async fn org_client(services: &Services, org_id: &str) -> Result<OrgC
     let technical_user = connection
         .technical_user_id
         .as_deref()
-        .and_then(|u| uuid::Uuid::parse_str(u).ok());
+        .and_then(|u| uuid::Uuid::parse_str(u).ok())
+        // Saved before the nil GUID was known to mean "no Contact".
+        .filter(|u| !u.is_nil());
     Ok(OrgClient {
         settings,
         client,

@@ -20,6 +20,7 @@ on_both_backends!(
     a_resolution_from_the_platform_is_not_echoed,
     a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id,
     gone_disables_the_endpoint_and_dead_letters_replay,
+    a_technical_user_without_a_contact_gets_no_echo,
 );
 
 #[tokio::test]
@@ -777,5 +778,71 @@ async fn delivery_settings(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let (status, _) = app.delete("/v1/delivery", &org.key).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    app.finish().await;
+}
+
+/// A technical user without a Contact writes the empty GUID in `CreatedById`
+/// (reference/creatio-evidence.md §6), so "created by us" cannot be told from
+/// Creatio: casebridge's memory of what it wrote alone keeps its own
+/// activities from coming back, and an agent's reply still does.
+async fn a_technical_user_without_a_contact_gets_no_echo(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.emulator_op(
+        Method::POST,
+        "clients",
+        Some(json!({"client_id": "nocontact", "client_secret": "nocontact-secret-1", "has_contact": false})),
+    )
+    .await;
+    let org = app.create_org("Acme").await;
+    let mut body = app.connection_body();
+    body["client_id"] = json!("nocontact");
+    body["client_secret"] = json!("nocontact-secret-1");
+    let (status, answer) = app.post("/v1/creatio/connection", &org.key, body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let receiver = Receiver::start().await;
+    let (status, delivery) = app
+        .put("/v1/delivery", &org.key, json!({"url": receiver.url}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{delivery}");
+    install_processes(&app, &org, true).await;
+
+    app.send(
+        &org.key,
+        json!([customer("e1", "c1", "My printer is on fire"), {
+            "id": "e2", "type": "message.created", "occurred_at": "2026-11-22T10:01:00Z",
+            "conversation": {"id": "c1", "channel": "web"},
+            "message": {"id": "m2", "role": "ai", "text": "Have you tried turning it off?"}}]),
+    )
+    .await;
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    let case: Value = app
+        .creatio()
+        .get_value(
+            "Case",
+            case_id.parse().unwrap(),
+            &creatio::query::Query::new().select(["CreatedById"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(case["CreatedById"], "00000000-0000-0000-0000-000000000000");
+    // Its own two activities fired the process; neither came back.
+    calls_settled(&app, &org, "c1", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.accepted("agent.reply").is_empty(), "echo!");
+    let timeline = app.settled(&org.key, "c1").await["timeline"].to_string();
+    assert!(timeline.contains("written by casebridge"), "{timeline}");
+
+    let reply = app
+        .emulator_op(
+            Method::POST,
+            "agent-reply",
+            Some(json!({"case_id": case_id, "text": "Unplug it."})),
+        )
+        .await;
+    let delivered = receiver.first("agent.reply").await;
+    assert_eq!(delivered.json()["data"]["activity_id"], reply["Id"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.accepted("agent.reply").len(), 1);
     app.finish().await;
 }

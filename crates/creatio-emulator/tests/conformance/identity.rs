@@ -319,3 +319,37 @@ async fn records_carry_the_clients_technical_user() {
     assert_eq!(status, StatusCode::OK);
     assert!(person["Name"].as_str().unwrap().contains("technical user"));
 }
+
+/// A technical user without a Contact (its page has Name, Language and Time
+/// zone only): what it writes carries the empty GUID in `CreatedById`
+/// (reference/creatio-evidence.md §6, ACADEMY technical users).
+#[tokio::test]
+async fn a_technical_user_without_a_contact_writes_an_empty_created_by() {
+    let app = spawn_emulator().await;
+    let added = app
+        .operator_json(
+            Method::POST,
+            "/clients",
+            Some(json!({"client_id": "nocontact", "client_secret": "s3cret-value", "has_contact": false})),
+        )
+        .await;
+    let empty = "00000000-0000-0000-0000-000000000000";
+    assert_eq!(added["contact_id"], empty);
+    let token = app.token_for("nocontact", "s3cret-value").await;
+    let r = app
+        .odata_as(
+            &token,
+            Method::POST,
+            "Case",
+            Some(json!({"Subject": "Who made me?"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let case: Value = r.json().await.unwrap();
+    assert_eq!(case["CreatedById"], empty);
+    assert_eq!(case["ModifiedById"], empty);
+    let unit = added["admin_unit_id"].as_str().unwrap();
+    let (status, user) = app.get_json(&format!("SysAdminUnit({unit})")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["ContactId"], empty);
+}
