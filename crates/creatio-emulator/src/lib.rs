@@ -95,6 +95,9 @@ pub struct Shared {
     /// routing body (what CLIO saw for uncompiled entities). Evidence is
     /// split, so the operator chooses (`PUT /__emulator/settings`).
     unknown_entity_set_status: std::sync::atomic::AtomicU16,
+    /// Whether `$batch` atomicity groups are all-or-nothing; by default they
+    /// are ASP.NET's change sets, which commit partially ([`odata::batch`]).
+    batch_groups_transactional: std::sync::atomic::AtomicBool,
     faults: Mutex<faults::Faults>,
     stats: stats::Stats,
     processes: Mutex<Vec<ProcessDef>>,
@@ -112,6 +115,7 @@ impl Shared {
             identity: RwLock::default(),
             token_lifetime_secs: AtomicU64::new(config.token_lifetime.as_secs().max(1)),
             unknown_entity_set_status: std::sync::atomic::AtomicU16::new(UNKNOWN_ENTITY_SET_STATUS),
+            batch_groups_transactional: std::sync::atomic::AtomicBool::new(false),
             faults: Mutex::default(),
             stats: stats::Stats::default(),
             processes: Mutex::default(),
@@ -138,6 +142,8 @@ impl Shared {
         );
         self.unknown_entity_set_status
             .store(UNKNOWN_ENTITY_SET_STATUS, Ordering::Relaxed);
+        self.batch_groups_transactional
+            .store(false, Ordering::Relaxed);
         self.faults.lock().expect("fault lock").clear();
         self.processes.lock().expect("process lock").clear();
         self.process_calls.lock().expect("call log lock").clear();
@@ -182,6 +188,16 @@ impl Shared {
     pub fn set_unknown_entity_set_status(&self, status: u16) {
         self.unknown_entity_set_status
             .store(status, Ordering::Relaxed);
+    }
+
+    /// Whether `$batch` atomicity groups roll back as a whole.
+    pub fn batch_groups_transactional(&self) -> bool {
+        self.batch_groups_transactional.load(Ordering::Relaxed)
+    }
+
+    pub fn set_batch_groups_transactional(&self, transactional: bool) {
+        self.batch_groups_transactional
+            .store(transactional, Ordering::Relaxed);
     }
 
     pub fn token_lifetime(&self) -> Duration {

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
 //! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
-//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404}` |
+//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction"}` |
 //! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
 //! | `GET/DELETE /process-calls` | what the processes sent and got back |
 //! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
@@ -242,6 +242,8 @@ struct Settings {
     token_lifetime_secs: Option<u64>,
     #[serde(default)]
     unknown_entity_set_status: Option<u16>,
+    #[serde(default)]
+    batch_groups: Option<String>,
 }
 
 async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
@@ -264,6 +266,21 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
         }
         shared.set_unknown_entity_set_status(status);
     }
+    let transactional =
+        match settings.batch_groups.as_deref() {
+            None => None,
+            Some("partial") => Some(false),
+            Some("transaction") => Some(true),
+            Some(other) => return Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "batch_groups {other:?} must be partial (ASP.NET's change sets) or transaction"
+                ),
+            )),
+        };
+    if let Some(t) = transactional {
+        shared.set_batch_groups_transactional(t);
+    }
     if let Some(secs) = settings.token_lifetime_secs {
         shared
             .token_lifetime_secs
@@ -272,6 +289,7 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
     Ok(Json(json!({
         "token_lifetime_secs": shared.token_lifetime().as_secs(),
         "unknown_entity_set_status": shared.unknown_entity_set_status(),
+        "batch_groups": if shared.batch_groups_transactional() { "transaction" } else { "partial" },
     }))
     .into_response())
 }

@@ -19,6 +19,7 @@ on_both_backends!(
     resolution_without_a_resolved_status_warns,
     a_burst_over_many_conversations_arrives_complete_and_in_order,
     a_conversation_failing_inside_a_shared_batch_fails_alone,
+    a_group_failing_midway_leaves_nothing_duplicated_or_lost,
     an_outage_delays_but_loses_nothing,
     rate_limits_and_short_tokens_fail_no_job,
     dead_credentials_pause_the_org_until_test_and_save,
@@ -527,6 +528,88 @@ async fn a_conversation_failing_inside_a_shared_batch_fails_alone(backend: Backe
     );
     let stats = app.emulator.stats();
     assert!(stats.batch_operations >= 15, "one shared batch: {stats:?}");
+    app.finish().await;
+}
+
+/// Atomicity groups are not transactions (reference/creatio-evidence.md §3,
+/// the emulator's default): a conversation's group that fails on its second
+/// activity leaves the first committed and the third never run. The ids are
+/// deterministic, so the retry finds what exists and writes what is missing:
+/// nothing duplicated, nothing lost, the rest in order.
+async fn a_group_failing_midway_leaves_nothing_duplicated_or_lost(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    app.send(&org.key, msg("e0", "mid", "m0", "customer", "line 0", 0))
+        .await;
+    let case = case_id_of(&app.settled(&org.key, "mid").await);
+    // A run that died after writing m2's activity, before recording it.
+    let m2 = casebridge::sync::activity_id(&org.id, "mid", "m2");
+    app.creatio()
+        .create(&Activity {
+            id: Some(m2),
+            title: Some("Customer: line 2".into()),
+            case_id: Some(case),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for i in 1..=3u32 {
+        all.push(msg(
+            &format!("e{i}"),
+            "mid",
+            &format!("m{i}"),
+            "customer",
+            &format!("line {i}"),
+            i,
+        ));
+        for c in 0..3 {
+            all.push(msg(
+                &format!("o{c}-{i}"),
+                &format!("other-{c}"),
+                &format!("m{i}"),
+                "customer",
+                &format!("other {i}"),
+                i,
+            ));
+        }
+    }
+    app.send(&org.key, Value::Array(all)).await;
+    let conv = app.settled(&org.key, "mid").await;
+    assert_eq!(
+        conv["messages"],
+        json!({"received": 4, "written": 4}),
+        "{conv}"
+    );
+    let written = activities(&app, case).await;
+    let ids: Vec<Uuid> = written.iter().filter_map(|a| a.id).collect();
+    let expected: Vec<Uuid> = (0..4)
+        .map(|i| casebridge::sync::activity_id(&org.id, "mid", &format!("m{i}")))
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "each message once: {:?}", titles(&written));
+    // The ones casebridge wrote now came in message order.
+    let ours: Vec<String> = titles(&written)
+        .into_iter()
+        .filter(|t| t != "Customer: line 2")
+        .collect();
+    assert_eq!(
+        ours,
+        ["Customer: line 0", "Customer: line 1", "Customer: line 3"]
+    );
+    for c in 0..3 {
+        let other = app.settled(&org.key, &format!("other-{c}")).await;
+        assert_eq!(
+            other["messages"],
+            json!({"received": 3, "written": 3}),
+            "{other}"
+        );
+        assert_eq!(activities(&app, case_id_of(&other)).await.len(), 3);
+    }
     app.finish().await;
 }
 

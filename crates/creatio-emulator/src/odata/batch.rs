@@ -1,8 +1,17 @@
 //! JSON `$batch` (reference §2.6): at most 100 sub-requests; processing stops
-//! at the first failure unless `Prefer: continue-on-error`; requests sharing
-//! an `atomicityGroup` succeed or fail together (the others of a failed group
-//! are rolled back and answered 424 Failed Dependency); the response carries a
-//! server-generated GUID in place of each group label.
+//! at the first failure unless `Prefer: continue-on-error`; the response
+//! carries a server-generated GUID in place of each group label.
+//!
+//! An `atomicityGroup` is **not a transaction** by default: ASP.NET OData's
+//! `ChangeSetRequestItem` runs a change set's requests in order and, at the
+//! first failure, answers the group with **only the failed response**; the
+//! requests before it stay committed (no rollback), those after it are not
+//! run (reference/creatio-evidence.md §3, ASPNET-ODATA
+//! `src/Microsoft.AspNetCore.OData/Batch/ChangeSetRequestItem.cs`). Whether
+//! Creatio replaces that handler with a transaction is unknown (evidence
+//! §7), so `PUT /__emulator/settings {"batch_groups": "transaction"}` makes
+//! groups all-or-nothing (the others of a failed group rolled back and
+//! answered 424 Failed Dependency).
 
 use std::collections::HashMap;
 
@@ -139,6 +148,7 @@ pub fn execute_batch(
     }
     shared.stats.record_batch(batch.requests.len());
 
+    let transactional = shared.batch_groups_transactional();
     let mut group_ids: HashMap<String, String> = HashMap::new();
     let mut failed_groups: Vec<String> = Vec::new();
     // Per group label: its writes that succeeded so far.
@@ -162,7 +172,11 @@ pub fn execute_batch(
             .as_ref()
             .is_some_and(|g| failed_groups.contains(g))
         {
-            responses.push(failed_dependency(&id, group_id.as_ref()));
+            // Not run. As a transaction the group answers it 424; as
+            // ASP.NET's change set, not at all.
+            if transactional {
+                responses.push(failed_dependency(&id, group_id.as_ref()));
+            }
             continue;
         }
         let (path, query) = relative(&sub.url);
@@ -228,7 +242,15 @@ pub fn execute_batch(
             }
             continue;
         }
-        if let Some(label) = group_label {
+        if let (Some(label), false) = (&group_label, transactional) {
+            // The earlier requests stay committed (their events fire) and
+            // go unanswered: the group's answer is the failed response.
+            for committed in group_log.remove(label).unwrap_or_default() {
+                responses[committed.response_index] = Value::Null;
+                events.extend(committed.events);
+            }
+            failed_groups.push(label.clone());
+        } else if let Some(label) = group_label {
             let mut store = shared.store.write().expect("store lock");
             for committed in group_log
                 .remove(&label)
@@ -252,5 +274,6 @@ pub fn execute_batch(
         }
     }
     events.extend(group_log.into_values().flatten().flat_map(|c| c.events));
+    responses.retain(|r| !r.is_null());
     Ok((json!({ "responses": responses }), events))
 }
