@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
 //! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
-//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction"}` |
+//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction", "collation"?: "case_insensitive" \| "case_sensitive"}` |
 //! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
 //! | `GET/DELETE /process-calls` | what the processes sent and got back |
 //! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
@@ -244,6 +244,8 @@ struct Settings {
     unknown_entity_set_status: Option<u16>,
     #[serde(default)]
     batch_groups: Option<String>,
+    #[serde(default)]
+    collation: Option<String>,
 }
 
 async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
@@ -266,20 +268,35 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
         }
         shared.set_unknown_entity_set_status(status);
     }
-    let transactional =
-        match settings.batch_groups.as_deref() {
-            None => None,
-            Some("partial") => Some(false),
-            Some("transaction") => Some(true),
-            Some(other) => return Err(fail(
+    let transactional = match settings.batch_groups.as_deref() {
+        None => None,
+        Some("partial") => Some(false),
+        Some("transaction") => Some(true),
+        Some(other) => {
+            return Err(fail(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "batch_groups {other:?} must be partial (ASP.NET's change sets) or transaction"
                 ),
-            )),
-        };
+            ))
+        }
+    };
+    let case_sensitive = match settings.collation.as_deref() {
+        None => None,
+        Some("case_insensitive") => Some(false),
+        Some("case_sensitive") => Some(true),
+        Some(other) => {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                format!("collation {other:?} must be case_insensitive (SQL Server) or case_sensitive (PostgreSQL)"),
+            ))
+        }
+    };
     if let Some(t) = transactional {
         shared.set_batch_groups_transactional(t);
+    }
+    if let Some(cs) = case_sensitive {
+        shared.store.write().expect("store lock").case_sensitive = cs;
     }
     if let Some(secs) = settings.token_lifetime_secs {
         shared
@@ -290,6 +307,7 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
         "token_lifetime_secs": shared.token_lifetime().as_secs(),
         "unknown_entity_set_status": shared.unknown_entity_set_status(),
         "batch_groups": if shared.batch_groups_transactional() { "transaction" } else { "partial" },
+        "collation": if shared.store.read().expect("store lock").case_sensitive { "case_sensitive" } else { "case_insensitive" },
     }))
     .into_response())
 }

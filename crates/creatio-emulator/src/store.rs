@@ -53,6 +53,12 @@ struct Table {
 pub struct Store {
     tables: HashMap<&'static str, Table>,
     case_sequence: u64,
+    /// How the tenant's database compares text: case-insensitively (SQL
+    /// Server's default collation, the default here) or case-sensitively
+    /// (PostgreSQL, on which cloud tenants may run: reference/
+    /// creatio-evidence.md §5). `eq`, `in`, `contains`, `startswith`,
+    /// `endswith` and `$orderby` follow it.
+    pub case_sensitive: bool,
 }
 
 fn database_error(message: String) -> OdataError {

@@ -227,15 +227,16 @@ impl Val {
         matches!(self, Val::Bool(true))
     }
 
-    /// Orders two values the way SQL Server does for the emulator's purposes:
-    /// NULL first, strings case-insensitively (the default collation).
-    pub fn sql_cmp(&self, other: &Val) -> Ordering {
+    /// Orders two values the way the tenant's database does: NULL first,
+    /// strings by its collation ([`Store::case_sensitive`]).
+    pub fn sql_cmp(&self, other: &Val, case_sensitive: bool) -> Ordering {
         match (self, other) {
             (Val::Null, Val::Null) => Ordering::Equal,
             (Val::Null, _) => Ordering::Less,
             (_, Val::Null) => Ordering::Greater,
             (Val::Bool(a), Val::Bool(b)) => a.cmp(b),
             (Val::Num(a), Val::Num(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
+            (Val::Str(a), Val::Str(b)) if case_sensitive => a.cmp(b),
             (Val::Str(a), Val::Str(b)) => a.to_lowercase().cmp(&b.to_lowercase()),
             (Val::Guid(a), Val::Guid(b)) => a.cmp(b),
             (Val::Date(a), Val::Date(b)) => a.cmp(b),
@@ -675,7 +676,7 @@ fn eval(expr: &Expr, record: &Record, store: &Store) -> Val {
                 (Val::Null, Val::Null) => matches!(op, CmpOp::Eq | CmpOp::Le | CmpOp::Ge),
                 (Val::Null, _) | (_, Val::Null) => *op == CmpOp::Ne,
                 _ => {
-                    let ord = a.sql_cmp(&b);
+                    let ord = a.sql_cmp(&b, store.case_sensitive);
                     match op {
                         CmpOp::Eq => ord == Ordering::Equal,
                         CmpOp::Ne => ord != Ordering::Equal,
@@ -691,6 +692,7 @@ fn eval(expr: &Expr, record: &Record, store: &Store) -> Val {
         Expr::Call(func, args) => {
             let vals: Vec<Val> = args.iter().map(|a| eval(a, record, store)).collect();
             let text = |v: &Val| match v {
+                Val::Str(s) if store.case_sensitive => Some(s.clone()),
                 Val::Str(s) => Some(s.to_lowercase()),
                 _ => None,
             };

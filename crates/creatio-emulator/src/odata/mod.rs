@@ -528,7 +528,7 @@ fn run(
                 rows.sort_by(|a, b| {
                     for o in &options.orderby {
                         let ord = filter::read_path(&o.path, a, &store)
-                            .sql_cmp(&filter::read_path(&o.path, b, &store));
+                            .sql_cmp(&filter::read_path(&o.path, b, &store), store.case_sensitive);
                         let ord = if o.descending { ord.reverse() } else { ord };
                         if ord.is_ne() {
                             return ord;

@@ -369,3 +369,39 @@ async fn unknown_sets_keys_and_metadata() {
         .iter()
         .any(|e| e["name"] == "Activity"));
 }
+
+/// String comparison follows the tenant's database: case-insensitive by
+/// default (SQL Server), case-sensitive when the operator says the tenant
+/// runs on PostgreSQL (reference/creatio-evidence.md §5).
+#[tokio::test]
+async fn string_comparison_follows_the_tenants_collation() {
+    let app = spawn_emulator().await;
+    app.create(
+        "Contact",
+        serde_json::json!({"Name": "Ada", "Email": "Ada@Example.com"}),
+    )
+    .await;
+    let hits = |v: &Value| v["value"].as_array().unwrap().len();
+    for (collation, expected) in [("case_insensitive", 1), ("case_sensitive", 0)] {
+        let r = app
+            .operator(
+                reqwest::Method::PUT,
+                "/settings",
+                Some(serde_json::json!({"collation": collation})),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        for filter in [
+            "Email eq 'ada@example.com'",
+            "contains(Email,'example.com') and startswith(Email,'ada')",
+        ] {
+            let (s, v) = app.get_json(&format!("Contact?$filter={filter}")).await;
+            assert_eq!(s, StatusCode::OK);
+            assert_eq!(hits(&v), expected, "{collation}: {filter}");
+        }
+        let (_, v) = app
+            .get_json("Contact?$filter=Email eq 'Ada@Example.com'")
+            .await;
+        assert_eq!(hits(&v), 1, "{collation}: the exact spelling matches");
+    }
+}
