@@ -42,6 +42,12 @@ use crate::error::Error;
 pub struct Path {
     path: String,
     kind: PathKind,
+    /// Compared through `tolower(…)`, for matching text whatever its case
+    /// on a tenant whose database compares case-sensitively (PostgreSQL;
+    /// reference/creatio-evidence.md §5). A standard OData 4 function of
+    /// the ASP.NET OData server Creatio is built on; callers keep a plain
+    /// fallback, as no live tenant has been seen answering it.
+    lowercase: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +66,7 @@ pub fn col(path: impl Into<String>) -> Path {
     Path {
         path: path.into(),
         kind: PathKind::Column,
+        lowercase: false,
     }
 }
 
@@ -76,6 +83,7 @@ pub fn lookup(navigation: impl Into<String>) -> Path {
     Path {
         path: format!("{nav}/Id"),
         kind: PathKind::Lookup,
+        lowercase: false,
     }
 }
 
@@ -85,6 +93,7 @@ pub fn guid_column(name: impl Into<String>) -> Path {
     Path {
         path: name.into(),
         kind: PathKind::GuidColumn,
+        lowercase: false,
     }
 }
 
@@ -222,6 +231,23 @@ pub enum Filter {
 }
 
 impl Path {
+    /// The text column compared in lower case: `tolower(Email) eq 'a@b.c'`
+    /// (give the value in lower case too).
+    pub fn lowercased(mut self) -> Path {
+        self.lowercase = true;
+        self
+    }
+
+    fn write_path(&self, out: &mut String) {
+        if self.lowercase {
+            out.push_str("tolower(");
+            out.push_str(&self.path);
+            out.push(')');
+        } else {
+            out.push_str(&self.path);
+        }
+    }
+
     pub fn compare(self, op: Cmp, value: impl Into<Literal>) -> Filter {
         Filter::Compare(self, op, value.into())
     }
@@ -341,7 +367,7 @@ impl Filter {
         match self {
             Filter::Compare(path, op, value) => {
                 path.check(value)?;
-                out.push_str(&path.path);
+                path.write_path(out);
                 out.push(' ');
                 out.push_str(op.keyword());
                 out.push(' ');
@@ -355,7 +381,7 @@ impl Filter {
                     StringFn::StartsWith => "startswith(",
                     StringFn::EndsWith => "endswith(",
                 });
-                out.push_str(&path.path);
+                path.write_path(out);
                 out.push(',');
                 value.write(out)?;
                 out.push(')');
@@ -593,6 +619,18 @@ mod tests {
         assert_eq!(
             odata(col("Email").ends_with("@example.com")),
             "endswith(Email,'@example.com')"
+        );
+    }
+
+    #[test]
+    fn a_lowercased_column_is_compared_through_tolower() {
+        assert_eq!(
+            odata(col("Email").lowercased().is_in(["a@x.com", "b@x.com"])),
+            "tolower(Email) eq 'a@x.com' or tolower(Email) eq 'b@x.com'"
+        );
+        assert_eq!(
+            odata(col("Email").lowercased().contains("x.com")),
+            "contains(tolower(Email),'x.com')"
         );
     }
 

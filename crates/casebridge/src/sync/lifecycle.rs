@@ -269,8 +269,7 @@ pub(super) async fn match_contacts(
     );
     let mut by_email: HashMap<String, Uuid> = HashMap::new();
     for chunk in emails.chunks(EMAILS_PER_QUERY) {
-        let hits =
-            contacts_where(client, col("Email").is_in(chunk.iter().map(String::as_str))).await?;
+        let hits = contacts_by_email(client, chunk).await?;
         for hit in hits {
             if let (Some(id), Some(email)) = (hit.id, hit.email) {
                 by_email.entry(email.to_lowercase()).or_insert(id);
@@ -318,6 +317,49 @@ pub(super) async fn match_contacts(
         }
     }
     Ok(found)
+}
+
+/// Contacts whose e-mail is one of `emails`, whatever its case. A tenant on
+/// PostgreSQL compares text case-sensitively (reference/creatio-evidence.md
+/// §5), so the lookup folds case in Creatio with `tolower(Email)`. No live
+/// tenant has been seen answering `tolower`, so when Creatio refuses it the
+/// lookup asks for each address as written and in lower case, which finds
+/// every Contact stored either way.
+async fn contacts_by_email(
+    client: &Client,
+    emails: &[String],
+) -> Result<Vec<Contact>, CreatioError> {
+    let lower: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+    match contacts_where(
+        client,
+        col("Email")
+            .lowercased()
+            .is_in(lower.iter().map(String::as_str)),
+    )
+    .await
+    {
+        Ok(hits) => return Ok(hits),
+        // No answer about tolower (down, rate-limited, token trouble):
+        // retried as any failure is.
+        Err(e) if e.is_retryable() && e.status() != Some(500) => return Err(e),
+        Err(e) if e.is_dead_credentials() => return Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "Creatio refused tolower(Email); matching e-mails as written and in lower case.");
+        }
+    }
+    let mut variants: Vec<&str> = Vec::new();
+    for (given, low) in emails.iter().zip(&lower) {
+        for v in [given.as_str(), low.as_str()] {
+            if !variants.contains(&v) {
+                variants.push(v);
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    for part in variants.chunks(EMAILS_PER_QUERY) {
+        hits.extend(contacts_where(client, col("Email").is_in(part.iter().copied())).await?);
+    }
+    Ok(hits)
 }
 
 /// Contacts matching `filter`, oldest first (the first of several with one

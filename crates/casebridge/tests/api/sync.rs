@@ -16,6 +16,7 @@ on_both_backends!(
     handoff_only_mode_writes_the_transcript_at_handoff,
     replayed_events_change_nothing,
     contacts_are_matched_by_email_then_phone,
+    a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant,
     resolution_without_a_resolved_status_warns,
     a_burst_over_many_conversations_arrives_complete_and_in_order,
     a_conversation_failing_inside_a_shared_batch_fails_alone,
@@ -376,6 +377,55 @@ async fn contacts_are_matched_by_email_then_phone(backend: Backend) {
             .unwrap(),
         1
     );
+    app.finish().await;
+}
+
+/// A tenant on PostgreSQL compares text case-sensitively
+/// (reference/creatio-evidence.md §5): the Contact stored as
+/// `Known@Example.COM` is still the one for `known@example.com`, in a round
+/// and on the per-job path (a hand-off), and no second Contact is made.
+async fn a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.emulator_op(
+        Method::PUT,
+        "settings",
+        Some(json!({"collation": "case_sensitive"})),
+    )
+    .await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let known = app
+        .creatio()
+        .create(&Contact {
+            name: Some("Known Email".into()),
+            email: Some("Known@Example.COM".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut e1 = msg("e1", "c1", "m1", "customer", "hello", 1);
+    e1["conversation"]["contact"] = json!({"name": "Someone", "email": "known@example.com"});
+    let mut e2 = msg("e2", "c2", "m1", "customer", "hello", 1);
+    e2["conversation"]["contact"] = json!({"name": "Someone", "email": "KNOWN@example.com"});
+    app.send(&org.key, json!([e1, e2])).await;
+    for c in ["c1", "c2"] {
+        let conv = app.settled(&org.key, c).await;
+        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
+        assert_eq!(case.contact_id, known.id, "{c}");
+    }
+    // The hand-off path (a conversation whose case is made at hand-off).
+    let mut e3 = handoff("e3", "c3");
+    e3["conversation"]["contact"] = json!({"name": "Someone", "email": "kNoWn@EXAMPLE.com"});
+    app.send(&org.key, e3).await;
+    let conv = app.settled(&org.key, "c3").await;
+    let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
+    assert_eq!(case.contact_id, known.id, "c3");
+    let all: Vec<Contact> = app
+        .creatio()
+        .list(Query::new().filter(col("Name").eq("Someone")))
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "no second Contact: {all:?}");
     app.finish().await;
 }
 
