@@ -288,6 +288,23 @@ fn build() -> Vec<EntitySchema> {
                 col("Photo", Media),
             ],
         ),
+        // A contact's phones and e-mails, one row each. `SearchNumber` is
+        // what Creatio searches by: a phone's digits reversed (Creatio's
+        // CTI matches the first 7 with StartWith, so the last 7 digits of
+        // the number), an e-mail in lower case (reference/
+        // creatio-evidence.md §5; INSTALL `BaseCommunicationSchema`,
+        // `ContactUtilities.PrepareSearchNumber`, `PhoneNumberComparer`,
+        // `BaseContactUtilities`). The type lookup is left out.
+        entity(
+            "ContactCommunication",
+            vec![
+                req("Contact", Lookup("Contact"), Default::Empty),
+                req("Number", MEDIUM, Default::Empty),
+                col("SearchNumber", MEDIUM),
+                col("Primary", Bool),
+                col("NonActual", Bool),
+            ],
+        ),
         entity(
             "Account",
             vec![

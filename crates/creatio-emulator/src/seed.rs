@@ -54,8 +54,10 @@ fn rows() -> Vec<(&'static str, Value)> {
         ),
         (
             "Contact",
+            // Phones as people type them (reference/creatio-evidence.md
+            // §5: "+1 617 440 2498" in a seed, "+1 213 566 34 22" captured).
             json!({"Id": CUSTOMER_GRACE, "Name": "Grace Hopper", "Email": "grace@example.com",
-            "MobilePhone": "+15550199"}),
+            "MobilePhone": "+1 617 440 2498"}),
         ),
     ];
     for (id, name, ty, conn, parent) in [

@@ -293,6 +293,9 @@ impl Store {
         if schema.name == "Contact" {
             derive_contact_names(&mut record);
         }
+        if schema.name == "ContactCommunication" {
+            fill_search_number(&mut record);
+        }
         Self::required_check(schema, &record)?;
         self.check_constraints(schema, &record, "INSERT")?;
         self.tables
@@ -300,6 +303,9 @@ impl Store {
             .or_default()
             .rows
             .insert(id, record.clone());
+        if schema.name == "Contact" {
+            self.sync_communications(&id, &record, actor, now);
+        }
         Ok(record)
     }
 
@@ -339,6 +345,12 @@ impl Store {
         self.check_constraints(schema, &record, "UPDATE")?;
         if schema.name == "Case" {
             self.apply_case_status_side_effects(&old, &mut record, now);
+        }
+        if schema.name == "ContactCommunication" {
+            fill_search_number(&mut record);
+        }
+        if schema.name == "Contact" {
+            self.sync_communications(id, &record, actor, now);
         }
         self.tables
             .entry(schema.name)
@@ -394,6 +406,15 @@ impl Store {
             return Err(OdataError::not_found(schema.name, id));
         }
         let key = id.to_string();
+        if schema.name == "Contact" {
+            // A contact's communications go with it (a detail of the
+            // contact page), so they never block its deletion.
+            if let Some(t) = self.tables.get_mut("ContactCommunication") {
+                t.rows.retain(|_, r| {
+                    r.get("ContactId").and_then(Value::as_str) != Some(key.as_str())
+                });
+            }
+        }
         for other in schema::all() {
             for column in &other.columns {
                 if column.ty != ColType::Lookup(schema.name)
@@ -442,6 +463,79 @@ impl Store {
     pub fn remove(&mut self, entity: &str, id: &Uuid) {
         if let Some(t) = self.tables.get_mut(entity) {
             t.rows.shift_remove(id);
+        }
+    }
+}
+
+/// What Creatio searches a communication by: a phone's digits reversed, an
+/// e-mail in lower case (see the `ContactCommunication` schema).
+pub fn search_number(number: &str) -> String {
+    if number.contains('@') {
+        number.trim().to_lowercase()
+    } else {
+        number.chars().filter(char::is_ascii_digit).rev().collect()
+    }
+}
+
+fn fill_search_number(record: &mut Record) {
+    let number = record
+        .get("Number")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    record.insert("SearchNumber".into(), Value::String(search_number(&number)));
+}
+
+impl Store {
+    /// Keeps a contact's `ContactCommunication` rows in step with its
+    /// `Phone`, `MobilePhone` and `Email`, as Creatio's communication
+    /// synchroniser does (INSTALL `Contact.CrtBase.cs`
+    /// `InitializeCommunicationSynchronizer`): one row per column, the
+    /// number as typed.
+    fn sync_communications(
+        &mut self,
+        contact: &Uuid,
+        record: &Record,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) {
+        let Some(schema) = schema::find("ContactCommunication") else {
+            return;
+        };
+        let now_text = format_datetime(now);
+        for column in ["Phone", "MobilePhone", "Email"] {
+            let id = Uuid::new_v5(contact, column.as_bytes());
+            let number = record
+                .get(column)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let table = self.tables.entry(schema.name).or_default();
+            if number.is_empty() {
+                table.rows.shift_remove(&id);
+                continue;
+            }
+            let mut row = Record::new();
+            for c in &schema.columns {
+                row.insert(c.field_name(), empty_value(c.ty));
+            }
+            row.insert("Id".into(), Value::String(id.to_string()));
+            row.insert("CreatedOn".into(), Value::String(now_text.clone()));
+            row.insert("ModifiedOn".into(), Value::String(now_text.clone()));
+            row.insert(
+                "CreatedById".into(),
+                Value::String(actor.contact_id.to_string()),
+            );
+            row.insert(
+                "ModifiedById".into(),
+                Value::String(actor.contact_id.to_string()),
+            );
+            row.insert("ContactId".into(), Value::String(contact.to_string()));
+            row.insert("Number".into(), Value::String(number));
+            row.insert("Primary".into(), Value::Bool(true));
+            fill_search_number(&mut row);
+            table.rows.insert(id, row);
         }
     }
 }

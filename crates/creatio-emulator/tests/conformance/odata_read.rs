@@ -405,3 +405,69 @@ async fn string_comparison_follows_the_tenants_collation() {
         assert_eq!(hits(&v), 1, "{collation}: the exact spelling matches");
     }
 }
+
+/// Phones are stored as typed (reference/creatio-evidence.md §5); Creatio
+/// searches them through `ContactCommunication.SearchNumber`, the digits
+/// reversed (INSTALL `ContactUtilities.PrepareSearchNumber`,
+/// `PhoneNumberComparer`: StartWith on the first 7, the number's last 7).
+#[tokio::test]
+async fn phones_are_stored_as_typed_and_searched_by_reversed_digits() {
+    let app = spawn_emulator().await;
+    let (_, grace) = app
+        .get_json("Contact?$filter=Name eq 'Grace Hopper'&$select=Id,MobilePhone")
+        .await;
+    assert_eq!(grace["value"][0]["MobilePhone"], "+1 617 440 2498");
+    let (_, exact) = app
+        .get_json("Contact?$filter=MobilePhone eq '+16174402498'")
+        .await;
+    assert!(
+        exact["value"].as_array().unwrap().is_empty(),
+        "an exact E.164 match misses it"
+    );
+    let (s, found) = app
+        .get_json("ContactCommunication?$filter=startswith(SearchNumber,'8942044')&$select=ContactId,Number,SearchNumber")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{found}");
+    assert_eq!(found["value"][0]["ContactId"], grace["value"][0]["Id"]);
+    assert_eq!(found["value"][0]["Number"], "+1 617 440 2498");
+    assert_eq!(found["value"][0]["SearchNumber"], "89420447161");
+
+    // A contact's new phone replaces its communication; an e-mail is
+    // searched in lower case.
+    let ada = app
+        .create(
+            "Contact",
+            json!({"Name": "Ada", "Phone": "(213) 566-34-22", "Email": "Ada@Example.com"}),
+        )
+        .await;
+    let id = ada["Id"].as_str().unwrap();
+    let r = app
+        .odata(
+            Method::PATCH,
+            &format!("Contact({id})"),
+            Some(json!({"Phone": "+1 213 566 34 23"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (_, rows) = app
+        .get_json(&format!("ContactCommunication?$filter=Contact/Id eq {id}&$select=Number,SearchNumber&$orderby=Number"))
+        .await;
+    let rows: Vec<(&str, &str)> = rows["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["Number"].as_str().unwrap(),
+                r["SearchNumber"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("+1 213 566 34 23", "32436653121"),
+            ("Ada@Example.com", "ada@example.com")
+        ]
+    );
+}
