@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use creatio::ids::{activity_category, activity_status, activity_type, case_origin};
 use creatio::models::{Activity, Case, Contact};
-use creatio::query::{col, lookup, Query};
+use creatio::query::{col, lookup, Filter, Query};
 use creatio::{BatchOp, Client, Error as CreatioError};
 use uuid::Uuid;
 
@@ -293,6 +293,18 @@ pub(super) async fn match_contacts(
     );
     let mut by_phone: HashMap<String, Uuid> = HashMap::new();
     for chunk in phones.chunks(PHONES_PER_QUERY) {
+        for (given, contact) in contacts_by_phone_digits(client, chunk).await? {
+            by_phone.entry(given).or_insert(contact);
+        }
+    }
+    // Tenants where SearchNumber is not filled or not readable: the number
+    // exactly as the platform sent it.
+    let left: Vec<String> = phones
+        .iter()
+        .filter(|p| !by_phone.contains_key(*p))
+        .cloned()
+        .collect();
+    for chunk in left.chunks(PHONES_PER_QUERY) {
         let terms = || chunk.iter().map(String::as_str);
         let hits = contacts_where(
             client,
@@ -314,6 +326,100 @@ pub(super) async fn match_contacts(
         }
         if let Some(id) = c.contact_phone.as_deref().and_then(|p| by_phone.get(p)) {
             found.insert(c.id.clone(), *id);
+        }
+    }
+    Ok(found)
+}
+
+/// A phone number as written: whether it carries its country code (`+…`
+/// or `00…`) and its digits (without the `00`, a trunk `0` or a `(0)`).
+fn phone_digits(phone: &str) -> (bool, String) {
+    let text = phone.trim().replace("(0)", "");
+    let international = text.starts_with('+') || text.starts_with("00");
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    (international, digits.trim_start_matches('0').to_string())
+}
+
+/// Whether two phone numbers, written any way, are the same number (the
+/// rule, documented in the README): two numbers written with their country
+/// code (`+…`, `00…`), or two without, match when their digits are equal;
+/// one with and one without match when the one without has at least 7
+/// digits (less a trunk `0`) and is the end of the other, which has 1 to 3
+/// more: the country code (`+44 20 7946 0958` and `020 7946 0958`,
+/// `+1 617 440 2498` and `(617) 440-2498`).
+pub(super) fn same_phone(a: &str, b: &str) -> bool {
+    let ((a_intl, a), (b_intl, b)) = (phone_digits(a), phone_digits(b));
+    if a.is_empty() || b.is_empty() {
+        return false;
+    }
+    match (a_intl, b_intl) {
+        (true, false) => national_of(&a, &b),
+        (false, true) => national_of(&b, &a),
+        _ => a == b,
+    }
+}
+
+fn national_of(international: &str, national: &str) -> bool {
+    national.len() >= 7
+        && (1..=3).contains(&(international.len().saturating_sub(national.len())))
+        && international.ends_with(national)
+}
+
+/// Contacts whose phone, as typed in Creatio, is one of `phones`: Creatio
+/// stores phones as people type them (reference/creatio-evidence.md §5), so
+/// an exact match of `+16174402498` misses `+1 617 440 2498`. Creatio's own
+/// phone search goes through `ContactCommunication.SearchNumber`, the digits
+/// reversed, with StartWith on the first 7 (INSTALL `PhoneNumberComparer`):
+/// the same query, then [`same_phone`] on what comes back. Pairs of (phone
+/// as given, contact). When Creatio does not answer it (no right, no such
+/// object), nothing is found here and the exact match runs.
+async fn contacts_by_phone_digits(
+    client: &Client,
+    phones: &[String],
+) -> Result<Vec<(String, Uuid)>, CreatioError> {
+    let mut prefixes: Vec<String> = phones
+        .iter()
+        .map(|p| phone_digits(p).1)
+        .filter(|d| d.len() >= 7)
+        .map(|d| d.chars().rev().take(7).collect())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    if prefixes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let query = Query::new()
+        .select(["ContactId", "Number"])
+        .filter(Filter::Or(
+            prefixes
+                .into_iter()
+                .map(|p| col("SearchNumber").starts_with(p))
+                .collect(),
+        ))
+        .order_by_asc("CreatedOn");
+    let rows = match client.list_values("ContactCommunication", &query).await {
+        Ok(rows) => rows,
+        Err(e) if (e.is_retryable() && e.status() != Some(500)) || e.is_dead_credentials() => {
+            return Err(e)
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "Could not search ContactCommunication by SearchNumber; matching phones exactly.");
+            return Ok(Vec::new());
+        }
+    };
+    let mut found = Vec::new();
+    for row in rows {
+        let (Some(number), Some(contact)) = (
+            row["Number"].as_str(),
+            row["ContactId"]
+                .as_str()
+                .and_then(|c| Uuid::parse_str(c).ok())
+                .filter(|c| !c.is_nil()),
+        ) else {
+            continue;
+        };
+        for given in phones.iter().filter(|p| same_phone(p, number)) {
+            found.push((given.clone(), contact));
         }
     }
     Ok(found)
@@ -1063,6 +1169,30 @@ mod tests {
             smaller_ai_text(&kept, 2).is_none(),
             "nothing left to change"
         );
+    }
+
+    #[test]
+    fn phones_are_the_same_number_however_written() {
+        for (a, b) in [
+            ("+16174402498", "+1 617 440 2498"),
+            ("+16174402498", "(617) 440-2498"),
+            ("+1 213 566 34 22", "+12135663422"),
+            ("+44 20 7946 0958", "020 7946 0958"),
+            ("0044 20 7946 0958", "+44 (0)20 7946 0958"),
+            ("5550100", "555-0100"),
+        ] {
+            assert!(same_phone(a, b), "{a} = {b}");
+            assert!(same_phone(b, a), "{b} = {a}");
+        }
+        for (a, b) in [
+            ("+16174402498", "+16174402499"),
+            ("+16174402498", "4402498"),
+            ("12345", "912345"),
+            ("", ""),
+            ("+1 617 440 2498", "+33 1 617 440 2498"),
+        ] {
+            assert!(!same_phone(a, b), "{a} ≠ {b}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ on_both_backends!(
     replayed_events_change_nothing,
     contacts_are_matched_by_email_then_phone,
     a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant,
+    a_phone_written_another_way_finds_the_contact,
     resolution_without_a_resolved_status_warns,
     a_burst_over_many_conversations_arrives_complete_and_in_order,
     a_conversation_failing_inside_a_shared_batch_fails_alone,
@@ -426,6 +427,58 @@ async fn a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant(
         .await
         .unwrap();
     assert!(all.is_empty(), "no second Contact: {all:?}");
+    app.finish().await;
+}
+
+/// Creatio stores phones as people typed them (reference/creatio-evidence.md
+/// §5): the seeded `+1 617 440 2498` is the platform's `+16174402498`, a
+/// national `(213) 566-34-22` is `+1 213 566 3422`; a different number makes
+/// a new Contact. No second Contact for anyone.
+async fn a_phone_written_another_way_finds_the_contact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let grace: Vec<Contact> = app
+        .creatio()
+        .list(Query::new().filter(col("Name").eq("Grace Hopper")))
+        .await
+        .unwrap();
+    let formatted = app
+        .creatio()
+        .create(&Contact {
+            name: Some("Formatted Phone".into()),
+            mobile_phone: Some("(213) 566-34-22".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    for (conv, phone) in [
+        ("c1", "+16174402498"),
+        ("c2", "+1 213 566 3422"),
+        ("c3", "+12135663499"),
+    ] {
+        let mut e = msg(&format!("e-{conv}"), conv, "m1", "customer", "hello", 1);
+        e["conversation"]["contact"] = json!({"name": format!("Caller {conv}"), "phone": phone});
+        events.push(e);
+    }
+    app.send(&org.key, Value::Array(events)).await;
+    let mut contacts = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        let conv = app.settled(&org.key, c).await;
+        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
+        contacts.push(case.contact_id.unwrap());
+    }
+    assert_eq!(Some(contacts[0]), grace[0].id, "the seeded contact");
+    assert_eq!(Some(contacts[1]), formatted.id);
+    let created: Contact = app.creatio().get(contacts[2]).await.unwrap();
+    assert_eq!(created.name.as_deref(), Some("Caller c3"));
+    let callers: Vec<Contact> = app
+        .creatio()
+        .list(Query::new().filter(col("Name").starts_with("Caller")))
+        .await
+        .unwrap();
+    assert_eq!(callers.len(), 1, "only the unknown number made a Contact");
     app.finish().await;
 }
 
