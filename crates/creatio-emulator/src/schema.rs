@@ -288,6 +288,19 @@ fn build() -> Vec<EntitySchema> {
                 col("Photo", Media),
             ],
         ),
+        // Written by SLM on every Case save (reference/creatio-evidence.md §4,
+        // INSTALL `CaseSLMEventListener.CrtSLM.cs`, `conf/content/
+        // CaseLifecycle.js`): it references the case, so a freshly created
+        // Case cannot be deleted (the FK error PYCLIENT expects).
+        entity(
+            "CaseLifecycle",
+            vec![
+                req("Case", Lookup("Case"), Default::Empty),
+                col("Status", Lookup("CaseStatus")),
+                dflt("StartDate", DateTime, Default::Now),
+                col("EndDate", DateTime),
+            ],
+        ),
         // A contact's phones and e-mails, one row each. `SearchNumber` is
         // what Creatio searches by: a phone's digits reversed (Creatio's
         // CTI matches the first 7 with StartWith, so the last 7 digits of

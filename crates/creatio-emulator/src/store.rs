@@ -306,6 +306,9 @@ impl Store {
         if schema.name == "Contact" {
             self.sync_communications(&id, &record, actor, now);
         }
+        if schema.name == "Case" {
+            self.record_case_lifecycle(&id, &record, actor, now);
+        }
         Ok(record)
     }
 
@@ -345,6 +348,9 @@ impl Store {
         self.check_constraints(schema, &record, "UPDATE")?;
         if schema.name == "Case" {
             self.apply_case_status_side_effects(&old, &mut record, now);
+            if old.get("StatusId") != record.get("StatusId") {
+                self.record_case_lifecycle(id, &record, actor, now);
+            }
         }
         if schema.name == "ContactCommunication" {
             fill_search_number(&mut record);
@@ -380,17 +386,19 @@ impl Store {
         };
         let flag = |name: &str| status.get(name).and_then(Value::as_bool).unwrap_or(false);
         let now_text = Value::String(format_datetime(now));
-        if flag("IsResolved") || flag("IsFinal") {
-            if record.get("SolutionProvidedOn").is_none_or(is_empty) {
-                record.insert("SolutionProvidedOn".into(), now_text.clone());
-            }
+        if (flag("IsResolved") || flag("IsFinal"))
+            && record.get("SolutionProvidedOn").is_none_or(is_empty)
+        {
+            record.insert("SolutionProvidedOn".into(), now_text.clone());
+        }
+        // The closure code only for a final status (reference/
+        // creatio-evidence.md §4, INSTALL `CaseClosureEventListener`).
+        if flag("IsFinal") {
             if record.get("ClosureCodeId").is_none_or(is_empty) {
                 if let Some(code) = status.get("ClosureCodeId") {
                     record.insert("ClosureCodeId".into(), code.clone());
                 }
             }
-        }
-        if flag("IsFinal") {
             record.insert("ClosureDate".into(), now_text);
         }
     }
@@ -487,6 +495,42 @@ fn fill_search_number(record: &mut Record) {
 }
 
 impl Store {
+    /// SLM's row for a Case save (see the `CaseLifecycle` schema): written
+    /// when the case is created and when its status changes.
+    fn record_case_lifecycle(
+        &mut self,
+        case: &Uuid,
+        record: &Record,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) {
+        let Some(schema) = schema::find("CaseLifecycle") else {
+            return;
+        };
+        let now_text = format_datetime(now);
+        let mut row = Record::new();
+        for c in &schema.columns {
+            row.insert(c.field_name(), empty_value(c.ty));
+        }
+        let id = Uuid::new_v4();
+        row.insert("Id".into(), Value::String(id.to_string()));
+        for f in ["CreatedOn", "ModifiedOn", "StartDate"] {
+            row.insert(f.into(), Value::String(now_text.clone()));
+        }
+        for f in ["CreatedById", "ModifiedById"] {
+            row.insert(f.into(), Value::String(actor.contact_id.to_string()));
+        }
+        row.insert("CaseId".into(), Value::String(case.to_string()));
+        if let Some(status) = record.get("StatusId") {
+            row.insert("StatusId".into(), status.clone());
+        }
+        self.tables
+            .entry(schema.name)
+            .or_default()
+            .rows
+            .insert(id, row);
+    }
+
     /// Keeps a contact's `ContactCommunication` rows in step with its
     /// `Phone`, `MobilePhone` and `Email`, as Creatio's communication
     /// synchroniser does (INSTALL `Contact.CrtBase.cs`

@@ -492,6 +492,14 @@ fn says_value_too_long(message: &str) -> bool {
         || m.contains("value too large for column")
 }
 
+/// Whether a database error is a broken reference (SQL Server, PostgreSQL).
+fn says_constraint_violated(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("reference constraint")
+        || m.contains("foreign key constraint")
+        || m.contains("violates foreign key")
+}
+
 /// Classifies an HTTP failure from its status, headers and body.
 pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     if (300..400).contains(&status) {
@@ -503,6 +511,12 @@ pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Erro
     let message = error_message(body);
     if matches!(status, 400 | 500) && says_value_too_long(&message) {
         return Error::ValueTooLong { status, message };
+    }
+    // A record another one references (SLM's CaseLifecycle row makes every
+    // saved Case one: reference/creatio-evidence.md §4), or a lookup to a
+    // missing row: the same answer every time.
+    if status == 500 && says_constraint_violated(&message) {
+        return Error::Rejected { status, message };
     }
     match status {
         401 => Error::Unauthorized { message },
@@ -589,6 +603,19 @@ mod tests {
             assert!(e.diagnosis().contains("max_length"));
         }
         assert!(from_status(500, &h, br#"{"error":{"message":"deadlock"}}"#).is_retryable());
+    }
+
+    #[test]
+    fn a_broken_reference_is_permanent() {
+        let h = HeaderMap::new();
+        for body in [
+            &br#"{"error":{"message":"The DELETE statement conflicted with the REFERENCE constraint "FKCaseLifecycleCase"."}}"#[..],
+            br#"{"error":{"message":"update or delete on table "Case" violates foreign key constraint"}}"#,
+        ] {
+            let e = from_status(500, &h, body);
+            assert!(matches!(e, Error::Rejected { status: 500, .. }), "{e:?}");
+            assert!(!e.is_retryable());
+        }
     }
 
     #[test]

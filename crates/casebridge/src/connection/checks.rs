@@ -2,10 +2,12 @@
 //! `casebridge check`: one line per check with pass, warn, fail or skip, a
 //! message, and a hint a person can act on.
 //!
-//! The write check creates a Case and an Activity with fresh ids, updates
-//! both and deletes them again, so nothing is left behind; the Case's
-//! `CreatedById` tells which Contact the OAuth app's technical user is,
-//! which the echo guard needs later.
+//! The write check writes one named check Case per instance and OAuth app
+//! ([`check_case_id`]: created by the first check, reused after, left
+//! cancelled, because Creatio does not let a saved Case be deleted) and an
+//! Activity on it that it deletes again; the Case's `CreatedById` tells
+//! which Contact the OAuth app's technical user is, which the echo guard
+//! needs later.
 
 use std::fmt;
 
@@ -195,7 +197,7 @@ pub async fn run(http: &reqwest::Client, settings: &Settings, scope: Scope) -> O
                 e.diagnosis(),
             ),
         }
-        technical_user_id = write_checks(&client, &mut r).await;
+        technical_user_id = write_checks(&client, settings, &mut r).await;
     }
     lookup_checks(&client, settings, &mut r).await;
     r.finish(technical_user_id)
@@ -213,16 +215,48 @@ fn skip_lookups(r: &mut Recorder, s: &Settings, because: &str) {
     }
 }
 
-/// Creates, updates and deletes a Case and an Activity. Returns the
-/// technical user's Contact id when the Case could be created.
-async fn write_checks(client: &Client, r: &mut Recorder) -> Option<Uuid> {
-    let case_id = Uuid::new_v4();
+/// The subject of the Case the write check writes on.
+pub const CHECK_CASE_SUBJECT: &str = "casebridge connection check — safe to delete";
+
+/// The write check's Case: one per instance and OAuth app, made by the
+/// first check and reused by every later one. Creatio does not let a saved
+/// Case be deleted (SLM writes a `CaseLifecycle` row that references it:
+/// reference/creatio-evidence.md §4), so a fresh case per check would leave
+/// one more junk case in the customer's CRM — and fire their case processes
+/// — at every Test & Save.
+pub fn check_case_id(settings: &Settings) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!(
+            "casebridge:connection-check:{}:{}",
+            settings.instance, settings.client_id
+        )
+        .as_bytes(),
+    )
+}
+
+/// Creates (or, after the first check, reuses) the check Case and updates
+/// it, then creates, updates and deletes an Activity on it; the case is
+/// left cancelled, named as what it is. Returns the technical user's
+/// Contact id when the Case could be written.
+async fn write_checks(client: &Client, settings: &Settings, r: &mut Recorder) -> Option<Uuid> {
+    let case_id = check_case_id(settings);
     let case = Case {
         id: Some(case_id),
-        subject: Some("casebridge connection check (deleted automatically)".into()),
+        subject: Some(CHECK_CASE_SUBJECT.into()),
+        symptoms: Some(
+            "casebridge's Test & Save writes here to check that the integration may create and \
+             edit cases and activities. Nothing reads this case; delete it any time."
+                .into(),
+        ),
         ..Default::default()
     };
-    let created = match client.create(&case).await {
+    let (created, reused) = match client.create(&case).await {
+        Ok(c) => (Ok(c), false),
+        Err(Error::AlreadyExists { .. }) => (client.get::<Case>(case_id).await, true),
+        Err(e) => (Err(e), false),
+    };
+    let created = match created {
         Ok(c) => c,
         Err(e) => {
             r.fail(
@@ -239,7 +273,7 @@ async fn write_checks(client: &Client, r: &mut Recorder) -> Option<Uuid> {
     // memory of what casebridge wrote, which is enough.
     let technical_user = created.created_by_id.filter(|u| !u.is_nil());
     let patch = Case {
-        subject: Some("casebridge connection check (updated, deleted automatically)".into()),
+        subject: Some(CHECK_CASE_SUBJECT.into()),
         ..Default::default()
     };
     let case_updated = client.update(case_id, &patch).await;
@@ -262,19 +296,34 @@ async fn write_checks(client: &Client, r: &mut Recorder) -> Option<Uuid> {
         }
         Err(e) => Err(e.clone()),
     };
-    // Clean up before reporting, whatever happened above.
+    // Clean up before reporting, whatever happened above: the activity is
+    // deleted, the case closed (cancelled) so it is in nobody's queue.
     let mut leftovers = Vec::new();
     if activity_created.is_ok() {
         if let Err(e) = client.delete::<Activity>(activity_id).await {
             leftovers.push((format!("Activity {activity_id}"), e));
         }
     }
-    if let Err(e) = client.delete::<Case>(case_id).await {
-        leftovers.push((format!("Case {case_id}"), e));
+    if created.status_id != Some(creatio::ids::case_status::CANCELED) {
+        let close = Case {
+            status_id: Some(creatio::ids::case_status::CANCELED),
+            ..Default::default()
+        };
+        if let Err(e) = client.update(case_id, &close).await {
+            leftovers.push((format!("open Case {case_id}"), e));
+        }
     }
 
+    let kept = format!(
+        "the check case \"{CHECK_CASE_SUBJECT}\" ({case_id}) stays cancelled and is reused by \
+         every later check, because Creatio does not let a saved case be deleted"
+    );
     match case_updated {
-        Ok(()) => r.pass("write_case", "May create and update Case"),
+        Ok(()) if reused => r.pass(
+            "write_case",
+            format!("May update Case; {kept} (it was created by an earlier check, which checked creating)"),
+        ),
+        Ok(()) => r.pass("write_case", format!("May create and update Case; {kept}")),
         Err(e) => r.fail(
             "write_case",
             format!("Updating a Case failed: {e}"),
@@ -294,8 +343,8 @@ async fn write_checks(client: &Client, r: &mut Recorder) -> Option<Uuid> {
         r.push(
             "cleanup",
             CheckStatus::Warn,
-            format!("Could not delete the check records {}: {}", names.join(", "), leftovers[0].1),
-            Some("Delete them by hand in Creatio, or give the technical user the delete right on Case and Activity so checks leave nothing behind.".into()),
+            format!("Could not clean up the check records {}: {}", names.join(", "), leftovers[0].1),
+            Some("Delete the activity and close the case by hand in Creatio, or give the technical user the delete right on Activity and the edit right on Case.".into()),
         );
     }
     technical_user

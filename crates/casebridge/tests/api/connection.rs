@@ -2,6 +2,7 @@
 //! lookups, against the emulator.
 
 use creatio::ids::{case_status, sys_admin_unit};
+use creatio::models::Case;
 use creatio::query::{col, Query};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -45,12 +46,10 @@ async fn retest(app: &TestApp, key: &str) -> Value {
     body
 }
 
-async fn probe_cases_left(app: &TestApp) -> u64 {
+/// The check cases in Creatio: none may be open.
+async fn check_cases(app: &TestApp) -> Vec<Case> {
     app.creatio()
-        .count(
-            "Case",
-            Some(col("Subject").starts_with("casebridge connection check")),
-        )
+        .list(Query::new().filter(col("Subject").starts_with("casebridge connection check")))
         .await
         .unwrap()
 }
@@ -80,10 +79,25 @@ async fn test_and_save_activates_and_returns_the_webhook_url(backend: Backend) {
             "{name}: {body}"
         );
     }
+    // A saved Case cannot be deleted on Creatio (reference/creatio-evidence.md
+    // §4): the check leaves one case, named as what it is and cancelled.
+    let cases = check_cases(&app).await;
+    assert_eq!(cases.len(), 1, "{cases:?}");
     assert_eq!(
-        probe_cases_left(&app).await,
-        0,
-        "the write check leaves nothing behind"
+        cases[0].subject.as_deref(),
+        Some("casebridge connection check — safe to delete")
+    );
+    assert_eq!(
+        cases[0].status_id,
+        Some(case_status::CANCELED),
+        "not left open"
+    );
+    assert!(
+        check(&body["report"], "write_case")["message"]
+            .as_str()
+            .unwrap()
+            .contains("reused by every later check"),
+        "{body}"
     );
     assert_eq!(
         app.creatio()
@@ -103,9 +117,24 @@ async fn test_and_save_activates_and_returns_the_webhook_url(backend: Backend) {
     assert_eq!(read["create_case_only_on_handoff"], false);
     assert!(read["client_secret"].as_str().unwrap().starts_with("••••"));
 
-    // Saving again keeps the webhook URL, so Creatio's processes keep working.
+    // Saving again keeps the webhook URL, so Creatio's processes keep working,
+    // and reuses the check case: still one, still cancelled.
     let again = app.connect(&org.key).await;
     assert_eq!(again["webhook_url"], url);
+    let cases = check_cases(&app).await;
+    assert_eq!(
+        cases.len(),
+        1,
+        "Test & Save twice: one check case: {cases:?}"
+    );
+    assert_eq!(cases[0].status_id, Some(case_status::CANCELED));
+    assert!(
+        check(&again["report"], "write_case")["message"]
+            .as_str()
+            .unwrap()
+            .contains("created by an earlier check"),
+        "{again}"
+    );
     app.finish().await;
 }
 

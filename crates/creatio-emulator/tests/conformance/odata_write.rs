@@ -227,8 +227,8 @@ async fn patch_and_delete_answer_204() {
     assert_eq!(after["Subject"], "After");
     assert_eq!(after["StatusId"], STATUS_RESOLVED);
     assert_eq!(
-        after["ClosureCodeId"], "b69f315c-f36b-1410-159b-0050ba5d6c38",
-        "Resolved carries its closure code"
+        after["ClosureCodeId"], EMPTY_GUID,
+        "the closure code only for a final status (evidence §4, CaseClosureEventListener)"
     );
     assert_ne!(after["SolutionProvidedOn"], "0001-01-01T00:00:00Z");
     assert_eq!(after["CreatedOn"], before["CreatedOn"]);
@@ -251,16 +251,44 @@ async fn patch_and_delete_answer_204() {
         .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 
-    let activity = app
-        .create("Activity", json!({"Title": "note", "CaseId": id}))
-        .await;
+    // A saved Case has SLM's CaseLifecycle row, so it cannot be deleted
+    // (reference/creatio-evidence.md §4: PYCLIENT expects the FK error).
     let blocked = app
         .odata(Method::DELETE, &format!("Case({id})"), None)
+        .await;
+    assert_eq!(blocked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(blocked
+        .text()
+        .await
+        .unwrap()
+        .contains("REFERENCE constraint"));
+    let (_, lifecycle) = app
+        .get_json(&format!(
+            "CaseLifecycle?$filter=Case/Id eq {id}&$select=StatusId"
+        ))
+        .await;
+    assert_eq!(
+        lifecycle["value"].as_array().unwrap().len(),
+        2,
+        "one row at creation, one at the status change: {lifecycle}"
+    );
+
+    // Other records delete: 204, unless referenced.
+    let contact = app.create("Contact", json!({"Name": "Someone"})).await;
+    let contact_id = contact["Id"].as_str().unwrap();
+    let activity = app
+        .create(
+            "Activity",
+            json!({"Title": "note", "ContactId": contact_id}),
+        )
+        .await;
+    let blocked = app
+        .odata(Method::DELETE, &format!("Contact({contact_id})"), None)
         .await;
     assert_eq!(
         blocked.status(),
         StatusCode::INTERNAL_SERVER_ERROR,
-        "a case with activities is referenced"
+        "a contact with activities is referenced"
     );
     let activity_id = activity["Id"].as_str().unwrap();
     assert_eq!(
@@ -270,13 +298,13 @@ async fn patch_and_delete_answer_204() {
         StatusCode::NO_CONTENT
     );
     let r = app
-        .odata(Method::DELETE, &format!("Case({id})"), None)
+        .odata(Method::DELETE, &format!("Contact({contact_id})"), None)
         .await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let (status, _) = app.get_json(&format!("Case({id})")).await;
+    let (status, _) = app.get_json(&format!("Contact({contact_id})")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(
-        app.odata(Method::DELETE, &format!("Case({id})"), None)
+        app.odata(Method::DELETE, &format!("Contact({contact_id})"), None)
             .await
             .status(),
         StatusCode::NOT_FOUND

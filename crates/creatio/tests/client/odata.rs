@@ -56,11 +56,25 @@ async fn case_round_trip_maps_empty_values_to_none() {
         "PATCH leaves other columns alone"
     );
 
-    env.client.delete::<Case>(id).await.unwrap();
-    let gone = env.client.get::<Case>(id).await.unwrap_err();
+    // A saved Case cannot be deleted on Creatio (SLM's CaseLifecycle row,
+    // reference/creatio-evidence.md §4): the FK error, not retryable.
+    let kept = env.client.delete::<Case>(id).await.unwrap_err();
+    assert!(!kept.is_retryable(), "{kept:?}");
+    assert!(env.client.exists("Case", id).await.unwrap());
+    let contact = env
+        .client
+        .create(&Contact {
+            name: Some("Short-lived".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let contact_id = contact.id.unwrap();
+    env.client.delete::<Contact>(contact_id).await.unwrap();
+    let gone = env.client.get::<Contact>(contact_id).await.unwrap_err();
     assert!(matches!(gone, Error::NotFound { .. }), "{gone:?}");
     assert!(!gone.is_retryable());
-    assert!(!env.client.exists("Case", id).await.unwrap());
+    assert!(!env.client.exists("Contact", contact_id).await.unwrap());
     env.shutdown().await;
 }
 
