@@ -183,7 +183,10 @@ fn build() -> Vec<EntitySchema> {
             vec![
                 dflt("Number", MEDIUM, Default::CaseNumber),
                 req("RegisteredOn", DateTime, Default::Now),
-                req("Subject", LONG, Default::Empty),
+                // Not required on an OData insert: a live tenant created a
+                // Case without it (201, reference/creatio-evidence.md §4,
+                // PYCLIENT README); "required" is a page rule.
+                col("Subject", LONG),
                 col("Symptoms", MAX),
                 req(
                     "Status",

@@ -296,6 +296,9 @@ impl Store {
         if schema.name == "ContactCommunication" {
             fill_search_number(&mut record);
         }
+        if schema.name == "Case" {
+            copy_subject_into_symptoms(&mut record);
+        }
         Self::required_check(schema, &record)?;
         self.check_constraints(schema, &record, "INSERT")?;
         self.tables
@@ -472,6 +475,15 @@ impl Store {
         if let Some(t) = self.tables.get_mut(entity) {
             t.rows.shift_remove(id);
         }
+    }
+}
+
+/// A Case saved without `Symptoms` gets its `Subject` there
+/// (reference/creatio-evidence.md §4, INSTALL `BaseCaseEntityEventListener`).
+fn copy_subject_into_symptoms(record: &mut Record) {
+    let subject = record.get("Subject").filter(|v| !is_empty(v)).cloned();
+    if let (Some(subject), true) = (subject, record.get("Symptoms").is_none_or(is_empty)) {
+        record.insert("Symptoms".into(), subject);
     }
 }
 

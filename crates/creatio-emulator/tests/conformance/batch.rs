@@ -27,7 +27,7 @@ async fn send_batch(
 fn three_with_a_bad_middle() -> Value {
     json!([
         {"id": "a", "method": "POST", "url": "Case", "body": {"Subject": "first"}},
-        {"id": "b", "method": "POST", "url": "Case", "body": {"Symptoms": "no subject"}},
+        {"id": "b", "method": "POST", "url": "Case", "body": {"Subject": "second", "StatusId": "not-a-guid"}},
         {"id": "c", "method": "POST", "url": "Case", "body": {"Subject": "third"}},
     ])
 }
@@ -62,7 +62,7 @@ async fn batch_continues_on_error_when_asked() {
     assert!(responses[1]["body"]["error"]["message"]
         .as_str()
         .unwrap()
-        .contains("Subject"));
+        .contains("not-a-guid"));
     assert_eq!(app.count("Case").await, 2);
 
     let stats = app.emulator.stats();
@@ -107,7 +107,7 @@ async fn atomicity_group_commits_partially_and_answers_only_its_failure() {
         &app,
         json!([
             {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"Subject": "in group, before"}},
-            {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {}},
+            {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"StatusId": "not-a-guid"}},
             {"id": "3", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"Subject": "in group, after"}},
             {"id": "4", "method": "POST", "url": "Case", "body": {"Subject": "outside"}},
         ]),
@@ -157,7 +157,7 @@ async fn atomicity_group_as_a_transaction_when_the_operator_says_so() {
         &app,
         json!([
             {"id": "1", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"Subject": "in group"}},
-            {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {}},
+            {"id": "2", "atomicityGroup": "g1", "method": "POST", "url": "Case", "body": {"StatusId": "not-a-guid"}},
             {"id": "3", "method": "POST", "url": "Case", "body": {"Subject": "outside"}},
         ]),
         true,

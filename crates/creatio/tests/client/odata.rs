@@ -32,7 +32,11 @@ async fn case_round_trip_maps_empty_values_to_none() {
     assert!(created.created_on.is_some());
     // Columns Creatio fills with empty GUIDs, "" and 0001-01-01 read as None.
     assert_eq!(created.solution, None);
-    assert_eq!(created.symptoms, None);
+    assert_eq!(
+        created.symptoms.as_deref(),
+        Some("Printer on fire"),
+        "a case without symptoms takes its subject (evidence §4)"
+    );
     assert_eq!(created.closure_code_id, None);
     assert_eq!(created.closure_date, None);
     assert_eq!(created.solution_provided_on, None);
