@@ -538,6 +538,19 @@ fn run(
                 });
             }
             let total = rows.len();
+            // More than MaxEntityRowCount rows without $top: a live tenant
+            // answers 500 rather than a first page (reference/
+            // creatio-evidence.md §6, PYCLIENT
+            // test_get_collection_error_over_20k).
+            if options.top.is_none() && total.saturating_sub(options.skip) > MAX_ROWS {
+                return Err(OdataError::internal(
+                    "An error has occurred.",
+                    format!(
+                        "The query selects {total} rows, more than the {MAX_ROWS} a response may hold \
+                         (MaxEntityRowCount); use $top and $skip."
+                    ),
+                ));
+            }
             let top = options.top.unwrap_or(MAX_ROWS);
             let value: Vec<Value> = rows
                 .into_iter()

@@ -192,3 +192,33 @@ async fn batch_over_100_operations_is_refused() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.count("Case").await, 100);
 }
+
+/// More than 20,000 rows without `$top` is a 500 on a live tenant
+/// (reference/creatio-evidence.md §6, PYCLIENT
+/// test_get_collection_error_over_20k); with `$top` the page comes.
+#[tokio::test]
+async fn over_20000_rows_without_top_is_a_500() {
+    let app = spawn_emulator().await;
+    let before = app.count("Account").await;
+    let mut made = 0;
+    while before + made <= 20_000 {
+        let requests: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({"id": i.to_string(), "method": "POST", "url": "Account",
+                            "body": {"Name": format!("Account {made}-{i}")},
+                            "headers": {"Prefer": "return=minimal"}})
+            })
+            .collect();
+        let (status, _) = send_batch(&app, json!(requests), false).await;
+        assert_eq!(status, StatusCode::OK);
+        made += 100;
+    }
+    let r = app
+        .odata(reqwest::Method::GET, "Account?$select=Id", None)
+        .await;
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(r.text().await.unwrap().contains("MaxEntityRowCount"));
+    let (status, page) = app.get_json("Account?$select=Id&$top=20000").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["value"].as_array().unwrap().len(), 20_000);
+}
