@@ -98,6 +98,11 @@ pub struct Shared {
     /// Whether `$batch` atomicity groups are all-or-nothing; by default they
     /// are ASP.NET's change sets, which commit partially ([`odata::batch`]).
     batch_groups_transactional: std::sync::atomic::AtomicBool,
+    /// The status of a request the client has no object right for: 403
+    /// (default) or 500 — which one Creatio sends is unknown
+    /// (reference/creatio-evidence.md §7), and a 500 is what a naive client
+    /// retries forever.
+    missing_object_right_status: std::sync::atomic::AtomicU16,
     faults: Mutex<faults::Faults>,
     stats: stats::Stats,
     processes: Mutex<Vec<ProcessDef>>,
@@ -116,6 +121,7 @@ impl Shared {
             token_lifetime_secs: AtomicU64::new(config.token_lifetime.as_secs().max(1)),
             unknown_entity_set_status: std::sync::atomic::AtomicU16::new(UNKNOWN_ENTITY_SET_STATUS),
             batch_groups_transactional: std::sync::atomic::AtomicBool::new(false),
+            missing_object_right_status: std::sync::atomic::AtomicU16::new(403),
             faults: Mutex::default(),
             stats: stats::Stats::default(),
             processes: Mutex::default(),
@@ -144,6 +150,8 @@ impl Shared {
             .store(UNKNOWN_ENTITY_SET_STATUS, Ordering::Relaxed);
         self.batch_groups_transactional
             .store(false, Ordering::Relaxed);
+        self.missing_object_right_status
+            .store(403, Ordering::Relaxed);
         self.faults.lock().expect("fault lock").clear();
         self.processes.lock().expect("process lock").clear();
         self.process_calls.lock().expect("call log lock").clear();
@@ -187,6 +195,16 @@ impl Shared {
 
     pub fn set_unknown_entity_set_status(&self, status: u16) {
         self.unknown_entity_set_status
+            .store(status, Ordering::Relaxed);
+    }
+
+    /// The status a missing object right gets: 403 or 500.
+    pub fn missing_object_right_status(&self) -> u16 {
+        self.missing_object_right_status.load(Ordering::Relaxed)
+    }
+
+    pub fn set_missing_object_right_status(&self, status: u16) {
+        self.missing_object_right_status
             .store(status, Ordering::Relaxed);
     }
 

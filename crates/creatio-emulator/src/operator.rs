@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
 //! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
-//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction", "collation"?: "case_insensitive" \| "case_sensitive"}` |
+//! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction", "collation"?: "case_insensitive" \| "case_sensitive", "missing_object_right_status"?: 403 \| 500}` |
 //! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
 //! | `GET/DELETE /process-calls` | what the processes sent and got back |
 //! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
@@ -246,6 +246,8 @@ struct Settings {
     batch_groups: Option<String>,
     #[serde(default)]
     collation: Option<String>,
+    #[serde(default)]
+    missing_object_right_status: Option<u16>,
 }
 
 async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> Answer {
@@ -292,8 +294,19 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
             ))
         }
     };
+    if let Some(status) = settings.missing_object_right_status {
+        if !matches!(status, 403 | 500) {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "missing_object_right_status must be 403 or 500",
+            ));
+        }
+    }
     if let Some(t) = transactional {
         shared.set_batch_groups_transactional(t);
+    }
+    if let Some(status) = settings.missing_object_right_status {
+        shared.set_missing_object_right_status(status);
     }
     if let Some(cs) = case_sensitive {
         shared.store.write().expect("store lock").case_sensitive = cs;
@@ -308,6 +321,7 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
         "unknown_entity_set_status": shared.unknown_entity_set_status(),
         "batch_groups": if shared.batch_groups_transactional() { "transaction" } else { "partial" },
         "collation": if shared.store.read().expect("store lock").case_sensitive { "case_sensitive" } else { "case_insensitive" },
+        "missing_object_right_status": shared.missing_object_right_status(),
     }))
     .into_response())
 }

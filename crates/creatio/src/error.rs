@@ -492,6 +492,12 @@ fn says_value_too_long(message: &str) -> bool {
         || m.contains("value too large for column")
 }
 
+/// Whether an error message says the user lacks a right.
+fn says_no_permission(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("insufficient permissions") || m.contains("sufficient permissions to")
+}
+
 /// Whether a database error is a broken reference (SQL Server, PostgreSQL).
 fn says_constraint_violated(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -517,6 +523,12 @@ pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Erro
     // missing row: the same answer every time.
     if status == 500 && says_constraint_violated(&message) {
         return Error::Rejected { status, message };
+    }
+    // Whether Creatio answers a missing object right 403 or 500 is unknown
+    // (reference/creatio-evidence.md §7); a 500 that says so is a refusal,
+    // which retrying cannot change.
+    if status == 500 && says_no_permission(&message) {
+        return Error::Forbidden { message };
     }
     match status {
         401 => Error::Unauthorized { message },
@@ -603,6 +615,18 @@ mod tests {
             assert!(e.diagnosis().contains("max_length"));
         }
         assert!(from_status(500, &h, br#"{"error":{"message":"deadlock"}}"#).is_retryable());
+    }
+
+    #[test]
+    fn a_missing_right_answered_500_is_forbidden() {
+        let e = from_status(
+            500,
+            &HeaderMap::new(),
+            br#"{"error":{"message":"An error has occurred.","innererror":{"message":"Insufficient permissions to add records of the "Contact" object."}}}"#,
+        );
+        assert!(matches!(e, Error::Forbidden { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+        assert!(e.diagnosis().contains("Object permissions"));
     }
 
     #[test]

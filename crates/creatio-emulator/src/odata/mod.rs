@@ -450,6 +450,9 @@ fn context(base: &str, schema: &EntitySchema, select: Option<&[String]>, entity:
     s
 }
 
+/// How a missing object right's message begins.
+const OBJECT_RIGHT_MISSING: &str = "Insufficient permissions";
+
 fn denied(client: &ClientSnapshot, schema: &EntitySchema, op: Operation) -> Option<OdataError> {
     if client.may(schema.name, op) {
         return None;
@@ -461,7 +464,7 @@ fn denied(client: &ClientSnapshot, schema: &EntitySchema, op: Operation) -> Opti
         Operation::Delete => "delete",
     };
     Some(OdataError::forbidden(format!(
-        "Insufficient permissions to {verb} records of the \"{}\" object. Grant the technical user \
+        "{OBJECT_RIGHT_MISSING} to {verb} records of the \"{}\" object. Grant the technical user \
          of this integration the \"{verb}\" permission on \"{}\".",
         schema.name, schema.name
     )))
@@ -479,6 +482,13 @@ pub fn execute(
         Ok(r) => r,
         Err(e) if e.shape == ErrorShape::Routing && shared.unknown_entity_set_status() == 401 => {
             OdataResponse::error(&OdataError::denied())
+        }
+        Err(e)
+            if e.status == StatusCode::FORBIDDEN
+                && e.message.starts_with(OBJECT_RIGHT_MISSING)
+                && shared.missing_object_right_status() == 500 =>
+        {
+            OdataResponse::error(&OdataError::internal("An error has occurred.", e.message))
         }
         Err(e) => OdataResponse::error(&e),
     };

@@ -353,3 +353,37 @@ async fn a_technical_user_without_a_contact_writes_an_empty_created_by() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(user["ContactId"], empty);
 }
+
+/// A missing object right is 403 by default; whether Creatio sends 403 or
+/// 500 is unknown (reference/creatio-evidence.md §7), so the operator can
+/// make it a 500 with the same words.
+#[tokio::test]
+async fn a_missing_object_right_can_be_a_500() {
+    let app = spawn_emulator().await;
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"rights": {"Contact": {"create": false}}})),
+    )
+    .await;
+    for (setting, status) in [
+        (403, StatusCode::FORBIDDEN),
+        (500, StatusCode::INTERNAL_SERVER_ERROR),
+    ] {
+        app.operator_json(
+            Method::PUT,
+            "/settings",
+            Some(json!({"missing_object_right_status": setting})),
+        )
+        .await;
+        let r = app
+            .odata(Method::POST, "Contact", Some(json!({"Name": "Nope"})))
+            .await;
+        assert_eq!(r.status(), status);
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("Insufficient permissions to add"));
+    }
+}

@@ -375,3 +375,36 @@ async fn unknown_entity_set_is_not_retryable_nor_blamed_on_the_token() {
     }
     env.shutdown().await;
 }
+
+/// Whether Creatio answers a missing object right 403 or 500 is unknown
+/// (reference/creatio-evidence.md §7): either way it is `Forbidden`, never
+/// retried.
+#[tokio::test]
+async fn a_missing_object_right_is_forbidden_whether_403_or_500() {
+    let env = Env::start().await;
+    env.operator(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        json!({"rights": {"Contact": {"create": false}}}),
+    )
+    .await;
+    for status in [403, 500] {
+        env.operator(
+            Method::PUT,
+            "/settings",
+            json!({"missing_object_right_status": status}),
+        )
+        .await;
+        let e = env
+            .client
+            .create(&Contact {
+                name: Some("Nope".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Forbidden { .. }), "{status}: {e:?}");
+        assert!(!e.is_retryable(), "{status}");
+    }
+    env.shutdown().await;
+}
