@@ -9,7 +9,7 @@
 //! everything the client writes, and per-client permissions: the
 //! `CanUseODataService` system operation and per-entity rights.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -82,6 +82,27 @@ pub struct ClientConfig {
     /// one, what it writes carries the empty GUID there.
     #[serde(default = "yes")]
     pub has_contact: bool,
+    /// The technical user's system operations besides `CanUseODataService`
+    /// (`can_use_odata`): `CanSelectEverything` ("View any data"),
+    /// `CanInsertEverything`, `CanUpdateEverything`, `CanDeleteEverything`
+    /// (ACADEMY system operation reference; they override object and record
+    /// rights). Answered by `RightsService.GetCanExecuteOperation`.
+    #[serde(default = "granted_operations")]
+    pub system_operations: BTreeSet<String>,
+}
+
+/// The system operations the emulator knows, besides `CanUseODataService`.
+pub const SYSTEM_OPERATIONS: [&str; 4] = [
+    "CanSelectEverything",
+    "CanInsertEverything",
+    "CanUpdateEverything",
+    "CanDeleteEverything",
+];
+
+/// What casebridge's README tells admins to grant the technical user:
+/// "View any data", so agents' records can be read.
+fn granted_operations() -> BTreeSet<String> {
+    ["CanSelectEverything".to_string()].into()
 }
 
 fn default_name() -> String {
@@ -100,6 +121,7 @@ impl ClientConfig {
             can_use_odata: true,
             rights: HashMap::new(),
             has_contact: true,
+            system_operations: granted_operations(),
         }
     }
 }
@@ -126,6 +148,7 @@ pub struct ClientSnapshot {
     pub contact_id: Uuid,
     pub can_use_odata: bool,
     rights: HashMap<String, EntityRights>,
+    pub system_operations: BTreeSet<String>,
 }
 
 impl ClientSnapshot {
@@ -146,6 +169,7 @@ impl ClientSnapshot {
             contact_id,
             can_use_odata: true,
             rights: HashMap::new(),
+            system_operations: SYSTEM_OPERATIONS.iter().map(|o| o.to_string()).collect(),
         }
     }
 }
@@ -157,6 +181,7 @@ impl Client {
             contact_id: self.contact_id,
             can_use_odata: self.config.can_use_odata,
             rights: self.config.rights.clone(),
+            system_operations: self.config.system_operations.clone(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod identity;
 pub mod odata;
 pub mod operator;
 pub mod processes;
+pub mod rights;
 mod routes;
 pub mod schema;
 pub mod seed;

@@ -143,6 +143,8 @@ struct ClientChange {
     can_use_odata: Option<bool>,
     #[serde(default)]
     rights: Option<HashMap<String, EntityRights>>,
+    #[serde(default)]
+    system_operations: Option<std::collections::BTreeSet<String>>,
 }
 
 impl ClientChange {
@@ -153,6 +155,20 @@ impl ClientChange {
                     "rights name an entity the emulator does not have: {unknown}"
                 ));
             }
+        }
+        if let Some(ops) = &self.system_operations {
+            if let Some(unknown) = ops
+                .iter()
+                .find(|o| !crate::identity::SYSTEM_OPERATIONS.contains(&o.as_str()))
+            {
+                return Err(format!(
+                    "system_operations names {unknown:?}; the emulator knows {} (CanUseODataService is can_use_odata)",
+                    crate::identity::SYSTEM_OPERATIONS.join(", ")
+                ));
+            }
+        }
+        if let Some(v) = self.system_operations {
+            config.system_operations = v;
         }
         if let Some(v) = self.client_secret {
             config.client_secret = v;

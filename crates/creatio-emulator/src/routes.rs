@@ -28,6 +28,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/0/odata", any(odata_request))
         .route("/0/odata/", any(odata_request))
         .route("/0/odata/{*path}", any(odata_request))
+        .route(
+            "/0/rest/RightsService/{method}",
+            axum::routing::post(rights_service),
+        )
         .nest("/__emulator", operator::router())
         .fallback(|uri: Uri| async move {
             (
@@ -202,23 +206,39 @@ impl IntoResponse for AuthFailure {
     }
 }
 
-/// Checks the bearer token and the `CanUseODataService` operation.
-fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<ClientSnapshot, AuthFailure> {
+/// `POST /0/rest/RightsService/<method>` ([`crate::rights`]): any valid
+/// bearer may ask about its own rights; OData's right is not needed.
+async fn rights_service(
+    State(shared): AppState,
+    axum::extract::Path(method): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match authenticate(&shared, &headers) {
+        Some(client) => crate::rights::answer(&client, &method, &body),
+        None => AuthFailure::Unauthorized.into_response(),
+    }
+}
+
+/// The caller of a valid bearer token.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<ClientSnapshot> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
-        });
-    let client = token.and_then(|t| {
-        shared
-            .identity
-            .read()
-            .expect("identity lock")
-            .authenticate(t.trim())
-    });
-    let Some(client) = client else {
+        })?;
+    shared
+        .identity
+        .read()
+        .expect("identity lock")
+        .authenticate(token.trim())
+}
+
+/// Checks the bearer token and the `CanUseODataService` operation.
+fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<ClientSnapshot, AuthFailure> {
+    let Some(client) = authenticate(shared, headers) else {
         shared.stats.record_unauthorized();
         return Err(AuthFailure::Unauthorized);
     };

@@ -387,3 +387,122 @@ async fn a_missing_object_right_can_be_a_500() {
             .contains("Insufficient permissions to add"));
     }
 }
+
+/// RightsService answers the caller's rights without writing anything
+/// (reference/creatio-evidence.md §1; the contract from INSTALL
+/// `RightsService.CrtNUI.cs`: wrapped JSON, `{"<Method>Result": …}`; the
+/// bits from `RightUtilities.js`: CanRead 1, CanAppend 2, CanEdit 4,
+/// CanDelete 8).
+#[tokio::test]
+async fn rights_service_answers_the_callers_rights() {
+    let app = spawn_emulator().await;
+    let token = app.token().await;
+    let ask = |method: &'static str, body: Value| {
+        let http = app.http.clone();
+        let url = app.url(&format!("/0/rest/RightsService/{method}"));
+        let token = token.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (s, v) = ask(
+        "GetCanExecuteOperation",
+        json!({"operation": "CanUseODataService"}),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            StatusCode::OK,
+            json!({"GetCanExecuteOperationResult": true})
+        )
+    );
+    let (_, v) = ask(
+        "GetCanExecuteOperation",
+        json!({"operation": "CanSelectEverything"}),
+    )
+    .await;
+    assert_eq!(
+        v["GetCanExecuteOperationResult"], true,
+        "the README's grant is the fixture's"
+    );
+    let (_, v) = ask(
+        "GetCanExecuteOperation",
+        json!({"operation": "CanDeleteEverything"}),
+    )
+    .await;
+    assert_eq!(v["GetCanExecuteOperationResult"], false);
+    let (s, _) = ask("GetCanExecuteOperation", json!({"operation": "CanFly"})).await;
+    assert_eq!(
+        s,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "an unknown operation is not found"
+    );
+    let (_, v) = ask(
+        "GetCanExecuteOperations",
+        json!({"operations": ["CanSelectEverything", "CanFly"]}),
+    )
+    .await;
+    assert_eq!(
+        v["GetCanExecuteOperationsResult"],
+        json!([{"Key": "CanSelectEverything", "Value": true}, {"Key": "CanFly", "Value": false}])
+    );
+    let (_, v) = ask(
+        "GetSchemaOperationRightLevel",
+        json!({"schemaName": "Case"}),
+    )
+    .await;
+    assert_eq!(v["GetSchemaOperationRightLevelResult"], 15);
+
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(
+            json!({"rights": {"Contact": {"create": false}, "Case": {"delete": false}},
+                    "system_operations": []}),
+        ),
+    )
+    .await;
+    let (_, v) = ask(
+        "GetSchemaOperationRightLevel",
+        json!({"schemaName": "Contact"}),
+    )
+    .await;
+    assert_eq!(v["GetSchemaOperationRightLevelResult"], 1 + 4 + 8);
+    let (_, v) = ask(
+        "GetSchemaOperationRightLevel",
+        json!({"schemaName": "Case"}),
+    )
+    .await;
+    assert_eq!(v["GetSchemaOperationRightLevelResult"], 1 + 2 + 4);
+    let (_, v) = ask(
+        "GetCanExecuteOperation",
+        json!({"operation": "CanSelectEverything"}),
+    )
+    .await;
+    assert_eq!(v["GetCanExecuteOperationResult"], false);
+    let r = app
+        .operator(
+            Method::PATCH,
+            &format!("/clients/{CLIENT_ID}"),
+            Some(json!({"system_operations": ["CanFly"]})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = app
+        .http
+        .post(app.url("/0/rest/RightsService/GetCanExecuteOperation"))
+        .json(&json!({"operation": "CanSelectEverything"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
