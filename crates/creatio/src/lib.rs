@@ -53,10 +53,12 @@ pub mod ids;
 pub mod instance;
 pub mod models;
 pub mod query;
+pub mod rights;
 pub mod token;
 
 pub use batch::{BatchOp, BatchResult};
 pub use client::{http_client_builder, transport_reason, Client};
 pub use error::{AddressRefused, Error, Result, TokenError};
 pub use instance::{Adjustment, InstanceUrl, UrlError};
+pub use rights::ObjectRights;
 pub use token::{AccessToken, Credentials, TokenSource};

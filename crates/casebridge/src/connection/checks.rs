@@ -189,6 +189,7 @@ pub async fn run(http: &reqwest::Client, settings: &Settings, scope: Scope) -> O
                 return r.finish(None);
             }
         }
+        rights_checks(&client, settings, &mut r).await;
         match client.list_page("Case", &probe).await {
             Ok(_) => r.pass("read_case", "May read Case"),
             Err(e) => r.fail(
@@ -214,6 +215,106 @@ fn skip_lookups(r: &mut Recorder, s: &Settings, because: &str) {
         }
     }
 }
+
+/// Asks Creatio's RightsService, without writing anything, for every right
+/// the sync needs; each missing one is its own failed check with the exact
+/// thing to grant. A new technical user starts with none, and records of
+/// Case, Activity and Contact are administrated by records
+/// (reference/creatio-evidence.md §1): without "View any data" the
+/// integration cannot see agents' replies, and no reply is ever delivered,
+/// with no error anywhere. When RightsService does not answer, the write
+/// checks below still test creating and editing, and the report says what
+/// could not be checked.
+async fn rights_checks(client: &Client, settings: &Settings, r: &mut Recorder) {
+    const OPS: [&str; 3] = [
+        "CanSelectEverything",
+        "CanInsertEverything",
+        "CanUpdateEverything",
+    ];
+    let ops = match client.can_execute_operations(&OPS).await {
+        Ok(ops) => ops,
+        Err(e) => {
+            r.push(
+                "rights",
+                CheckStatus::Warn,
+                format!("Creatio's RightsService did not answer ({e}), so the rights were not asked; the write checks below test creating and editing instead, and \"View any data\" could not be checked"),
+                Some(VIEW_ANY_DATA_HINT.into()),
+            );
+            return;
+        }
+    };
+    let (view_any, add_any, edit_any) = (ops[0], ops[1], ops[2]);
+    if view_any {
+        r.pass(
+            "view_any_data",
+            "The technical user may view any data (CanSelectEverything): agents' replies are visible to it",
+        );
+    } else {
+        r.fail(
+            "view_any_data",
+            "The technical user lacks the system operation \"View any data\" (CanSelectEverything): Creatio shows it only records it created or was granted, so agents' replies and other people's contacts stay invisible and no agent reply would ever be delivered",
+            VIEW_ANY_DATA_HINT,
+        );
+    }
+    let needs: [(&str, &str, bool); 3] = [
+        ("rights_case", "Case", true),
+        ("rights_activity", "Activity", true),
+        (
+            "rights_contact",
+            "Contact",
+            settings.create_missing_contacts,
+        ),
+    ];
+    for (check, object, must_add) in needs {
+        let rights = match client.object_rights(object).await {
+            Ok(rights) => rights,
+            Err(e) => {
+                r.push(
+                    check,
+                    CheckStatus::Warn,
+                    format!("Could not ask Creatio for the rights on {object}: {e}"),
+                    Some(e.diagnosis()),
+                );
+                continue;
+            }
+        };
+        let mut missing = Vec::new();
+        if !(rights.can_read() || view_any) {
+            missing.push("Read");
+        }
+        if must_add && !(rights.can_append() || add_any) {
+            missing.push("Add");
+        }
+        if object != "Contact" && !(rights.can_edit() || edit_any) {
+            missing.push("Edit");
+        }
+        if missing.is_empty() {
+            r.pass(
+                check,
+                format!(
+                    "May read{} {object}",
+                    match (must_add, object) {
+                        (true, "Contact") => " and add",
+                        (true, _) => ", add and edit",
+                        _ => "",
+                    }
+                ),
+            );
+        } else {
+            r.fail(
+                check,
+                format!("The technical user may not {} {object} records", missing.join(" / ").to_lowercase()),
+                format!(
+                    "In Creatio, System Designer → Object permissions → {object}: give the OAuth app's technical user the {} operation permission{} (or the system operations \"Add any data\" / \"Edit any data\"), then Test & Save again.",
+                    missing.join(", "),
+                    if missing.len() > 1 { "s" } else { "" }
+                ),
+            );
+        }
+    }
+}
+
+const VIEW_ANY_DATA_HINT: &str = "In Creatio, System Designer → Operation permissions → \"View any data\" (CanSelectEverything): add the OAuth app's technical user, then Test & Save again.";
 
 /// The subject of the Case the write check writes on.
 pub const CHECK_CASE_SUBJECT: &str = "casebridge connection check — safe to delete";

@@ -16,6 +16,8 @@ on_both_backends!(
     test_and_save_activates_and_returns_the_webhook_url,
     wrong_secret_is_refused_with_the_cause_and_nothing_stored,
     missing_odata_right_is_reported,
+    missing_view_any_data_fails_test_and_save_naming_it,
+    missing_contact_create_right_fails_test_and_save_naming_it,
     pasted_paths_and_trailing_slashes_are_normalised,
     plain_http_to_a_remote_host_is_refused,
     unknown_owner_guid_fails_with_a_hint,
@@ -166,6 +168,83 @@ async fn wrong_secret_is_refused_with_the_cause_and_nothing_stored(backend: Back
     assert_eq!(check(&answer["report"], "odata")["status"], "skip");
     let (status, _) = app.get("/v1/creatio/connection", &org.key).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
+    app.finish().await;
+}
+
+/// A new technical user has no rights (reference/creatio-evidence.md §1);
+/// Test & Save asks RightsService, writing nothing, and names what is
+/// missing. Without "View any data" agents' replies would be invisible.
+async fn missing_view_any_data_fails_test_and_save_naming_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.change_creatio_client(json!({"system_operations": []}))
+        .await;
+    let (status, answer) = app
+        .post("/v1/creatio/connection", &org.key, app.connection_body())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let view = check(&answer["report"], "view_any_data");
+    assert_eq!(view["status"], "fail", "{answer}");
+    assert!(view["message"]
+        .as_str()
+        .unwrap()
+        .contains("CanSelectEverything"));
+    assert!(view["hint"]
+        .as_str()
+        .unwrap()
+        .contains("Operation permissions → \"View any data\""));
+    let (status, _) = app.get("/v1/creatio/connection", &org.key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing stored");
+
+    // Granted, as the README says: Test & Save passes.
+    app.change_creatio_client(json!({"system_operations": ["CanSelectEverything"]}))
+        .await;
+    let saved = app.connect(&org.key).await;
+    assert_eq!(check(&saved["report"], "view_any_data")["status"], "pass");
+    for name in ["rights_case", "rights_activity", "rights_contact"] {
+        assert_eq!(
+            check(&saved["report"], name)["status"],
+            "pass",
+            "{name}: {saved}"
+        );
+    }
+    app.finish().await;
+}
+
+async fn missing_contact_create_right_fails_test_and_save_naming_it(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.change_creatio_client(json!({"rights": {"Contact": {"create": false}}}))
+        .await;
+    let (status, answer) = app
+        .post("/v1/creatio/connection", &org.key, app.connection_body())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    let contact = check(&answer["report"], "rights_contact");
+    assert_eq!(contact["status"], "fail", "{answer}");
+    assert!(
+        contact["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not add Contact"),
+        "{contact}"
+    );
+    assert!(
+        contact["hint"]
+            .as_str()
+            .unwrap()
+            .contains("Object permissions → Contact"),
+        "{contact}"
+    );
+    // Without contact creation, the right is not needed.
+    let mut body = app.connection_body();
+    body["create_missing_contacts"] = json!(false);
+    let (status, saved) = app.post("/v1/creatio/connection", &org.key, body).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(
+        check(&saved["report"], "rights_contact")["message"],
+        "May read Contact"
+    );
     app.finish().await;
 }
 
