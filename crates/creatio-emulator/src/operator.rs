@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `GET/POST /clients`, `PATCH /clients/{id}` | list, add, change OAuth clients |
 //! | `POST /tokens/revoke` | invalidate issued tokens (`{"client_id"}` optional) |
+//! | `POST /record-grants` | `{"client_id", "record_id"}`: the client may read that record |
 //! | `PUT /settings` | `{"token_lifetime_secs"?, "unknown_entity_set_status"?: 401 \| 404, "batch_groups"?: "partial" \| "transaction", "collation"?: "case_insensitive" \| "case_sensitive", "missing_object_right_status"?: 403 \| 500}` |
 //! | `GET/POST/DELETE /processes`, `DELETE /processes/{id}` | business processes |
 //! | `GET/DELETE /process-calls` | what the processes sent and got back |
@@ -46,6 +47,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/clients", get(list_clients).post(add_client))
         .route("/clients/{client_id}", patch(change_client))
         .route("/tokens/revoke", post(revoke_tokens))
+        .route("/record-grants", post(grant_record))
         .route("/settings", put(change_settings))
         .route(
             "/processes",
@@ -229,6 +231,42 @@ async fn change_client(
         return Err(fail(StatusCode::BAD_REQUEST, e));
     }
     Ok(Json(json!(client)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordGrant {
+    client_id: String,
+    record_id: Uuid,
+}
+
+/// Lets a client read one record it did not create (Case, Activity and
+/// Contact are administrated by records: see `odata::visible`).
+async fn grant_record(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let grant: RecordGrant = parse(&body)?;
+    if !shared
+        .identity
+        .read()
+        .expect("identity lock")
+        .clients
+        .contains_key(&grant.client_id)
+    {
+        return Err(fail(
+            StatusCode::NOT_FOUND,
+            format!("no client with id {}", grant.client_id),
+        ));
+    }
+    shared
+        .store
+        .write()
+        .expect("store lock")
+        .read_grants
+        .insert((grant.client_id.clone(), grant.record_id));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"client_id": grant.client_id, "record_id": grant.record_id})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, Default)]

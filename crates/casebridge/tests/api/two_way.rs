@@ -21,6 +21,7 @@ on_both_backends!(
     a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id,
     gone_disables_the_endpoint_and_dead_letters_replay,
     a_technical_user_without_a_contact_gets_no_echo,
+    an_agent_reply_is_visible_only_with_view_any_data,
 );
 
 #[tokio::test]
@@ -844,5 +845,62 @@ async fn a_technical_user_without_a_contact_gets_no_echo(backend: Backend) {
     assert_eq!(delivered.json()["data"]["activity_id"], reply["Id"]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.accepted("agent.reply").len(), 1);
+    app.finish().await;
+}
+
+/// Case, Activity and Contact are administrated by records
+/// (reference/creatio-evidence.md §1): an agent's reply is another user's
+/// record, invisible to a technical user without "View any data" — no error
+/// anywhere, just no delivery. Test & Save refuses that setup
+/// (`connection::missing_view_any_data_fails_test_and_save_naming_it`);
+/// here the right is taken away after it, then granted again.
+async fn an_agent_reply_is_visible_only_with_view_any_data(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, true).await;
+    app.send(&org.key, customer("e1", "c1", "My printer is on fire"))
+        .await;
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    calls_settled(&app, &org, "c1", 1).await;
+
+    app.change_creatio_client(json!({"system_operations": []}))
+        .await;
+    let hidden = app
+        .emulator_op(
+            Method::POST,
+            "agent-reply",
+            Some(json!({"case_id": case_id, "text": "Unplug it."})),
+        )
+        .await;
+    calls_settled(&app, &org, "c1", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.accepted("agent.reply").is_empty(),
+        "invisible without View any data"
+    );
+
+    app.change_creatio_client(json!({"system_operations": ["CanSelectEverything"]}))
+        .await;
+    app.emulator_op(
+        Method::POST,
+        "agent-reply",
+        Some(json!({"case_id": case_id, "text": "Still there?"})),
+    )
+    .await;
+    calls_settled(&app, &org, "c1", 3).await;
+    let replies = |all: &[Received]| {
+        all.iter()
+            .filter(|r| r.kind() == "agent.reply")
+            .map(|r| r.json()["data"]["activity_id"].clone())
+            .collect::<Vec<Value>>()
+    };
+    let delivered = receiver
+        .wait_for("two agent replies", |all| replies(all).len() >= 2)
+        .await;
+    let ids = replies(&delivered);
+    assert!(
+        ids.contains(&hidden["Id"]),
+        "the earlier reply arrives once visible: {ids:?}"
+    );
     app.finish().await;
 }

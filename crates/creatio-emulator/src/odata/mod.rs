@@ -450,6 +450,29 @@ fn context(base: &str, schema: &EntitySchema, select: Option<&[String]>, entity:
     s
 }
 
+/// Objects administrated by records (reference/creatio-evidence.md §1,
+/// INSTALL `conf/content/{Case,Activity,Contact}.js`: `administratedByRecords:
+/// true`): a user reads a record only if it created it, was granted it
+/// (`POST /__emulator/record-grants`), or holds "View any data"
+/// (`CanSelectEverything`, which overrides record rights). A record it may
+/// not read is absent from lists and counts, and a 404 by key.
+const ADMINISTRATED_BY_RECORDS: [&str; 3] = ["Case", "Activity", "Contact"];
+
+fn visible(client: &ClientSnapshot, schema: &EntitySchema, record: &Record, store: &Store) -> bool {
+    if !ADMINISTRATED_BY_RECORDS.contains(&schema.name)
+        || client.system_operations.contains("CanSelectEverything")
+    {
+        return true;
+    }
+    let mine = record.get("CreatedById").and_then(Value::as_str)
+        == Some(client.contact_id.to_string().as_str());
+    mine || record
+        .get("Id")
+        .and_then(Value::as_str)
+        .and_then(|id| Uuid::try_parse(id).ok())
+        .is_some_and(|id| store.read_grants.contains(&(client.client_id.clone(), id)))
+}
+
 /// How a missing object right's message begins.
 const OBJECT_RIGHT_MISSING: &str = "Insufficient permissions";
 
@@ -527,6 +550,7 @@ fn run(
             let store = shared.store.read().expect("store lock");
             let mut rows: Vec<&Record> = store
                 .rows(schema.name)
+                .filter(|r| visible(client, schema, r, &store))
                 .filter(|r| {
                     options
                         .filter
@@ -592,6 +616,7 @@ fn run(
             let store = shared.store.read().expect("store lock");
             let n = store
                 .rows(schema.name)
+                .filter(|r| visible(client, schema, r, &store))
                 .filter(|r| {
                     options
                         .filter
@@ -610,6 +635,7 @@ fn run(
             let store = shared.store.read().expect("store lock");
             let record = store
                 .get(schema.name, &id)
+                .filter(|r| visible(client, schema, r, &store))
                 .ok_or_else(|| OdataError::not_found(schema.name, &id))?;
             let mut body = Map::new();
             body.insert(

@@ -506,3 +506,71 @@ async fn rights_service_answers_the_callers_rights() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Case, Activity and Contact are administrated by records
+/// (reference/creatio-evidence.md §1): a client reads what it created, what
+/// it was granted, or everything with "View any data" (CanSelectEverything).
+#[tokio::test]
+async fn records_are_visible_to_their_creator_a_grantee_or_view_any_data() {
+    let app = spawn_emulator().await;
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"system_operations": []})),
+    )
+    .await;
+    let case = app.create("Case", json!({"Subject": "mine"})).await;
+    let case_id = case["Id"].as_str().unwrap().to_string();
+    let reply = app
+        .operator_json(
+            Method::POST,
+            "/agent-reply",
+            Some(json!({"case_id": case_id, "text": "From an agent"})),
+        )
+        .await;
+    let reply_id = reply["Id"].as_str().unwrap().to_string();
+    let titles = |v: &Value| v["value"].as_array().unwrap().len();
+
+    let (_, grace) = app.get_json("Contact?$filter=Name eq 'Grace Hopper'").await;
+    assert_eq!(
+        titles(&grace),
+        0,
+        "a seeded contact is someone else's record"
+    );
+    let (_, mine) = app.get_json("Case?$filter=Subject eq 'mine'").await;
+    assert_eq!(titles(&mine), 1, "its own case");
+    let (_, acts) = app
+        .get_json(&format!("Activity?$filter=Case/Id eq {case_id}"))
+        .await;
+    assert_eq!(
+        titles(&acts),
+        0,
+        "the agent's reply on its own case is invisible"
+    );
+    let (s, _) = app.get_json(&format!("Activity({reply_id})")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A record grant opens that one record.
+    let r = app
+        .operator(
+            Method::POST,
+            "/record-grants",
+            Some(json!({"client_id": CLIENT_ID, "record_id": reply_id})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, acts) = app
+        .get_json(&format!("Activity?$filter=Case/Id eq {case_id}"))
+        .await;
+    assert_eq!(titles(&acts), 1);
+
+    // "View any data" opens everything.
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"system_operations": ["CanSelectEverything"]})),
+    )
+    .await;
+    let (_, grace) = app.get_json("Contact?$filter=Name eq 'Grace Hopper'").await;
+    assert_eq!(titles(&grace), 1);
+}
