@@ -260,7 +260,7 @@ async fn grant_record(State(shared): AppState, body: axum::body::Bytes) -> Answe
         .store
         .write()
         .expect("store lock")
-        .read_grants
+        .record_grants
         .insert((grant.client_id.clone(), grant.record_id));
     Ok((
         StatusCode::CREATED,

@@ -12,6 +12,7 @@
 //! | `GetCanExecuteOperation` | `{"operation"}` | `bool`; an unknown operation fails (500), as the core throws when it is not found |
 //! | `GetCanExecuteOperations` | `{"operations": […]}` | `[{"Key", "Value"}]`, unknown ones `false` |
 //! | `GetSchemaOperationRightLevel` | `{"schemaName"}` | bits `CanRead 1`, `CanAppend 2`, `CanEdit 4`, `CanDelete 8` (`RightUtilities.js`) |
+//! | `GetSchemaRecordRightLevel` | `{"schemaName", "primaryColumnValue"}` | bits `CanRead 1`, `CanEdit 4`, `CanDelete 16` (`RecordOperationRightLevels`; the "change right" bits are never set here) |
 //!
 //! The system operations are the caller's (`CanUseODataService` is the
 //! client's OData right); an object's level comes from its object rights.
@@ -24,9 +25,10 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::identity::{ClientSnapshot, Operation, SYSTEM_OPERATIONS};
+use crate::store::Store;
 
 /// Answers one RightsService call for `client`.
-pub fn answer(client: &ClientSnapshot, method: &str, body: &[u8]) -> Response {
+pub fn answer(client: &ClientSnapshot, store: &Store, method: &str, body: &[u8]) -> Response {
     let Ok(body) = serde_json::from_slice::<Value>(body) else {
         return fault(StatusCode::BAD_REQUEST, "The request body is not JSON.");
     };
@@ -72,6 +74,21 @@ pub fn answer(client: &ClientSnapshot, method: &str, body: &[u8]) -> Response {
             }
             None => fault(StatusCode::BAD_REQUEST, "\"schemaName\" is missing."),
         },
+        "GetSchemaRecordRightLevel" => {
+            let (Some(schema), Some(id)) = (
+                body["schemaName"].as_str().and_then(crate::schema::find),
+                body["primaryColumnValue"]
+                    .as_str()
+                    .and_then(|v| uuid::Uuid::try_parse(v).ok()),
+            ) else {
+                return fault(
+                    StatusCode::BAD_REQUEST,
+                    "\"schemaName\" (a known object) and \"primaryColumnValue\" (a GUID) are required.",
+                );
+            };
+            let level = crate::odata::record_right_level(client, schema, &id, store);
+            Json(json!({"GetSchemaRecordRightLevelResult": level})).into_response()
+        }
         other => fault(
             StatusCode::NOT_FOUND,
             &format!("RightsService has no method {other}."),

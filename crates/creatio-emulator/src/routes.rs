@@ -215,7 +215,10 @@ async fn rights_service(
     body: Bytes,
 ) -> Response {
     match authenticate(&shared, &headers) {
-        Some(client) => crate::rights::answer(&client, &method, &body),
+        Some(client) => {
+            let store = shared.store.read().expect("store lock");
+            crate::rights::answer(&client, &store, &method, &body)
+        }
         None => AuthFailure::Unauthorized.into_response(),
     }
 }

@@ -59,10 +59,10 @@ pub struct Store {
     /// creatio-evidence.md §5). `eq`, `in`, `contains`, `startswith`,
     /// `endswith` and `$orderby` follow it.
     pub case_sensitive: bool,
-    /// Records an OAuth client may read although it did not create them:
+    /// Records an OAuth client may read and edit although it did not create them:
     /// (client id, record id), set by the operator (a record's access
     /// rights in Creatio).
-    pub read_grants: std::collections::HashSet<(String, Uuid)>,
+    pub record_grants: std::collections::HashSet<(String, Uuid)>,
 }
 
 fn database_error(message: String) -> OdataError {

@@ -470,7 +470,79 @@ fn visible(client: &ClientSnapshot, schema: &EntitySchema, record: &Record, stor
         .get("Id")
         .and_then(Value::as_str)
         .and_then(|id| Uuid::try_parse(id).ok())
-        .is_some_and(|id| store.read_grants.contains(&(client.client_id.clone(), id)))
+        .is_some_and(|id| {
+            store
+                .record_grants
+                .contains(&(client.client_id.clone(), id))
+        })
+}
+
+/// A write to one record of an object administrated by records.
+#[derive(Clone, Copy)]
+enum RecordRight {
+    Edit,
+    Delete,
+}
+
+/// Whether `client` may edit or delete the record `id`: as with reading,
+/// its creator, a grantee and the holder of the matching system operation
+/// ("Edit any data" `CanUpdateEverything`, "Delete any data"
+/// `CanDeleteEverything`) may (reference/creatio-evidence.md §1). What
+/// Creatio answers otherwise is not in the evidence; the emulator answers
+/// as for a missing object right. A record it cannot even read is a 404.
+fn record_right(
+    client: &ClientSnapshot,
+    schema: &EntitySchema,
+    id: &Uuid,
+    store: &Store,
+    right: RecordRight,
+) -> Result<(), OdataError> {
+    let Some(record) = store.get(schema.name, id) else {
+        return Ok(()); // the store answers the missing key
+    };
+    if !ADMINISTRATED_BY_RECORDS.contains(&schema.name) {
+        return Ok(());
+    }
+    if !visible(client, schema, record, store) {
+        return Err(OdataError::not_found(schema.name, id));
+    }
+    let (operation, verb) = match right {
+        RecordRight::Edit => ("CanUpdateEverything", "edit"),
+        RecordRight::Delete => ("CanDeleteEverything", "delete"),
+    };
+    let mine = record.get("CreatedById").and_then(Value::as_str)
+        == Some(client.contact_id.to_string().as_str());
+    let granted = store
+        .record_grants
+        .contains(&(client.client_id.clone(), *id));
+    if mine || granted || client.system_operations.contains(operation) {
+        return Ok(());
+    }
+    Err(OdataError::forbidden(format!(
+        "{OBJECT_RIGHT_MISSING} to {verb} this record of the \"{}\" object: it was created by another \
+         user. Grant the technical user of this integration access to the record, or the system \
+         operation {operation}.",
+        schema.name
+    )))
+}
+
+/// `RecordOperationRightLevels` of `client` on one record (RightsService's
+/// `GetSchemaRecordRightLevel`): CanRead 1, CanEdit 4, CanDelete 16; 0 for
+/// a record it cannot read or that does not exist.
+pub fn record_right_level(
+    client: &ClientSnapshot,
+    schema: &EntitySchema,
+    id: &Uuid,
+    store: &Store,
+) -> u32 {
+    let Some(record) = store.get(schema.name, id) else {
+        return 0;
+    };
+    if !visible(client, schema, record, store) {
+        return 0;
+    }
+    let may = |right| record_right(client, schema, id, store, right).is_ok();
+    1 + if may(RecordRight::Edit) { 4 } else { 0 } + if may(RecordRight::Delete) { 16 } else { 0 }
 }
 
 /// How a missing object right's message begins.
@@ -692,6 +764,7 @@ fn run(
         (Method::PATCH, Resource::Entity(_, id)) => {
             let body = req.body.unwrap_or(Value::Null);
             let mut store = shared.store.write().expect("store lock");
+            record_right(client, schema, &id, &store, RecordRight::Edit)?;
             let (old, new) = store.update(schema, &id, &body, actor, chrono::Utc::now())?;
             if schema.name == "Case" && old.get("StatusId") != new.get("StatusId") {
                 events.push(ProcessEvent::CaseStatusChanged { case: new });
@@ -703,11 +776,9 @@ fn run(
             })
         }
         (Method::DELETE, Resource::Entity(_, id)) => {
-            shared
-                .store
-                .write()
-                .expect("store lock")
-                .delete(schema, &id)?;
+            let mut store = shared.store.write().expect("store lock");
+            record_right(client, schema, &id, &store, RecordRight::Delete)?;
+            store.delete(schema, &id)?;
             Ok(OdataResponse {
                 status: StatusCode::NO_CONTENT,
                 headers: vec![("odata-version", "4.0".into())],

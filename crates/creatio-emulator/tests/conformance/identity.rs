@@ -574,3 +574,74 @@ async fn records_are_visible_to_their_creator_a_grantee_or_view_any_data() {
     let (_, grace) = app.get_json("Contact?$filter=Name eq 'Grace Hopper'").await;
     assert_eq!(titles(&grace), 1);
 }
+
+/// Editing or deleting someone else's record needs a grant or the matching
+/// system operation (reference/creatio-evidence.md §1).
+#[tokio::test]
+async fn others_records_need_a_grant_or_edit_any_data_to_change() {
+    let app = spawn_emulator().await;
+    let (_, grace) = app
+        .get_json("Contact?$filter=Name eq 'Grace Hopper'&$select=Id")
+        .await;
+    let grace = grace["value"][0]["Id"].as_str().unwrap().to_string();
+    let path = format!("Contact({grace})");
+    let patch = || app.odata(Method::PATCH, &path, Some(json!({"JobTitle": "Admiral"})));
+    let r = patch().await;
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "visible (View any data), not editable"
+    );
+    assert!(r.text().await.unwrap().contains("CanUpdateEverything"));
+    app.operator_json(
+        Method::PATCH,
+        &format!("/clients/{CLIENT_ID}"),
+        Some(json!({"system_operations": ["CanSelectEverything", "CanUpdateEverything"]})),
+    )
+    .await;
+    assert_eq!(patch().await.status(), StatusCode::NO_CONTENT);
+    let own = app.create("Contact", json!({"Name": "Mine"})).await;
+    let r = app
+        .odata(
+            Method::DELETE,
+            &format!("Contact({})", own["Id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "its own record");
+}
+
+/// `GetSchemaRecordRightLevel` (INSTALL `RightsService.CrtNUI.cs`; bits of
+/// `RecordOperationRightLevels` in `RightUtilities.js`: CanRead 1, CanEdit 4,
+/// CanDelete 16).
+#[tokio::test]
+async fn rights_service_answers_a_records_rights() {
+    let app = spawn_emulator().await;
+    let token = app.token().await;
+    let own = app.create("Contact", json!({"Name": "Mine"})).await;
+    let (_, grace) = app
+        .get_json("Contact?$filter=Name eq 'Grace Hopper'&$select=Id")
+        .await;
+    for (id, expected) in [
+        (own["Id"].as_str().unwrap().to_string(), 1 + 4 + 16),
+        (grace["value"][0]["Id"].as_str().unwrap().to_string(), 1),
+        (uuid::Uuid::new_v4().to_string(), 0),
+    ] {
+        let v: Value = app
+            .http
+            .post(app.url("/0/rest/RightsService/GetSchemaRecordRightLevel"))
+            .bearer_auth(&token)
+            .json(&json!({"schemaName": "Contact", "primaryColumnValue": id}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"GetSchemaRecordRightLevelResult": expected}),
+            "{id}"
+        );
+    }
+}
