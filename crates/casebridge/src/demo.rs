@@ -267,7 +267,14 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
     let emulator = Emulator::start(EmulatorConfig {
         listen: "127.0.0.1:0".parse()?,
         token_lifetime: Duration::from_secs(3600),
-        clients: vec![ClientConfig::new(CLIENT_ID, client_secret.clone())],
+        // The technical user holds what the README's Creatio-side setup
+        // asks for: OData access, View any data, and (the emulator's
+        // default) read, add and edit on Case, Activity and Contact.
+        clients: vec![ClientConfig {
+            can_use_odata: true,
+            system_operations: ["CanSelectEverything".to_string()].into(),
+            ..ClientConfig::new(CLIENT_ID, client_secret.clone())
+        }],
     })
     .await
     .context("could not start the Creatio emulator")?;
