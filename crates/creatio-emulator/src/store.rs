@@ -510,6 +510,24 @@ fn fill_search_number(record: &mut Record) {
     record.insert("SearchNumber".into(), Value::String(search_number(&number)));
 }
 
+/// A row the store writes itself as a side effect of a save: every column
+/// empty, the system columns filled as for `actor` at `now`.
+fn side_effect_row(schema: &EntitySchema, id: Uuid, actor: Actor, now: DateTime<Utc>) -> Record {
+    let now_text = format_datetime(now);
+    let mut row = Record::new();
+    for c in &schema.columns {
+        row.insert(c.field_name(), empty_value(c.ty));
+    }
+    row.insert("Id".into(), Value::String(id.to_string()));
+    for f in ["CreatedOn", "ModifiedOn"] {
+        row.insert(f.into(), Value::String(now_text.clone()));
+    }
+    for f in ["CreatedById", "ModifiedById"] {
+        row.insert(f.into(), Value::String(actor.contact_id.to_string()));
+    }
+    row
+}
+
 impl Store {
     /// SLM's row for a Case save (see the `CaseLifecycle` schema): written
     /// when the case is created and when its status changes.
@@ -523,19 +541,9 @@ impl Store {
         let Some(schema) = schema::find("CaseLifecycle") else {
             return;
         };
-        let now_text = format_datetime(now);
-        let mut row = Record::new();
-        for c in &schema.columns {
-            row.insert(c.field_name(), empty_value(c.ty));
-        }
         let id = Uuid::new_v4();
-        row.insert("Id".into(), Value::String(id.to_string()));
-        for f in ["CreatedOn", "ModifiedOn", "StartDate"] {
-            row.insert(f.into(), Value::String(now_text.clone()));
-        }
-        for f in ["CreatedById", "ModifiedById"] {
-            row.insert(f.into(), Value::String(actor.contact_id.to_string()));
-        }
+        let mut row = side_effect_row(schema, id, actor, now);
+        row.insert("StartDate".into(), Value::String(format_datetime(now)));
         row.insert("CaseId".into(), Value::String(case.to_string()));
         if let Some(status) = record.get("StatusId") {
             row.insert("StatusId".into(), status.clone());
@@ -562,7 +570,6 @@ impl Store {
         let Some(schema) = schema::find("ContactCommunication") else {
             return;
         };
-        let now_text = format_datetime(now);
         for column in ["Phone", "MobilePhone", "Email"] {
             let id = Uuid::new_v5(contact, column.as_bytes());
             let number = record
@@ -576,21 +583,7 @@ impl Store {
                 table.rows.shift_remove(&id);
                 continue;
             }
-            let mut row = Record::new();
-            for c in &schema.columns {
-                row.insert(c.field_name(), empty_value(c.ty));
-            }
-            row.insert("Id".into(), Value::String(id.to_string()));
-            row.insert("CreatedOn".into(), Value::String(now_text.clone()));
-            row.insert("ModifiedOn".into(), Value::String(now_text.clone()));
-            row.insert(
-                "CreatedById".into(),
-                Value::String(actor.contact_id.to_string()),
-            );
-            row.insert(
-                "ModifiedById".into(),
-                Value::String(actor.contact_id.to_string()),
-            );
+            let mut row = side_effect_row(schema, id, actor, now);
             row.insert("ContactId".into(), Value::String(contact.to_string()));
             row.insert("Number".into(), Value::String(number));
             row.insert("Primary".into(), Value::Bool(true));

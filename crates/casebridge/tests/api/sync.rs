@@ -64,6 +64,20 @@ async fn activities(app: &TestApp, case_id: Uuid) -> Vec<Activity> {
         .unwrap()
 }
 
+/// The Contact on each conversation's case, once settled.
+async fn case_contacts(app: &TestApp, key: &str, conversations: &[&str]) -> Vec<Uuid> {
+    let mut contacts = Vec::new();
+    for c in conversations {
+        let conv = app.settled(key, c).await;
+        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
+        contacts.push(
+            case.contact_id
+                .unwrap_or_else(|| panic!("{c} has no contact")),
+        );
+    }
+    contacts
+}
+
 fn titles(list: &[Activity]) -> Vec<String> {
     list.iter()
         .map(|a| a.title.clone().unwrap_or_default())
@@ -361,12 +375,7 @@ async fn contacts_are_matched_by_email_then_phone(backend: Backend) {
     let mut e3 = msg("e3", "c3", "m1", "customer", "hello", 1);
     e3["conversation"]["contact"] = json!({"name": "New Person", "email": "new@example.com"});
     app.send(&org.key, json!([e1, e2, e3])).await;
-    let mut contacts = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        let conv = app.settled(&org.key, c).await;
-        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
-        contacts.push(case.contact_id.unwrap());
-    }
+    let contacts = case_contacts(&app, &org.key, &["c1", "c2", "c3"]).await;
     assert_eq!(contacts[0], by_email.id.unwrap());
     assert_eq!(contacts[1], by_phone.id.unwrap());
     let created: Contact = app.creatio().get(contacts[2]).await.unwrap();
@@ -409,18 +418,12 @@ async fn a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant(
     let mut e2 = msg("e2", "c2", "m1", "customer", "hello", 1);
     e2["conversation"]["contact"] = json!({"name": "Someone", "email": "KNOWN@example.com"});
     app.send(&org.key, json!([e1, e2])).await;
-    for c in ["c1", "c2"] {
-        let conv = app.settled(&org.key, c).await;
-        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
-        assert_eq!(case.contact_id, known.id, "{c}");
-    }
     // The hand-off path (a conversation whose case is made at hand-off).
     let mut e3 = handoff("e3", "c3");
     e3["conversation"]["contact"] = json!({"name": "Someone", "email": "kNoWn@EXAMPLE.com"});
     app.send(&org.key, e3).await;
-    let conv = app.settled(&org.key, "c3").await;
-    let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
-    assert_eq!(case.contact_id, known.id, "c3");
+    let contacts = case_contacts(&app, &org.key, &["c1", "c2", "c3"]).await;
+    assert_eq!(contacts, vec![known.id.unwrap(); 3]);
     let all: Vec<Contact> = app
         .creatio()
         .list(Query::new().filter(col("Name").eq("Someone")))
@@ -463,12 +466,7 @@ async fn a_phone_written_another_way_finds_the_contact(backend: Backend) {
         events.push(e);
     }
     app.send(&org.key, Value::Array(events)).await;
-    let mut contacts = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        let conv = app.settled(&org.key, c).await;
-        let case: Case = app.creatio().get(case_id_of(&conv)).await.unwrap();
-        contacts.push(case.contact_id.unwrap());
-    }
+    let contacts = case_contacts(&app, &org.key, &["c1", "c2", "c3"]).await;
     assert_eq!(Some(contacts[0]), grace[0].id, "the seeded contact");
     assert_eq!(Some(contacts[1]), formatted.id);
     let created: Contact = app.creatio().get(contacts[2]).await.unwrap();
