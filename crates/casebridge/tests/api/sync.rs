@@ -64,6 +64,13 @@ async fn activities(app: &TestApp, case_id: Uuid) -> Vec<Activity> {
         .unwrap()
 }
 
+/// A customer's first message, from `contact`.
+fn with_contact(event: &str, conv: &str, contact: Value) -> Value {
+    let mut e = msg(event, conv, "m1", "customer", "hello", 1);
+    e["conversation"]["contact"] = contact;
+    e
+}
+
 /// The Contact on each conversation's case, once settled.
 async fn case_contacts(app: &TestApp, key: &str, conversations: &[&str]) -> Vec<Uuid> {
     let mut contacts = Vec::new();
@@ -368,12 +375,17 @@ async fn contacts_are_matched_by_email_then_phone(backend: Backend) {
         })
         .await
         .unwrap();
-    let mut e1 = msg("e1", "c1", "m1", "customer", "hello", 1);
-    e1["conversation"]["contact"] = json!({"name": "Someone", "email": "known@example.com"});
-    let mut e2 = msg("e2", "c2", "m1", "customer", "hello", 1);
-    e2["conversation"]["contact"] = json!({"name": "Someone", "phone": "+15557654"});
-    let mut e3 = msg("e3", "c3", "m1", "customer", "hello", 1);
-    e3["conversation"]["contact"] = json!({"name": "New Person", "email": "new@example.com"});
+    let e1 = with_contact(
+        "e1",
+        "c1",
+        json!({"name": "Someone", "email": "known@example.com"}),
+    );
+    let e2 = with_contact("e2", "c2", json!({"name": "Someone", "phone": "+15557654"}));
+    let e3 = with_contact(
+        "e3",
+        "c3",
+        json!({"name": "New Person", "email": "new@example.com"}),
+    );
     app.send(&org.key, json!([e1, e2, e3])).await;
     let contacts = case_contacts(&app, &org.key, &["c1", "c2", "c3"]).await;
     assert_eq!(contacts[0], by_email.id.unwrap());
@@ -413,10 +425,16 @@ async fn a_differently_cased_email_finds_the_contact_on_a_case_sensitive_tenant(
         })
         .await
         .unwrap();
-    let mut e1 = msg("e1", "c1", "m1", "customer", "hello", 1);
-    e1["conversation"]["contact"] = json!({"name": "Someone", "email": "known@example.com"});
-    let mut e2 = msg("e2", "c2", "m1", "customer", "hello", 1);
-    e2["conversation"]["contact"] = json!({"name": "Someone", "email": "KNOWN@example.com"});
+    let e1 = with_contact(
+        "e1",
+        "c1",
+        json!({"name": "Someone", "email": "known@example.com"}),
+    );
+    let e2 = with_contact(
+        "e2",
+        "c2",
+        json!({"name": "Someone", "email": "KNOWN@example.com"}),
+    );
     app.send(&org.key, json!([e1, e2])).await;
     // The hand-off path (a conversation whose case is made at hand-off).
     let mut e3 = handoff("e3", "c3");
