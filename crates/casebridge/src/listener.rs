@@ -178,7 +178,12 @@ async fn serve_connection(
                 }
             }
             _ = sleep_until(idle_deadline), if !closing => {
-                if conn.idle_deadline(limits.keepalive_timeout).is_some_and(|d| d > Instant::now()) {
+                // A request may have started since (none in flight: no
+                // deadline), or ended and moved it: look again.
+                if conn
+                    .idle_deadline(limits.keepalive_timeout)
+                    .is_none_or(|d| d > Instant::now())
+                {
                     continue;
                 }
             }
