@@ -495,12 +495,8 @@ fn parse_net(s: &str) -> Result<IpNet, ConfigError> {
 /// `casebridge.key` beside a SQLite database file, else in the working
 /// directory.
 fn default_key_file(database_url: &str) -> PathBuf {
-    let file = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))
-        .map(|rest| rest.split('?').next().unwrap_or(rest))
-        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-    match file.and_then(|p| Path::new(p).parent()) {
+    let file = crate::storage::sqlite_file(database_url);
+    match file.as_deref().and_then(Path::parent) {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join("casebridge.key"),
         _ => PathBuf::from("casebridge.key"),
     }

@@ -158,6 +158,18 @@ pub fn token_hash(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The last four characters of a secret, to tell secrets apart when they
+/// are shown masked; nothing for a secret shorter than 12 characters, where
+/// four would give too much away.
+pub fn last_four(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() >= 12 {
+        chars[chars.len() - 4..].iter().collect()
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,15 +77,7 @@ async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResul
 
 /// `whsec_••••••••` and the last four characters, to tell secrets apart.
 fn masked(secret: &str) -> String {
-    let tail: String = secret
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("whsec_••••••••{tail}")
+    format!("whsec_••••••••{}", crate::secrets::last_four(secret))
 }
 
 /// `GET /v1/delivery`: the signing secret masked (it is shown in the

@@ -226,12 +226,10 @@ pub async fn framework_errors_as_json(
             "See GET /openapi.json for what the endpoint takes.",
         ),
     };
-    let mut body = Map::new();
-    body.insert(
-        "error".into(),
-        json!({"code": code.as_str(), "message": said, "hint": hint}),
-    );
-    let mut rewritten = (status, Json(Value::Object(body))).into_response();
+    let mut rewritten = ApiError::new(code, said, hint).into_response();
+    // The framework's status stays, where the code's would differ
+    // (a 422 answered as invalid_request).
+    *rewritten.status_mut() = status;
     if let Some(v) = keep_alive {
         rewritten
             .headers_mut()

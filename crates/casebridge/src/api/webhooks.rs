@@ -145,7 +145,7 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
     .await?;
     let summary = match queued {
         sync::Queued::Now => format!("Creatio webhook: {what}; queued a look at the case"),
-        sync::Queued::Later(_) => format!(
+        sync::Queued::Later => format!(
             "Creatio webhook: {what}; queued a look at the case in under {} s (one ran moments ago)",
             CHECK_DEBOUNCE_MS / 1000
         ),
@@ -164,7 +164,7 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
     tx.commit().await.map_err(StorageError::from)?;
     state.work_ready.notify_waiters();
     let outcome = match queued {
-        sync::Queued::Now | sync::Queued::Later(_) => "queued",
+        sync::Queued::Now | sync::Queued::Later => "queued",
         sync::Queued::AlreadyWaiting => "coalesced",
     };
     count(&call.event_type, outcome);

@@ -256,16 +256,18 @@ async fn rights_checks(client: &Client, settings: &Settings, r: &mut Recorder) {
             VIEW_ANY_DATA_HINT,
         );
     }
-    let needs: [(&str, &str, bool); 3] = [
-        ("rights_case", "Case", true),
-        ("rights_activity", "Activity", true),
+    // Per object: its check, and whether the sync adds and edits records.
+    let needs: [(&str, &str, bool, bool); 3] = [
+        ("rights_case", "Case", true, true),
+        ("rights_activity", "Activity", true, true),
         (
             "rights_contact",
             "Contact",
             settings.create_missing_contacts,
+            false,
         ),
     ];
-    for (check, object, must_add) in needs {
+    for (check, object, must_add, must_edit) in needs {
         let rights = match client.object_rights(object).await {
             Ok(rights) => rights,
             Err(e) => {
@@ -278,32 +280,31 @@ async fn rights_checks(client: &Client, settings: &Settings, r: &mut Recorder) {
                 continue;
             }
         };
-        let mut missing = Vec::new();
-        if !(rights.can_read() || view_any) {
-            missing.push("Read");
-        }
-        if must_add && !(rights.can_append() || add_any) {
-            missing.push("Add");
-        }
-        if object != "Contact" && !(rights.can_edit() || edit_any) {
-            missing.push("Edit");
-        }
+        // (right, held) for each right the sync needs on the object; a
+        // system operation overrides the object right.
+        let needed: Vec<(&str, bool)> = [
+            Some(("Read", rights.can_read() || view_any)),
+            must_add.then_some(("Add", rights.can_append() || add_any)),
+            must_edit.then_some(("Edit", rights.can_edit() || edit_any)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|(_, held)| !held)
+            .map(|(name, _)| *name)
+            .collect();
         if missing.is_empty() {
-            r.pass(
-                check,
-                format!(
-                    "May read{} {object}",
-                    match (must_add, object) {
-                        (true, "Contact") => " and add",
-                        (true, _) => ", add and edit",
-                        _ => "",
-                    }
-                ),
-            );
+            let names: Vec<String> = needed.iter().map(|(n, _)| n.to_lowercase()).collect();
+            r.pass(check, format!("May {} {object}", spoken_list(&names)));
         } else {
             r.fail(
                 check,
-                format!("The technical user may not {} {object} records", missing.join(" / ").to_lowercase()),
+                format!(
+                    "The technical user may not {} {object} records",
+                    missing.join(" / ").to_lowercase()
+                ),
                 format!(
                     "In Creatio, System Designer → Object permissions → {object}: give the OAuth app's technical user the {} operation permission{} (or the system operations \"Add any data\" / \"Edit any data\"), then Test & Save again.",
                     missing.join(", "),
@@ -311,6 +312,15 @@ async fn rights_checks(client: &Client, settings: &Settings, r: &mut Recorder) {
                 ),
             );
         }
+    }
+}
+
+/// `read`, `read and add`, `read, add and edit`.
+fn spoken_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 

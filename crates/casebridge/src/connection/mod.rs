@@ -68,13 +68,7 @@ impl Settings {
 
     /// The last four characters of the secret, to show it masked.
     pub fn secret_last4(&self) -> String {
-        let s = self.client_secret.expose_secret();
-        let chars: Vec<char> = s.chars().collect();
-        if chars.len() >= 12 {
-            chars[chars.len() - 4..].iter().collect()
-        } else {
-            String::new()
-        }
+        crate::secrets::last_four(self.client_secret.expose_secret())
     }
 }
 

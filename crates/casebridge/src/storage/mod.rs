@@ -174,8 +174,9 @@ impl Db {
     }
 }
 
-/// The file a SQLite URL names; `None` for an in-memory database.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+/// The file a SQLite URL names; `None` for an in-memory database (or a URL
+/// that is not SQLite's).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -234,6 +234,16 @@ pub struct JobIn<'a> {
 
 /// Queues jobs (the outbox), due now.
 pub async fn insert_jobs(tx: &mut Tx<'_>, org_id: &str, rows: &[JobIn<'_>]) -> Result<()> {
+    insert_jobs_due(tx, org_id, rows, now_ms()).await
+}
+
+/// Queues jobs due at `due` (ms).
+async fn insert_jobs_due(
+    tx: &mut Tx<'_>,
+    org_id: &str,
+    rows: &[JobIn<'_>],
+    due: i64,
+) -> Result<()> {
     let now = now_ms();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -246,7 +256,7 @@ pub async fn insert_jobs(tx: &mut Tx<'_>, org_id: &str, rows: &[JobIn<'_>]) -> R
         for j in chunk {
             q = q
                 .bind(org_id)
-                .bind(now)
+                .bind(due)
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(j.conversation_id)
                 .bind(j.seq)
@@ -260,6 +270,7 @@ pub async fn insert_jobs(tx: &mut Tx<'_>, org_id: &str, rows: &[JobIn<'_>]) -> R
     Ok(())
 }
 
+/// Queues one job, due at `due` (ms).
 async fn insert_job(
     tx: &mut Tx<'_>,
     org_id: &str,
@@ -267,8 +278,9 @@ async fn insert_job(
     seq: i64,
     kind: &str,
     payload: &str,
+    due: i64,
 ) -> Result<()> {
-    insert_jobs(
+    insert_jobs_due(
         tx,
         org_id,
         &[JobIn {
@@ -277,6 +289,7 @@ async fn insert_job(
             kind,
             payload: payload.to_string(),
         }],
+        due,
     )
     .await
 }
@@ -1316,9 +1329,9 @@ pub async fn conversation_for_case(
 pub enum Queued {
     /// A check was queued to run now.
     Now,
-    /// A check was queued to run at this time (ms): one of its kind ran or
-    /// started moments ago.
-    Later(i64),
+    /// A check was queued to run `debounce_ms` after one of its kind that
+    /// ran or started moments ago.
+    Later,
     /// One is already waiting; it will see what this call announced.
     AlreadyWaiting,
 }
@@ -1369,20 +1382,12 @@ pub async fn queue_check(
         None => now,
     };
     let seq = take_seq(tx, org_id, conversation_id).await?;
-    insert_job(tx, org_id, conversation_id, seq, kind, payload).await?;
-    if due > now {
-        sqlx::query(
-            "UPDATE jobs SET run_after = $1 WHERE org_id = $2 AND conversation_id = $3 AND seq = $4",
-        )
-        .bind(due)
-        .bind(org_id)
-        .bind(conversation_id)
-        .bind(seq)
-        .execute(&mut **tx)
-        .await?;
-        return Ok(Queued::Later(due));
-    }
-    Ok(Queued::Now)
+    insert_job(tx, org_id, conversation_id, seq, kind, payload, due).await?;
+    Ok(if due > now {
+        Queued::Later
+    } else {
+        Queued::Now
+    })
 }
 
 /// Notes a call from Creatio on the conversation's timeline: calls within

@@ -365,6 +365,15 @@ fn national_of(international: &str, national: &str) -> bool {
         && international.ends_with(national)
 }
 
+/// Whether Creatio answered a lookup by refusing the query itself (a
+/// function or an object it does not serve, a right it lacks, a 500), so a
+/// plainer query may be tried. Not answering at all (down, rate-limited,
+/// token trouble, dead credentials) says nothing about the query: that is
+/// retried as any failure is.
+fn refused_the_query(e: &CreatioError) -> bool {
+    !((e.is_retryable() && e.status() != Some(500)) || e.is_dead_credentials())
+}
+
 /// Contacts whose phone, as typed in Creatio, is one of `phones`: Creatio
 /// stores phones as people type them (reference/creatio-evidence.md §5), so
 /// an exact match of `+16174402498` misses `+1 617 440 2498`. Creatio's own
@@ -399,9 +408,7 @@ async fn contacts_by_phone_digits(
         .order_by_asc("CreatedOn");
     let rows = match client.list_values("ContactCommunication", &query).await {
         Ok(rows) => rows,
-        Err(e) if (e.is_retryable() && e.status() != Some(500)) || e.is_dead_credentials() => {
-            return Err(e)
-        }
+        Err(e) if !refused_the_query(&e) => return Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "Could not search ContactCommunication by SearchNumber; matching phones exactly.");
             return Ok(Vec::new());
@@ -445,10 +452,7 @@ async fn contacts_by_email(
     .await
     {
         Ok(hits) => return Ok(hits),
-        // No answer about tolower (down, rate-limited, token trouble):
-        // retried as any failure is.
-        Err(e) if e.is_retryable() && e.status() != Some(500) => return Err(e),
-        Err(e) if e.is_dead_credentials() => return Err(e),
+        Err(e) if !refused_the_query(&e) => return Err(e),
         Err(e) => {
             tracing::debug!(error = %e, "Creatio refused tolower(Email); matching e-mails as written and in lower case.");
         }
