@@ -322,7 +322,6 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
                 "unknown_entity_set_status must be 401 (a live tenant's answer) or 404 (ASP.NET routing)",
             ));
         }
-        shared.set_unknown_entity_set_status(status);
     }
     let transactional = match settings.batch_groups.as_deref() {
         None => None,
@@ -355,6 +354,10 @@ async fn change_settings(State(shared): AppState, body: axum::body::Bytes) -> An
                 "missing_object_right_status must be 403 or 500",
             ));
         }
+    }
+    // Everything is checked: now applied, all or nothing.
+    if let Some(status) = settings.unknown_entity_set_status {
+        shared.set_unknown_entity_set_status(status);
     }
     if let Some(t) = transactional {
         shared.set_batch_groups_transactional(t);

@@ -183,20 +183,7 @@ enum AuthFailure {
 impl IntoResponse for AuthFailure {
     fn into_response(self) -> Response {
         match self {
-            AuthFailure::Unauthorized => {
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    axum::Json(
-                        json!({"Message": "Authorization has been denied for this request."}),
-                    ),
-                )
-                    .into_response();
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                );
-                r
-            }
+            AuthFailure::Unauthorized => odata_error(OdataError::denied()),
             AuthFailure::NoOdataRight => odata_error(OdataError::forbidden(
                 "The current user does not have sufficient permissions to use OData. Grant the \
                  \"Access to OData\" (CanUseODataService) system operation to the integration's \

@@ -365,8 +365,13 @@ impl Error {
 }
 
 fn mentions_odata_access(message: &str) -> bool {
+    mentions_any(message, &["canuseodataservice", "permissions to use odata"])
+}
+
+/// Whether `message` holds any of `needles` (lower case), ignoring case.
+fn mentions_any(message: &str, needles: &[&str]) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("canuseodataservice") || m.contains("permissions to use odata")
+    needles.iter().any(|n| m.contains(n))
 }
 
 /// Reads `Retry-After` in seconds or as an HTTP date.
@@ -486,24 +491,34 @@ pub(crate) fn redirect_target(headers: &HeaderMap) -> String {
 /// Whether an error message is a database's "value too long for its
 /// column" (SQL Server, PostgreSQL, Oracle wordings).
 fn says_value_too_long(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("would be truncated")
-        || m.contains("value too long for type")
-        || m.contains("value too large for column")
+    mentions_any(
+        message,
+        &[
+            "would be truncated",
+            "value too long for type",
+            "value too large for column",
+        ],
+    )
 }
 
 /// Whether an error message says the user lacks a right.
 fn says_no_permission(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("insufficient permissions") || m.contains("sufficient permissions to")
+    mentions_any(
+        message,
+        &["insufficient permissions", "sufficient permissions to"],
+    )
 }
 
 /// Whether a database error is a broken reference (SQL Server, PostgreSQL).
 fn says_constraint_violated(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("reference constraint")
-        || m.contains("foreign key constraint")
-        || m.contains("violates foreign key")
+    mentions_any(
+        message,
+        &[
+            "reference constraint",
+            "foreign key constraint",
+            "violates foreign key",
+        ],
+    )
 }
 
 /// Classifies an HTTP failure from its status, headers and body.

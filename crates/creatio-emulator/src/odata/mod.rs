@@ -83,8 +83,8 @@ impl OdataError {
         }
     }
 
-    /// What an unknown entity set gets when the tenant answers 401
-    /// (reference/creatio-evidence.md §6): the same as a refused token.
+    /// A refused bearer token's 401 — also what an unknown entity set gets
+    /// when the tenant answers 401 (reference/creatio-evidence.md §6).
     pub fn denied() -> Self {
         OdataError {
             shape: ErrorShape::Denied,
@@ -161,8 +161,12 @@ impl OdataResponse {
                 r.headers.clear();
                 r.body = Body::Empty;
             }
+            // ASP.NET's plain JSON, not OData's, as for any refused bearer.
             ErrorShape::Denied => {
-                r.headers = vec![("www-authenticate", "Bearer error=\"invalid_token\"".into())];
+                r.headers = vec![
+                    ("www-authenticate", "Bearer error=\"invalid_token\"".into()),
+                    ("content-type", "application/json".into()),
+                ];
             }
             ErrorShape::Odata => {}
         }
@@ -464,6 +468,12 @@ fn visible(client: &ClientSnapshot, schema: &EntitySchema, record: &Record, stor
     {
         return true;
     }
+    created_or_granted(client, record, store)
+}
+
+/// Whether `client` created `record` or was granted it: the record rights
+/// every user has on a record, whatever its system operations.
+fn created_or_granted(client: &ClientSnapshot, record: &Record, store: &Store) -> bool {
     let mine = record.get("CreatedById").and_then(Value::as_str)
         == Some(client.contact_id.to_string().as_str());
     mine || record
@@ -510,12 +520,7 @@ fn record_right(
         RecordRight::Edit => ("CanUpdateEverything", "edit"),
         RecordRight::Delete => ("CanDeleteEverything", "delete"),
     };
-    let mine = record.get("CreatedById").and_then(Value::as_str)
-        == Some(client.contact_id.to_string().as_str());
-    let granted = store
-        .record_grants
-        .contains(&(client.client_id.clone(), *id));
-    if mine || granted || client.system_operations.contains(operation) {
+    if created_or_granted(client, record, store) || client.system_operations.contains(operation) {
         return Ok(());
     }
     Err(OdataError::forbidden(format!(
