@@ -40,6 +40,14 @@ struct FileSettings {
     keepalive_timeout_secs: Option<u64>,
     max_connections: Option<u64>,
     metrics_listen: Option<String>,
+    retain_messages: Option<String>,
+    retain_events: Option<String>,
+    retain_timeline: Option<String>,
+    retain_deliveries: Option<String>,
+    retain_jobs: Option<String>,
+    retain_dead_jobs: Option<String>,
+    purge_interval: Option<String>,
+    purge_batch: Option<u64>,
 }
 
 /// Which parts of the service a process runs.
@@ -89,6 +97,8 @@ pub struct Config {
     pub http: crate::listener::Limits,
     /// Where `/metrics` is served instead of the API's address, if set.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long each kind of data is kept, and the purge's pace.
+    pub retention: crate::retention::Settings,
 }
 
 /// Who fills AI fields (`CASEBRIDGE_AI_*`).
@@ -189,6 +199,7 @@ impl Config {
             delivery: Default::default(),
             http: Default::default(),
             metrics_listen: None,
+            retention: Default::default(),
         }
     }
 
@@ -455,6 +466,35 @@ impl Config {
                 )
             })?),
         };
+        let defaults = crate::retention::Settings::default();
+        let keep = |name: &str, from_file: Option<String>, default: Option<std::time::Duration>| {
+            match pick(name, from_file) {
+                None => Ok(default),
+                Some(text) => crate::retention::parse_duration(&text)
+                    .map_err(|e| err(&format!("CASEBRIDGE_{name}"), e)),
+            }
+        };
+        let retention = crate::retention::Settings {
+            messages: keep("RETAIN_MESSAGES", f.retain_messages, defaults.messages)?,
+            events: keep("RETAIN_EVENTS", f.retain_events, defaults.events)?,
+            timeline: keep("RETAIN_TIMELINE", f.retain_timeline, defaults.timeline)?,
+            deliveries: keep(
+                "RETAIN_DELIVERIES",
+                f.retain_deliveries,
+                defaults.deliveries,
+            )?,
+            jobs: keep("RETAIN_JOBS", f.retain_jobs, defaults.jobs)?,
+            dead_jobs: keep("RETAIN_DEAD_JOBS", f.retain_dead_jobs, defaults.dead_jobs)?,
+            // 0: no purge at all.
+            interval: keep("PURGE_INTERVAL", f.purge_interval, defaults.interval)?,
+            batch: number(
+                "PURGE_BATCH",
+                f.purge_batch,
+                1..=10_000,
+                defaults.batch as u64,
+                "a number of rows",
+            )? as usize,
+        };
         Ok(Config {
             listen,
             public_url,
@@ -471,6 +511,7 @@ impl Config {
             delivery,
             http,
             metrics_listen,
+            retention,
         })
     }
 }

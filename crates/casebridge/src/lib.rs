@@ -25,10 +25,13 @@
 //! - [`listener`]: the HTTP listener: header, body and keep-alive
 //!   timeouts, a connection cap that keeps `/healthz` answering.
 //! - [`server`]: `casebridge serve`, start to graceful stop.
+//! - [`retention`]: how long each kind of data is kept, and the purge.
+//! - [`backup`]: `casebridge backup` and `restore` (SQLite).
 
 pub mod ai;
 pub mod allocator;
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod connection;
 pub mod deliver;
@@ -36,6 +39,7 @@ pub mod demo;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;
+pub mod retention;
 pub mod secrets;
 pub mod server;
 pub mod storage;

@@ -4,6 +4,8 @@
 //! - `check`: diagnose a Creatio connection from the terminal.
 //! - `emulator`: run the local Creatio emulator (tests, demos, exploration).
 //! - `demo`: the whole story on loopback, every step verified.
+//! - `migrate`: bring the database's schema up to this version, no serving.
+//! - `backup` / `restore`: SQLite's database and key, online.
 //!
 //! This file only parses the command line and hands over to the library
 //! code that does the work.
@@ -42,6 +44,24 @@ enum Command {
     /// Play the whole story on loopback (emulator, service, a receiver):
     /// every step verified; exits 0 only if all were.
     Demo(DemoArgs),
+    /// Apply the database migrations this version brings, then exit
+    /// (`serve` applies them too; this runs them as their own step).
+    Migrate(ServeArgs),
+    /// Copy the SQLite database, online, and its secret key to FILE and
+    /// FILE.key (PostgreSQL: use pg_dump; this says how).
+    Backup(BackupArgs),
+    /// Put a backup in place as the configured database (which must not
+    /// exist yet), with its key, checking both first.
+    Restore(BackupArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The backup file (its key is FILE.key beside it).
+    file: std::path::PathBuf,
+    /// TOML configuration file, as for serve.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -173,6 +193,76 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     running.shutdown().await
 }
 
+async fn run_migrate(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let url = casebridge::server::redact_url(&config.database_url);
+    let before = casebridge::storage::Db::schema_version_of(&config.database_url)
+        .await
+        .with_context(|| format!("could not open the database ({url})"))?;
+    let db = casebridge::storage::Db::connect(&config.database_url)
+        .await
+        .with_context(|| format!("could not migrate the database ({url})"))?;
+    let after = db.schema_version().await?;
+    db.close().await;
+    let applied: Vec<String> = casebridge::storage::known_migrations()
+        .into_iter()
+        .filter(|(v, _)| *v > before && *v <= after)
+        .map(|(v, d)| format!("{v:04} {d}"))
+        .collect();
+    if applied.is_empty() {
+        println!("The database ({url}) is at schema version {after}, this version's newest: nothing to do.");
+    } else {
+        println!("Migrated the database ({url}) from schema version {before} to {after}:");
+        for line in applied {
+            println!("  applied {line}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let started = std::time::Instant::now();
+    let report = casebridge::backup::backup(&config, &args.file).await?;
+    println!(
+        "Backed up {} conversations (schema version {}) to {} ({:.1} MB) in {:.1} s.",
+        report.conversations,
+        report.schema_version,
+        report.file.display(),
+        report.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    match &report.key_file {
+        Some(key) => println!(
+            "The secret key is in {}: keep it with the backup, and as private (without it the secrets in the backup cannot be read).",
+            key.display()
+        ),
+        None => println!(
+            "The secret key is CASEBRIDGE_SECRET_KEY (not written to a file): keep its value with the backup; restore needs it."
+        ),
+    }
+    Ok(())
+}
+
+async fn run_restore(args: BackupArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    let report = casebridge::backup::restore(&config, &args.file).await?;
+    println!(
+        "Restored {} to {}: {} conversations, {} jobs still to run; schema version {} (the backup's was {}).",
+        args.file.display(),
+        report.database.display(),
+        report.conversations,
+        report.open_jobs,
+        report.schema_version,
+        report.schema_version_before
+    );
+    if let Some(key) = &report.key_file {
+        println!("The backup's secret key is now {}.", key.display());
+    }
+    println!("Start casebridge serve: pending jobs run from where the backup left them.");
+    Ok(())
+}
+
 async fn run_check(args: CheckArgs) -> anyhow::Result<std::process::ExitCode> {
     use casebridge::connection::{checks, RawSettings};
     let policy = casebridge::outbound::TargetPolicy::new(args.allow_private_targets);
@@ -271,6 +361,24 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             } else {
                 std::process::ExitCode::FAILURE
             })
+        }
+        Command::Migrate(args) => {
+            init_logging("warn", LogFormat::Text);
+            run_migrate(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => {
+            init_logging("warn", LogFormat::Text);
+            run_backup(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            init_logging("warn", LogFormat::Text);
+            run_restore(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS)
         }
         Command::Emulator(args) => {
             init_logging(

@@ -26,6 +26,10 @@ pub const AI_SECONDS: &str = "casebridge_ai_request_duration_seconds";
 pub const HTTP_CONNECTIONS: &str = "casebridge_http_connections";
 pub const HTTP_CONNECTIONS_EVICTED: &str = "casebridge_http_connections_evicted_total";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "casebridge_http_connections_refused_total";
+pub const PURGED_ROWS: &str = "casebridge_purged_rows_total";
+pub const PURGE_LAST_RUN: &str = "casebridge_purge_last_run_timestamp_seconds";
+pub const STORED_ROWS: &str = "casebridge_stored_rows";
+pub const DATABASE_BYTES: &str = "casebridge_database_bytes";
 
 /// How old the job gauges may get. Counting jobs by state scans the jobs
 /// table (12.6 ms at 180k jobs), so a scrape must not do it every time:
@@ -109,6 +113,19 @@ fn describe() {
         HTTP_CONNECTIONS_REFUSED,
         "New HTTP connections closed at once because every connection was busy."
     );
+    metrics::describe_counter!(
+        PURGED_ROWS,
+        "Rows deleted by the retention purge, by kind (messages, events, timeline, jobs, deliveries, …)."
+    );
+    metrics::describe_gauge!(
+        PURGE_LAST_RUN,
+        "When the last retention purge pass started (Unix seconds)."
+    );
+    metrics::describe_gauge!(
+        STORED_ROWS,
+        "Rows stored, by table (counted at most every 5 minutes)."
+    );
+    metrics::describe_gauge!(DATABASE_BYTES, "The database's size on disk.");
 }
 
 /// The exposition text. The job gauges are read from the database at most

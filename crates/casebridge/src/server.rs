@@ -132,6 +132,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         delivery_ready: tokio::sync::Notify::new(),
         webhook_limiter: Default::default(),
         ai: config.ai.provider()?,
+        retention: Arc::new(crate::retention::Retention::new(config.retention.clone())),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let workers = if config.role == Role::Api {
@@ -147,6 +148,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             services.clone(),
             config.workers.div_ceil(2),
             config.delivery.clone(),
+            workers_stop.clone(),
+        ));
+        tasks.extend(crate::retention::spawn(
+            db.clone(),
+            services.retention.clone(),
             workers_stop,
         ));
         tasks

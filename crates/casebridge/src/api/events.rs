@@ -191,5 +191,6 @@ pub async fn conversation(
         })),
         "created_at": rfc3339(c.created_at),
         "updated_at": rfc3339(c.updated_at),
+        "erased_at": c.erased_at.map(rfc3339),
     })))
 }

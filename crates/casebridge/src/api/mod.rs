@@ -6,6 +6,7 @@ pub mod ai_fields;
 pub mod connection;
 pub mod conversations;
 pub mod delivery;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -52,6 +53,8 @@ pub struct Services {
     pub webhook_limiter: crate::webhook::RateLimiter,
     /// Who fills AI fields at hand-off.
     pub ai: crate::ai::Provider,
+    /// How long data is kept, the last purge, the stored sizes.
+    pub retention: Arc<crate::retention::Retention>,
 }
 
 pub type AppState = Arc<Services>;
@@ -142,7 +145,10 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(ai_fields::read, ai_fields::put))
         .routes(routes!(ai_fields::preview))
         .routes(routes!(ai_fields::rerun))
-        .routes(routes!(events::conversation))
+        .routes(routes!(events::conversation, erasure::erase_conversation))
+        .routes(routes!(erasure::erase_contact))
+        .routes(routes!(erasure::list))
+        .routes(routes!(erasure::retention))
         .routes(routes!(conversations::list))
         .routes(routes!(webhooks::process_templates))
         .routes(routes!(delivery::read, delivery::put, delivery::delete))

@@ -59,6 +59,7 @@ impl Modify for Security {
         (name = "sync", description = "Chat → Creatio: events and conversations"),
         (name = "two-way", description = "Creatio → chat: business-process webhooks and signed deliveries"),
         (name = "ai-fields", description = "Case columns filled from the transcript at hand-off: mappings, preview, re-run"),
+        (name = "privacy", description = "Erasure of a conversation's or a contact's personal data, its audit, and retention"),
         (name = "admin", description = "The admin page (HTML, script, style sheet), served at /"),
     )
 )]

@@ -9,7 +9,9 @@
 pub mod ai_fields;
 pub mod connections;
 pub mod deliveries;
+pub mod erasure;
 pub mod orgs;
+pub mod retention;
 pub mod sync;
 pub mod webhook_tokens;
 
@@ -38,6 +40,12 @@ pub enum StorageError {
     UnsupportedUrl(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The database was migrated by a later casebridge than this one.
+    #[error(
+        "the database was upgraded by a newer casebridge (schema version {found}; this casebridge knows versions up to {known}). \
+         Run that version or a newer one, or restore the backup taken before the upgrade (casebridge restore)"
+    )]
+    NewerSchema { found: i64, known: i64 },
     /// The database file or its directory could not be made.
     #[error("{0}")]
     Io(String),
@@ -88,6 +96,7 @@ impl Db {
         let pool = Self::pool_options(backend, if in_memory { 1 } else { 16 }, 2_000)
             .connect_with(options.clone())
             .await?;
+        refuse_newer_schema(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let write_pool = if backend == Backend::Sqlite && !in_memory {
             // A larger page cache (in KiB) for the connection that does most
@@ -118,11 +127,14 @@ impl Db {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; NORMAL sync
                         // is durable across process crashes in WAL mode.
+                        // secure_delete zeroes a deleted or changed row's
+                        // bytes, so purged and erased text does not stay
+                        // behind in free space.
                         conn.execute(
                             format!(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA cache_size = -{cache_kib};"
+                                 PRAGMA cache_size = -{cache_kib}; PRAGMA secure_delete = ON;"
                             )
                             .as_str(),
                         )
@@ -131,6 +143,50 @@ impl Db {
                     Ok(())
                 })
             })
+    }
+
+    /// After an erasure (SQLite): copies the WAL into the database file and
+    /// empties it, so the erased rows' old page images leave the disk with
+    /// it (`secure_delete` zeroes them in the file itself). A reader holding
+    /// an old snapshot can keep the WAL from emptying: the next checkpoint
+    /// does it then.
+    pub async fn flush_erased(&self) {
+        if self.backend == Backend::Sqlite {
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(self.writer())
+                .await
+            {
+                tracing::warn!(error = %e, "Could not empty the SQLite WAL after an erasure; the next checkpoint will.");
+            }
+        }
+    }
+
+    /// The schema version the database is at (0: none yet).
+    pub async fn schema_version(&self) -> Result<i64> {
+        schema_version(&self.pool).await
+    }
+
+    /// The schema version of the database at `url`, without migrating it
+    /// (0: a new database).
+    pub async fn schema_version_of(url: &str) -> Result<i64> {
+        sqlx::any::install_default_drivers();
+        if let Some(path) = sqlite_file(url) {
+            if !path.exists() {
+                return Ok(0);
+            }
+        }
+        let url = if url.starts_with("sqlite:") {
+            sqlite_url(url)
+        } else {
+            url.to_string()
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await?;
+        let version = schema_version(&pool).await;
+        pool.close().await;
+        version
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -174,6 +230,44 @@ impl Db {
     }
 }
 
+/// The newest schema version this casebridge has a migration for.
+pub fn known_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The migrations this casebridge applies: version and description.
+pub fn known_migrations() -> Vec<(i64, String)> {
+    MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.description.to_string()))
+        .collect()
+}
+
+async fn schema_version(pool: &AnyPool) -> Result<i64> {
+    use sqlx::Row;
+    // No table yet: a new database.
+    match sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+    {
+        Ok(row) => Ok(row.try_get("v")?),
+        Err(sqlx::Error::Database(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses a database a later casebridge migrated: this one would fail on
+/// it later and less clearly (sqlx: "migration N was previously applied but
+/// is missing"), or worse, write rows the newer schema does not expect.
+async fn refuse_newer_schema(pool: &AnyPool) -> Result<()> {
+    let found = schema_version(pool).await?;
+    let known = known_schema_version();
+    if found > known {
+        return Err(StorageError::NewerSchema { found, known });
+    }
+    Ok(())
+}
+
 /// The file a SQLite URL names; `None` for an in-memory database (or a URL
 /// that is not SQLite's).
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
@@ -190,7 +284,7 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
 /// `-wal` and `-shm` files the database file's mode, so creating the file
 /// first settles all three. An existing file keeps its mode: the operator
 /// chose it; a warning says when others can read it.
-fn create_private_file(path: &std::path::Path) -> Result<()> {
+pub(crate) fn create_private_file(path: &std::path::Path) -> Result<()> {
     let fail = |what: &str, e: std::io::Error| {
         StorageError::Io(format!("could not {what} {}: {e}", path.display()))
     };

@@ -32,10 +32,13 @@ pub struct Conversation {
     pub creatio_contact_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When its personal data was erased (the row stays as a key).
+    pub erased_at: Option<i64>,
 }
 
 const CONVERSATION_COLUMNS: &str = "org_id, id, channel, url, contact_name, contact_email, \
-    contact_phone, state, case_id, case_created, case_number, creatio_contact_id, created_at, updated_at";
+    contact_phone, state, case_id, case_created, case_number, creatio_contact_id, created_at, updated_at, \
+    erased_at";
 
 fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
     let created: i64 = r.try_get("case_created")?;
@@ -54,6 +57,7 @@ fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
         creatio_contact_id: r.try_get("creatio_contact_id")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        erased_at: r.try_get("erased_at")?,
     })
 }
 
@@ -135,7 +139,7 @@ pub async fn upsert_conversations(
              contact_email = COALESCE(excluded.contact_email, conversations.contact_email), \
              contact_phone = COALESCE(excluded.contact_phone, conversations.contact_phone), \
              next_seq = conversations.next_seq + excluded.next_seq, \
-             updated_at = excluded.updated_at \
+             updated_at = excluded.updated_at, text_purged = 0 \
              RETURNING id, next_seq",
             value_rows("(?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, ?, ?)", chunk.len(), 1)
         );
@@ -559,7 +563,8 @@ fn message_from(r: &sqlx::any::AnyRow) -> Result<Message> {
 /// Whether the conversation has any message already written (the first
 /// activity carries the deep link).
 pub async fn any_message_written(db: &Db, org_id: &str, conversation_id: &str) -> Result<bool> {
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE org_id = $1 AND conversation_id = $2 AND written = 1")
+    // One row at most: a long conversation is not counted through.
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE org_id = $1 AND conversation_id = $2 AND written = 1 LIMIT 1) t")
         .bind(org_id)
         .bind(conversation_id)
         .fetch_one(db.pool())
@@ -630,7 +635,7 @@ pub async fn record_written(
     if let Some(up_to) = w.finish_message_jobs_up_to {
         sqlx::query(
             "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
-             AND kind = 'message' AND state = 'pending' AND seq <= $4",
+             AND kind = 'message' AND state = 'pending' AND state IN ('pending', 'running') AND seq <= $4",
         )
         .bind(now)
         .bind(org_id)
@@ -753,34 +758,13 @@ pub async fn claim_batch(
     first_messages: bool,
 ) -> Result<Vec<Job>> {
     let now = now_ms();
-    let only = if first_messages {
-        "AND j.kind = 'message' AND j.attempts = 0"
-    } else {
-        ""
-    };
-    // SQLite runs the statement alone (one writer), so the re-check is not
-    // needed there, and leaving it out keeps its planner on the primary
-    // key instead of walking every pending job.
-    let (recheck, lock) = match db.backend() {
-        super::Backend::Postgres => ("state = 'pending' AND", "FOR UPDATE OF j SKIP LOCKED"),
-        super::Backend::Sqlite => ("", ""),
-    };
     let turn = db.write_turn().await;
-    let rows = sqlx::query(&format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-         WHERE {recheck} id IN ( \
-           SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
-           WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
-             SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
-             AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
-           ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \
-         RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
-    ))
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(limit as i64)
-    .fetch_all(db.writer())
-    .await?;
+    let rows = sqlx::query(&claim_sql(db.backend(), first_messages))
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(db.writer())
+        .await?;
     drop(turn);
     let mut jobs: Vec<Job> = rows
         .iter()
@@ -799,6 +783,35 @@ pub async fn claim_batch(
         .collect::<Result<_>>()?;
     jobs.sort_by_key(|j| j.created_at);
     Ok(jobs)
+}
+
+/// The claim (see [`claim_batch`]): binds the lease's end, now, the limit.
+/// "No earlier unfinished job in the conversation" reads `jobs_open`, the
+/// open part of each conversation's queue, so a claim costs the same in a
+/// conversation's thousandth message as in its first.
+fn claim_sql(backend: super::Backend, first_messages: bool) -> String {
+    let only = if first_messages {
+        "AND j.kind = 'message' AND j.attempts = 0"
+    } else {
+        ""
+    };
+    // SQLite runs the statement alone (one writer), so the re-check is not
+    // needed there, and leaving it out keeps its planner on the primary
+    // key instead of walking every pending job.
+    let (recheck, lock) = match backend {
+        super::Backend::Postgres => ("state = 'pending' AND", "FOR UPDATE OF j SKIP LOCKED"),
+        super::Backend::Sqlite => ("", ""),
+    };
+    format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+         WHERE {recheck} id IN ( \
+           SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
+           WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
+             SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
+             AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
+           ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \
+         RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
+    )
 }
 
 /// Gives claimed jobs back untouched (their attempt too): this process
@@ -850,17 +863,15 @@ pub struct Backlog {
     pub started: std::collections::HashSet<String>,
 }
 
+/// A batch's unwritten messages (through `messages_unwritten`: a
+/// conversation's written history is never read).
+const BACKLOG_MESSAGES_SQL: &str =
+    "SELECT conversation_id, id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
+     WHERE org_id = $1 AND conversation_id IN ({ids}) AND written = 0 ORDER BY conversation_id, seq";
+
 pub async fn backlog(db: &Db, org_id: &str, conversation_ids: &[&str]) -> Result<Backlog> {
     let mut b = Backlog::default();
-    for r in rows_for(
-        db,
-        "SELECT conversation_id, id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
-         WHERE org_id = $1 AND conversation_id IN ({ids}) AND written = 0 ORDER BY conversation_id, seq",
-        org_id,
-        conversation_ids,
-    )
-    .await?
-    {
+    for r in rows_for(db, BACKLOG_MESSAGES_SQL, org_id, conversation_ids).await? {
         b.unwritten
             .entry(r.try_get("conversation_id")?)
             .or_default()
@@ -869,7 +880,7 @@ pub async fn backlog(db: &Db, org_id: &str, conversation_ids: &[&str]) -> Result
     for r in rows_for(
         db,
         "SELECT conversation_id, MIN(seq) AS seq FROM jobs WHERE org_id = $1 AND conversation_id IN ({ids}) \
-         AND kind <> 'message' AND state = 'pending' GROUP BY conversation_id",
+         AND kind <> 'message' AND state = 'pending' AND state IN ('pending', 'running') GROUP BY conversation_id",
         org_id,
         conversation_ids,
     )
@@ -1078,7 +1089,7 @@ fn ride_along_done_sql(n: usize) -> String {
         "UPDATE jobs SET state = 'done', updated_at = $1 WHERE id IN ( \
          SELECT j.id FROM (VALUES {}) AS v CROSS JOIN jobs j \
          WHERE j.org_id = ${} AND j.conversation_id = v.column1 AND j.seq <= v.column2 \
-         AND j.kind = 'message' AND j.state = 'pending')",
+         AND j.kind = 'message' AND j.state = 'pending' AND j.state IN ('pending', 'running'))",
         value_rows("(?, ?)", n, 2),
         2 + n * 2
     )
@@ -1543,7 +1554,8 @@ mod tests {
             "{messages}"
         );
         assert!(
-            messages.contains("USING INDEX messages_in_order"),
+            messages.contains("USING INDEX messages_in_order")
+                || messages.contains("USING INDEX messages_unwritten"),
             "{messages}"
         );
         let jobs = plan(&db, &ride_along_done_sql(3), 2 + 3 * 2).await;
@@ -1551,6 +1563,33 @@ mod tests {
             !jobs.contains("SCAN jobs") && !jobs.contains("SCAN j\n"),
             "{jobs}"
         );
-        assert!(jobs.contains("USING INDEX jobs_in_order"), "{jobs}");
+        assert!(jobs.contains("USING INDEX jobs_open"), "{jobs}");
+    }
+
+    /// What a job's claim and a round's reads look at in a conversation is
+    /// its open part only (partial indexes), never its whole history: the
+    /// soak (scripts/soak.py) showed the cost per message growing with it.
+    #[tokio::test]
+    async fn the_hot_path_reads_no_conversation_history_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .unwrap();
+        for first_messages in [false, true] {
+            let claim = plan(
+                &db,
+                &claim_sql(super::super::Backend::Sqlite, first_messages),
+                3,
+            )
+            .await;
+            assert!(
+                claim.contains("USING INDEX jobs_open")
+                    || claim.contains("USING COVERING INDEX jobs_open"),
+                "{claim}"
+            );
+            assert!(!claim.contains("SCAN e"), "{claim}");
+        }
+        let backlog = plan(&db, &BACKLOG_MESSAGES_SQL.replace("{ids}", "$2, $3"), 3).await;
+        assert!(backlog.contains("INDEX messages_unwritten"), "{backlog}");
     }
 }

@@ -347,7 +347,7 @@ fn phone_digits(phone: &str) -> (bool, String) {
 /// digits (less a trunk `0`) and is the end of the other, which has 1 to 3
 /// more: the country code (`+44 20 7946 0958` and `020 7946 0958`,
 /// `+1 617 440 2498` and `(617) 440-2498`).
-pub(super) fn same_phone(a: &str, b: &str) -> bool {
+pub fn same_phone(a: &str, b: &str) -> bool {
     let ((a_intl, a), (b_intl, b)) = (phone_digits(a), phone_digits(b));
     if a.is_empty() || b.is_empty() {
         return false;

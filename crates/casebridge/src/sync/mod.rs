@@ -30,6 +30,8 @@ pub mod round;
 pub mod triage;
 pub mod worker;
 
+pub use lifecycle::same_phone;
+
 use uuid::Uuid;
 
 /// The namespace of casebridge's deterministic ids.

@@ -58,9 +58,16 @@ pub async fn check_replies(
         return Ok(());
     }
     let case_id = case_uuid(&ctx.conversation)?;
-    let since = DateTime::<Utc>::from_timestamp_millis(ctx.conversation.created_at)
-        .unwrap_or_default()
-        - chrono::Duration::seconds(CLOCK_SLACK_SECS);
+    // From the conversation's start, but never further back than what
+    // retention keeps of deliveries and the echo guard: an older reply
+    // would be delivered a second time (its delivery purged), and
+    // casebridge's own older writes could echo.
+    let start = ctx.conversation.created_at - CLOCK_SLACK_SECS * 1000;
+    let since = DateTime::<Utc>::from_timestamp_millis(
+        crate::retention::reply_window_start(&ctx.services.retention.settings)
+            .map_or(start, |window| start.max(window)),
+    )
+    .unwrap_or_default();
     let mut query = Query::new()
         .select([
             "Id",

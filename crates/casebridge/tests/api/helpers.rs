@@ -119,18 +119,7 @@ impl TestApp {
                 (url, Some(dir), None)
             }
             Backend::Postgres => {
-                let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
-                    .await
-                    .expect(
-                    "PostgreSQL at 127.0.0.1:5432 (user postgres) must be running for these tests",
-                );
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-                let base = postgres_admin_url();
-                let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+                let (url, name) = create_postgres_database().await;
                 (url, None, Some(name))
             }
         };
@@ -393,20 +382,69 @@ impl TestApp {
         }
     }
 
+    /// The whole PostgreSQL database as `pg_dump` writes it (schema and
+    /// every row), to look for what must not be there.
+    pub async fn pg_dump(&self) -> Vec<u8> {
+        let url = self.config.database_url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("pg_dump")
+                .arg("--no-owner")
+                .arg(&url)
+                .output()
+        })
+        .await
+        .unwrap()
+        .expect("pg_dump (package postgresql-client) must be installed for these tests");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// The configuration the service runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn database_url(&self) -> &str {
+        &self.config.database_url
+    }
+
     pub async fn finish(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.unwrap();
         }
         if let Some(name) = self.postgres_db.take() {
-            let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
+            drop_postgres_database(&name).await;
         }
     }
+}
+
+/// A new, empty PostgreSQL database: its URL and name.
+pub async fn create_postgres_database() -> (String, String) {
+    let name = format!("cbtest_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (user postgres) must be running for these tests");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = postgres_admin_url();
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    (url, name)
+}
+
+pub async fn drop_postgres_database(name: &str) {
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 fn base64_key() -> String {

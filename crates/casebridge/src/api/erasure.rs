@@ -1,0 +1,209 @@
+//! Erasure and retention: `DELETE /v1/conversations/{id}` and
+//! `POST /v1/erasure` remove the personal data casebridge holds (texts,
+//! names, addresses, payloads) and record an audit line without it
+//! (`GET /v1/erasures`); `GET /v1/retention` shows how long each kind of
+//! data is kept, what the last purge did and how much is stored.
+//!
+//! A conversation still syncing (a job pending or running, a delivery
+//! waiting) is refused with a hint, not erased under its job's feet: the
+//! job may be about to write that very text to Creatio, and would fail on
+//! what it no longer finds. Creatio is never changed; the answer names the
+//! cases and contacts that stay there.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult, Code};
+use super::extract::{parse_json, Admin, Operator, QueryParams};
+use super::openapi::ErrorBody;
+use super::AppState;
+use crate::storage::erasure::{self, Erased, Request, StillSyncing};
+use crate::storage::{rfc3339, sync};
+
+/// What Creatio keeps, for the answer: casebridge changed none of it.
+fn creatio_untouched(conversations: &[sync::Conversation]) -> Value {
+    let cases: Vec<&str> = conversations
+        .iter()
+        .filter(|c| c.case_created)
+        .map(|c| c.case_id.as_str())
+        .collect();
+    let mut contacts: Vec<&str> = conversations
+        .iter()
+        .filter_map(|c| c.creatio_contact_id.as_deref())
+        .collect();
+    contacts.sort_unstable();
+    contacts.dedup();
+    json!({
+        "changed": false,
+        "cases": cases,
+        "contacts": contacts,
+        "hint": "casebridge did not change Creatio: these cases, their activities (the messages) and the contacts stay there. \
+                 Erase or anonymize them in Creatio itself (delete the contact and its cases, or use Creatio's personal data tools), \
+                 as your Creatio administrator does for any other erasure request.",
+    })
+}
+
+fn syncing_error(busy: Vec<StillSyncing>) -> ApiError {
+    let ids: Vec<&str> = busy.iter().map(|b| b.conversation_id.as_str()).collect();
+    ApiError::new(
+        Code::Conflict,
+        format!(
+            "Nothing was erased: {} still syncing ({})",
+            if ids.len() == 1 { "the conversation is" } else { "these conversations are" },
+            ids.join(", ")
+        ),
+        "A job is about to write to Creatio or a reply is waiting to be delivered. Wait until GET /v1/conversations/{id} shows no open_jobs \
+         (normally seconds), then repeat. If Creatio is unreachable and the jobs keep retrying, disconnect (DELETE /v1/creatio/connection) \
+         to cancel them, then erase.",
+    )
+    .with("still_syncing", json!(busy))
+}
+
+fn erased_json(erased: &Erased, conversations: &[sync::Conversation]) -> Value {
+    json!({
+        "erased": {
+            "conversations": conversations.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            "removed": erased.removed,
+        },
+        "audit_id": erased.audit_id,
+        "at": rfc3339(erased.at),
+        "kept": "Each conversation's id, state and its links to the Creatio case and contact (so a later event joins the same case), \
+                 and the ids of records casebridge wrote (the echo guard). No text, name, e-mail, phone or payload.",
+        "creatio": creatio_untouched(conversations),
+    })
+}
+
+async fn erase(
+    state: &AppState,
+    caller: &crate::storage::orgs::Caller,
+    conversations: &[sync::Conversation],
+    scope: &str,
+    subject: Option<&str>,
+) -> ApiResult<Json<Value>> {
+    let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+    let actor = format!("API key {}", caller.key_id);
+    let request = Request {
+        actor: &actor,
+        scope,
+        subject,
+    };
+    match erasure::erase_conversations(&state.db, &caller.org_id, &ids, &request).await? {
+        Ok(erased) => {
+            tracing::info!(org_id = %caller.org_id, audit_id = %erased.audit_id, scope, conversations = ids.len(), "Erased personal data.");
+            Ok(Json(erased_json(&erased, conversations)))
+        }
+        Err(busy) => Err(syncing_error(busy)),
+    }
+}
+
+/// `DELETE /v1/conversations/{id}`: erases the conversation's personal data.
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "privacy", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Erased: what was removed, the audit id, and what Creatio still holds"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+pub async fn erase_conversation(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let c = super::events::find_conversation(&state, &caller.org_id, &id).await?;
+    erase(&state, &caller, &[c], "conversation", Some(&id)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactErasure {
+    email: Option<String>,
+    phone: Option<String>,
+}
+
+/// `POST /v1/erasure` `{"email"}` or `{"phone"}`: erases every conversation
+/// of that contact, all or none.
+#[utoipa::path(post, path = "/v1/erasure", tag = "privacy", security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds"), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+pub async fn erase_contact(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: ContactErasure = parse_json(&body)?;
+    let matches: Box<dyn Fn(Option<&str>, Option<&str>) -> bool + Send + Sync> = match (&input.email, &input.phone) {
+        (Some(email), None) => {
+            let email = email.trim().to_lowercase();
+            if !email.contains('@') || email.len() > 320 {
+                return Err(ApiError::invalid(
+                    "email is not an e-mail address",
+                    "Send the address the conversations' contact had, e.g. {\"email\": \"ada@example.com\"}.",
+                ));
+            }
+            Box::new(move |e, _| e.is_some_and(|e| e.trim().to_lowercase() == email))
+        }
+        (None, Some(phone)) => {
+            let digits = phone.chars().filter(char::is_ascii_digit).count();
+            if !(4..=20).contains(&digits) {
+                return Err(ApiError::invalid(
+                    "phone is not a phone number",
+                    "Send the number with 4 to 20 digits, in any usual form: {\"phone\": \"+1 617 555 0100\"}.",
+                ));
+            }
+            let phone = phone.clone();
+            Box::new(move |_, p| p.is_some_and(|p| crate::sync::same_phone(p, &phone)))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "Give exactly one of email and phone",
+                "Send {\"email\": \"ada@example.com\"} or {\"phone\": \"+1 617 555 0100\"}; to erase by both, send two requests.",
+            ))
+        }
+    };
+    let ids: Vec<String> = erasure::contact_addresses(&state.db, &caller.org_id)
+        .await?
+        .into_iter()
+        .filter(|(_, email, phone)| matches(email.as_deref(), phone.as_deref()))
+        .map(|(id, _, _)| id)
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let found = sync::conversations_among(&state.db, &caller.org_id, &ids).await?;
+    let mut conversations: Vec<sync::Conversation> = found.into_values().collect();
+    conversations.sort_by(|a, b| a.id.cmp(&b.id));
+    erase(&state, &caller, &conversations, "contact", None).await
+}
+
+/// `GET /v1/erasures?limit=`: the org's erasures, newest first.
+#[utoipa::path(get, path = "/v1/erasures", tag = "privacy", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, description = "Audit lines: when, which key, the scope, and the rows removed; no personal data"), (status = 400, description = "Invalid limit", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let hint = "GET /v1/erasures takes limit (1 to 500).";
+    let params = QueryParams::known(&params, &["limit"], hint)?;
+    let limit = params.count("limit", 500, 100, hint)?;
+    let lines = erasure::audit_lines(&state.db, &caller.org_id, limit).await?;
+    let lines: Vec<Value> = lines
+        .into_iter()
+        .map(|l| {
+            json!({"id": l.id, "at": rfc3339(l.at), "actor": l.actor, "scope": l.scope,
+                   "conversation_id": l.subject, "counts": l.counts})
+        })
+        .collect();
+    Ok(Json(json!({ "erasures": lines })))
+}
+
+/// `GET /v1/retention` (operator): the retention settings, the last purge
+/// and the stored sizes.
+#[utoipa::path(get, path = "/v1/retention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size"), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
+pub async fn retention(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Value>> {
+    let mut out = state.retention.describe();
+    // Counted now: a person asking wants today's figures.
+    let sizes = state
+        .retention
+        .sizes(&state.db, std::time::Duration::ZERO)
+        .await?;
+    out["sizes"] = json!({
+        "counted_at": rfc3339(sizes.at),
+        "database_bytes": sizes.database_bytes,
+        "free_bytes": sizes.free_bytes,
+        "rows": sizes.rows.iter().map(|(t, n)| (t.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    });
+    Ok(Json(out))
+}
