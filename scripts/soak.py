@@ -70,6 +70,9 @@ def parse_args():
     p.add_argument("--conversations", type=int, default=1000, help="concurrently open conversations")
     p.add_argument("--messages-per-conversation", type=int, default=40)
     p.add_argument("--senders", type=int, default=2, help="sender threads, each with its own connection")
+    p.add_argument("--customers", type=int, default=CUSTOMER_POOL,
+                   help="distinct customers (the emulator finds a contact by scanning, so its lookups slow as "
+                        "contacts pile up; Creatio uses an index)")
     p.add_argument("--binary", default=os.path.join(repo, "target", "release", "casebridge"))
     p.add_argument("--database-url", help="sqlite://FILE or postgres://... (default: SQLite in the temp dir)")
     p.add_argument("--purge", action="store_true", help="5-minute retention, purged every 10 s")
@@ -184,8 +187,9 @@ def make_texts(lines, rng, count=300):
 class Sender(threading.Thread):
     """Owns one HTTP connection and a share of the conversation slots; POSTs a batch every TICK."""
 
-    def __init__(self, index, port, key, slots, rate, per_conversation, deadline):
+    def __init__(self, index, port, key, slots, rate, per_conversation, deadline, customers):
         super().__init__(daemon=True)
+        self.customers = customers
         self.index, self.port, self.key, self.rate = index, port, key, rate
         self.per_conversation, self.deadline = per_conversation, deadline
         self.rng = random.Random(index)
@@ -207,7 +211,7 @@ class Sender(threading.Thread):
 
     def new_conversation(self, lifetime):
         self.serial += 1
-        c = self.rng.randrange(CUSTOMER_POOL)
+        c = self.rng.randrange(self.customers)
         first, last = FIRST[c % len(FIRST)], LAST[c // len(FIRST) % len(LAST)]
         contact = {"name": f"{first} {last}", "email": f"{first}.{last}.{c}@example.com".lower(), "phone": f"+1555{c:07d}"}
         return {"id": f"soak-{self.index}-{self.serial}", "sent": 0, "lifetime": lifetime, "contact": contact}
@@ -379,7 +383,7 @@ def main():
         n, k = args.conversations, args.senders
         shares = [n // k + (i < n % k) for i in range(k)]  # conversations per sender
         senders = [Sender(i, svc_port, key, share, args.rate * share / n, args.messages_per_conversation,
-                          start_mono + 60 * args.minutes) for i, share in enumerate(shares)]
+                          start_mono + 60 * args.minutes, args.customers) for i, share in enumerate(shares)]
         cpu_before = cpu_readings(svc, emu)
         for s in senders:
             s.start()

@@ -135,7 +135,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         retention: Arc::new(crate::retention::Retention::new(config.retention.clone())),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
-    let workers = if config.role == Role::Api {
+    let upkeep = crate::metrics::spawn_upkeep(workers_stop.clone());
+    let mut workers = if config.role == Role::Api {
         Vec::new()
     } else {
         let mut tasks = crate::sync::worker::spawn(
@@ -157,6 +158,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ));
         tasks
     };
+    workers.push(upkeep);
     let mut app = if config.role == Role::Worker {
         api::ops_router(services.clone())
     } else {

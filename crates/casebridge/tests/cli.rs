@@ -620,3 +620,85 @@ async fn two_processes_on_one_postgres_database_share_the_work() {
         .await
         .unwrap();
 }
+
+/// Runs the binary to completion with `env` (and nothing of the caller's
+/// CASEBRIDGE_* settings): exit success, stdout, stderr.
+fn run_with_env(args: &[&str], env: &[(&str, String)]) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_casebridge"));
+    command.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CASEBRIDGE_") {
+            command.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn migrate_backup_and_restore_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = |name: &str| {
+        (
+            "CASEBRIDGE_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join(name).display()),
+        )
+    };
+    // A new database: every migration, listed; a second run has nothing to do.
+    let (ok, out, err) = run_with_env(&["migrate"], &[db("live.db")]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("from schema version 0 to") && out.contains("applied 0001"),
+        "{out}"
+    );
+    let (ok, out, err) = run_with_env(&["migrate"], &[db("live.db")]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("nothing to do"), "{out}");
+    // Backup: the database and its key file (serve creates one at first
+    // start; migrate does not need it, so make one here).
+    let key = dir.path().join("casebridge.key");
+    std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+    let backup = dir.path().join("backup.db");
+    let backup_arg = backup.to_string_lossy().into_owned();
+    let (ok, out, err) = run_with_env(&["backup", &backup_arg], &[db("live.db")]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Backed up 0 conversations") && out.contains("backup.db.key"),
+        "{out}"
+    );
+    assert!(backup.exists() && dir.path().join("backup.db.key").exists());
+    // Restore into a new directory.
+    let fresh = tempfile::tempdir().unwrap();
+    let target = (
+        "CASEBRIDGE_DATABASE_URL",
+        format!("sqlite://{}", fresh.path().join("restored.db").display()),
+    );
+    let (ok, out, err) = run_with_env(&["restore", &backup_arg], std::slice::from_ref(&target));
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("Restored") && out.contains("0 conversations"),
+        "{out}"
+    );
+    assert!(fresh.path().join("casebridge.key").exists());
+    // Again: refused, exit code non-zero, the reason on stderr.
+    let (ok, out, err) = run_with_env(&["restore", &backup_arg], &[target]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("restore writes only a new database"), "{err}");
+    // PostgreSQL: pointed to pg_dump.
+    let (ok, _, err) = run_with_env(
+        &["backup", &backup_arg],
+        &[(
+            "CASEBRIDGE_DATABASE_URL",
+            "postgres://postgres@127.0.0.1/none".into(),
+        )],
+    );
+    assert!(!ok);
+    assert!(err.contains("pg_dump"), "{err}");
+}

@@ -117,6 +117,24 @@ pub struct ContactErasure {
     phone: Option<String>,
 }
 
+/// The contact an erasure is for.
+enum Wanted {
+    /// Lower case, trimmed.
+    Email(String),
+    Phone(String),
+}
+
+impl Wanted {
+    /// Whether a conversation's stored contact is this one: the e-mail in
+    /// any letter case, the phone in any usual notation.
+    fn matches(&self, email: Option<&str>, phone: Option<&str>) -> bool {
+        match self {
+            Wanted::Email(wanted) => email.is_some_and(|e| e.trim().to_lowercase() == *wanted),
+            Wanted::Phone(wanted) => phone.is_some_and(|p| crate::sync::same_phone(p, wanted)),
+        }
+    }
+}
+
 /// `POST /v1/erasure` `{"email"}` or `{"phone"}`: erases every conversation
 /// of that contact, all or none.
 #[utoipa::path(post, path = "/v1/erasure", tag = "privacy", security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds"), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
@@ -126,7 +144,7 @@ pub async fn erase_contact(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let input: ContactErasure = parse_json(&body)?;
-    let matches: Box<dyn Fn(Option<&str>, Option<&str>) -> bool + Send + Sync> = match (&input.email, &input.phone) {
+    let wanted = match (&input.email, &input.phone) {
         (Some(email), None) => {
             let email = email.trim().to_lowercase();
             if !email.contains('@') || email.len() > 320 {
@@ -135,7 +153,7 @@ pub async fn erase_contact(
                     "Send the address the conversations' contact had, e.g. {\"email\": \"ada@example.com\"}.",
                 ));
             }
-            Box::new(move |e, _| e.is_some_and(|e| e.trim().to_lowercase() == email))
+            Wanted::Email(email)
         }
         (None, Some(phone)) => {
             let digits = phone.chars().filter(char::is_ascii_digit).count();
@@ -145,8 +163,7 @@ pub async fn erase_contact(
                     "Send the number with 4 to 20 digits, in any usual form: {\"phone\": \"+1 617 555 0100\"}.",
                 ));
             }
-            let phone = phone.clone();
-            Box::new(move |_, p| p.is_some_and(|p| crate::sync::same_phone(p, &phone)))
+            Wanted::Phone(phone.clone())
         }
         _ => {
             return Err(ApiError::invalid(
@@ -158,7 +175,7 @@ pub async fn erase_contact(
     let ids: Vec<String> = erasure::contact_addresses(&state.db, &caller.org_id)
         .await?
         .into_iter()
-        .filter(|(_, email, phone)| matches(email.as_deref(), phone.as_deref()))
+        .filter(|(_, email, phone)| wanted.matches(email.as_deref(), phone.as_deref()))
         .map(|(id, _, _)| id)
         .collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();

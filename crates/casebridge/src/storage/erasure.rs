@@ -26,25 +26,13 @@ pub struct Removed {
     pub delivery_attempts: u64,
 }
 
-impl Removed {
-    fn add(&mut self, other: Removed) {
-        self.messages += other.messages;
-        self.ai_evaluations += other.ai_evaluations;
-        self.events += other.events;
-        self.jobs += other.jobs;
-        self.timeline += other.timeline;
-        self.deliveries += other.deliveries;
-        self.delivery_attempts += other.delivery_attempts;
-    }
-}
-
 /// Runs `sql` (with `$1` the org and an `IN ({ids})` list) for every chunk
 /// of `ids` in `tx`; returns the rows it changed.
 async fn for_chunks(tx: &mut Tx<'_>, sql: &str, org_id: &str, ids: &[String]) -> Result<u64> {
     let mut changed = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let sql = super::for_backend(tx, sql.replace("{ids}", &value_rows("?", chunk.len(), 2)));
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
         for id in chunk {
             q = q.bind(id);
         }
@@ -53,24 +41,19 @@ async fn for_chunks(tx: &mut Tx<'_>, sql: &str, org_id: &str, ids: &[String]) ->
     Ok(changed)
 }
 
+/// Deletes the rows of `table` (with `org_id` and `conversation_id`
+/// columns) that belong to the org's conversations `ids`.
+async fn delete_in(tx: &mut Tx<'_>, table: &str, org_id: &str, ids: &[String]) -> Result<u64> {
+    let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND conversation_id IN ({{ids}})");
+    for_chunks(tx, &sql, org_id, ids).await
+}
+
 /// The texts of an org's conversations `ids`: their messages, AI results,
 /// and the contact's name, e-mail and phone on the conversation row.
 /// Shared by retention (conversations long idle) and erasure.
 pub(super) async fn remove_texts(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<Removed> {
-    let messages = for_chunks(
-        tx,
-        "DELETE FROM messages WHERE org_id = $1 AND conversation_id IN ({ids})",
-        org_id,
-        ids,
-    )
-    .await?;
-    let ai_evaluations = for_chunks(
-        tx,
-        "DELETE FROM ai_evaluations WHERE org_id = $1 AND conversation_id IN ({ids})",
-        org_id,
-        ids,
-    )
-    .await?;
+    let messages = delete_in(tx, "messages", org_id, ids).await?;
+    let ai_evaluations = delete_in(tx, "ai_evaluations", org_id, ids).await?;
     for_chunks(
         tx,
         "UPDATE conversations SET contact_name = NULL, contact_email = NULL, contact_phone = NULL, \
@@ -145,29 +128,12 @@ pub async fn erase_conversations(
         tx.rollback().await?;
         return Ok(Err(busy));
     }
-    let mut removed = remove_texts(&mut tx, org_id, &sorted).await?;
-    let mut more = Removed {
-        events: for_chunks(
-            &mut tx,
-            "DELETE FROM events WHERE org_id = $1 AND conversation_id IN ({ids})",
-            org_id,
-            &sorted,
-        )
-        .await?,
-        jobs: for_chunks(
-            &mut tx,
-            "DELETE FROM jobs WHERE org_id = $1 AND conversation_id IN ({ids})",
-            org_id,
-            &sorted,
-        )
-        .await?,
-        timeline: for_chunks(
-            &mut tx,
-            "DELETE FROM timeline WHERE org_id = $1 AND conversation_id IN ({ids})",
-            org_id,
-            &sorted,
-        )
-        .await?,
+    let texts = remove_texts(&mut tx, org_id, &sorted).await?;
+    let removed = Removed {
+        events: delete_in(&mut tx, "events", org_id, &sorted).await?,
+        jobs: delete_in(&mut tx, "jobs", org_id, &sorted).await?,
+        timeline: delete_in(&mut tx, "timeline", org_id, &sorted).await?,
+        // Attempts before their deliveries: they are found through them.
         delivery_attempts: for_chunks(
             &mut tx,
             "DELETE FROM delivery_attempts WHERE delivery_id IN ( \
@@ -176,17 +142,9 @@ pub async fn erase_conversations(
             &sorted,
         )
         .await?,
-        deliveries: for_chunks(
-            &mut tx,
-            "DELETE FROM deliveries WHERE org_id = $1 AND conversation_id IN ({ids})",
-            org_id,
-            &sorted,
-        )
-        .await?,
-        ..Removed::default()
+        deliveries: delete_in(&mut tx, "deliveries", org_id, &sorted).await?,
+        ..texts
     };
-    more.add(removed);
-    removed = more;
     // The conversation's address on the platform goes too; the row keeps
     // its ids, state and links.
     let mark = format!(
@@ -251,7 +209,7 @@ async fn still_syncing(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<
                 tx,
                 sql.replace("{ids}", &value_rows("?", chunk.len(), 2)),
             );
-            let mut q = sqlx::query(&sql).bind(org_id);
+            let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
             for id in chunk {
                 q = q.bind(id);
             }

@@ -72,6 +72,15 @@ pub struct Db {
     write_pool: Option<AnyPool>,
 }
 
+/// What SQLite may hold in memory, all connections together (bytes): page
+/// caches and prepared statements. Each of the pool's 17 connections
+/// fills its page cache (2 MiB; the writer's 4 MiB) as the database
+/// grows, one of what took the service past its 64 MB target in the soak
+/// (`scripts/soak.py`); past this limit SQLite recycles the least recently
+/// used pages instead. The file's pages stay in the operating system's
+/// cache, so a page read again costs a copy, not a disk read.
+const SQLITE_HEAP_LIMIT: u64 = 16 * 1024 * 1024;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Db {
@@ -129,12 +138,14 @@ impl Db {
                         // is durable across process crashes in WAL mode.
                         // secure_delete zeroes a deleted or changed row's
                         // bytes, so purged and erased text does not stay
-                        // behind in free space.
+                        // behind in free space. soft_heap_limit (process
+                        // wide) caps what SQLite holds in memory.
                         conn.execute(
                             format!(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                                 PRAGMA cache_size = -{cache_kib}; PRAGMA secure_delete = ON;"
+                                 PRAGMA cache_size = -{cache_kib}; PRAGMA secure_delete = ON; \
+                                 PRAGMA soft_heap_limit = {SQLITE_HEAP_LIMIT};"
                             )
                             .as_str(),
                         )
@@ -339,6 +350,23 @@ fn sqlite_url(url: &str) -> String {
 /// databases' parameter limits (PostgreSQL 65,535; SQLite 32,766).
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// A statement of `rows` value rows or `IN` values: kept prepared on the
+/// connection (sqlx's cache of 100 per connection) only when small. Each
+/// row count is another statement text, and a prepared statement of
+/// hundreds of rows holds hundreds of KiB: cached on 17 connections they
+/// grew the service's memory for as long as new counts came along (the
+/// soak, `scripts/soak.py`). Preparing a large one again costs less than
+/// the rows it carries.
+fn rows_query(
+    sql: &str,
+    rows: usize,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(sql).persistent(rows <= CACHED_ROWS)
+}
+
+/// Statements of up to this many rows stay prepared.
+const CACHED_ROWS: usize = 8;
+
 /// `rows` copies of `row` (a tuple with `?` for each parameter) joined by
 /// commas, the `?`s numbered `$first`, `$first + 1`, … in order. With
 /// `row` `"?"` it is an `IN` list of `rows` parameters.
@@ -421,7 +449,7 @@ async fn rows_for<S: AsRef<str>>(
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let sql = sql.replace("{ids}", &value_rows("?", chunk.len(), 2));
         let sql = db.for_backend(sql);
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let mut q = rows_query(&sql, chunk.len()).bind(org_id);
         for id in chunk {
             q = q.bind(id.as_ref());
         }

@@ -132,7 +132,7 @@ pub async fn purge_deliveries(db: &Db, cutoff: i64, limit: usize) -> Result<u64>
                 "DELETE FROM {table_key} IN ({})",
                 value_rows("?", chunk.len(), 1)
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = super::rows_query(&sql, chunk.len());
             for id in chunk {
                 q = q.bind(id);
             }

@@ -86,7 +86,7 @@ pub async fn insert_events(
                 value_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
             ),
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for e in chunk {
             q = q
                 .bind(org_id)
@@ -144,7 +144,7 @@ pub async fn upsert_conversations(
             value_rows("(?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, 0, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for c in chunk {
             q = q
                 .bind(org_id)
@@ -208,7 +208,7 @@ pub async fn insert_messages(
             value_rows("(?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for m in chunk {
             q = q
                 .bind(org_id)
@@ -256,7 +256,7 @@ async fn insert_jobs_due(
             value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for j in chunk {
             q = q
                 .bind(org_id)
@@ -319,7 +319,7 @@ pub async fn add_timelines(
             value_rows("(?, ?, ?, ?, ?, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for t in chunk {
             q = q
                 .bind(org_id)
@@ -620,7 +620,9 @@ pub async fn record_written(
             value_rows("?", chunk.len(), 3)
         );
         let sql = for_backend(&tx, sql);
-        let mut q = sqlx::query(&sql).bind(org_id).bind(conversation_id);
+        let mut q = super::rows_query(&sql, chunk.len())
+            .bind(org_id)
+            .bind(conversation_id);
         for m in chunk {
             q = q.bind(&m.id);
         }
@@ -702,7 +704,7 @@ async fn remember_all(tx: &mut Tx<'_>, org_id: &str, rows: &[Remembered<'_>]) ->
             value_rows("(?, ?, ?, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for (id, entity, conversation_id) in chunk {
             q = q
                 .bind(org_id)
@@ -825,7 +827,7 @@ pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
             value_rows("?", chunk.len(), 1)
         );
         let sql = db.for_backend(sql);
-        let mut q = sqlx::query(&sql);
+        let mut q = super::rows_query(&sql, chunk.len());
         for id in chunk {
             q = q.bind(*id);
         }
@@ -952,7 +954,7 @@ pub async fn record_batch(
                 "SELECT id FROM conversations WHERE org_id = $1 AND id IN ({}) ORDER BY id FOR UPDATE",
                 value_rows("?", chunk.len(), 2)
             );
-            let mut q = sqlx::query(&sql).bind(org_id);
+            let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -969,7 +971,7 @@ pub async fn record_batch(
             2 + chunk.len() * 4
         );
         let sql = for_backend(&tx, sql);
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = super::rows_query(&sql, chunk.len()).bind(now);
         for w in chunk {
             let (case_id, number) = match &w.case {
                 Some((id, number)) => (Some(id.as_str()), number.as_deref()),
@@ -1026,13 +1028,13 @@ pub async fn record_batch(
         .collect();
     for chunk in spans.chunks(ROWS_PER_STATEMENT) {
         let sql = for_backend(&tx, spans_written_sql(chunk.len()));
-        let mut q = sqlx::query(&sql).bind(org_id);
+        let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
         for (conversation_id, first, last) in chunk {
             q = q.bind(*conversation_id).bind(*first).bind(*last);
         }
         q.bind(org_id).execute(&mut *tx).await?;
         let sql = for_backend(&tx, ride_along_done_sql(chunk.len()));
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = super::rows_query(&sql, chunk.len()).bind(now);
         for (conversation_id, _, last) in chunk {
             q = q.bind(*conversation_id).bind(*last);
         }
@@ -1046,7 +1048,7 @@ pub async fn record_batch(
             value_rows("?", chunk.len(), 2)
         );
         let sql = for_backend(&tx, sql);
-        let mut q = sqlx::query(&sql).bind(now);
+        let mut q = super::rows_query(&sql, chunk.len()).bind(now);
         for id in chunk {
             q = q.bind(*id);
         }
