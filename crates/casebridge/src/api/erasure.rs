@@ -25,11 +25,14 @@ use crate::storage::{rfc3339, sync};
 
 /// What Creatio keeps, for the answer: casebridge changed none of it.
 fn creatio_untouched(conversations: &[sync::Conversation]) -> Value {
-    let cases: Vec<&str> = conversations
+    // Conversations joined to one case (case-append) name it once.
+    let mut cases: Vec<&str> = conversations
         .iter()
         .filter(|c| c.case_created)
         .map(|c| c.case_id.as_str())
         .collect();
+    cases.sort_unstable();
+    cases.dedup();
     let mut contacts: Vec<&str> = conversations
         .iter()
         .filter_map(|c| c.creatio_contact_id.as_deref())
