@@ -8,7 +8,7 @@ loopback, creates an org with a connection, then offers a steady stream of
 `conversation.resolved` and a fresh one takes its slot, so conversations, messages, jobs
 and timeline lines accumulate the way a real support desk's do. Once a minute it prints:
 messages offered / accepted / refused (non-202) / failed (no answer) and how far the
-senders fell behind their schedule; CPU as % of one core of the service (and its CPU-ms per
+senders fell behind their schedule; ingest: POST /v1/events answer time p50/p99 (in50, in99); CPU as % of one core of the service (and its CPU-ms per
 message), the emulator, this generator and all other processes (the machine is shared);
 event -> activity latency p50/p99/max of the message jobs finished that minute
 (jobs.updated_at - created_at, read from the database); the service's VmRSS and VmHWM;
@@ -34,6 +34,7 @@ RETENTION_ENV = {f"CASEBRIDGE_RETAIN_{k}": "5m" for k in ("MESSAGES", "EVENTS", 
 # One per-minute column: key (CSV), title, width, format.
 COLUMNS = [("minute", "min", 3, "d"), ("offered", "offered", 7, "d"), ("accepted", "accepted", 8, "d"),
            ("refused", "refused", 7, "d"), ("failed", "failed", 6, "d"), ("behind_ms", "behind_ms", 9, ".0f"),
+           ("ingest_p50_ms", "in50", 4, ".0f"), ("ingest_p99_ms", "in99", 4, ".0f"),
            ("svc_cpu_pct", "svc%", 5, ".0f"), ("cpu_ms_per_msg", "ms/msg", 6, ".3f"), ("emu_cpu_pct", "emu%", 5, ".0f"),
            ("gen_cpu_pct", "gen%", 5, ".0f"), ("other_cpu_pct", "other%", 6, ".0f"),
            ("jobs_done", "done", 6, "d"), ("p50_ms", "p50", 5, ".0f"), ("p99_ms", "p99", 5, ".0f"),
@@ -201,7 +202,7 @@ class Sender(threading.Thread):
 
     @staticmethod
     def zero_counts():
-        return {"offered": 0, "accepted": 0, "refused": 0, "failed": 0, "behind_ms": 0.0, "error": ""}
+        return {"offered": 0, "accepted": 0, "refused": 0, "failed": 0, "behind_ms": 0.0, "error": "", "post_ms": []}
 
     def take_counts(self):
         """This minute's counts, starting the next minute's from zero."""
@@ -252,6 +253,7 @@ class Sender(threading.Thread):
             next_tick += TICK
             offered_total += messages
             outcome, error = "failed", ""
+            posted = time.monotonic()
             try:
                 conn.request("POST", "/v1/events", json.dumps(self.next_events(messages)), headers)
                 resp = conn.getresponse()
@@ -267,6 +269,8 @@ class Sender(threading.Thread):
                 self.counts[outcome] += messages
                 self.counts["behind_ms"] = max(self.counts["behind_ms"], behind * 1000)
                 self.counts["error"] = error or self.counts["error"]
+                if outcome == "accepted":
+                    self.counts["post_ms"].append((time.monotonic() - posted) * 1000)
         conn.close()
 
 
@@ -277,11 +281,13 @@ def measure_minute(minute, senders, svc, emu, db, cpu_before, bounds_ms):
     svc_cpu, emu_cpu, gen_cpu, machine_cpu = (now - before for now, before in zip(cpu_now, cpu_before))
     row = {"minute": minute, **{k: sum(c[k] for c in counts) for k in ("offered", "accepted", "refused", "failed")}}
     latencies = db.latencies_ms(*bounds_ms)
+    posts = sorted(ms for c in counts for ms in c["post_ms"])
     seconds = (bounds_ms[1] - bounds_ms[0]) / 1000
     row.update(behind_ms=max(c["behind_ms"] for c in counts),
                svc_cpu_pct=100 * svc_cpu / seconds, cpu_ms_per_msg=1000 * svc_cpu / max(row["accepted"], 1),
                emu_cpu_pct=100 * emu_cpu / seconds, gen_cpu_pct=100 * gen_cpu / seconds,
                other_cpu_pct=100 * max(0.0, machine_cpu - svc_cpu - emu_cpu - gen_cpu) / seconds,
+               ingest_p50_ms=percentile(posts, 0.5), ingest_p99_ms=percentile(posts, 0.99),
                jobs_done=len(latencies), p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
                max_ms=latencies[-1] if latencies else float("nan"), db_mb=db.size_mb(), backlog=db.backlog())
     row["rss_mb"], row["hwm_mb"] = memory_mb(svc.pid)

@@ -587,6 +587,30 @@ mod tests {
     }
 
     #[test]
+    fn retention_reads_durations_from_the_file_and_the_environment() {
+        let c = load(
+            &[
+                ("CASEBRIDGE_RETAIN_MESSAGES", "14d"),
+                ("CASEBRIDGE_PURGE_INTERVAL", "0"),
+            ],
+            "retain_timeline = \"forever\"\nretain_jobs = \"12h\"\npurge_batch = 50",
+        )
+        .unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(c.retention.messages, Some(14 * day));
+        assert_eq!(c.retention.timeline, None);
+        assert_eq!(c.retention.jobs, Some(day / 2));
+        assert_eq!(c.retention.events, Some(30 * day), "the default");
+        assert_eq!(c.retention.interval, None, "0: no purge");
+        assert_eq!(c.retention.batch, 50);
+        let e = load(&[("CASEBRIDGE_RETAIN_EVENTS", "30 days")], "").unwrap_err();
+        assert_eq!(e.setting, "CASEBRIDGE_RETAIN_EVENTS");
+        assert!(e.message.contains("30d"), "{e}");
+        let e = load(&[("CASEBRIDGE_PURGE_BATCH", "0")], "").unwrap_err();
+        assert_eq!(e.setting, "CASEBRIDGE_PURGE_BATCH");
+    }
+
+    #[test]
     fn errors_name_the_setting_and_the_form() {
         for (env, setting) in [
             (("CASEBRIDGE_LISTEN", "8080"), "CASEBRIDGE_LISTEN"),

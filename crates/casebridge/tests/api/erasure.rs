@@ -5,7 +5,7 @@
 
 use creatio::models::Activity;
 use creatio::query::{lookup, Query};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -255,12 +255,7 @@ async fn a_conversation_still_syncing_is_refused_and_nothing_changes(backend: Ba
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
     // Creatio is down: the conversation's first job keeps retrying.
-    app.emulator_op(
-        Method::POST,
-        "faults",
-        Some(json!({"kind": "outage", "duration_secs": 3})),
-    )
-    .await;
+    app.creatio_outage(3).await;
     app.send(
         &org.key,
         json!([zelda("e1", "c1", "m1", "my parcel 7731 is late")]),

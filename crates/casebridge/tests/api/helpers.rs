@@ -324,6 +324,28 @@ impl TestApp {
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// Creatio answers 503 to everything for `secs` seconds.
+    pub async fn creatio_outage(&self, secs: u64) {
+        self.emulator_op(
+            Method::POST,
+            "faults",
+            Some(json!({"kind": "outage", "duration_secs": secs})),
+        )
+        .await;
+    }
+
+    /// The `/metrics` exposition text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Changes the emulator's OAuth client through its operator API.
     pub async fn change_creatio_client(&self, change: Value) {
         self.emulator_op(Method::PATCH, &format!("clients/{CLIENT_ID}"), Some(change))

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use casebridge::retention::{run_pass, Settings};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
@@ -56,12 +56,7 @@ async fn a_purge_deletes_what_is_past_its_time_and_keeps_what_is_needed(backend:
     .await;
     let old = app.settled(&org.key, "c-old").await;
     assert_eq!(old["messages"]["written"], 2, "{old}");
-    app.emulator_op(
-        Method::POST,
-        "faults",
-        Some(json!({"kind": "outage", "duration_secs": 5})),
-    )
-    .await;
+    app.creatio_outage(5).await;
     app.send(
         &org.key,
         json!([message("e3", "c-open", "m1", "still waiting")]),
@@ -289,15 +284,7 @@ async fn retention_settings_and_sizes_are_visible(backend: Backend) {
     // An org key is not the operator's.
     let (status, _) = app.get("/v1/retention", &org.key).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("casebridge_stored_rows{table=\"messages\"}"),
         "{metrics}"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use casebridge::backup::{backup, key_file_of, restore};
 use casebridge::config::SecretKeySource;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
@@ -55,12 +55,7 @@ async fn a_backup_under_load_restores_everything_with_its_key() {
         synced.push(app.settled(&org.key, &format!("synced-{c}")).await);
     }
     // Creatio goes away: what comes now waits in the queue.
-    app.emulator_op(
-        Method::POST,
-        "faults",
-        Some(json!({"kind": "outage", "duration_secs": 4})),
-    )
-    .await;
+    app.creatio_outage(4).await;
     app.send(&org.key, json!([message("p0", "pending-0", "waiting 0")]))
         .await;
     // Ingest goes on while the backup is taken.
