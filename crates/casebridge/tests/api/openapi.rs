@@ -46,6 +46,10 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{id}"),
     ("POST", "/v1/deliveries/{id}/replay"),
+    ("DELETE", "/v1/conversations/{id}"),
+    ("POST", "/v1/erasure"),
+    ("GET", "/v1/erasures"),
+    ("GET", "/v1/retention"),
 ];
 
 #[tokio::test]
