@@ -186,13 +186,15 @@ fn cutoff(keep: Option<Duration>) -> Option<i64> {
 }
 
 /// The earliest activity a reply scan looks at, given the deliveries'
-/// retention: an hour inside the window, so every reply it finds still has
-/// its delivery (deduplication) and casebridge's own writes still have
-/// their echo guard record, whatever the clocks of Creatio and casebridge.
+/// retention: inside the window by an hour (by half the window when it is
+/// shorter than two hours), so every reply it finds still has its delivery
+/// (deduplication) and casebridge's own writes still have their echo guard
+/// record, whatever the clocks of Creatio and casebridge.
 pub fn reply_window_start(settings: &Settings) -> Option<i64> {
-    settings
-        .deliveries
-        .map(|d| now_ms() - d.as_millis() as i64 + 3_600_000)
+    settings.deliveries.map(|d| {
+        let window = d.as_millis() as i64;
+        now_ms() - window + (window / 2).min(3_600_000)
+    })
 }
 
 /// The kinds purged by age alone.
@@ -377,6 +379,33 @@ mod tests {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("30d"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_reply_window_stays_inside_the_deliveries_retention() {
+        let at = |deliveries: Duration| {
+            let settings = Settings {
+                deliveries: Some(deliveries),
+                ..Settings::default()
+            };
+            now_ms() - reply_window_start(&settings).unwrap()
+        };
+        // 30 days: from 30 days less an hour ago (a second of slack for the clock).
+        let back = at(30 * DAY);
+        assert!(
+            (30 * 86_400_000 - 3_600_000 - 1_000..=30 * 86_400_000 - 3_600_000).contains(&back),
+            "{back}"
+        );
+        // 10 minutes: from 5 minutes ago, never from the future.
+        let back = at(Duration::from_secs(600));
+        assert!((299_000..=300_000).contains(&back), "{back}");
+        assert_eq!(
+            reply_window_start(&Settings {
+                deliveries: None,
+                ..Settings::default()
+            }),
+            None
+        );
     }
 
     #[test]
