@@ -197,9 +197,18 @@ pub fn reply_window_start(settings: &Settings) -> Option<i64> {
     })
 }
 
-/// The kinds purged by age alone.
+/// What one batch deleted: its rows (conversations for their texts), and
+/// the messages that went with them.
+struct Batch {
+    rows: u64,
+    messages: u64,
+}
+
+/// The kinds of data purged, in the order a pass takes them.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
+    /// Conversations' texts and contact details.
+    ConversationTexts,
     Events,
     Timeline,
     Jobs,
@@ -209,8 +218,19 @@ enum Kind {
 }
 
 impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::ConversationTexts,
+        Kind::Events,
+        Kind::Timeline,
+        Kind::Jobs,
+        Kind::DeadJobs,
+        Kind::Deliveries,
+        Kind::EchoGuard,
+    ];
+
     fn name(self) -> &'static str {
         match self {
+            Kind::ConversationTexts => "conversation_texts",
             Kind::Events => "events",
             Kind::Timeline => "timeline",
             Kind::Jobs => "jobs",
@@ -222,6 +242,7 @@ impl Kind {
 
     fn kept(self, s: &Settings) -> Option<Duration> {
         match self {
+            Kind::ConversationTexts => s.messages,
             Kind::Events => s.events,
             Kind::Timeline => s.timeline,
             Kind::Jobs => s.jobs,
@@ -230,15 +251,23 @@ impl Kind {
         }
     }
 
-    async fn purge_batch(self, db: &Db, cutoff: i64, n: usize) -> crate::storage::Result<u64> {
-        match self {
-            Kind::Events => purge::purge_events(db, cutoff, n).await,
-            Kind::Timeline => purge::purge_timeline(db, cutoff, n).await,
-            Kind::Jobs => purge::purge_finished_jobs(db, cutoff, n).await,
-            Kind::DeadJobs => purge::purge_dead_jobs(db, cutoff, n).await,
-            Kind::Deliveries => purge::purge_deliveries(db, cutoff, n).await,
-            Kind::EchoGuard => purge::purge_echo_guard(db, cutoff, n).await,
-        }
+    async fn purge_batch(self, db: &Db, cutoff: i64, n: usize) -> crate::storage::Result<Batch> {
+        let rows = match self {
+            Kind::ConversationTexts => {
+                let p = purge::purge_conversation_texts(db, cutoff, n).await?;
+                return Ok(Batch {
+                    rows: p.conversations,
+                    messages: p.messages,
+                });
+            }
+            Kind::Events => purge::purge_events(db, cutoff, n).await?,
+            Kind::Timeline => purge::purge_timeline(db, cutoff, n).await?,
+            Kind::Jobs => purge::purge_jobs(db, "'done', 'cancelled'", cutoff, n).await?,
+            Kind::DeadJobs => purge::purge_jobs(db, "'dead'", cutoff, n).await?,
+            Kind::Deliveries => purge::purge_deliveries(db, cutoff, n).await?,
+            Kind::EchoGuard => purge::purge_echo_guard(db, cutoff, n).await?,
+        };
+        Ok(Batch { rows, messages: 0 })
     }
 }
 
@@ -256,42 +285,24 @@ pub async fn run_pass(
     };
     let n = settings.batch;
     let result: crate::storage::Result<()> = async {
-        if let Some(c) = cutoff(settings.messages) {
-            let mut total = purge::TextsPurged::default();
-            loop {
-                let p = purge::purge_conversation_texts(db, c, n).await?;
-                total.conversations += p.conversations;
-                total.messages += p.messages;
-                if (p.conversations as usize) < n || *stop.borrow() {
-                    break;
-                }
-                tokio::time::sleep(BATCH_PAUSE).await;
-            }
-            pass.deleted
-                .push(("conversation_texts", total.conversations));
-            pass.deleted.push(("messages", total.messages));
-        }
-        for kind in [
-            Kind::Events,
-            Kind::Timeline,
-            Kind::Jobs,
-            Kind::DeadJobs,
-            Kind::Deliveries,
-            Kind::EchoGuard,
-        ] {
+        for kind in Kind::ALL {
             let Some(c) = cutoff(kind.kept(settings)) else {
                 continue;
             };
-            let mut total = 0;
+            let (mut total, mut messages) = (0, 0);
             loop {
-                let deleted = kind.purge_batch(db, c, n).await?;
-                total += deleted;
-                if (deleted as usize) < n || *stop.borrow() {
+                let batch = kind.purge_batch(db, c, n).await?;
+                total += batch.rows;
+                messages += batch.messages;
+                if (batch.rows as usize) < n || *stop.borrow() {
                     break;
                 }
                 tokio::time::sleep(BATCH_PAUSE).await;
             }
             pass.deleted.push((kind.name(), total));
+            if let Kind::ConversationTexts = kind {
+                pass.deleted.push(("messages", messages));
+            }
         }
         Ok(())
     }

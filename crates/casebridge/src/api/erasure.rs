@@ -175,16 +175,13 @@ pub async fn erase_contact(
             ))
         }
     };
-    let ids: Vec<String> = erasure::contact_addresses(&state.db, &caller.org_id)
-        .await?
-        .into_iter()
-        .filter(|(_, email, phone)| wanted.matches(email.as_deref(), phone.as_deref()))
-        .map(|(id, _, _)| id)
-        .collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let found = sync::conversations_among(&state.db, &caller.org_id, &ids).await?;
-    let mut conversations: Vec<sync::Conversation> = found.into_values().collect();
-    conversations.sort_by(|a, b| a.id.cmp(&b.id));
+    // Compared here, in Rust, so both backends compare the same way.
+    let conversations: Vec<sync::Conversation> =
+        sync::conversations_with_contact_details(&state.db, &caller.org_id)
+            .await?
+            .into_iter()
+            .filter(|c| wanted.matches(c.contact_email.as_deref(), c.contact_phone.as_deref()))
+            .collect();
     erase(&state, &caller, &conversations, "contact", None).await
 }
 

@@ -26,19 +26,50 @@ pub struct Removed {
     pub delivery_attempts: u64,
 }
 
-/// Runs `sql` (with `$1` the org and an `IN ({ids})` list) for every chunk
-/// of `ids` in `tx`; returns the rows it changed.
+/// `sql` (with `$1` the org and an `IN ({ids})` list) for `chunk`, bound.
+fn chunk_query<'q>(
+    tx: &Tx<'_>,
+    sql: &'q mut String,
+    template: &str,
+    org_id: &'q str,
+    chunk: &'q [String],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    *sql = super::for_backend(
+        tx,
+        template.replace("{ids}", &value_rows("?", chunk.len(), 2)),
+    );
+    let mut q = super::rows_query(sql, chunk.len()).bind(org_id);
+    for id in chunk {
+        q = q.bind(id);
+    }
+    q
+}
+
+/// Runs `sql` for every chunk of `ids` in `tx`; returns the rows it changed.
 async fn for_chunks(tx: &mut Tx<'_>, sql: &str, org_id: &str, ids: &[String]) -> Result<u64> {
     let mut changed = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = super::for_backend(tx, sql.replace("{ids}", &value_rows("?", chunk.len(), 2)));
-        let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
-        for id in chunk {
-            q = q.bind(id);
-        }
+        let mut text = String::new();
+        let q = chunk_query(tx, &mut text, sql, org_id, chunk);
         changed += q.execute(&mut **tx).await?.rows_affected();
     }
     Ok(changed)
+}
+
+/// Runs the query `sql` for every chunk of `ids` in `tx`; returns every row.
+async fn rows_for_chunks(
+    tx: &mut Tx<'_>,
+    sql: &str,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Vec<sqlx::any::AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut text = String::new();
+        let q = chunk_query(tx, &mut text, sql, org_id, chunk);
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(rows)
 }
 
 /// Deletes the rows of `table` (with `org_id` and `conversation_id`
@@ -79,7 +110,7 @@ pub struct StillSyncing {
 
 /// Who asked for an erasure and what it covered, for the audit line.
 pub struct Request<'a> {
-    /// The API key's id and name.
+    /// Who asked: the API key, by id.
     pub actor: &'a str,
     /// `conversation` or `contact`.
     pub scope: &'a str,
@@ -204,23 +235,13 @@ async fn still_syncing(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<
             false,
         ),
     ] {
-        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let sql = super::for_backend(
-                tx,
-                sql.replace("{ids}", &value_rows("?", chunk.len(), 2)),
-            );
-            let mut q = super::rows_query(&sql, chunk.len()).bind(org_id);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            for r in q.fetch_all(&mut **tx).await? {
-                let entry = open.entry(r.try_get("conversation_id")?).or_default();
-                let n: i64 = r.try_get("n")?;
-                if jobs {
-                    entry.0 = n;
-                } else {
-                    entry.1 = n;
-                }
+        for r in rows_for_chunks(tx, sql, org_id, ids).await? {
+            let entry = open.entry(r.try_get("conversation_id")?).or_default();
+            let n: i64 = r.try_get("n")?;
+            if jobs {
+                entry.0 = n;
+            } else {
+                entry.1 = n;
             }
         }
     }
@@ -232,31 +253,6 @@ async fn still_syncing(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<
             undelivered,
         })
         .collect())
-}
-
-/// An org's conversations whose contact e-mail or phone is stored, with
-/// them: what an erasure by contact searches (in Rust, so both backends
-/// compare the same way).
-pub async fn contact_addresses(
-    db: &Db,
-    org_id: &str,
-) -> Result<Vec<(String, Option<String>, Option<String>)>> {
-    sqlx::query(
-        "SELECT id, contact_email, contact_phone FROM conversations WHERE org_id = $1 \
-         AND (contact_email IS NOT NULL OR contact_phone IS NOT NULL)",
-    )
-    .bind(org_id)
-    .fetch_all(db.pool())
-    .await?
-    .iter()
-    .map(|r| {
-        Ok((
-            r.try_get("id")?,
-            r.try_get("contact_email")?,
-            r.try_get("contact_phone")?,
-        ))
-    })
-    .collect()
 }
 
 /// An audit line.
@@ -282,15 +278,17 @@ pub async fn audit_lines(db: &Db, org_id: &str, limit: i64) -> Result<Vec<AuditL
     .await?
     .iter()
     .map(|r| {
-        let counts: String = r.try_get("counts")?;
+        let (id, counts): (String, String) = (r.try_get("id")?, r.try_get("counts")?);
+        let counts = serde_json::from_str(&counts).map_err(|e| {
+            super::StorageError::Corrupt(format!("the counts of erasure {id}: {e}"))
+        })?;
         Ok(AuditLine {
-            id: r.try_get("id")?,
+            id,
             at: r.try_get("at")?,
             actor: r.try_get("actor")?,
             scope: r.try_get("scope")?,
             subject: r.try_get("subject")?,
-            counts: serde_json::from_str(&counts)
-                .map_err(|e| super::StorageError::Corrupt(format!("erasure {}: {e}", "counts")))?,
+            counts,
         })
     })
     .collect()

@@ -15,7 +15,8 @@ use super::{now_ms, value_rows, Backend, Db, Result, ROWS_PER_STATEMENT};
 
 /// Deletes up to `limit` rows of `table` matching `filter` (which binds
 /// `$1`, the cutoff), oldest first as the filter's index gives them.
-/// `key` names a row on PostgreSQL; SQLite uses its rowid.
+/// `key` (its primary key's columns) names a row on PostgreSQL; SQLite
+/// uses its rowid.
 async fn delete_batch(
     db: &Db,
     table: &str,
@@ -28,9 +29,8 @@ async fn delete_batch(
         Backend::Sqlite => ("rowid", ""),
         Backend::Postgres => (key, "FOR UPDATE SKIP LOCKED"),
     };
-    let columns = key.trim_start_matches('(').trim_end_matches(')');
     let sql = format!(
-        "DELETE FROM {table} WHERE {key} IN (SELECT {columns} FROM {table} WHERE {filter} LIMIT $2 {lock})"
+        "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {filter} LIMIT $2 {lock})"
     );
     let _turn = db.write_turn().await;
     let done = sqlx::query(&sql)
@@ -48,7 +48,7 @@ pub async fn purge_events(db: &Db, cutoff: i64, limit: usize) -> Result<u64> {
     delete_batch(
         db,
         "events",
-        "(org_id, id)",
+        "org_id, id",
         "received_at < $1",
         cutoff,
         limit,
@@ -61,32 +61,13 @@ pub async fn purge_timeline(db: &Db, cutoff: i64, limit: usize) -> Result<u64> {
     delete_batch(db, "timeline", "id", "at < $1", cutoff, limit).await
 }
 
-/// Jobs done or cancelled before `cutoff`. A finished job's `run_after`
-/// is never later than its `updated_at`, so the filter walks `jobs_ready`
-/// (state, run_after) and needs no index of its own.
-pub async fn purge_finished_jobs(db: &Db, cutoff: i64, limit: usize) -> Result<u64> {
-    delete_batch(
-        db,
-        "jobs",
-        "id",
-        "state IN ('done', 'cancelled') AND run_after < $1 AND updated_at < $1",
-        cutoff,
-        limit,
-    )
-    .await
-}
-
-/// Jobs given up on (dead) before `cutoff`.
-pub async fn purge_dead_jobs(db: &Db, cutoff: i64, limit: usize) -> Result<u64> {
-    delete_batch(
-        db,
-        "jobs",
-        "id",
-        "state = 'dead' AND run_after < $1 AND updated_at < $1",
-        cutoff,
-        limit,
-    )
-    .await
+/// Jobs in `states` (a SQL list: `'done', 'cancelled'` or `'dead'`) that
+/// finished before `cutoff`. A finished job's `run_after` is never later
+/// than its `updated_at`, so the filter walks `jobs_ready` (state,
+/// run_after) and needs no index of its own.
+pub async fn purge_jobs(db: &Db, states: &str, cutoff: i64, limit: usize) -> Result<u64> {
+    let filter = format!("state IN ({states}) AND run_after < $1 AND updated_at < $1");
+    delete_batch(db, "jobs", "id", &filter, cutoff, limit).await
 }
 
 /// The echo guard's memory of records written before `cutoff`. Replies
@@ -96,7 +77,7 @@ pub async fn purge_echo_guard(db: &Db, cutoff: i64, limit: usize) -> Result<u64>
     delete_batch(
         db,
         "written_records",
-        "(org_id, record_id)",
+        "org_id, record_id",
         "written_at < $1",
         cutoff,
         limit,

@@ -635,6 +635,8 @@ pub async fn record_written(
         .collect();
     remember_all(&mut tx, org_id, &activities).await?;
     if let Some(up_to) = w.finish_message_jobs_up_to {
+        // `state IN ('pending', 'running')` as well: SQLite uses a partial
+        // index (jobs_open) only when the query repeats its condition.
         sqlx::query(
             "UPDATE jobs SET state = 'done', updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
              AND kind = 'message' AND state = 'pending' AND state IN ('pending', 'running') AND seq <= $4",
@@ -852,6 +854,24 @@ pub async fn conversations_among(
         .collect()
 }
 
+/// The org's conversations that still hold a contact e-mail or phone, by
+/// id: what an erasure by contact searches.
+pub async fn conversations_with_contact_details(
+    db: &Db,
+    org_id: &str,
+) -> Result<Vec<Conversation>> {
+    sqlx::query(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 \
+         AND (contact_email IS NOT NULL OR contact_phone IS NOT NULL) ORDER BY id"
+    ))
+    .bind(org_id)
+    .fetch_all(db.pool())
+    .await?
+    .iter()
+    .map(conversation_from)
+    .collect()
+}
+
 /// What a batch of message jobs needs to know of their conversations'
 /// messages, read in three statements for the whole batch.
 #[derive(Default)]
@@ -879,6 +899,7 @@ pub async fn backlog(db: &Db, org_id: &str, conversation_ids: &[&str]) -> Result
             .or_default()
             .push(message_from(&r)?);
     }
+    // The repeated state condition lets SQLite use jobs_open (see above).
     for r in rows_for(
         db,
         "SELECT conversation_id, MIN(seq) AS seq FROM jobs WHERE org_id = $1 AND conversation_id IN ({ids}) \
@@ -1085,7 +1106,8 @@ fn spans_written_sql(n: usize) -> String {
 
 /// Marks `n` conversations' pending message jobs done up to a position:
 /// binds the time, then each conversation's id and last position, then
-/// the org.
+/// the org. The state condition is repeated in the form of `jobs_open`'s,
+/// which SQLite needs to use that partial index.
 fn ride_along_done_sql(n: usize) -> String {
     format!(
         "UPDATE jobs SET state = 'done', updated_at = $1 WHERE id IN ( \
