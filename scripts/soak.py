@@ -9,10 +9,11 @@ loopback, creates an org with a connection, then offers a steady stream of
 and timeline lines accumulate the way a real support desk's do. Once a minute it prints:
 messages offered / accepted / refused (non-202) / failed (no answer) and how far the
 senders fell behind their schedule; ingest: POST /v1/events answer time p50/p99 (in50, in99); CPU as % of one core of the service (and its CPU-ms per
-message), the emulator, this generator and all other processes (the machine is shared);
+message), the emulator, this generator, all other processes (the machine is shared) and the
+hypervisor's steal (steal%: this VM waiting for its host's CPUs, a neighbour's load);
 event -> activity latency p50/p99/max of the message jobs finished that minute
 (jobs.updated_at - created_at, read from the database); the service's VmRSS and VmHWM;
-the database's size; pending + running jobs (does the service keep up?).
+the database's size (with its WAL) and the WAL's; the emulator's RSS; pending + running jobs (does the service keep up?).
 At the end: the table again, verdicts (latency and CPU drift, RSS against the 64 MB target
 and whether it plateaued) and the rows as CSV beside the service's log.
 
@@ -30,16 +31,17 @@ OPERATOR_TOKEN = "operator-token-123456"
 CLIENT_ID, CLIENT_SECRET = "cb", "s3cret-s3cret"
 TICK = 0.1  # seconds between two POSTs of one sender
 CUSTOMER_POOL = 20_000  # distinct customers: later conversations bring returning ones
-RETENTION_ENV = {f"CASEBRIDGE_RETAIN_{k}": "5m" for k in ("MESSAGES", "EVENTS", "TIMELINE", "DELIVERIES", "JOBS")}
+RETAINED = ("MESSAGES", "EVENTS", "TIMELINE", "DELIVERIES", "JOBS")
 # One per-minute column: key (CSV), title, width, format.
 COLUMNS = [("minute", "min", 3, "d"), ("offered", "offered", 7, "d"), ("accepted", "accepted", 8, "d"),
            ("refused", "refused", 7, "d"), ("failed", "failed", 6, "d"), ("behind_ms", "behind_ms", 9, ".0f"),
            ("ingest_p50_ms", "in50", 4, ".0f"), ("ingest_p99_ms", "in99", 4, ".0f"),
            ("svc_cpu_pct", "svc%", 5, ".0f"), ("cpu_ms_per_msg", "ms/msg", 6, ".3f"), ("emu_cpu_pct", "emu%", 5, ".0f"),
-           ("gen_cpu_pct", "gen%", 5, ".0f"), ("other_cpu_pct", "other%", 6, ".0f"),
+           ("gen_cpu_pct", "gen%", 5, ".0f"), ("other_cpu_pct", "other%", 6, ".0f"), ("steal_pct", "steal%", 6, ".0f"),
            ("jobs_done", "done", 6, "d"), ("p50_ms", "p50", 5, ".0f"), ("p99_ms", "p99", 5, ".0f"),
            ("max_ms", "max", 6, ".0f"), ("rss_mb", "rss", 5, ".1f"), ("hwm_mb", "hwm", 5, ".1f"),
-           ("db_mb", "db_mb", 7, ".1f"), ("backlog", "backlog", 7, "d")]
+           ("db_mb", "db_mb", 7, ".1f"), ("wal_mb", "wal_mb", 6, ".1f"), ("emu_mb", "emu_mb", 6, ".0f"),
+           ("backlog", "backlog", 7, "d")]
 HEADER = " ".join(title.rjust(width) for _, title, width, _ in COLUMNS)
 
 CUSTOMER_LINES = [
@@ -76,7 +78,8 @@ def parse_args():
                         "contacts pile up; Creatio uses an index)")
     p.add_argument("--binary", default=os.path.join(repo, "target", "release", "casebridge"))
     p.add_argument("--database-url", help="sqlite://FILE or postgres://... (default: SQLite in the temp dir)")
-    p.add_argument("--purge", action="store_true", help="5-minute retention, purged every 10 s")
+    p.add_argument("--purge", action="store_true", help="short retention (--retention), purged every 10 s")
+    p.add_argument("--retention", default="5m", help="with --purge: how long every kind of data is kept")
     p.add_argument("--port-base", type=int, default=18180, help="emulator port; the service gets the next one")
     p.add_argument("--clean", action="store_true", help="delete the temp dir at the end")
     return p.parse_args()
@@ -112,6 +115,12 @@ class Database:
             return sum(os.path.getsize(f) for f in files if os.path.exists(f)) / 2**20
         return self.column("SELECT pg_database_size(current_database())")[0] / 2**20
 
+    def wal_mb(self):
+        """SQLite's write-ahead log (included in size_mb): one that keeps growing means readers keep
+        the checkpoint from resetting it. NaN on PostgreSQL."""
+        wal = (self.sqlite_path or "") + "-wal"
+        return os.path.getsize(wal) / 2**20 if self.sqlite_path and os.path.exists(wal) else float("nan")
+
 
 def cpu_seconds(pid):
     """utime + stime of a process (all its threads), in seconds."""
@@ -121,12 +130,14 @@ def cpu_seconds(pid):
 
 
 def cpu_readings(svc, emu):
-    """CPU seconds so far of the service, the emulator, this load generator and the whole machine
-    (the last from /proc/stat: everything but idle and iowait, so another build on the box shows)."""
+    """CPU seconds so far of the service, the emulator, this load generator, the whole machine
+    (from /proc/stat: everything but idle and iowait, so another build on the box shows) and the
+    hypervisor's steal (time this VM's CPUs waited for the host: a noisy neighbour)."""
     with open("/proc/stat") as f:
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-    return cpu_seconds(svc.pid), cpu_seconds(emu.pid), cpu_seconds(os.getpid()), machine
+    tick = os.sysconf("SC_CLK_TCK")
+    machine = (user + nice + system + irq + softirq + steal) / tick
+    return cpu_seconds(svc.pid), cpu_seconds(emu.pid), cpu_seconds(os.getpid()), machine, steal / tick
 
 
 def memory_mb(pid):
@@ -278,7 +289,7 @@ def measure_minute(minute, senders, svc, emu, db, cpu_before, bounds_ms):
     """One per-minute row; also returns the CPU readings for the next minute and the senders' last errors."""
     counts = [s.take_counts() for s in senders]
     cpu_now = cpu_readings(svc, emu)
-    svc_cpu, emu_cpu, gen_cpu, machine_cpu = (now - before for now, before in zip(cpu_now, cpu_before))
+    svc_cpu, emu_cpu, gen_cpu, machine_cpu, steal = (now - before for now, before in zip(cpu_now, cpu_before))
     row = {"minute": minute, **{k: sum(c[k] for c in counts) for k in ("offered", "accepted", "refused", "failed")}}
     latencies = db.latencies_ms(*bounds_ms)
     posts = sorted(ms for c in counts for ms in c["post_ms"])
@@ -286,7 +297,8 @@ def measure_minute(minute, senders, svc, emu, db, cpu_before, bounds_ms):
     row.update(behind_ms=max(c["behind_ms"] for c in counts),
                svc_cpu_pct=100 * svc_cpu / seconds, cpu_ms_per_msg=1000 * svc_cpu / max(row["accepted"], 1),
                emu_cpu_pct=100 * emu_cpu / seconds, gen_cpu_pct=100 * gen_cpu / seconds,
-               other_cpu_pct=100 * max(0.0, machine_cpu - svc_cpu - emu_cpu - gen_cpu) / seconds,
+               other_cpu_pct=100 * max(0.0, machine_cpu - steal - svc_cpu - emu_cpu - gen_cpu) / seconds,
+               steal_pct=100 * steal / seconds, wal_mb=db.wal_mb(), emu_mb=memory_mb(emu.pid)[0],
                ingest_p50_ms=percentile(posts, 0.5), ingest_p99_ms=percentile(posts, 0.99),
                jobs_done=len(latencies), p50_ms=percentile(latencies, 0.5), p99_ms=percentile(latencies, 0.99),
                max_ms=latencies[-1] if latencies else float("nan"), db_mb=db.size_mb(), backlog=db.backlog())
@@ -333,8 +345,8 @@ def start_processes(args, workdir, db_url):
     emu_port, svc_port = args.port_base, args.port_base + 1
     env = dict(os.environ, CASEBRIDGE_LISTEN=f"127.0.0.1:{svc_port}", CASEBRIDGE_DATABASE_URL=db_url,
                CASEBRIDGE_ADMIN_TOKEN=OPERATOR_TOKEN, CASEBRIDGE_ALLOW_PRIVATE_TARGETS="127.0.0.0/8",
-               CASEBRIDGE_LOG="warn", CASEBRIDGE_SECRET_KEY_FILE=os.path.join(workdir, "cb.key"),
-               CASEBRIDGE_PURGE_INTERVAL="10s" if args.purge else "0", **(RETENTION_ENV if args.purge else {}))
+               CASEBRIDGE_LOG="warn,casebridge::retention=info", CASEBRIDGE_SECRET_KEY_FILE=os.path.join(workdir, "cb.key"),
+               CASEBRIDGE_PURGE_INTERVAL="10s" if args.purge else "0", **({f"CASEBRIDGE_RETAIN_{k}": args.retention for k in RETAINED} if args.purge else {}))
     emulator = [args.binary, "emulator", "--listen", f"127.0.0.1:{emu_port}",
                 "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET]
     procs = {}

@@ -59,6 +59,15 @@ impl Default for Settings {
 
 /// Pause between two batches: room for ingest and the workers.
 const BATCH_PAUSE: Duration = Duration::from_millis(20);
+/// After a batch that took `t`, the purge rests `t` times this (at least
+/// [`BATCH_PAUSE`]): it has at most a third of SQLite's one writer, and
+/// ingest and the workers the rest. A third still deletes several times
+/// faster than the workers write (a batch deletes 500 rows in a few ms).
+const PAUSE_PER_BATCH_TIME: u32 = 2;
+
+fn pause_after(took: Duration) -> Duration {
+    (took * PAUSE_PER_BATCH_TIME).max(BATCH_PAUSE)
+}
 /// How old the sizes shown may get (counting rows scans every table).
 pub const SIZES_MAX_AGE: Duration = Duration::from_secs(300);
 
@@ -107,6 +116,9 @@ pub fn format_duration(d: Option<Duration>) -> String {
 pub struct Pass {
     pub started_at: i64,
     pub took: Duration,
+    /// The longest one batch took (the longest ingest and the workers
+    /// could have waited for the purge on SQLite).
+    pub longest_batch: Duration,
     /// Rows deleted per kind.
     pub deleted: Vec<(&'static str, u64)>,
     pub error: Option<String>,
@@ -160,6 +172,7 @@ impl Retention {
             json!({
                 "started_at": crate::storage::rfc3339(p.started_at),
                 "took_ms": p.took.as_millis() as u64,
+                "longest_batch_ms": p.longest_batch.as_millis() as u64,
                 "deleted": p.deleted.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "error": p.error,
             })
@@ -198,10 +211,11 @@ pub fn reply_window_start(settings: &Settings) -> Option<i64> {
 }
 
 /// What one batch deleted: its rows (conversations for their texts), and
-/// the messages that went with them.
+/// the messages that went with them; `more`: whether it left some due.
 struct Batch {
     rows: u64,
     messages: u64,
+    more: bool,
 }
 
 /// The kinds of data purged, in the order a pass takes them.
@@ -258,6 +272,7 @@ impl Kind {
                 return Ok(Batch {
                     rows: p.conversations,
                     messages: p.messages,
+                    more: p.more,
                 });
             }
             Kind::Events => purge::purge_events(db, cutoff, n).await?,
@@ -267,7 +282,11 @@ impl Kind {
             Kind::Deliveries => purge::purge_deliveries(db, cutoff, n).await?,
             Kind::EchoGuard => purge::purge_echo_guard(db, cutoff, n).await?,
         };
-        Ok(Batch { rows, messages: 0 })
+        Ok(Batch {
+            rows,
+            messages: 0,
+            more: rows as usize >= n,
+        })
     }
 }
 
@@ -284,31 +303,42 @@ pub async fn run_pass(
         ..Pass::default()
     };
     let n = settings.batch;
-    let result: crate::storage::Result<()> = async {
-        for kind in Kind::ALL {
-            let Some(c) = cutoff(kind.kept(settings)) else {
-                continue;
-            };
-            let (mut total, mut messages) = (0, 0);
-            loop {
-                let batch = kind.purge_batch(db, c, n).await?;
-                total += batch.rows;
-                messages += batch.messages;
-                if (batch.rows as usize) < n || *stop.borrow() {
+    // A kind that fails (the database busy past its timeout, say) leaves
+    // its rows for the next pass; the kinds after it still run.
+    let mut errors = Vec::new();
+    for kind in Kind::ALL {
+        let Some(c) = cutoff(kind.kept(settings)) else {
+            continue;
+        };
+        let (mut total, mut messages) = (0, 0);
+        loop {
+            let began = Instant::now();
+            let batch = match kind.purge_batch(db, c, n).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", kind.name()));
                     break;
                 }
-                tokio::time::sleep(BATCH_PAUSE).await;
+            };
+            let took = began.elapsed();
+            pass.longest_batch = pass.longest_batch.max(took);
+            total += batch.rows;
+            messages += batch.messages;
+            if !batch.more || *stop.borrow() {
+                break;
             }
-            pass.deleted.push((kind.name(), total));
-            if let Kind::ConversationTexts = kind {
-                pass.deleted.push(("messages", messages));
-            }
+            tokio::time::sleep(pause_after(took)).await;
         }
-        Ok(())
+        pass.deleted.push((kind.name(), total));
+        if let Kind::ConversationTexts = kind {
+            pass.deleted.push(("messages", messages));
+        }
+        if *stop.borrow() {
+            break;
+        }
     }
-    .await;
-    if let Err(e) = result {
-        pass.error = Some(e.to_string());
+    if !errors.is_empty() {
+        pass.error = Some(errors.join("; "));
     }
     pass.took = started.elapsed();
     for (kind, n) in &pass.deleted {
@@ -336,12 +366,12 @@ pub fn spawn(
             let pass = run_pass(&db, &retention.settings, &stop).await;
             match &pass.error {
                 Some(e) => {
-                    tracing::warn!(error = %e, "A purge pass failed; it runs again at the next interval.")
+                    tracing::warn!(error = %e, deleted = ?pass.deleted, "Part of a purge pass failed; what it left is purged at the next pass.")
                 }
                 None => {
                     let total: u64 = pass.deleted.iter().map(|(_, n)| n).sum();
                     if total > 0 {
-                        tracing::info!(deleted = ?pass.deleted, took_ms = pass.took.as_millis() as u64, "Purged data past its retention.");
+                        tracing::info!(deleted = ?pass.deleted, took_ms = pass.took.as_millis() as u64, longest_batch_ms = pass.longest_batch.as_millis() as u64, "Purged data past its retention.");
                     }
                 }
             }

@@ -64,12 +64,7 @@ pub async fn ingest(
         }
     }
     let turn = state.db.write_turn().await;
-    let mut tx = state
-        .db
-        .writer()
-        .begin()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
+    let mut tx = state.db.begin_write(state.db.writer()).await?;
     let answers = events::ingest_all(&mut tx, &caller.org_id, &parsed).await?;
     tx.commit()
         .await

@@ -133,7 +133,7 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
         ),
     };
     let payload_json = serde_json::to_string(&payload).unwrap_or_default();
-    let mut tx = state.db.pool().begin().await.map_err(StorageError::from)?;
+    let mut tx = state.db.begin_write(state.db.pool()).await?;
     let queued = sync::queue_check(
         &mut tx,
         &org_id,

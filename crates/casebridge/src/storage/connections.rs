@@ -187,7 +187,7 @@ pub async fn record_check(
 /// to disconnect.
 pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write(db.pool()).await?;
     let done = sqlx::query(
         "UPDATE creatio_connections SET status = 'disconnected', \
          status_detail = 'Disconnected by an admin.', client_id = NULL, \

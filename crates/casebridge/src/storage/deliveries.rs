@@ -279,7 +279,7 @@ pub enum Outcome<'a> {
 /// one transaction.
 pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> Result<()> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write(db.pool()).await?;
     sqlx::query(
         "INSERT INTO delivery_attempts (id, delivery_id, org_id, at, url, status, latency_ms, error, response) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

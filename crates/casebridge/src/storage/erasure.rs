@@ -139,7 +139,7 @@ pub async fn erase_conversations(
 ) -> Result<std::result::Result<Erased, Vec<StillSyncing>>> {
     let now = now_ms();
     let turn = db.write_turn().await;
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.begin_write(db.writer()).await?;
     // Lock the rows in id order, as ingest does: an event for one of them
     // waits for the erasure and lands after it.
     let mut sorted = ids.to_vec();

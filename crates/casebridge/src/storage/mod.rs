@@ -222,6 +222,21 @@ impl Db {
         }
     }
 
+    /// Begins a transaction that will write, on `pool` (the writer, or
+    /// the shared pool for the writes that do not take a write turn yet).
+    /// On SQLite it is `BEGIN IMMEDIATE`: the transaction takes the write
+    /// lock before its first statement, waiting for it as `busy_timeout`
+    /// allows. A deferred one that reads first and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT (517) whenever another connection commits in
+    /// between, and no timeout retries that: under load the purge's
+    /// passes failed this way one after another while the tables grew.
+    pub async fn begin_write(&self, pool: &AnyPool) -> Result<sync::Tx<'static>> {
+        Ok(match self.backend {
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => pool.begin().await?,
+        })
+    }
+
     /// `sql` as this database binds it fastest (see [`for_backend`]).
     fn for_backend(&self, sql: String) -> String {
         statement_for(self.backend, sql)
@@ -541,6 +556,41 @@ mod tests {
             sqlite_file("sqlite://a/b.db?mode=rwc"),
             Some("a/b.db".into())
         );
+    }
+
+    /// A write transaction that reads first survives another connection
+    /// committing between its read and its write: `begin_write` takes the
+    /// lock up front and the other commit waits for it. (A deferred
+    /// transaction fails here with SQLITE_BUSY_SNAPSHOT, code 517.)
+    #[tokio::test]
+    async fn a_write_transaction_that_reads_first_is_not_lost_to_another_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("cb.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let insert = |id: &'static str| {
+            sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, 'x', 0)").bind(id)
+        };
+        let count = "SELECT COUNT(*) AS n FROM orgs";
+        let mut deferred = db.writer().begin().await.unwrap();
+        sqlx::query(count).fetch_one(&mut *deferred).await.unwrap();
+        insert("o1").execute(db.pool()).await.unwrap();
+        let e = insert("o2").execute(&mut *deferred).await.unwrap_err();
+        assert!(e.to_string().contains("517"), "{e}");
+        deferred.rollback().await.unwrap();
+
+        let mut tx = db.begin_write(db.writer()).await.unwrap();
+        sqlx::query(count).fetch_one(&mut *tx).await.unwrap();
+        let other = tokio::spawn({
+            let pool = db.pool().clone();
+            async move { insert("o3").execute(&pool).await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        insert("o4").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        other.await.unwrap().unwrap();
+        let n: i64 = sqlx::Row::get(&sqlx::query(count).fetch_one(db.pool()).await.unwrap(), "n");
+        assert_eq!(n, 3);
+        db.close().await;
     }
 
     #[test]

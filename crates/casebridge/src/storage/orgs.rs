@@ -69,7 +69,7 @@ pub struct NewKey<'a> {
 /// Creates an org with its first key, in one transaction.
 pub async fn create_org(db: &Db, id: &str, name: &str, first_key: NewKey<'_>) -> Result<Org> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write(db.pool()).await?;
     sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(name)
@@ -109,7 +109,7 @@ async fn insert_key(
 
 pub async fn create_key(db: &Db, org_id: &str, key: NewKey<'_>) -> Result<ApiKey> {
     let now = now_ms();
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write(db.pool()).await?;
     insert_key(&mut tx, org_id, &key, now).await?;
     tx.commit().await?;
     Ok(ApiKey {

@@ -611,7 +611,7 @@ pub async fn record_written(
 ) -> Result<()> {
     let now = now_ms();
     let _turn = db.write_turn().await;
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.begin_write(db.writer()).await?;
     // Two statements per hundred messages, not two per message: each
     // statement is a round trip to the database's connection thread.
     for chunk in w.messages.chunks(ROWS_PER_STATEMENT) {
@@ -728,7 +728,7 @@ pub async fn remember_written(
     entity: &'static str,
     conversation_id: Option<&str>,
 ) -> Result<()> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write(db.pool()).await?;
     remember_all(&mut tx, org_id, &[(record_id, entity, conversation_id)]).await?;
     tx.commit().await?;
     Ok(())
@@ -954,7 +954,7 @@ pub async fn record_batch(
 ) -> Result<()> {
     let now = now_ms();
     let _turn = db.write_turn().await;
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.begin_write(db.writer()).await?;
     let mut remembered: Vec<Remembered> = Vec::new();
     // Links to contacts and cases: one UPDATE … FROM (VALUES …) per chunk.
     let mut links: Vec<&BatchWrite> = writes

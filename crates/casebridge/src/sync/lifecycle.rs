@@ -768,11 +768,7 @@ async fn announce_case(ctx: &Context<'_>, job: &Job) -> Result<(), JobError> {
         return Ok(());
     }
     let c = &ctx.conversation;
-    let mut tx = db
-        .pool()
-        .begin()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
+    let mut tx = db.begin_write(db.pool()).await?;
     let queued = crate::deliver::queue(
         &mut tx,
         &job.org_id,

@@ -145,13 +145,8 @@ pub async fn check_replies(
     }
     let mut queued = 0;
     if !fresh.is_empty() {
-        let mut tx = ctx
-            .services
-            .db
-            .pool()
-            .begin()
-            .await
-            .map_err(StorageError::from)?;
+        let db = &ctx.services.db;
+        let mut tx = db.begin_write(db.pool()).await?;
         for (id, data) in fresh {
             let who = data["author"]["name"]
                 .as_str()
@@ -395,7 +390,7 @@ pub async fn check_closure(
         "is_final": status.is_final == Some(true),
         "is_resolved": status.is_resolved == Some(true),
     });
-    let mut tx = db.pool().begin().await.map_err(StorageError::from)?;
+    let mut tx = db.begin_write(db.pool()).await?;
     // One delivery per closure: the job's id makes a re-run of this job
     // find its own delivery.
     let delivery = deliver::queue(

@@ -16,6 +16,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_purge_deletes_what_is_past_its_time_and_keeps_what_is_needed,
     retention_settings_and_sizes_are_visible,
+    a_text_purge_batch_is_sized_in_messages,
 );
 
 fn message(event: &str, conv: &str, message: &str, text: &str) -> Value {
@@ -290,5 +291,47 @@ async fn retention_settings_and_sizes_are_visible(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("casebridge_database_bytes"), "{metrics}");
+    app.finish().await;
+}
+
+/// A batch of conversations' texts holds at most `limit` messages (at
+/// least one conversation), so one batch never holds SQLite's writer for
+/// the messages of `limit` whole conversations.
+async fn a_text_purge_batch_is_sized_in_messages(backend: Backend) {
+    use casebridge::storage::retention::purge_conversation_texts;
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    for c in ["c1", "c2", "c3"] {
+        let events: Vec<Value> = (1..=3)
+            .map(|i| message(&format!("{c}-e{i}"), c, &format!("m{i}"), "some text"))
+            .collect();
+        app.send(&org.key, Value::Array(events)).await;
+        app.settled(&org.key, c).await;
+    }
+    let cutoff = casebridge::storage::now_ms() + 1;
+    // 3 messages fit in 4; the next conversation's 3 would not.
+    let first = purge_conversation_texts(&app.db, cutoff, 4).await.unwrap();
+    assert_eq!(
+        (first.conversations, first.messages, first.more),
+        (1, 3, true),
+        "{first:?}"
+    );
+    // A conversation larger than the batch still goes, alone.
+    let second = purge_conversation_texts(&app.db, cutoff, 2).await.unwrap();
+    assert_eq!(
+        (second.conversations, second.messages, second.more),
+        (1, 3, true),
+        "{second:?}"
+    );
+    let last = purge_conversation_texts(&app.db, cutoff, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.conversations, last.messages, last.more),
+        (1, 3, false),
+        "{last:?}"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 0);
     app.finish().await;
 }
