@@ -20,7 +20,7 @@ struct FileSettings {
     admin_token: Option<String>,
     secret_key: Option<String>,
     secret_key_file: Option<String>,
-    allow_private_targets: Option<Vec<String>>,
+    allow_private_targets: Option<List>,
     workers: Option<u64>,
     role: Option<String>,
     log: Option<String>,
@@ -48,6 +48,36 @@ struct FileSettings {
     retain_dead_jobs: Option<String>,
     purge_interval: Option<String>,
     purge_batch: Option<u64>,
+}
+
+/// A list in the file: an array of strings, or one string whose items are
+/// separated by commas or spaces, as its environment variable takes them
+/// (`allow_private_targets = "127.0.0.0/8"` is a list of one).
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a list: an array of strings, or one string of items separated by commas"
+)]
+enum List {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl List {
+    fn items(self) -> Vec<String> {
+        match self {
+            List::One(s) => split_list(&s),
+            List::Many(v) => v.iter().flat_map(|s| split_list(s)).collect(),
+        }
+    }
+}
+
+/// `a, b c` → `[a, b, c]`.
+fn split_list(s: &str) -> Vec<String> {
+    s.split([',', ' '])
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Which parts of the service a process runs.
@@ -288,12 +318,8 @@ impl Config {
             (None, None) => SecretKeySource::File(default_key_file(&database_url)),
         };
         let allow_private_targets = match env("CASEBRIDGE_ALLOW_PRIVATE_TARGETS") {
-            Some(v) => v
-                .split([',', ' '])
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            None => f.allow_private_targets.unwrap_or_default(),
+            Some(v) => split_list(&v),
+            None => f.allow_private_targets.map(List::items).unwrap_or_default(),
         }
         .iter()
         .map(|s| parse_net(s))
@@ -583,6 +609,26 @@ mod tests {
         assert_eq!(c.allow_private_targets.len(), 2);
         assert!(
             matches!(c.secret_key, SecretKeySource::File(ref p) if p == Path::new("/var/lib/cb/casebridge.key"))
+        );
+    }
+
+    #[test]
+    fn a_list_in_the_file_is_an_array_or_one_string() {
+        for file in [
+            "allow_private_targets = \"127.0.0.0/8\"",
+            "allow_private_targets = [\"127.0.0.0/8\"]",
+        ] {
+            let c = load(&[], file).unwrap();
+            assert_eq!(c.allow_private_targets.len(), 1, "{file}");
+        }
+        let c = load(&[], "allow_private_targets = \"127.0.0.0/8, ::1/128\"").unwrap();
+        assert_eq!(c.allow_private_targets.len(), 2);
+        let e = load(&[], "allow_private_targets = \"localhost\"").unwrap_err();
+        assert!(e.to_string().contains("localhost"), "{e}");
+        let e = load(&[], "allow_private_targets = 8").unwrap_err();
+        assert!(
+            e.to_string().contains("an array of strings, or one string"),
+            "{e}"
         );
     }
 

@@ -28,6 +28,17 @@
 //! - [`retention`]: how long each kind of data is kept, and the purge.
 //! - [`backup`]: `casebridge backup` and `restore` (SQLite).
 
+/// This build: the package version and the git commit it was built from
+/// (see `build.rs`), as `casebridge --version` prints it.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CASEBRIDGE_GIT_COMMIT"),
+    ")"
+);
+/// The git commit alone (`unknown` when built without git).
+pub const COMMIT: &str = env!("CASEBRIDGE_GIT_COMMIT");
+
 pub mod ai;
 pub mod allocator;
 pub mod api;

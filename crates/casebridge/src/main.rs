@@ -22,7 +22,7 @@ use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
 #[derive(Parser)]
 #[command(
     name = "casebridge",
-    version,
+    version = casebridge::VERSION,
     about = "Bridges AI/customer-support conversations and Creatio CRM cases"
 )]
 struct Cli {
@@ -177,17 +177,42 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config.log, config.log_format);
+    let json = config.log_format == LogFormat::Json;
     let running = casebridge::server::start(config).await?;
     if let Some(token) = &running.generated_admin_token {
-        println!("Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN):");
-        println!("  {token}");
-        println!("Create an org with:");
-        println!("  curl -X POST {}/v1/orgs -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"name\": \"Acme\"}}'", running.public_url);
+        let create_org = format!("curl -X POST {}/v1/orgs -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"name\": \"Acme\"}}'", running.public_url);
+        if json {
+            print_json_line(
+                "WARN",
+                serde_json::json!({
+                    "message": "Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN).",
+                    "operator_token": token,
+                    "create_org": create_org,
+                }),
+            );
+        } else {
+            println!("Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN):");
+            println!("  {token}");
+            println!("Create an org with:");
+            println!("  {create_org}");
+        }
     }
-    println!(
-        "casebridge listening on {} (public URL {})",
-        running.addr, running.public_url
-    );
+    if json {
+        print_json_line(
+            "INFO",
+            serde_json::json!({
+                "message": "casebridge listening",
+                "addr": running.addr.to_string(),
+                "public_url": running.public_url,
+                "version": casebridge::VERSION,
+            }),
+        );
+    } else {
+        println!(
+            "casebridge listening on {} (public URL {})",
+            running.addr, running.public_url
+        );
+    }
     shutdown_signal().await?;
     tracing::info!("Shutting down: finishing requests in flight.");
     running.shutdown().await
@@ -322,14 +347,32 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs to stdout: JSON lines, or text with colours only when stdout is a
+/// terminal (a log file or journal gets no escape codes).
 fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
     };
+}
+
+/// A line `serve` prints whatever the log level (its address, a generated
+/// token), in JSON mode shaped as the log's JSON lines are, so stdout
+/// stays pure JSON.
+fn print_json_line(level: &str, fields: serde_json::Value) {
+    let line = serde_json::json!({
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "level": level,
+        "fields": fields,
+        "target": "casebridge::serve",
+    });
+    println!("{line}");
 }
 
 #[tokio::main]

@@ -30,6 +30,7 @@ pub const PURGED_ROWS: &str = "casebridge_purged_rows_total";
 pub const PURGE_LAST_RUN: &str = "casebridge_purge_last_run_timestamp_seconds";
 pub const STORED_ROWS: &str = "casebridge_stored_rows";
 pub const DATABASE_BYTES: &str = "casebridge_database_bytes";
+pub const BUILD_INFO: &str = "casebridge_build_info";
 
 /// How old the job gauges may get. Counting jobs by state scans the jobs
 /// table (12.6 ms at 180k jobs), so a scrape must not do it every time:
@@ -60,6 +61,8 @@ pub fn handle() -> &'static PrometheusHandle {
         // program's own): then ours renders what it has, nothing is lost.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
+            .set(1.0);
         handle
     })
 }
@@ -126,6 +129,10 @@ fn describe() {
         "Rows stored, by table (counted at most every 5 minutes)."
     );
     metrics::describe_gauge!(DATABASE_BYTES, "The database's size on disk.");
+    metrics::describe_gauge!(
+        BUILD_INFO,
+        "Always 1: this build's version and git commit as labels."
+    );
 }
 
 /// How often histogram samples are folded into their buckets.

@@ -702,3 +702,103 @@ fn migrate_backup_and_restore_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("pg_dump"), "{err}");
 }
+
+/// `--version` names the package version and the git commit it was built
+/// from (the checkout's HEAD when the tests built it).
+#[test]
+fn version_names_the_commit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let expected_commit = std::env::var("CASEBRIDGE_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| {
+            let git = Command::new("git")
+                .args(["rev-parse", "--short=12", "HEAD"])
+                .output()
+                .ok()?;
+            git.status
+                .success()
+                .then(|| String::from_utf8_lossy(&git.stdout).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        printed.trim(),
+        format!(
+            "casebridge {} (commit {expected_commit})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
+/// With `CASEBRIDGE_LOG_FORMAT=json` every line on stdout is a JSON object,
+/// the generated token and the address included; text logs to a pipe carry
+/// no colour codes.
+#[tokio::test]
+async fn json_log_mode_prints_only_json_and_text_logs_to_a_pipe_have_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (running, lines) = tokio::task::spawn_blocking(move || {
+        let child = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+            .arg("serve")
+            .current_dir(&path)
+            .env("CASEBRIDGE_LISTEN", "127.0.0.1:0")
+            .env("CASEBRIDGE_DATABASE_URL", "sqlite://casebridge.db")
+            .env("CASEBRIDGE_LOG_FORMAT", "json")
+            .env("CASEBRIDGE_LOG", "info")
+            .env_remove("CASEBRIDGE_ADMIN_TOKEN")
+            .env_remove("CASEBRIDGE_SECRET_KEY")
+            .env_remove("CASEBRIDGE_SECRET_KEY_FILE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let mut running = Running(child);
+        let stdout = running.0.stdout.take().unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("casebridge listening");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        (running, lines)
+    })
+    .await
+    .unwrap();
+    drop(running);
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let token = parsed
+        .iter()
+        .find_map(|v| v["fields"]["operator_token"].as_str())
+        .unwrap_or_else(|| panic!("the token is on a line of its own: {lines:?}"));
+    assert!(token.starts_with("cba_"), "{token}");
+    let listening = parsed.last().unwrap();
+    assert_eq!(listening["fields"]["message"], "casebridge listening");
+    assert!(listening["fields"]["addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(listening["fields"]["version"], casebridge::VERSION);
+
+    // Text logs to a pipe: no escape codes (the banner holds the log's
+    // own "is listening" line at info level).
+    let path = dir.path().join("text");
+    std::fs::create_dir(&path).unwrap();
+    let (running, banner, _) =
+        tokio::task::spawn_blocking(move || start_serve_with(&path, &[("CASEBRIDGE_LOG", "info")]))
+            .await
+            .unwrap();
+    drop(running);
+    let text = banner.join("\n");
+    assert!(text.contains("casebridge is listening."), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour codes: {text:?}");
+}

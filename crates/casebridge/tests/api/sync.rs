@@ -1100,5 +1100,14 @@ async fn metrics_count_events_and_jobs(backend: Backend) {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+    let build_info = format!(
+        "casebridge_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        casebridge::COMMIT
+    );
+    assert!(
+        text.contains(&build_info),
+        "{build_info} missing from:\n{text}"
+    );
     app.finish().await;
 }

@@ -1,0 +1,47 @@
+//! The git commit this binary is built from, for `casebridge --version` and
+//! the `casebridge_build_info` metric, as `CASEBRIDGE_GIT_COMMIT`.
+//!
+//! `CASEBRIDGE_GIT_COMMIT` set in the build's environment wins (a package
+//! built from a source tarball has no `.git`); otherwise `git rev-parse`;
+//! without either, `unknown`. It is the commit the build started from: a
+//! build of uncommitted changes says that commit too.
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=CASEBRIDGE_GIT_COMMIT");
+    let commit = std::env::var("CASEBRIDGE_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(git_commit)
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CASEBRIDGE_GIT_COMMIT={}", commit.trim());
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn git_commit() -> Option<String> {
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
+    // Built again when HEAD moves: HEAD itself (a checkout), the branch's
+    // ref (a commit), packed refs. Only files that exist: Cargo reruns a
+    // build script on every build while a file it watches is missing.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let dir = Path::new(&dir);
+        let mut files = vec![dir.join("HEAD"), dir.join("packed-refs")];
+        if let Some(branch) = git(&["rev-parse", "--symbolic-full-name", "HEAD"]) {
+            files.push(dir.join(branch));
+        }
+        for file in files {
+            if file.is_file() {
+                println!("cargo:rerun-if-changed={}", file.display());
+            }
+        }
+    }
+    Some(commit)
+}
