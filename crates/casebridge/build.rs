@@ -29,18 +29,24 @@ fn git(args: &[&str]) -> Option<String> {
 fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
     // Built again when HEAD moves: HEAD itself (a checkout), the branch's
-    // ref (a commit), packed refs. Only files that exist: Cargo reruns a
-    // build script on every build while a file it watches is missing.
+    // ref (a commit), packed refs. HEAD is the worktree's own, refs are in
+    // the common git directory (the same one outside a worktree). Only
+    // files that exist: Cargo reruns a build script on every build while a
+    // file it watches is missing.
+    let mut files = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        let dir = Path::new(&dir);
-        let mut files = vec![dir.join("HEAD"), dir.join("packed-refs")];
+        files.push(Path::new(&dir).join("HEAD"));
+    }
+    if let Some(common) = git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]) {
+        let common = Path::new(&common);
+        files.push(common.join("packed-refs"));
         if let Some(branch) = git(&["rev-parse", "--symbolic-full-name", "HEAD"]) {
-            files.push(dir.join(branch));
+            files.push(common.join(branch));
         }
-        for file in files {
-            if file.is_file() {
-                println!("cargo:rerun-if-changed={}", file.display());
-            }
+    }
+    for file in files {
+        if file.is_file() {
+            println!("cargo:rerun-if-changed={}", file.display());
         }
     }
     Some(commit)
