@@ -61,8 +61,9 @@ impl Default for Settings {
 const BATCH_PAUSE: Duration = Duration::from_millis(20);
 /// After a batch that took `t`, the purge rests `t` times this (at least
 /// [`BATCH_PAUSE`]): it has at most a third of SQLite's one writer, and
-/// ingest and the workers the rest. A third still deletes several times
-/// faster than the workers write (a batch deletes 500 rows in a few ms).
+/// ingest and the workers the rest. A third still keeps up: in the soak
+/// (1,000 messages a second, a 5-minute retention) a pass deleted 21 s of
+/// rows in 11 s, its longest batch 33–60 ms.
 const PAUSE_PER_BATCH_TIME: u32 = 2;
 
 fn pause_after(took: Duration) -> Duration {
