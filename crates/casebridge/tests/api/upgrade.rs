@@ -391,3 +391,97 @@ async fn the_upgrade_fixture_migrates_and_runs(backend: Backend) {
         crate::helpers::drop_postgres_database(&name).await;
     }
 }
+
+/// PostgreSQL's backup is its own tools, as `backup` says: a `pg_dump`
+/// restored with `pg_restore` into a new database, served with the same
+/// key, holds every conversation, opens the sealed secrets and goes on
+/// syncing onto the same cases.
+#[tokio::test]
+async fn postgresql_round_trips_through_pg_dump_and_pg_restore_with_its_key() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let events: Vec<Value> = (0..9)
+        .map(|i| {
+            message(
+                &format!("s{i}"),
+                &format!("c-{}", i % 3),
+                &format!("text {i}"),
+            )
+        })
+        .collect();
+    app.send(&org.key, Value::Array(events)).await;
+    let mut before = Vec::new();
+    for c in 0..3 {
+        before.push(app.settled(&org.key, &format!("c-{c}")).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("casebridge.dump");
+    let (restored_url, restored_db) = crate::helpers::create_postgres_database().await;
+    let run = |program: &str, args: Vec<String>| {
+        let out = std::process::Command::new(program)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (package postgresql-client): {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (source, file, target) = (
+        app.database_url().to_string(),
+        dump.display().to_string(),
+        restored_url.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        run(
+            "pg_dump",
+            vec![
+                "--format=custom".into(),
+                "--no-owner".into(),
+                "--file".into(),
+                file.clone(),
+                source,
+            ],
+        );
+        run(
+            "pg_restore",
+            vec!["--no-owner".into(), "--dbname".into(), target, file],
+        );
+    })
+    .await
+    .unwrap();
+
+    let app = app
+        .restart_with(|c| c.database_url = restored_url.clone())
+        .await;
+    assert_eq!(app.database_url(), restored_url);
+    for (c, was) in before.iter().enumerate() {
+        let (status, now) = app.get(&format!("/v1/conversations/c-{c}"), &org.key).await;
+        assert_eq!(status, StatusCode::OK, "{now}");
+        assert_eq!(now["case"], was["case"], "c-{c}");
+        assert_eq!(now["messages"], was["messages"], "c-{c}");
+    }
+    // The key opens the restored sealed secrets: the webhook URL shows and
+    // the Creatio connection still authenticates (the next message syncs).
+    let (status, connection) = app.get("/v1/creatio/connection", &org.key).await;
+    assert_eq!(status, StatusCode::OK, "{connection}");
+    assert!(
+        connection.to_string().contains("/webhooks/creatio/"),
+        "{connection}"
+    );
+    app.send(
+        &org.key,
+        json!([message("after", "c-0", "after the restore")]),
+    )
+    .await;
+    let after = app.settled(&org.key, "c-0").await;
+    assert_eq!(after["case"], before[0]["case"], "{after}");
+    assert_eq!(
+        after["messages"]["written"], after["messages"]["received"],
+        "{after}"
+    );
+    app.finish().await;
+    crate::helpers::drop_postgres_database(&restored_db).await;
+}
