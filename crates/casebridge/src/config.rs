@@ -612,6 +612,105 @@ mod tests {
         );
     }
 
+    /// `casebridge.example.toml` documents every setting: with its lines
+    /// uncommented each key and value is valid, together they set every
+    /// key the file takes (the destructuring stops compiling when a
+    /// setting is added), and each names its environment variable.
+    #[test]
+    fn the_example_file_documents_every_setting_validly() {
+        let example = include_str!("../../../casebridge.example.toml");
+        let settings: Vec<&str> = example
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
+            })
+            .collect();
+        let file = settings.join("\n");
+        let FileSettings {
+            listen,
+            public_url,
+            database_url,
+            admin_token,
+            secret_key,
+            secret_key_file,
+            allow_private_targets,
+            workers,
+            role,
+            log,
+            log_format,
+            ai_provider,
+            ai_base_url,
+            ai_model,
+            ai_api_key,
+            ai_timeout_secs,
+            ai_attempts,
+            sync_give_up_secs,
+            job_lease_secs,
+            delivery_retry_schedule,
+            delivery_timeout_secs,
+            header_timeout_secs,
+            body_timeout_secs,
+            keepalive_timeout_secs,
+            max_connections,
+            metrics_listen,
+            retain_messages,
+            retain_events,
+            retain_timeline,
+            retain_deliveries,
+            retain_jobs,
+            retain_dead_jobs,
+            purge_interval,
+            purge_batch,
+        } = toml::from_str(&file).unwrap();
+        for (key, set) in [
+            ("listen", listen.is_some()),
+            ("public_url", public_url.is_some()),
+            ("database_url", database_url.is_some()),
+            ("admin_token", admin_token.is_some()),
+            ("secret_key", secret_key.is_some()),
+            ("secret_key_file", secret_key_file.is_some()),
+            ("allow_private_targets", allow_private_targets.is_some()),
+            ("workers", workers.is_some()),
+            ("role", role.is_some()),
+            ("log", log.is_some()),
+            ("log_format", log_format.is_some()),
+            ("ai_provider", ai_provider.is_some()),
+            ("ai_base_url", ai_base_url.is_some()),
+            ("ai_model", ai_model.is_some()),
+            ("ai_api_key", ai_api_key.is_some()),
+            ("ai_timeout_secs", ai_timeout_secs.is_some()),
+            ("ai_attempts", ai_attempts.is_some()),
+            ("sync_give_up_secs", sync_give_up_secs.is_some()),
+            ("job_lease_secs", job_lease_secs.is_some()),
+            ("delivery_retry_schedule", delivery_retry_schedule.is_some()),
+            ("delivery_timeout_secs", delivery_timeout_secs.is_some()),
+            ("header_timeout_secs", header_timeout_secs.is_some()),
+            ("body_timeout_secs", body_timeout_secs.is_some()),
+            ("keepalive_timeout_secs", keepalive_timeout_secs.is_some()),
+            ("max_connections", max_connections.is_some()),
+            ("metrics_listen", metrics_listen.is_some()),
+            ("retain_messages", retain_messages.is_some()),
+            ("retain_events", retain_events.is_some()),
+            ("retain_timeline", retain_timeline.is_some()),
+            ("retain_deliveries", retain_deliveries.is_some()),
+            ("retain_jobs", retain_jobs.is_some()),
+            ("retain_dead_jobs", retain_dead_jobs.is_some()),
+            ("purge_interval", purge_interval.is_some()),
+            ("purge_batch", purge_batch.is_some()),
+        ] {
+            assert!(set, "{key} is missing from casebridge.example.toml");
+            let var = format!("CASEBRIDGE_{}", key.to_uppercase());
+            assert!(
+                example.contains(&var),
+                "{var} is not named in casebridge.example.toml"
+            );
+        }
+        load(&[], &file).unwrap();
+    }
+
     #[test]
     fn a_list_in_the_file_is_an_array_or_one_string() {
         for file in [
