@@ -21,6 +21,52 @@ on_both_backends!(
     the_upgrade_fixture_migrates_and_runs,
 );
 
+/// Sends `each` messages to each of `n` conversations `{prefix}-0` …, and
+/// waits until they are synced; returns each conversation's view.
+async fn sync_conversations(
+    app: &TestApp,
+    key: &str,
+    prefix: &str,
+    n: usize,
+    each: usize,
+) -> Vec<Value> {
+    let events: Vec<Value> = (0..n * each)
+        .map(|i| {
+            message(
+                &format!("{prefix}-e{i}"),
+                &format!("{prefix}-{}", i % n),
+                &format!("{prefix} {i}"),
+            )
+        })
+        .collect();
+    app.send(key, Value::Array(events)).await;
+    let mut synced = Vec::new();
+    for c in 0..n {
+        synced.push(app.settled(key, &format!("{prefix}-{c}")).await);
+    }
+    synced
+}
+
+/// After a restore: the conversations `{prefix}-0` … are as `before`
+/// (case, contact, message counts), and the connection's webhook URL shows
+/// (the key opened the sealed token).
+async fn assert_restored(app: &TestApp, key: &str, prefix: &str, before: &[Value]) {
+    for (c, was) in before.iter().enumerate() {
+        let id = format!("{prefix}-{c}");
+        let (status, now) = app.get(&format!("/v1/conversations/{id}"), key).await;
+        assert_eq!(status, StatusCode::OK, "{now}");
+        for field in ["case", "contact_id", "messages"] {
+            assert_eq!(now[field], was[field], "{id} {field}");
+        }
+    }
+    let (status, connection) = app.get("/v1/creatio/connection", key).await;
+    assert_eq!(status, StatusCode::OK, "{connection}");
+    assert!(
+        connection.to_string().contains("/webhooks/creatio/"),
+        "{connection}"
+    );
+}
+
 fn message(event: &str, conv: &str, text: &str) -> Value {
     json!({
         "id": event, "type": "message.created",
@@ -40,20 +86,7 @@ async fn a_backup_under_load_restores_everything_with_its_key() {
     .await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
-    let events: Vec<Value> = (0..20)
-        .map(|i| {
-            message(
-                &format!("s{i}"),
-                &format!("synced-{}", i % 5),
-                &format!("synced {i}"),
-            )
-        })
-        .collect();
-    app.send(&org.key, Value::Array(events)).await;
-    let mut synced = Vec::new();
-    for c in 0..5 {
-        synced.push(app.settled(&org.key, &format!("synced-{c}")).await);
-    }
+    let synced = sync_conversations(&app, &org.key, "synced", 5, 4).await;
     // Creatio goes away: what comes now waits in the queue.
     app.creatio_outage(4).await;
     app.send(&org.key, json!([message("p0", "pending-0", "waiting 0")]))
@@ -162,22 +195,8 @@ async fn a_backup_under_load_restores_everything_with_its_key() {
     let before = app.database_url().to_string();
     let app = app.restart_with(|c| *c = config.clone()).await;
     assert_ne!(app.database_url(), before);
-    for (c, was) in synced.iter().enumerate() {
-        let (status, now) = app
-            .get(&format!("/v1/conversations/synced-{c}"), &org.key)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{now}");
-        assert_eq!(now["case"], was["case"], "synced-{c}");
-        assert_eq!(now["contact_id"], was["contact_id"], "synced-{c}");
-        assert_eq!(now["messages"], was["messages"], "synced-{c}");
-    }
     // The webhook URL shows: the restored key opens the sealed token.
-    let (status, connection) = app.get("/v1/creatio/connection", &org.key).await;
-    assert_eq!(status, StatusCode::OK, "{connection}");
-    assert!(
-        connection.to_string().contains("/webhooks/creatio/"),
-        "{connection}"
-    );
+    assert_restored(&app, &org.key, "synced", &synced).await;
     let settled = app.settled(&org.key, "pending-0").await;
     assert_eq!(
         settled["messages"]["written"], settled["messages"]["received"],
@@ -401,20 +420,7 @@ async fn postgresql_round_trips_through_pg_dump_and_pg_restore_with_its_key() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
-    let events: Vec<Value> = (0..9)
-        .map(|i| {
-            message(
-                &format!("s{i}"),
-                &format!("c-{}", i % 3),
-                &format!("text {i}"),
-            )
-        })
-        .collect();
-    app.send(&org.key, Value::Array(events)).await;
-    let mut before = Vec::new();
-    for c in 0..3 {
-        before.push(app.settled(&org.key, &format!("c-{c}")).await);
-    }
+    let before = sync_conversations(&app, &org.key, "c", 3, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("casebridge.dump");
     let (restored_url, restored_db) = crate::helpers::create_postgres_database().await;
@@ -457,20 +463,9 @@ async fn postgresql_round_trips_through_pg_dump_and_pg_restore_with_its_key() {
         .restart_with(|c| c.database_url = restored_url.clone())
         .await;
     assert_eq!(app.database_url(), restored_url);
-    for (c, was) in before.iter().enumerate() {
-        let (status, now) = app.get(&format!("/v1/conversations/c-{c}"), &org.key).await;
-        assert_eq!(status, StatusCode::OK, "{now}");
-        assert_eq!(now["case"], was["case"], "c-{c}");
-        assert_eq!(now["messages"], was["messages"], "c-{c}");
-    }
     // The key opens the restored sealed secrets: the webhook URL shows and
     // the Creatio connection still authenticates (the next message syncs).
-    let (status, connection) = app.get("/v1/creatio/connection", &org.key).await;
-    assert_eq!(status, StatusCode::OK, "{connection}");
-    assert!(
-        connection.to_string().contains("/webhooks/creatio/"),
-        "{connection}"
-    );
+    assert_restored(&app, &org.key, "c", &before).await;
     app.send(
         &org.key,
         json!([message("after", "c-0", "after the restore")]),
