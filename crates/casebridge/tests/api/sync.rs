@@ -1082,15 +1082,7 @@ async fn metrics_count_events_and_jobs(backend: Backend) {
     )
     .await;
     app.settled(&org.key, "c1").await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for needle in [
         "casebridge_events_received_total{outcome=\"accepted\"}",
         "casebridge_jobs{state=\"done\"}",

@@ -353,12 +353,7 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
     let timeline = conv["timeline"].to_string();
     assert!(timeline.contains("Agent reply"), "{timeline}");
     assert!(timeline.contains("Delivered agent.reply"), "{timeline}");
-    let text = reqwest::get(format!("{}/metrics", app.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.contains("casebridge_delivery_attempts_total"),
         "{text}"
