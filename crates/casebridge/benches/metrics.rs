@@ -109,7 +109,7 @@ async fn main() {
         casebridge::metrics::JOB_GAUGES_MAX_AGE.as_secs()
     );
     let start = Instant::now();
-    let counted = casebridge::storage::sync::job_counts_by_state(&db)
+    let counted = casebridge::storage::jobs::job_counts_by_state(&db)
         .await
         .unwrap();
     println!(

@@ -310,7 +310,9 @@ pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreRepo
         "UPDATE jobs SET state = 'pending', locked_until = NULL WHERE state = 'running'",
         "UPDATE deliveries SET state = 'pending', locked_until = NULL WHERE state = 'delivering'",
     ] {
-        sqlx::query(sql).execute(db.pool()).await?;
+        let mut tx = db.write().await?;
+        sqlx::query(sql).execute(&mut *tx).await?;
+        tx.commit().await?;
     }
     let count = |sql: &'static str| {
         let db = db.clone();

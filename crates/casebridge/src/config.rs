@@ -120,7 +120,7 @@ pub struct Config {
     /// The AI fields provider.
     pub ai: AiSettings,
     /// Retry and give-up policy of sync jobs.
-    pub sync_policy: crate::sync::worker::Policy,
+    pub sync_policy: crate::sync::settle::Policy,
     /// Retry schedule and timeout of deliveries to the platform.
     pub delivery: crate::deliver::Schedule,
     /// Server timeouts and the connection cap.
@@ -431,7 +431,7 @@ impl Config {
                 ),
             ));
         }
-        let sync_policy = crate::sync::worker::Policy {
+        let sync_policy = crate::sync::settle::Policy {
             give_up_ms: give_up as i64 * 1000,
             lease_ms: lease as i64 * 1000,
             ..Default::default()

@@ -1,32 +1,49 @@
 //! casebridge: conversations from an AI support platform become Creatio
 //! Cases and Activities; agents' replies and resolutions flow back.
 //!
-//! The map (DESIGN.md has the why):
+//! The crate is built in layers; each imports only from the layers below
+//! it, never upward, and no two modules import each other (DESIGN.md has
+//! the why of each decision).
 //!
-//! - [`config`]: settings from a TOML file and `CASEBRIDGE_*` variables.
-//! - [`storage`]: SQLite or PostgreSQL through one sqlx pool; a module per
-//!   table group (orgs and keys, connections, webhook tokens).
-//! - [`secrets`]: sealing secrets at rest, random tokens and their hashes.
-//! - [`outbound`]: the guard that keeps tenant URLs off private networks.
-//! - [`connection`]: Creatio connection settings, their checks (Test &
-//!   Save, `casebridge check`) and one Creatio client per org.
-//! - [`metrics`]: Prometheus metrics.
-//! - [`api`]: the HTTP API, one module per resource, one error shape.
-//! - [`sync`]: the sync engine: events in, outbox jobs, workers writing
-//!   cases and activities to Creatio exactly once, in order.
-//! - [`webhook`]: what Creatio's business processes send, parsed and
-//!   checked; the per-org rate limit on those calls.
-//! - [`deliver`]: Creatio → chat: deliveries queued once, signed per
-//!   Standard Webhooks, retried on Svix's schedule, dead-lettered, replayed.
-//! - [`ai`]: AI fields — Case columns filled from the transcript at
-//!   hand-off (offline scoring or an OpenAI-compatible model), language
-//!   and sentiment for the hand-off note.
-//! - [`demo`]: `casebridge demo`, the whole story on loopback.
-//! - [`listener`]: the HTTP listener: header, body and keep-alive
-//!   timeouts, a connection cap that keeps `/healthz` answering.
-//! - [`server`]: `casebridge serve`, start to graceful stop.
-//! - [`retention`]: how long each kind of data is kept, and the purge.
-//! - [`backup`]: `casebridge backup` and `restore` (SQLite).
+//! **Foundations**, which know nothing of casebridge's other modules:
+//! [`secrets`] (sealing secrets at rest, tokens and their hashes),
+//! [`outbound`] (the guard that keeps tenant URLs off private networks),
+//! [`metrics`] (the Prometheus names and their rendering), [`webhook`]
+//! (what Creatio's business processes send, parsed and checked; the per-org
+//! rate limit on those calls), [`ai`] (AI fields, the offline scorer or an
+//! OpenAI-compatible model, language and sentiment) and [`allocator`].
+//!
+//! **Storage** ([`storage`]): SQLite or PostgreSQL behind one sqlx pool, a
+//! module per table or concern. Every write goes through
+//! [`storage::WriteTx`], which holds SQLite's write turn, commits, and then
+//! wakes the workers whose queues it added to. Storage calls no business
+//! code.
+//!
+//! **Domain services** over storage: [`connection`] (an org's Creatio
+//! connection settings, their checks for Test & Save and `casebridge
+//! check`, one Creatio client per org) and [`retention`] (how long each
+//! kind of data is kept, and the purge).
+//!
+//! **Shared services** ([`app`]): what the API and the workers both use,
+//! built once at start. Each side takes a narrow part of it.
+//!
+//! **Engines**, the background work: [`sync`] (chat → Creatio: events in,
+//! the job outbox, rounds and per-job steps writing cases and activities
+//! exactly once, in order; Creatio's webhook jobs finding replies and
+//! closures) and [`deliver`] (Creatio → chat: deliveries queued once,
+//! signed per Standard Webhooks, retried on Svix's schedule, dead-lettered,
+//! replayed).
+//!
+//! **HTTP** ([`api`]): one module per resource, one error shape, its own
+//! state (the shared services plus the rate limiter, the operator token's
+//! hash and the public URL); [`listener`] serves it with header, body and
+//! keep-alive timeouts and a connection cap that keeps `/healthz` answering.
+//!
+//! **Commands**, the top: [`config`] (settings from a TOML file and
+//! `CASEBRIDGE_*` variables, gathering each layer's own settings types),
+//! [`server`] (`casebridge serve`, start to graceful stop), [`backup`]
+//! (`casebridge backup` and `restore`) and [`demo`] (the whole story on
+//! loopback).
 
 /// This build: the package version and the git commit it was built from
 /// (see `build.rs`), as `casebridge --version` prints it.
@@ -42,6 +59,7 @@ pub const COMMIT: &str = env!("CASEBRIDGE_GIT_COMMIT");
 pub mod ai;
 pub mod allocator;
 pub mod api;
+pub mod app;
 pub mod backup;
 pub mod config;
 pub mod connection;

@@ -9,8 +9,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::storage::Db;
-
 pub const EVENTS_RECEIVED: &str = "casebridge_events_received_total";
 pub const JOBS: &str = "casebridge_jobs";
 pub const JOB_RUNS: &str = "casebridge_sync_job_runs_total";
@@ -156,32 +154,21 @@ pub fn spawn_upkeep(mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task
     })
 }
 
-/// The exposition text. The job gauges are read from the database at most
-/// every [`JOB_GAUGES_MAX_AGE`], by one scrape at a time; the others render
-/// the values they have, so a scrape costs the same whatever the table holds.
-pub async fn render(db: &Db) -> String {
+/// The exposition text. `refresh` (the gauges read from the database) runs
+/// at most every [`JOB_GAUGES_MAX_AGE`], by one scrape at a time; the others
+/// render the values they have, so a scrape costs the same whatever the
+/// tables hold. It is a future so that this module names no table: it is
+/// only awaited when due.
+pub async fn render(refresh: impl std::future::Future<Output = ()>) -> String {
     static REFRESHED: tokio::sync::Mutex<Option<std::time::Instant>> =
         tokio::sync::Mutex::const_new(None);
     let h = handle();
     if let Ok(mut refreshed) = REFRESHED.try_lock() {
         if refreshed.is_none_or(|t| t.elapsed() >= JOB_GAUGES_MAX_AGE) {
-            refresh_job_gauges(db).await;
+            refresh.await;
             *refreshed = Some(std::time::Instant::now());
         }
     }
     h.run_upkeep();
     h.render()
-}
-
-async fn refresh_job_gauges(db: &Db) {
-    if let Ok(counts) = crate::storage::sync::job_counts_by_state(db).await {
-        for state in ["pending", "running", "done", "dead", "cancelled"] {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == state)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            metrics::gauge!(JOBS, "state" => state).set(n as f64);
-        }
-    }
 }

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, Services};
+use crate::api;
+use crate::app::App;
 use crate::config::{Config, Role, SecretKeySource};
 use crate::connection::clients::Clients;
 use crate::listener;
@@ -118,21 +119,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let services = Arc::new(Services {
+    let app = App {
         db: db.clone(),
-        secrets,
+        secrets: Arc::new(secrets),
         http,
         policy,
         clients: Clients::default(),
+        delivery_http: delivery_client,
+        ai: Arc::new(config.ai.provider()?),
+        retention: Arc::new(crate::retention::Retention::new(config.retention.clone())),
+    };
+    let state = Arc::new(api::ApiState {
+        app: app.clone(),
         public_url: public_url.clone(),
         admin_token_hash,
-        work_ready: tokio::sync::Notify::new(),
-        coalescer: Default::default(),
-        delivery_http: delivery_client,
-        delivery_ready: tokio::sync::Notify::new(),
         webhook_limiter: Default::default(),
-        ai: config.ai.provider()?,
-        retention: Arc::new(crate::retention::Retention::new(config.retention.clone())),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let upkeep = crate::metrics::spawn_upkeep(workers_stop.clone());
@@ -140,29 +141,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Vec::new()
     } else {
         let mut tasks = crate::sync::worker::spawn(
-            services.clone(),
+            Arc::new(crate::sync::context::Services::of(&app)),
             config.workers,
             config.sync_policy,
             workers_stop.clone(),
         );
         tasks.extend(crate::deliver::sender::spawn(
-            services.clone(),
+            Arc::new(crate::deliver::sender::Services::of(&app)),
             config.workers.div_ceil(2),
             config.delivery.clone(),
             workers_stop.clone(),
         ));
         tasks.extend(crate::retention::spawn(
             db.clone(),
-            services.retention.clone(),
+            app.retention.clone(),
             workers_stop,
         ));
         tasks
     };
     workers.push(upkeep);
-    let mut app = if config.role == Role::Worker {
-        api::ops_router(services.clone())
+    let mut router = if config.role == Role::Worker {
+        api::ops_router(state.clone())
     } else {
-        api::router(services.clone())
+        api::router(state.clone())
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let (stop_metrics, metrics_stopped) = watch_stop();
@@ -171,8 +172,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             format!("could not listen on {metrics_addr} (CASEBRIDGE_METRICS_LISTEN)")
         })?;
         tracing::info!(addr = %metrics_listener.local_addr()?, "Metrics are served on their own address.");
-        app = app.layer(axum::middleware::from_fn(api::health::metrics_elsewhere));
-        let metrics_app = api::metrics_router(services);
+        router = router.layer(axum::middleware::from_fn(api::health::metrics_elsewhere));
+        let metrics_app = api::metrics_router(state);
         let limits = config.http.clone();
         tokio::spawn(async move {
             let stopped = wait_stop(metrics_stopped);
@@ -183,7 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let limits = config.http.clone();
     let task = tokio::spawn(async move {
-        let result = listener::serve(listener, app, limits, async move {
+        let result = listener::serve(listener, router, limits, async move {
             let _ = stopped.await;
         })
         .await;

@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod error;
 pub mod faults;
 pub mod identity;
 pub mod odata;

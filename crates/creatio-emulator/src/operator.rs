@@ -78,8 +78,8 @@ impl IntoResponse for Fail {
 
 /// A refused store write: the operator sees the most specific message
 /// (the database error inside, when there is one).
-impl From<crate::odata::OdataError> for Fail {
-    fn from(e: crate::odata::OdataError) -> Self {
+impl From<crate::error::OdataError> for Fail {
+    fn from(e: crate::error::OdataError) -> Self {
         Fail(e.status, e.inner.unwrap_or(e.message))
     }
 }

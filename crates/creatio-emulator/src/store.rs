@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::odata::OdataError;
+use crate::error::OdataError;
 use crate::schema::{self, ColType, Column, Default, EntitySchema, EMPTY_DATE, EMPTY_GUID};
 
 pub type Record = Map<String, Value>;

@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::{from_status, Error, Result};
+use crate::error::{from_status, transport_reason, Error, Result};
 use crate::instance::InstanceUrl;
 use crate::models::Entity;
 use crate::query::{col, Filter, Order, Query};
@@ -390,23 +390,6 @@ impl Client {
             Err(_) => false,
         }
     }
-}
-
-/// The text of a transport error, from its innermost cause ("Connection
-/// refused (os error 111)", "dns error: …", "operation timed out").
-/// Why a request got no answer, in a few words: "the request timed out",
-/// or the innermost cause (e.g. "Connection refused (os error 111)").
-pub fn transport_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "the request timed out".into();
-    }
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason = s.to_string();
-        source = s.source();
-    }
-    reason
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> Error {

@@ -559,6 +559,21 @@ pub(crate) fn from_status(status: u16, headers: &HeaderMap, body: &[u8]) -> Erro
     }
 }
 
+/// Why a request got no answer, in a few words: "the request timed out",
+/// or the innermost cause (e.g. "Connection refused (os error 111)").
+pub fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "the request timed out".into();
+    }
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    reason
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

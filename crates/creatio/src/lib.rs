@@ -57,8 +57,8 @@ pub mod rights;
 pub mod token;
 
 pub use batch::{BatchOp, BatchResult};
-pub use client::{http_client_builder, transport_reason, Client};
-pub use error::{AddressRefused, Error, Result, TokenError};
+pub use client::{http_client_builder, Client};
+pub use error::{transport_reason, AddressRefused, Error, Result, TokenError};
 pub use instance::{Adjustment, InstanceUrl, UrlError};
 pub use rights::ObjectRights;
 pub use token::{AccessToken, Credentials, TokenSource};

@@ -302,7 +302,7 @@ impl TokenSource {
             },
             None => TokenError::Unreachable {
                 url: url.to_string(),
-                reason: crate::client::transport_reason(&e),
+                reason: crate::error::transport_reason(&e),
                 timed_out: e.is_timeout(),
             },
         };

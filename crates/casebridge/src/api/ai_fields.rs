@@ -23,7 +23,7 @@ use crate::ai::signals::{detect_language, detect_sentiment};
 use crate::ai::{
     offline, same_name, Choice, FieldType, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS,
 };
-use crate::storage::{ai_fields, sync};
+use crate::storage::{ai_fields, timeline};
 
 /// Columns casebridge itself manages on a case: an AI value there would
 /// fight the sync (the status drives the two-way closure, the description
@@ -423,12 +423,12 @@ async fn resolve(
 }
 
 fn mappings_json(state: &AppState, mappings: &[Mapping]) -> Value {
-    json!({"provider": state.ai.name(), "fields": mappings})
+    json!({"provider": state.app.ai.name(), "fields": mappings})
 }
 
 #[utoipa::path(get, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "The provider and the saved mappings (with their columns and option GUIDs)"), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
-    let mappings = ai_fields::mappings(&state.db, &caller.org_id).await?;
+    let mappings = ai_fields::mappings(&state.app.db, &caller.org_id).await?;
     Ok(Json(mappings_json(&state, &mappings)))
 }
 
@@ -439,7 +439,7 @@ pub async fn put(
     Body(body): Body<MappingsBody>,
 ) -> ApiResult<Json<Value>> {
     let mappings = resolve(&state, &caller.org_id, body.fields).await?;
-    ai_fields::save_mappings(&state.db, &caller.org_id, &mappings).await?;
+    ai_fields::save_mappings(&state.app.db, &caller.org_id, &mappings).await?;
     tracing::info!(org_id = %caller.org_id, mappings = mappings.len(), "AI field mappings saved.");
     Ok(Json(mappings_json(&state, &mappings)))
 }
@@ -502,7 +502,7 @@ pub async fn preview(
     transcript.summary = body.summary.filter(|s| !s.trim().is_empty());
     let mappings = match body.fields {
         Some(fields) => resolve(&state, &caller.org_id, fields).await?,
-        None => ai_fields::mappings(&state.db, &caller.org_id).await?,
+        None => ai_fields::mappings(&state.app.db, &caller.org_id).await?,
     };
     if mappings.is_empty() {
         return Err(ApiError::new(
@@ -511,7 +511,7 @@ pub async fn preview(
             "Save mappings with PUT /v1/creatio/ai-fields, or send them with the preview in fields.",
         ));
     }
-    let evaluation = state.ai.evaluate(&mappings, &transcript).await;
+    let evaluation = state.app.ai.evaluate(&mappings, &transcript).await;
     Ok(Json(json!({
         "provider": evaluation.provider,
         "values": evaluation.values,
@@ -535,7 +535,7 @@ pub async fn rerun(
             "AI fields are filled when the case exists (at hand-off, or with the first customer message); try again after.",
         ));
     }
-    let mappings = ai_fields::mappings(&state.db, org).await?;
+    let mappings = ai_fields::mappings(&state.app.db, org).await?;
     if mappings.is_empty() {
         return Err(ApiError::new(
             Code::Conflict,
@@ -549,10 +549,10 @@ pub async fn rerun(
         .map_err(|e| ApiError::internal("Reading the conversation's case id", &e))?;
     let client = creatio_client(&state, org).await?;
     let transcript = Transcript {
-        lines: ai_fields::transcript_lines(&state.db, org, &id, None).await?,
+        lines: ai_fields::transcript_lines(&state.app.db, org, &id, None).await?,
         ..Default::default()
     };
-    let evaluation = state.ai.evaluate(&mappings, &transcript).await;
+    let evaluation = state.app.ai.evaluate(&mappings, &transcript).await;
     let columns = evaluation.case_columns();
     if !columns.is_empty() {
         client
@@ -567,7 +567,7 @@ pub async fn rerun(
     )];
     lines.extend(evaluation.values.iter().map(|v| v.timeline_line()));
     for line in &lines {
-        sync::add_timeline(state.db.pool(), org, &id, "ai", line, None).await?;
+        timeline::add_timeline_alone(&state.app.db, org, &id, "ai", line, None).await?;
     }
     Ok(Json(json!({
         "provider": evaluation.provider,

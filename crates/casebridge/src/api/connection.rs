@@ -106,7 +106,7 @@ fn disconnected() -> ApiError {
 }
 
 async fn load(state: &AppState, org_id: &str) -> ApiResult<Connection> {
-    connections::get(&state.db, org_id)
+    connections::get(&state.app.db, org_id)
         .await?
         .ok_or_else(no_connection)
 }
@@ -116,7 +116,7 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
     if c.status == Status::Disconnected {
         return Err(disconnected());
     }
-    crate::connection::from_stored(&state.secrets, &state.policy, c)
+    crate::connection::from_stored(&state.app.secrets, &state.app.policy, c)
         .await
         .map_err(|e| match e {
             StoredError::Unseal(e) => ApiError::internal("Opening the stored client secret", &e),
@@ -127,22 +127,25 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
 /// A Creatio client for the org's saved connection; 409 with a hint when
 /// there is none.
 pub async fn creatio_client(state: &AppState, org_id: &str) -> ApiResult<creatio::Client> {
-    let conn = connections::get(&state.db, org_id).await?.ok_or_else(|| {
-        ApiError::new(
-            Code::Conflict,
-            "This reads from your Creatio, and this org has no connection yet",
-            "Connect first with POST /v1/creatio/connection (Test & Save).",
-        )
-    })?;
+    let conn = connections::get(&state.app.db, org_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Conflict,
+                "This reads from your Creatio, and this org has no connection yet",
+                "Connect first with POST /v1/creatio/connection (Test & Save).",
+            )
+        })?;
     let settings = stored_settings(state, &conn).await?;
-    Ok(state.clients.get(&state.http, org_id, &settings))
+    Ok(state.app.clients.get(&state.app.http, org_id, &settings))
 }
 
 /// The org's current webhook URL, if it has a token.
 pub async fn current_webhook_url(state: &AppState, org_id: &str) -> ApiResult<Option<String>> {
-    match webhook_tokens::current(&state.db, org_id).await? {
+    match webhook_tokens::current(&state.app.db, org_id).await? {
         Some(sealed) => {
             let token = state
+                .app
                 .secrets
                 .open(&sealed, &webhook_context(org_id))
                 .map_err(|e| ApiError::internal("Opening the webhook token", &e))?;
@@ -218,7 +221,7 @@ async fn save_active(
         instance_url: settings.instance.as_str().to_string(),
         identity_service_url: settings.identity_service_url.clone(),
         client_id: Some(settings.client_id.clone()),
-        client_secret_sealed: Some(state.secrets.seal(
+        client_secret_sealed: Some(state.app.secrets.seal(
             settings.client_secret.expose_secret(),
             &secret_context(org_id),
         )),
@@ -242,17 +245,20 @@ async fn save_active(
         created_at: previous.map(|p| p.created_at).unwrap_or(now),
         updated_at: now.max(previous.map(|p| p.updated_at + 1).unwrap_or(now)),
     };
-    connections::save(&state.db, &conn).await?;
+    connections::save(&state.app.db, &conn).await?;
     Ok(conn)
 }
 
 /// Makes sure the org has a current webhook token (created at the first
 /// successful Test & Save; kept across later saves so processes keep working).
 async fn ensure_webhook_token(state: &AppState, org_id: &str) -> ApiResult<()> {
-    if webhook_tokens::current(&state.db, org_id).await?.is_none() {
+    if webhook_tokens::current(&state.app.db, org_id)
+        .await?
+        .is_none()
+    {
         let token = random_token(WEBHOOK_TOKEN_PREFIX);
-        let sealed = state.secrets.seal(&token, &webhook_context(org_id));
-        webhook_tokens::rotate(&state.db, org_id, &token_hash(&token), &sealed, 0).await?;
+        let sealed = state.app.secrets.seal(&token, &webhook_context(org_id));
+        webhook_tokens::rotate(&state.app.db, org_id, &token_hash(&token), &sealed, 0).await?;
     }
     Ok(())
 }
@@ -285,15 +291,15 @@ pub async fn test_and_save(
         case_append_channels: body.case_append_channels,
     };
     let settings = raw
-        .validate(&state.policy)
+        .validate(&state.app.policy)
         .await
         .map_err(ApiError::fields)?;
-    let outcome = checks::run(&state.http, &settings, Scope::Full).await;
+    let outcome = checks::run(&state.app.http, &settings, Scope::Full).await;
     if !outcome.report.ok {
         tracing::info!(org_id = %caller.org_id, instance = %settings.instance, "Test & Save failed; nothing saved.");
         return Err(check_failed(&outcome.report, "Test & Save"));
     }
-    let previous = connections::get(&state.db, &caller.org_id).await?;
+    let previous = connections::get(&state.app.db, &caller.org_id).await?;
     let saved = save_active(
         &state,
         &caller.org_id,
@@ -362,7 +368,7 @@ pub async fn change(
         raw.case_append_channels = v;
     }
     let settings = raw
-        .validate(&state.policy)
+        .validate(&state.app.policy)
         .await
         .map_err(ApiError::fields)?;
     let scope = if credentials_changed {
@@ -374,7 +380,7 @@ pub async fn change(
     };
     let outcome = match scope {
         Some(scope) => {
-            let o = checks::run(&state.http, &settings, scope).await;
+            let o = checks::run(&state.app.http, &settings, scope).await;
             if !o.report.ok {
                 return Err(check_failed(&o.report, "The change was not saved"));
             }
@@ -402,8 +408,8 @@ pub async fn disconnect(
 ) -> ApiResult<Json<Value>> {
     let current = load(&state, &caller.org_id).await?;
     if current.status != Status::Disconnected {
-        connections::disconnect(&state.db, &caller.org_id).await?;
-        state.clients.forget(&caller.org_id);
+        connections::disconnect(&state.app.db, &caller.org_id).await?;
+        state.app.clients.forget(&caller.org_id);
         tracing::info!(org_id = %caller.org_id, "Disconnected from Creatio; credentials deleted, webhook token revoked.");
     }
     let c = load(&state, &caller.org_id).await?;
@@ -416,7 +422,7 @@ pub async fn disconnect(
 pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
     let current = load(&state, &caller.org_id).await?;
     let settings = stored_settings(&state, &current).await?;
-    let outcome = checks::run(&state.http, &settings, Scope::Full).await;
+    let outcome = checks::run(&state.app.http, &settings, Scope::Full).await;
     let (status, detail) = if outcome.report.ok {
         (Status::Active, None)
     } else {
@@ -428,7 +434,7 @@ pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
     };
     let report_json = serde_json::to_string(&outcome.report).unwrap_or_default();
     connections::record_check(
-        &state.db,
+        &state.app.db,
         &caller.org_id,
         status,
         detail.as_deref(),
@@ -459,9 +465,12 @@ pub async fn rotate_webhook_token(
         ));
     }
     let token = random_token(WEBHOOK_TOKEN_PREFIX);
-    let sealed = state.secrets.seal(&token, &webhook_context(&caller.org_id));
+    let sealed = state
+        .app
+        .secrets
+        .seal(&token, &webhook_context(&caller.org_id));
     let until = webhook_tokens::rotate(
-        &state.db,
+        &state.app.db,
         &caller.org_id,
         &token_hash(&token),
         &sealed,

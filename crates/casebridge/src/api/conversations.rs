@@ -15,7 +15,8 @@ use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections;
 use crate::storage::rfc3339;
-use crate::storage::sync::{self, ConversationSummary};
+use crate::storage::views;
+use crate::storage::views::ConversationSummary;
 
 const STATES: &[&str] = &["open", "handed_off", "resolved"];
 const DEFAULT_LIMIT: i64 = 50;
@@ -78,11 +79,11 @@ pub async fn list(
         DEFAULT_LIMIT,
         &format!("Ask for at most {MAX_LIMIT} conversations at a time."),
     )?;
-    let mode = match connections::get(&state.db, &caller.org_id).await? {
+    let mode = match connections::get(&state.app.db, &caller.org_id).await? {
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
         _ => "every_conversation",
     };
-    let found = sync::recent_conversations(&state.db, &caller.org_id, wanted, limit).await?;
+    let found = views::recent_conversations(&state.app.db, &caller.org_id, wanted, limit).await?;
     Ok(Json(json!({
         "conversations": found.iter().map(|s| summary_json(s, mode)).collect::<Vec<_>>(),
     })))

@@ -51,11 +51,12 @@ enum Secret {
 async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResult<Value> {
     let context = secret_context(&e.org_id);
     let secret = state
+        .app
         .secrets
         .open(&e.secret_sealed, &context)
         .map_err(|err| ApiError::internal("Opening the delivery signing secret", &err))?;
     let previous_until = e.previous_until.filter(|u| *u > now_ms());
-    let counts: serde_json::Map<String, Value> = deliveries::counts(&state.db, &e.org_id)
+    let counts: serde_json::Map<String, Value> = deliveries::counts(&state.app.db, &e.org_id)
         .await?
         .into_iter()
         .map(|(k, n)| (k, json!(n)))
@@ -84,7 +85,7 @@ fn masked(secret: &str) -> String {
 /// answers of `PUT` and of the rotation).
 #[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
-    let e = deliveries::endpoint(&state.db, &caller.org_id)
+    let e = deliveries::endpoint(&state.app.db, &caller.org_id)
         .await?
         .ok_or_else(no_endpoint)?;
     Ok(Json(endpoint_view(&state, &e, Secret::Masked).await?))
@@ -121,7 +122,7 @@ async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
             "Remove the part from # on.",
         ));
     }
-    state.policy.check_url(url.as_str()).await.map_err(|why| {
+    state.app.policy.check_url(url.as_str()).await.map_err(|why| {
         invalid(
             format!("url is refused: {why}"),
             "Use your receiver's public address; an operator running casebridge beside the receiver can allow private networks with CASEBRIDGE_ALLOW_PRIVATE_TARGETS.",
@@ -140,19 +141,19 @@ pub async fn put(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let input: PutDelivery = parse_json(&body)?;
     let url = check_url(&state, &input.url).await?;
-    let existing = deliveries::endpoint(&state.db, &caller.org_id).await?;
+    let existing = deliveries::endpoint(&state.app.db, &caller.org_id).await?;
     // A first save creates the secret; later saves keep the stored one.
     let sealed = match &existing {
         Some(e) => e.secret_sealed.clone(),
         None => state
+            .app
             .secrets
             .seal(&webhook_secret(), &secret_context(&caller.org_id)),
     };
-    deliveries::put_endpoint(&state.db, &caller.org_id, &url, &sealed).await?;
-    let saved = deliveries::endpoint(&state.db, &caller.org_id)
+    deliveries::put_endpoint(&state.app.db, &caller.org_id, &url, &sealed).await?;
+    let saved = deliveries::endpoint(&state.app.db, &caller.org_id)
         .await?
         .ok_or_else(no_endpoint)?;
-    state.delivery_ready.notify_waiters();
     tracing::info!(org_id = %caller.org_id, %url, "Delivery URL saved.");
     let status = if existing.is_some() {
         StatusCode::OK
@@ -168,7 +169,7 @@ pub async fn put(
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
 #[utoipa::path(delete, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 204, description = "Removed; queued deliveries wait"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<StatusCode> {
-    if !deliveries::delete_endpoint(&state.db, &caller.org_id).await? {
+    if !deliveries::delete_endpoint(&state.app.db, &caller.org_id).await? {
         return Err(no_endpoint());
     }
     tracing::info!(org_id = %caller.org_id, "Delivery URL removed.");
@@ -184,9 +185,12 @@ pub async fn rotate_secret(
     Admin(caller): Admin,
 ) -> ApiResult<Json<Value>> {
     let secret = webhook_secret();
-    let sealed = state.secrets.seal(&secret, &secret_context(&caller.org_id));
+    let sealed = state
+        .app
+        .secrets
+        .seal(&secret, &secret_context(&caller.org_id));
     let until = now_ms() + ROTATION_GRACE_MS;
-    if !deliveries::rotate_secret(&state.db, &caller.org_id, &sealed, until).await? {
+    if !deliveries::rotate_secret(&state.app.db, &caller.org_id, &sealed, until).await? {
         return Err(no_endpoint());
     }
     tracing::info!(org_id = %caller.org_id, "Delivery signing secret rotated.");
@@ -243,7 +247,7 @@ pub async fn list(
         "Ask for at most 500 deliveries at a time; page with before=<last id>.",
     )?;
     let found = deliveries::list(
-        &state.db,
+        &state.app.db,
         &caller.org_id,
         &ListFilter {
             state: status,
@@ -276,10 +280,10 @@ pub async fn get(
     Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let d = deliveries::get(&state.db, &caller.org_id, &id)
+    let d = deliveries::get(&state.app.db, &caller.org_id, &id)
         .await?
         .ok_or_else(|| no_delivery(&id))?;
-    let attempts: Vec<Value> = deliveries::attempts(&state.db, &caller.org_id, &id)
+    let attempts: Vec<Value> = deliveries::attempts(&state.app.db, &caller.org_id, &id)
         .await?
         .into_iter()
         .map(|a| {
@@ -300,7 +304,7 @@ pub async fn replay(
     Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    match deliveries::replay(&state.db, &caller.org_id, &id).await? {
+    match deliveries::replay(&state.app.db, &caller.org_id, &id).await? {
         None => Err(no_delivery(&id)),
         Some(false) => Err(ApiError::new(
             Code::Conflict,
@@ -308,8 +312,7 @@ pub async fn replay(
             "Replay dead or delivered deliveries; a queued one goes out on its schedule.",
         )),
         Some(true) => {
-            state.delivery_ready.notify_waiters();
-            let endpoint = deliveries::endpoint(&state.db, &caller.org_id).await?;
+            let endpoint = deliveries::endpoint(&state.app.db, &caller.org_id).await?;
             let warning = match &endpoint {
                 None => Some("This org has no delivery URL; the delivery waits until one is set (PUT /v1/delivery)."),
                 Some(e) if e.state != "enabled" => Some("The delivery URL is disabled (the receiver answered 410); the delivery waits until it is set again (PUT /v1/delivery)."),

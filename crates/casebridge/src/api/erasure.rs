@@ -21,10 +21,10 @@ use super::extract::{parse_json, Admin, Operator, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::erasure::{self, Erased, Request, StillSyncing};
-use crate::storage::{rfc3339, sync};
+use crate::storage::{conversations, rfc3339};
 
 /// What Creatio keeps, for the answer: casebridge changed none of it.
-fn creatio_untouched(conversations: &[sync::Conversation]) -> Value {
+fn creatio_untouched(conversations: &[conversations::Conversation]) -> Value {
     // Conversations joined to one case (case-append) name it once.
     let mut cases: Vec<&str> = conversations
         .iter()
@@ -65,7 +65,7 @@ fn syncing_error(busy: Vec<StillSyncing>) -> ApiError {
     .with("still_syncing", json!(busy))
 }
 
-fn erased_json(erased: &Erased, conversations: &[sync::Conversation]) -> Value {
+fn erased_json(erased: &Erased, conversations: &[conversations::Conversation]) -> Value {
     json!({
         "erased": {
             "conversations": conversations.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
@@ -82,7 +82,7 @@ fn erased_json(erased: &Erased, conversations: &[sync::Conversation]) -> Value {
 async fn erase(
     state: &AppState,
     caller: &crate::storage::orgs::Caller,
-    conversations: &[sync::Conversation],
+    conversations: &[conversations::Conversation],
     scope: &str,
     subject: Option<&str>,
 ) -> ApiResult<Json<Value>> {
@@ -93,7 +93,7 @@ async fn erase(
         scope,
         subject,
     };
-    match erasure::erase_conversations(&state.db, &caller.org_id, &ids, &request).await? {
+    match erasure::erase_conversations(&state.app.db, &caller.org_id, &ids, &request).await? {
         Ok(erased) => {
             tracing::info!(org_id = %caller.org_id, audit_id = %erased.audit_id, scope, conversations = ids.len(), "Erased personal data.");
             Ok(Json(erased_json(&erased, conversations)))
@@ -133,7 +133,9 @@ impl Wanted {
     fn matches(&self, email: Option<&str>, phone: Option<&str>) -> bool {
         match self {
             Wanted::Email(wanted) => email.is_some_and(|e| e.trim().to_lowercase() == *wanted),
-            Wanted::Phone(wanted) => phone.is_some_and(|p| crate::sync::same_phone(p, wanted)),
+            Wanted::Phone(wanted) => {
+                phone.is_some_and(|p| crate::sync::contacts::same_phone(p, wanted))
+            }
         }
     }
 }
@@ -176,8 +178,8 @@ pub async fn erase_contact(
         }
     };
     // Compared here, in Rust, so both backends compare the same way.
-    let conversations: Vec<sync::Conversation> =
-        sync::conversations_with_contact_details(&state.db, &caller.org_id)
+    let conversations: Vec<conversations::Conversation> =
+        conversations::conversations_with_contact_details(&state.app.db, &caller.org_id)
             .await?
             .into_iter()
             .filter(|c| wanted.matches(c.contact_email.as_deref(), c.contact_phone.as_deref()))
@@ -195,7 +197,7 @@ pub async fn list(
     let hint = "GET /v1/erasures takes limit (1 to 500).";
     let params = QueryParams::known(&params, &["limit"], hint)?;
     let limit = params.count("limit", 500, 100, hint)?;
-    let lines = erasure::audit_lines(&state.db, &caller.org_id, limit).await?;
+    let lines = erasure::audit_lines(&state.app.db, &caller.org_id, limit).await?;
     let lines: Vec<Value> = lines
         .into_iter()
         .map(|l| {
@@ -210,11 +212,12 @@ pub async fn list(
 /// and the stored sizes.
 #[utoipa::path(get, path = "/v1/retention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size"), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
 pub async fn retention(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Value>> {
-    let mut out = state.retention.describe();
+    let mut out = state.app.retention.describe();
     // Counted now: a person asking wants today's figures.
     let sizes = state
+        .app
         .retention
-        .sizes(&state.db, std::time::Duration::ZERO)
+        .sizes(&state.app.db, std::time::Duration::ZERO)
         .await?;
     out["sizes"] = json!({
         "counted_at": rfc3339(sizes.at),

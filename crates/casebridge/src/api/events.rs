@@ -13,9 +13,10 @@ use super::extract::{parse_json_named, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections::{self, Status};
+use crate::storage::conversations;
 use crate::storage::orgs::Caller;
 use crate::storage::rfc3339;
-use crate::storage::sync;
+use crate::storage::views;
 use crate::sync::events::{self, Invalid};
 
 /// The largest request body `POST /v1/events` takes.
@@ -52,7 +53,7 @@ pub async fn ingest(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let value: Value = parse_json_named(&body, ("events", "event"))?;
     let parsed = events::parse_body(&value).map_err(invalid_events)?;
-    let connection = connections::get(&state.db, &caller.org_id).await?;
+    let connection = connections::get(&state.app.db, &caller.org_id).await?;
     match connection.as_ref().map(|c| c.status) {
         Some(Status::Active | Status::NeedsAttention) => {}
         _ => {
@@ -63,14 +64,9 @@ pub async fn ingest(
             ))
         }
     }
-    let turn = state.db.write_turn().await;
-    let mut tx = state.db.begin_write(state.db.writer()).await?;
+    let mut tx = state.app.db.write().await?;
     let answers = events::ingest_all(&mut tx, &caller.org_id, &parsed).await?;
-    tx.commit()
-        .await
-        .map_err(crate::storage::StorageError::from)?;
-    drop(turn);
-    state.work_ready.notify_waiters();
+    tx.commit().await?;
     let accepted = answers.iter().filter(|a| a.status == "accepted").count();
     metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")
         .increment(accepted as u64);
@@ -90,8 +86,8 @@ pub(super) async fn find_conversation(
     state: &AppState,
     org_id: &str,
     id: &str,
-) -> ApiResult<sync::Conversation> {
-    sync::get_conversation(&state.db, org_id, id).await?.ok_or_else(|| {
+) -> ApiResult<conversations::Conversation> {
+    conversations::get_conversation(&state.app.db, org_id, id).await?.ok_or_else(|| {
         ApiError::not_found(
             format!("This org has no conversation {id:?}"),
             "Conversations appear with their first event (POST /v1/events); check the id the platform uses.",
@@ -144,17 +140,18 @@ pub async fn conversation(
 ) -> ApiResult<Json<Value>> {
     let (before, limit) = timeline_page(&page)?;
     let c = find_conversation(&state, &caller.org_id, &id).await?;
-    let mode = match connections::get(&state.db, &caller.org_id).await? {
+    let mode = match connections::get(&state.app.db, &caller.org_id).await? {
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
         _ => "every_conversation",
     };
-    let (messages, written) = sync::message_counts(&state.db, &caller.org_id, &id).await?;
-    let jobs: serde_json::Map<String, Value> = sync::job_counts(&state.db, &caller.org_id, &id)
-        .await?
-        .into_iter()
-        .map(|(k, n)| (k, json!(n)))
-        .collect();
-    let open_jobs: Vec<Value> = sync::open_jobs(&state.db, &caller.org_id, &id)
+    let (messages, written) = views::message_counts(&state.app.db, &caller.org_id, &id).await?;
+    let jobs: serde_json::Map<String, Value> =
+        views::job_counts(&state.app.db, &caller.org_id, &id)
+            .await?
+            .into_iter()
+            .map(|(k, n)| (k, json!(n)))
+            .collect();
+    let open_jobs: Vec<Value> = views::open_jobs(&state.app.db, &caller.org_id, &id)
         .await?
         .into_iter()
         .map(|j| {
@@ -163,7 +160,7 @@ pub async fn conversation(
         })
         .collect();
     let (lines, more) =
-        sync::timeline_page(&state.db, &caller.org_id, &id, before.as_deref(), limit).await?;
+        views::timeline_page(&state.app.db, &caller.org_id, &id, before.as_deref(), limit).await?;
     let older = more.then(|| lines.first().map(|t| t.id.clone())).flatten();
     let timeline: Vec<Value> = lines
         .into_iter()

@@ -230,7 +230,7 @@ impl FromRequestParts<AppState> for Caller {
                 "Send Authorization: Bearer <API key>. An org's first admin key is returned by POST /v1/orgs.",
             )
         })?;
-        orgs::caller_by_key_hash(&state.db, &token_hash(key))
+        orgs::caller_by_key_hash(&state.app.db, &token_hash(key))
             .await?
             .ok_or_else(|| {
                 ApiError::new(

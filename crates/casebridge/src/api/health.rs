@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Value> {
 /// The process can do its work: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The database answers"), (status = 503, description = "The database does not answer", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.db.ping().await.map_err(|e| {
+    state.app.db.ping().await.map_err(|e| {
         ApiError::new(
             Code::Unavailable,
             format!("The database does not answer: {e}"),
@@ -35,7 +35,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(&state.db).await,
+        crate::metrics::render(crate::sync::worker::report_job_gauges(&state.app.db)).await,
     )
 }
 

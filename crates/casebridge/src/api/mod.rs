@@ -24,40 +24,21 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::connection::clients::Clients;
-use crate::outbound::TargetPolicy;
-use crate::secrets::SecretBox;
-use crate::storage::Db;
+use crate::app::App;
 use error::ApiError;
 
-/// What every handler may use.
-pub struct Services {
-    pub db: Db,
-    pub secrets: SecretBox,
-    /// The one HTTP client for tenant-supplied URLs (pooled, SSRF-guarded).
-    pub http: reqwest::Client,
-    pub policy: TargetPolicy,
-    pub clients: Clients,
+/// What every handler may use: the services shared with the workers, and
+/// what only the HTTP side needs.
+pub struct ApiState {
+    pub app: App,
     /// Base of the URLs shown to admins, without a trailing slash.
     pub public_url: String,
     pub admin_token_hash: String,
-    /// Wakes this process's sync workers when jobs were queued.
-    pub work_ready: tokio::sync::Notify,
-    /// Merges concurrent Creatio creates per org into `$batch` requests.
-    pub coalescer: crate::sync::coalesce::Coalescer,
-    /// The HTTP client for delivery URLs: SSRF-guarded, no redirects.
-    pub delivery_http: reqwest::Client,
-    /// Wakes this process's delivery senders when deliveries were queued.
-    pub delivery_ready: tokio::sync::Notify,
     /// Limits calls to the Creatio webhook, per org.
     pub webhook_limiter: crate::webhook::RateLimiter,
-    /// Who fills AI fields at hand-off.
-    pub ai: crate::ai::Provider,
-    /// How long data is kept, the last purge, the stored sizes.
-    pub retention: Arc<crate::retention::Retention>,
 }
 
-pub type AppState = Arc<Services>;
+pub type AppState = Arc<ApiState>;
 
 /// Only health and metrics: what a `worker`-role process serves.
 pub fn ops_router(state: AppState) -> Router {

@@ -68,7 +68,7 @@ pub async fn create_org(
     let key_id = format!("key_{}", uuid::Uuid::new_v4().simple());
     let (key, prefix, hash) = mint();
     let org = orgs::create_org(
-        &state.db,
+        &state.app.db,
         &org_id,
         &name,
         NewKey {
@@ -106,7 +106,7 @@ pub async fn create_key(
     let key_id = format!("key_{}", uuid::Uuid::new_v4().simple());
     let (key, prefix, hash) = mint();
     let stored = orgs::create_key(
-        &state.db,
+        &state.app.db,
         &caller.org_id,
         NewKey {
             id: &key_id,
@@ -130,7 +130,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Admin(caller): Admin,
 ) -> ApiResult<Json<Value>> {
-    let keys = orgs::list_keys(&state.db, &caller.org_id).await?;
+    let keys = orgs::list_keys(&state.app.db, &caller.org_id).await?;
     Ok(Json(
         json!({"api_keys": keys.iter().map(key_json).collect::<Vec<_>>()}),
     ))
@@ -143,21 +143,22 @@ pub async fn revoke_key(
     Admin(caller): Admin,
     Path(key_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let keys = orgs::list_keys(&state.db, &caller.org_id).await?;
+    let keys = orgs::list_keys(&state.app.db, &caller.org_id).await?;
     let Some(key) = keys.iter().find(|k| k.id == key_id) else {
         return Err(ApiError::not_found(
             format!("This org has no live API key {key_id}"),
             "List the org's keys with GET /v1/api-keys.",
         ));
     };
-    if key.role == Role::Admin && orgs::count_admin_keys(&state.db, &caller.org_id).await? <= 1 {
+    if key.role == Role::Admin && orgs::count_admin_keys(&state.app.db, &caller.org_id).await? <= 1
+    {
         return Err(ApiError::new(
             Code::Conflict,
             "This is the org's last admin key",
             "Mint another admin key first (POST /v1/api-keys), so the org is not locked out.",
         ));
     }
-    orgs::revoke_key(&state.db, &caller.org_id, &key_id).await?;
+    orgs::revoke_key(&state.app.db, &caller.org_id, &key_id).await?;
     tracing::info!(org_id = %caller.org_id, key_id = %key_id, "Revoked an API key.");
     Ok(StatusCode::NO_CONTENT)
 }

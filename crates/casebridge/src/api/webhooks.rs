@@ -15,7 +15,7 @@ use super::extract::Admin;
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::secrets::token_hash;
-use crate::storage::{connections, sync, webhook_tokens, StorageError};
+use crate::storage::{connections, conversations, jobs, timeline, webhook_tokens, StorageError};
 use crate::sync::events::JobPayload;
 use crate::webhook::{self, Kind};
 
@@ -85,7 +85,7 @@ impl From<StorageError> for Refusal {
 }
 
 async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Refusal> {
-    let org_id = webhook_tokens::org_for_token_hash(&state.db, &token_hash(token))
+    let org_id = webhook_tokens::org_for_token_hash(&state.app.db, &token_hash(token))
         .await?
         .ok_or_else(|| {
             count("unknown", "unknown_token");
@@ -107,7 +107,8 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
         ApiError::invalid(p.message, p.hint).with("field", json!(p.field))
     })?;
     let case_id = call.case_id.to_string();
-    let Some(conversation) = sync::conversation_for_case(&state.db, &org_id, &case_id).await?
+    let Some(conversation) =
+        conversations::conversation_for_case(&state.app.db, &org_id, &case_id).await?
     else {
         count(&call.event_type, "ignored");
         tracing::debug!(%org_id, %case_id, event_type = %call.event_type, "Webhook call for a case without a conversation; ignored.");
@@ -133,8 +134,8 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
         ),
     };
     let payload_json = serde_json::to_string(&payload).unwrap_or_default();
-    let mut tx = state.db.begin_write(state.db.pool()).await?;
-    let queued = sync::queue_check(
+    let mut tx = state.app.db.write().await?;
+    let queued = jobs::queue_check(
         &mut tx,
         &org_id,
         &conversation.id,
@@ -144,16 +145,16 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
     )
     .await?;
     let summary = match queued {
-        sync::Queued::Now => format!("Creatio webhook: {what}; queued a look at the case"),
-        sync::Queued::Later => format!(
+        jobs::Queued::Now => format!("Creatio webhook: {what}; queued a look at the case"),
+        jobs::Queued::Later => format!(
             "Creatio webhook: {what}; queued a look at the case in under {} s (one ran moments ago)",
             CHECK_DEBOUNCE_MS / 1000
         ),
-        sync::Queued::AlreadyWaiting => {
+        jobs::Queued::AlreadyWaiting => {
             format!("Creatio webhook: {what}; a look at the case is already queued")
         }
     };
-    sync::note_webhook_call(
+    timeline::note_webhook_call(
         &mut tx,
         &org_id,
         &conversation.id,
@@ -161,11 +162,10 @@ async fn handle(state: &AppState, token: &str, body: &[u8]) -> Result<Value, Ref
         TIMELINE_WINDOW_MS,
     )
     .await?;
-    tx.commit().await.map_err(StorageError::from)?;
-    state.work_ready.notify_waiters();
+    tx.commit().await?;
     let outcome = match queued {
-        sync::Queued::Now | sync::Queued::Later => "queued",
-        sync::Queued::AlreadyWaiting => "coalesced",
+        jobs::Queued::Now | jobs::Queued::Later => "queued",
+        jobs::Queued::AlreadyWaiting => "coalesced",
     };
     count(&call.event_type, outcome);
     tracing::info!(%org_id, conversation_id = %conversation.id, %case_id, event_type = %call.event_type, outcome, "Creatio webhook call accepted.");
@@ -192,7 +192,7 @@ pub async fn process_templates(
                 "Connect Creatio first (POST /v1/creatio/connection, Test & Save); the webhook URL is created then.",
             )
         })?;
-    let connection = connections::get(&state.db, &caller.org_id).await?;
+    let connection = connections::get(&state.app.db, &caller.org_id).await?;
     let technical_user = connection.and_then(|c| c.technical_user_id);
     Ok(Json(templates(&url, technical_user.as_deref())))
 }

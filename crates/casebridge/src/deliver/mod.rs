@@ -21,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::storage::deliveries::{self, NewDelivery};
-use crate::storage::Result;
+use crate::storage::{Result, WriteTx};
 
 pub const AGENT_REPLY: &str = "agent.reply";
 pub const CONVERSATION_RESOLVED: &str = "conversation.resolved";
@@ -45,7 +45,7 @@ pub fn payload(event_type: &str, data: Value) -> String {
 /// Queues a delivery of `event_type` unless `dedupe_key` was queued before;
 /// the new delivery's id when it was queued.
 pub async fn queue(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tx: &mut WriteTx,
     org_id: &str,
     conversation_id: &str,
     dedupe_key: &str,
@@ -61,6 +61,26 @@ pub async fn queue(
             event_type,
             payload: &payload(event_type, data),
         },
+    )
+    .await
+}
+
+/// Queues `case.linked` for a conversation's case: once per case (the
+/// dedupe key names both), with the number when Creatio gave one.
+pub async fn queue_case_linked(
+    tx: &mut WriteTx,
+    org_id: &str,
+    conversation_id: &str,
+    case_id: &str,
+    case_number: Option<&str>,
+) -> Result<Option<String>> {
+    queue(
+        tx,
+        org_id,
+        conversation_id,
+        &format!("linked:{conversation_id}:{case_id}"),
+        CASE_LINKED,
+        json!({"conversation_id": conversation_id, "case_id": case_id, "case_number": case_number}),
     )
     .await
 }

@@ -12,13 +12,35 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{secret_context, signature, Schedule, Verdict};
-use crate::api::Services;
+use crate::app::App;
+use crate::outbound::TargetPolicy;
+use crate::secrets::SecretBox;
 use crate::storage::deliveries::{self, Attempt, Delivery, Outcome};
-use crate::storage::now_ms;
+use crate::storage::{now_ms, Db};
 
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How much of a receiver's answer is kept with the attempt.
 const KEEP_RESPONSE: usize = 500;
+
+/// What the delivery senders use of the app's services.
+pub struct Services {
+    pub db: Db,
+    pub secrets: Arc<SecretBox>,
+    /// The HTTP client for delivery URLs: SSRF-guarded, no redirects.
+    pub http: reqwest::Client,
+    pub policy: TargetPolicy,
+}
+
+impl Services {
+    pub fn of(app: &App) -> Services {
+        Services {
+            db: app.db.clone(),
+            secrets: app.secrets.clone(),
+            http: app.delivery_http.clone(),
+            policy: app.policy.clone(),
+        }
+    }
+}
 
 /// Starts `n` senders; they stop when `stop` turns true. Expired leases
 /// are released by the sync workers' reaper, one per process.
@@ -44,7 +66,7 @@ pub fn spawn(
                         Ok(Some(d)) => attempt(&services, &schedule, d).await,
                         Ok(None) => {
                             tokio::select! {
-                                _ = services.delivery_ready.notified() => {}
+                                _ = services.db.deliveries_queued() => {}
                                 _ = tokio::time::sleep(IDLE_POLL) => {}
                                 _ = stop.changed() => {}
                             }
@@ -253,7 +275,7 @@ async fn post(
         Err(e) => return Answer::unsendable(format!("could not sign the delivery: {e}")),
     };
     let sent = services
-        .delivery_http
+        .http
         .post(url)
         .timeout(schedule.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Db, Result, StorageError};
+use super::{now_ms, Db, Result, StorageError, WriteQuery};
 use crate::ai::{Line, Mapping, Speaker};
 
 /// The org's mappings; none saved is an empty list.
@@ -34,7 +34,7 @@ pub async fn save_mappings(db: &Db, org_id: &str, mappings: &[Mapping]) -> Resul
     .bind(org_id)
     .bind(text)
     .bind(now_ms())
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(())
 }
@@ -75,7 +75,7 @@ pub async fn save_evaluation(
     .bind(event_id)
     .bind(result)
     .bind(now_ms())
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Db, Result};
+use super::{now_ms, Db, Result, WriteQuery};
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -152,7 +152,7 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
     .bind(c.updated_at)
     .bind(i64::from(c.create_missing_contacts))
     .bind(c.case_append_channels.join(","))
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub async fn record_check(
     .bind(report_json)
     .bind(now)
     .bind(org_id)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(())
 }
@@ -187,7 +187,7 @@ pub async fn record_check(
 /// to disconnect.
 pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
     let now = now_ms();
-    let mut tx = db.begin_write(db.pool()).await?;
+    let mut tx = db.write().await?;
     let done = sqlx::query(
         "UPDATE creatio_connections SET status = 'disconnected', \
          status_detail = 'Disconnected by an admin.', client_id = NULL, \
@@ -202,7 +202,7 @@ pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
         .bind(org_id)
         .execute(&mut *tx)
         .await?;
-    let cancelled = super::sync::cancel_pending_jobs(&mut tx, org_id).await?;
+    let cancelled = super::jobs::cancel_pending_jobs(&mut tx, org_id).await?;
     tx.commit().await?;
     if cancelled > 0 {
         tracing::info!(
@@ -224,7 +224,7 @@ pub async fn record_status(db: &Db, org_id: &str, status: Status, detail: &str) 
     .bind(detail)
     .bind(now_ms())
     .bind(org_id)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(())
 }

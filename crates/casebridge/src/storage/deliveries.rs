@@ -8,11 +8,11 @@
 //! still pending; a delivery held for a retry holds the conversation's later
 //! ones too, so the platform never sees reply 2 before reply 1.
 
-use sqlx::{Row, Transaction};
+use sqlx::Row;
 
-use super::{now_ms, Db, Result};
+use super::{now_ms, Db, Result, WriteQuery};
 
-type Tx<'a> = Transaction<'a, sqlx::Any>;
+use super::WriteTx;
 
 /// The org's delivery endpoint as stored.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub async fn endpoint(db: &Db, org_id: &str) -> Result<Option<Endpoint>> {
 /// secret for a first save; an existing endpoint keeps its secret.
 pub async fn put_endpoint(db: &Db, org_id: &str, url: &str, new_secret: &str) -> Result<()> {
     let now = now_ms();
-    sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at) \
          VALUES ($1, $2, $3, 'enabled', $4, $4) \
          ON CONFLICT (org_id) DO UPDATE SET url = excluded.url, state = 'enabled', \
@@ -66,10 +66,12 @@ pub async fn put_endpoint(db: &Db, org_id: &str, url: &str, new_secret: &str) ->
     .bind(org_id)
     .bind(url)
     .bind(new_secret)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(())
+    .bind(now);
+    let mut tx = db.write().await?;
+    q.execute(&mut *tx).await?;
+    // Deliveries waiting for a URL (or for a disabled one) may go now.
+    tx.deliveries_queued();
+    tx.commit().await
 }
 
 /// Replaces the secret; the old one keeps signing until `previous_until`.
@@ -87,7 +89,7 @@ pub async fn rotate_secret(
     .bind(new_sealed)
     .bind(now_ms())
     .bind(org_id)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -96,13 +98,13 @@ pub async fn rotate_secret(
 pub async fn delete_endpoint(db: &Db, org_id: &str) -> Result<bool> {
     let done = sqlx::query("DELETE FROM delivery_endpoints WHERE org_id = $1")
         .bind(org_id)
-        .execute(db.pool())
+        .write_on(db)
         .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// The receiver said the endpoint is gone (410): stop sending to it.
-async fn disable_endpoint(tx: &mut Tx<'_>, org_id: &str, reason: &str) -> Result<()> {
+async fn disable_endpoint(tx: &mut WriteTx, org_id: &str, reason: &str) -> Result<()> {
     sqlx::query(
         "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
     )
@@ -125,7 +127,7 @@ pub struct NewDelivery<'a> {
 }
 
 /// Queues a delivery unless one with its key exists; its id when queued.
-pub async fn enqueue(tx: &mut Tx<'_>, d: &NewDelivery<'_>) -> Result<Option<String>> {
+pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<String>> {
     let now = now_ms();
     let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let done = sqlx::query(
@@ -144,7 +146,11 @@ pub async fn enqueue(tx: &mut Tx<'_>, d: &NewDelivery<'_>) -> Result<Option<Stri
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    Ok((done.rows_affected() == 1).then_some(id))
+    let queued = done.rows_affected() == 1;
+    if queued {
+        tx.deliveries_queued();
+    }
+    Ok(queued.then_some(id))
 }
 
 /// Which of `keys` were queued before (delivered or not).
@@ -195,14 +201,14 @@ fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
 
 /// Claims the next due delivery of an enabled endpoint that is the first
 /// unfinished one of its conversation (see the module note). One
-/// statement, as `sync::claim_next`.
+/// statement, as [`super::jobs::claim_batch`].
 pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Delivery>> {
     let now = now_ms();
     let lock = match db.backend() {
         super::Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
         super::Backend::Sqlite => "",
     };
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
          WHERE state = 'pending' AND id = ( \
            SELECT d.id FROM deliveries d \
@@ -212,11 +218,14 @@ pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Delivery>> {
              AND p.seq < d.seq AND p.state IN ('pending', 'delivering')) \
            ORDER BY d.next_attempt_at, d.seq LIMIT 1 {lock}) \
          RETURNING {COLUMNS}"
-    ))
-    .bind(now + lease_ms)
-    .bind(now)
-    .fetch_optional(db.pool())
-    .await?;
+    );
+    let mut tx = db.write().await?;
+    let row = sqlx::query(&sql)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
     row.as_ref().map(delivery_from).transpose()
 }
 
@@ -228,7 +237,7 @@ pub async fn release_expired_leases(db: &Db) -> Result<u64> {
          WHERE state = 'delivering' AND locked_until < $1",
     )
     .bind(now)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(done.rows_affected())
 }
@@ -241,7 +250,7 @@ pub async fn release(db: &Db, id: &str) -> Result<()> {
     )
     .bind(now_ms())
     .bind(id)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(())
 }
@@ -279,7 +288,7 @@ pub enum Outcome<'a> {
 /// one transaction.
 pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> Result<()> {
     let now = now_ms();
-    let mut tx = db.begin_write(db.pool()).await?;
+    let mut tx = db.write().await?;
     sqlx::query(
         "INSERT INTO delivery_attempts (id, delivery_id, org_id, at, url, status, latency_ms, error, response) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -319,8 +328,8 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
     .execute(&mut *tx)
     .await?;
     let (kind, summary) = a.timeline;
-    super::sync::add_timeline(
-        &mut *tx,
+    super::timeline::add_timeline(
+        &mut tx,
         a.org_id,
         a.conversation_id,
         kind,
@@ -337,18 +346,21 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
 /// still queued (nothing to replay).
 pub async fn replay(db: &Db, org_id: &str, id: &str) -> Result<Option<bool>> {
     let now = now_ms();
-    let done = sqlx::query(
+    let q = sqlx::query(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, \
          updated_at = $1 WHERE org_id = $2 AND id = $3 AND state IN ('dead', 'delivered')",
     )
     .bind(now)
     .bind(org_id)
-    .bind(id)
-    .execute(db.pool())
-    .await?;
+    .bind(id);
+    let mut tx = db.write().await?;
+    let done = q.execute(&mut *tx).await?;
     if done.rows_affected() == 1 {
+        tx.deliveries_queued();
+        tx.commit().await?;
         return Ok(Some(true));
     }
+    drop(tx);
     Ok(get(db, org_id, id).await?.map(|_| false))
 }
 

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
-use super::sync::Tx;
+use super::WriteTx;
 use super::{now_ms, value_rows, Db, Result, ROWS_PER_STATEMENT};
 
 /// Rows removed, per kind.
@@ -28,7 +28,7 @@ pub struct Removed {
 
 /// `sql` (with `$1` the org and an `IN ({ids})` list) for `chunk`, bound.
 fn chunk_query<'q>(
-    tx: &Tx<'_>,
+    tx: &WriteTx,
     sql: &'q mut String,
     template: &str,
     org_id: &'q str,
@@ -46,7 +46,7 @@ fn chunk_query<'q>(
 }
 
 /// Runs `sql` for every chunk of `ids` in `tx`; returns the rows it changed.
-async fn for_chunks(tx: &mut Tx<'_>, sql: &str, org_id: &str, ids: &[String]) -> Result<u64> {
+async fn for_chunks(tx: &mut WriteTx, sql: &str, org_id: &str, ids: &[String]) -> Result<u64> {
     let mut changed = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut text = String::new();
@@ -58,7 +58,7 @@ async fn for_chunks(tx: &mut Tx<'_>, sql: &str, org_id: &str, ids: &[String]) ->
 
 /// Runs the query `sql` for every chunk of `ids` in `tx`; returns every row.
 async fn rows_for_chunks(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     sql: &str,
     org_id: &str,
     ids: &[String],
@@ -74,7 +74,7 @@ async fn rows_for_chunks(
 
 /// Deletes the rows of `table` (with `org_id` and `conversation_id`
 /// columns) that belong to the org's conversations `ids`.
-async fn delete_in(tx: &mut Tx<'_>, table: &str, org_id: &str, ids: &[String]) -> Result<u64> {
+async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &str, ids: &[String]) -> Result<u64> {
     let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND conversation_id IN ({{ids}})");
     for_chunks(tx, &sql, org_id, ids).await
 }
@@ -82,7 +82,11 @@ async fn delete_in(tx: &mut Tx<'_>, table: &str, org_id: &str, ids: &[String]) -
 /// The texts of an org's conversations `ids`: their messages, AI results,
 /// and the contact's name, e-mail and phone on the conversation row.
 /// Shared by retention (conversations long idle) and erasure.
-pub(super) async fn remove_texts(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<Removed> {
+pub(super) async fn remove_texts(
+    tx: &mut WriteTx,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Removed> {
     let messages = delete_in(tx, "messages", org_id, ids).await?;
     let ai_evaluations = delete_in(tx, "ai_evaluations", org_id, ids).await?;
     for_chunks(
@@ -138,8 +142,7 @@ pub async fn erase_conversations(
     request: &Request<'_>,
 ) -> Result<std::result::Result<Erased, Vec<StillSyncing>>> {
     let now = now_ms();
-    let turn = db.write_turn().await;
-    let mut tx = db.begin_write(db.writer()).await?;
+    let mut tx = db.write().await?;
     // Lock the rows in id order, as ingest does: an event for one of them
     // waits for the erasure and lands after it.
     let mut sorted = ids.to_vec();
@@ -156,7 +159,7 @@ pub async fn erase_conversations(
     }
     let busy = still_syncing(&mut tx, org_id, &sorted).await?;
     if !busy.is_empty() {
-        tx.rollback().await?;
+        // Dropped: rolled back.
         return Ok(Err(busy));
     }
     let texts = remove_texts(&mut tx, org_id, &sorted).await?;
@@ -196,9 +199,9 @@ pub async fn erase_conversations(
     .bind(counts.to_string())
     .execute(&mut *tx)
     .await?;
-    let lines: Vec<super::sync::TimelineIn> = sorted
+    let lines: Vec<super::timeline::TimelineIn> = sorted
         .iter()
-        .map(|id| super::sync::TimelineIn {
+        .map(|id| super::timeline::TimelineIn {
             conversation_id: id,
             kind: "event",
             summary: format!(
@@ -208,9 +211,8 @@ pub async fn erase_conversations(
             attempts: None,
         })
         .collect();
-    super::sync::add_timelines(&mut tx, org_id, &lines).await?;
+    super::timeline::add_timelines(&mut tx, org_id, &lines).await?;
     tx.commit().await?;
-    drop(turn);
     db.flush_erased().await;
     Ok(Ok(Erased {
         audit_id,
@@ -221,7 +223,11 @@ pub async fn erase_conversations(
 
 /// Which of `ids` have a job pending or running, or a delivery pending or
 /// being sent.
-async fn still_syncing(tx: &mut Tx<'_>, org_id: &str, ids: &[String]) -> Result<Vec<StillSyncing>> {
+async fn still_syncing(
+    tx: &mut WriteTx,
+    org_id: &str,
+    ids: &[String],
+) -> Result<Vec<StillSyncing>> {
     let mut open: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for (sql, jobs) in [
         (

@@ -8,12 +8,19 @@
 
 pub mod ai_fields;
 pub mod connections;
+pub mod conversations;
 pub mod deliveries;
 pub mod erasure;
+pub mod events;
+pub mod jobs;
+pub mod messages;
 pub mod orgs;
 pub mod retention;
-pub mod sync;
+pub mod rounds;
+pub mod timeline;
+pub mod views;
 pub mod webhook_tokens;
+pub mod written;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -70,6 +77,103 @@ pub struct Db {
     /// writer keeps them. `None` for PostgreSQL and in-memory SQLite (whose
     /// database exists once per connection): writes use `pool`.
     write_pool: Option<AnyPool>,
+    /// Wakes this process's workers when a write queued work for them.
+    wake: std::sync::Arc<Wakeups>,
+}
+
+/// The workers a committed write may have given work to.
+#[derive(Debug, Default)]
+struct Wakeups {
+    jobs: tokio::sync::Notify,
+    deliveries: tokio::sync::Notify,
+}
+
+/// A transaction that writes: the only way anything outside this module
+/// writes. It holds SQLite's write turn (see [`Db`]) from before `BEGIN
+/// IMMEDIATE` to after the commit or rollback, and on commit wakes the
+/// workers whose queues it added to. Dropped without [`WriteTx::commit`],
+/// it rolls back and wakes no one.
+pub struct WriteTx {
+    // Declared before the turn: dropped (rolled back) while still holding it.
+    tx: Tx<'static>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    wake: std::sync::Arc<Wakeups>,
+    backend: Backend,
+    jobs_queued: bool,
+    deliveries_queued: bool,
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+impl WriteTx {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Jobs were queued (or became due): the sync workers look on commit.
+    pub fn jobs_queued(&mut self) {
+        self.jobs_queued = true;
+    }
+
+    /// Deliveries were queued (or may go out now): the senders look on
+    /// commit.
+    pub fn deliveries_queued(&mut self) {
+        self.deliveries_queued = true;
+    }
+
+    /// Commits, gives up the write turn, then wakes whom the writes concern.
+    pub async fn commit(self) -> Result<()> {
+        let WriteTx {
+            tx,
+            turn,
+            wake,
+            jobs_queued,
+            deliveries_queued,
+            ..
+        } = self;
+        tx.commit().await?;
+        drop(turn);
+        if jobs_queued {
+            wake.jobs.notify_waiters();
+        }
+        if deliveries_queued {
+            wake.deliveries.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// One statement that writes, run as its own [`WriteTx`]:
+/// `sqlx::query(…).bind(…).write_on(db)` where a read would say
+/// `.execute(db.pool())`.
+pub(crate) trait WriteQuery {
+    fn write_on(
+        self,
+        db: &Db,
+    ) -> impl std::future::Future<Output = Result<sqlx::any::AnyQueryResult>> + Send;
+}
+
+impl<'q> WriteQuery for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    async fn write_on(self, db: &Db) -> Result<sqlx::any::AnyQueryResult> {
+        let mut tx = db.write().await?;
+        let done = self.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+/// Statements run on the transaction's connection: `.execute(&mut *tx)`.
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 /// What SQLite may hold in memory, all connections together (bytes): page
@@ -124,6 +228,7 @@ impl Db {
             backend,
             writer: Default::default(),
             write_pool,
+            wake: Default::default(),
         })
     }
 
@@ -204,8 +309,8 @@ impl Db {
         &self.pool
     }
 
-    /// The pool for writes made in a [`Db::write_turn`].
-    pub fn writer(&self) -> &AnyPool {
+    /// The pool that [`Db::write`] writes through.
+    fn writer(&self) -> &AnyPool {
         self.write_pool.as_ref().unwrap_or(&self.pool)
     }
 
@@ -213,28 +318,45 @@ impl Db {
         self.backend
     }
 
-    /// A turn to write, for SQLite; hold it until the transaction commits.
-    /// PostgreSQL has row locks and needs none.
-    pub async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().await),
+    /// Begins a transaction that writes. On SQLite it first waits for the
+    /// write turn, so writers queue here in order instead of sleeping on a
+    /// locked file and racing again when they wake; then it is `BEGIN
+    /// IMMEDIATE`, which takes the write lock before the first statement. A
+    /// deferred transaction that reads first and then writes fails with
+    /// SQLITE_BUSY_SNAPSHOT (517) whenever another connection commits in
+    /// between, and no timeout retries that: under load the purge's passes
+    /// failed this way one after another while the tables grew. PostgreSQL
+    /// has row locks and needs no turn.
+    ///
+    /// Never open a second one while holding one: on SQLite it waits for
+    /// the turn its own caller holds.
+    pub async fn write(&self) -> Result<WriteTx> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
             Backend::Postgres => None,
-        }
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer().begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer().begin().await?,
+        };
+        Ok(WriteTx {
+            tx,
+            turn,
+            wake: self.wake.clone(),
+            backend: self.backend,
+            jobs_queued: false,
+            deliveries_queued: false,
+        })
     }
 
-    /// Begins a transaction that will write, on `pool` (the writer, or
-    /// the shared pool for the writes that do not take a write turn yet).
-    /// On SQLite it is `BEGIN IMMEDIATE`: the transaction takes the write
-    /// lock before its first statement, waiting for it as `busy_timeout`
-    /// allows. A deferred one that reads first and then writes fails with
-    /// SQLITE_BUSY_SNAPSHOT (517) whenever another connection commits in
-    /// between, and no timeout retries that: under load the purge's
-    /// passes failed this way one after another while the tables grew.
-    pub async fn begin_write(&self, pool: &AnyPool) -> Result<sync::Tx<'static>> {
-        Ok(match self.backend {
-            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => pool.begin().await?,
-        })
+    /// Resolves when a write of this process queued sync jobs.
+    pub fn jobs_queued(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.jobs.notified()
+    }
+
+    /// Resolves when a write of this process queued deliveries.
+    pub fn deliveries_queued(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.deliveries.notified()
     }
 
     /// `sql` as this database binds it fastest (see [`for_backend`]).
@@ -491,6 +613,23 @@ async fn present_among(
         .collect()
 }
 
+/// SQLite's plan for `sql`, one line per step (for the tests that hold the
+/// hot statements to their indexes).
+#[cfg(test)]
+async fn query_plan(db: &Db, sql: &str, binds: usize) -> String {
+    use sqlx::Row;
+    let sql = db.for_backend(format!("EXPLAIN QUERY PLAN {sql}"));
+    let mut q = sqlx::query(&sql);
+    for i in 0..binds {
+        q = q.bind(i as i64);
+    }
+    let rows = q.fetch_all(db.pool()).await.unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String, _>("detail").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Now, as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -559,7 +698,7 @@ mod tests {
     }
 
     /// A write transaction that reads first survives another connection
-    /// committing between its read and its write: `begin_write` takes the
+    /// committing between its read and its write: `Db::write` takes the
     /// lock up front and the other commit waits for it. (A deferred
     /// transaction fails here with SQLITE_BUSY_SNAPSHOT, code 517.)
     #[tokio::test]
@@ -578,7 +717,7 @@ mod tests {
         assert!(e.to_string().contains("517"), "{e}");
         deferred.rollback().await.unwrap();
 
-        let mut tx = db.begin_write(db.writer()).await.unwrap();
+        let mut tx = db.write().await.unwrap();
         sqlx::query(count).fetch_one(&mut *tx).await.unwrap();
         let other = tokio::spawn({
             let pool = db.pool().clone();

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Db, Result};
+use super::{now_ms, Db, Result, WriteQuery, WriteTx};
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,7 +69,7 @@ pub struct NewKey<'a> {
 /// Creates an org with its first key, in one transaction.
 pub async fn create_org(db: &Db, id: &str, name: &str, first_key: NewKey<'_>) -> Result<Org> {
     let now = now_ms();
-    let mut tx = db.begin_write(db.pool()).await?;
+    let mut tx = db.write().await?;
     sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
         .bind(id)
         .bind(name)
@@ -85,12 +85,7 @@ pub async fn create_org(db: &Db, id: &str, name: &str, first_key: NewKey<'_>) ->
     })
 }
 
-async fn insert_key(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    org_id: &str,
-    key: &NewKey<'_>,
-    now: i64,
-) -> Result<()> {
+async fn insert_key(tx: &mut WriteTx, org_id: &str, key: &NewKey<'_>, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, role, name, key_hash, key_prefix, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -109,7 +104,7 @@ async fn insert_key(
 
 pub async fn create_key(db: &Db, org_id: &str, key: NewKey<'_>) -> Result<ApiKey> {
     let now = now_ms();
-    let mut tx = db.begin_write(db.pool()).await?;
+    let mut tx = db.write().await?;
     insert_key(&mut tx, org_id, &key, now).await?;
     tx.commit().await?;
     Ok(ApiKey {
@@ -176,7 +171,7 @@ pub async fn revoke_key(db: &Db, org_id: &str, key_id: &str) -> Result<bool> {
     .bind(now_ms())
     .bind(key_id)
     .bind(org_id)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -223,7 +218,7 @@ pub async fn init_admin_token_hash(db: &Db, hash: &str) -> Result<String> {
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(hash)
-    .execute(db.pool())
+    .write_on(db)
     .await?;
     Ok(admin_token_hash(db)
         .await?

@@ -32,12 +32,13 @@ async fn delete_batch(
     let sql = format!(
         "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {filter} LIMIT $2 {lock})"
     );
-    let _turn = db.write_turn().await;
+    let mut tx = db.write().await?;
     let done = sqlx::query(&sql)
         .bind(cutoff)
         .bind(limit as i64)
-        .execute(db.writer())
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -92,8 +93,7 @@ pub async fn purge_deliveries(db: &Db, cutoff: i64, limit: usize) -> Result<u64>
         Backend::Sqlite => "",
         Backend::Postgres => "FOR UPDATE SKIP LOCKED",
     };
-    let _turn = db.write_turn().await;
-    let mut tx = db.begin_write(db.writer()).await?;
+    let mut tx = db.write().await?;
     // next_attempt_at is never later than delivered_at: deliveries_due
     // (state, next_attempt_at) finds them.
     let ids: Vec<String> = sqlx::query(&format!(
@@ -148,8 +148,7 @@ pub async fn purge_conversation_texts(db: &Db, cutoff: i64, limit: usize) -> Res
         Backend::Sqlite => "",
         Backend::Postgres => "FOR UPDATE OF c SKIP LOCKED",
     };
-    let _turn = db.write_turn().await;
-    let mut tx = db.begin_write(db.writer()).await?;
+    let mut tx = db.write().await?;
     let rows = sqlx::query(&format!(
         "SELECT c.org_id, c.id, c.next_seq FROM conversations c WHERE c.text_purged = 0 AND c.updated_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id \

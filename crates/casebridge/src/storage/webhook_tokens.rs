@@ -30,7 +30,7 @@ pub async fn rotate(
 ) -> Result<Option<i64>> {
     let now = now_ms();
     let until = now + grace_ms;
-    let mut tx = db.begin_write(db.pool()).await?;
+    let mut tx = db.write().await?;
     let retired = sqlx::query(
         "UPDATE webhook_tokens SET expires_at = $1 WHERE org_id = $2 AND expires_at IS NULL",
     )

@@ -7,8 +7,15 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::storage::sync::{self, ConversationIn, MessageIn, Tx};
+use crate::storage::conversations;
+use crate::storage::conversations::ConversationIn;
+use crate::storage::events;
+use crate::storage::jobs;
+use crate::storage::messages;
+use crate::storage::messages::MessageIn;
+use crate::storage::timeline;
 use crate::storage::Result as StorageResult;
+use crate::storage::WriteTx;
 
 /// At most this many events per request.
 pub const MAX_EVENTS: usize = 1000;
@@ -381,7 +388,7 @@ fn detail(value: Option<&String>) -> Option<&str> {
 /// the conversation has already, under a new event id, is noted on the
 /// timeline and queues nothing.
 pub async fn ingest_all(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx,
     org_id: &str,
     events: &[Event],
 ) -> StorageResult<Vec<Ingested>> {
@@ -396,15 +403,15 @@ pub async fn ingest_all(
     let firsts: Vec<usize> = (0..events.len())
         .filter(|&i| seen.insert(events[i].raw.id.as_str()))
         .collect();
-    let rows: Vec<sync::EventRow> = firsts
+    let rows: Vec<events::EventRow> = firsts
         .iter()
-        .map(|&i| sync::EventRow {
+        .map(|&i| events::EventRow {
             id: &events[i].raw.id,
             conversation_id: &events[i].raw.conversation.id,
             kind: &events[i].raw.kind,
         })
         .collect();
-    let new_ids = sync::insert_events(tx, org_id, &rows).await?;
+    let new_ids = events::insert_events(tx, org_id, &rows).await?;
     let mut fresh: Vec<&Event> = Vec::new();
     for i in firsts {
         if new_ids.contains(&events[i].raw.id) {
@@ -423,7 +430,7 @@ pub async fn ingest_all(
         .iter()
         .map(|e| {
             let id = e.raw.conversation.id.as_str();
-            (id, super::case_id(org_id, id).to_string())
+            (id, super::ids::case_id(org_id, id).to_string())
         })
         .collect();
     let mut conversations: BTreeMap<&str, ConversationIn> = BTreeMap::new();
@@ -449,7 +456,7 @@ pub async fn ingest_all(
         row.contact_phone = detail(contact.and_then(|c| c.phone.as_ref())).or(row.contact_phone);
     }
     let rows: Vec<ConversationIn> = conversations.into_values().collect();
-    let last_seq = sync::upsert_conversations(tx, org_id, &rows).await?;
+    let last_seq = conversations::upsert_conversations(tx, org_id, &rows).await?;
     let mut next_seq: HashMap<&str, i64> = rows
         .iter()
         .map(|c| (c.id, last_seq.get(c.id).copied().unwrap_or(0) - c.seqs + 1))
@@ -482,7 +489,7 @@ pub async fn ingest_all(
             e.raw
                 .message
                 .as_ref()
-                .map(|m| super::activity_id(org_id, &e.raw.conversation.id, &m.id).to_string())
+                .map(|m| super::ids::activity_id(org_id, &e.raw.conversation.id, &m.id).to_string())
         })
         .collect();
     let mut in_request = HashSet::new();
@@ -508,7 +515,7 @@ pub async fn ingest_all(
             activity_id,
         });
     }
-    let stored = sync::insert_messages(tx, org_id, &messages).await?;
+    let stored = messages::insert_messages(tx, org_id, &messages).await?;
 
     // A job and a timeline line per event.
     let mut jobs = Vec::new();
@@ -522,7 +529,7 @@ pub async fn ingest_all(
                 let key = (conversation_id.to_string(), m.id.clone());
                 if !(carries[i] && stored.contains(&key)) {
                     // Same message under a new event id: nothing more to write.
-                    lines.push(sync::TimelineIn {
+                    lines.push(timeline::TimelineIn {
                         conversation_id,
                         kind: "event",
                         summary: format!("Event {} repeats message {}; ignored", raw.id, m.id),
@@ -552,21 +559,21 @@ pub async fn ingest_all(
                 format!("Received resolution (event {})", raw.id),
             ),
         };
-        jobs.push(sync::JobIn {
+        jobs.push(jobs::JobIn {
             conversation_id,
             seq: seqs[i],
             kind: payload.kind(),
             payload: serde_json::to_string(&payload).unwrap_or_default(),
         });
-        lines.push(sync::TimelineIn {
+        lines.push(timeline::TimelineIn {
             conversation_id,
             kind: "event",
             summary,
             attempts: None,
         });
     }
-    sync::insert_jobs(tx, org_id, &jobs).await?;
-    sync::add_timelines(tx, org_id, &lines).await?;
+    jobs::insert_jobs(tx, org_id, &jobs).await?;
+    timeline::add_timelines(tx, org_id, &lines).await?;
     Ok(answers)
 }
 

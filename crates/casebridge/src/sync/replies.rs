@@ -24,17 +24,18 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use creatio::ids::email_type;
-use creatio::models::{Activity, Case, CaseStatus, Contact};
+use creatio::models::{Activity, Contact};
 use creatio::query::{col, lookup, Query};
 use creatio::Error as CreatioError;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::lifecycle::{case_uuid, repeatable_timeline, timeline, Context, JobError};
+use super::context::{case_uuid, repeatable_timeline, timeline, Context, JobError};
 use crate::deliver;
 use crate::storage::deliveries;
-use crate::storage::sync::{self, Job};
-use crate::storage::StorageError;
+use crate::storage::jobs::Job;
+use crate::storage::timeline;
+use crate::storage::written;
 
 /// How far before the conversation's start an activity may be created and
 /// still answer it (clocks of Creatio and casebridge differ a little).
@@ -93,7 +94,7 @@ pub async fn check_replies(
         .iter()
         .filter_map(|a| a.id.map(|i| i.to_string()))
         .collect();
-    let ours = sync::written_among(&ctx.services.db, &job.org_id, &ids).await?;
+    let ours = written::written_among(&ctx.services.db, &job.org_id, &ids).await?;
     let mut skipped_ours = 0;
     let mut hint_found = hint.is_none();
     let mut replies: Vec<(Uuid, &Activity, String)> = Vec::new();
@@ -146,7 +147,7 @@ pub async fn check_replies(
     let mut queued = 0;
     if !fresh.is_empty() {
         let db = &ctx.services.db;
-        let mut tx = db.begin_write(db.pool()).await?;
+        let mut tx = db.write().await?;
         for (id, data) in fresh {
             let who = data["author"]["name"]
                 .as_str()
@@ -163,8 +164,8 @@ pub async fn check_replies(
             .await?;
             if let Some(delivery_id) = queued_as {
                 queued += 1;
-                sync::add_timeline(
-                    &mut *tx,
+                timeline::add_timeline(
+                    &mut tx,
                     &job.org_id,
                     &job.conversation_id,
                     "delivery",
@@ -174,11 +175,9 @@ pub async fn check_replies(
                 .await?;
             }
         }
-        tx.commit().await.map_err(StorageError::from)?;
+        tx.commit().await?;
     }
-    if queued > 0 {
-        ctx.services.delivery_ready.notify_waiters();
-    } else {
+    if queued == 0 {
         let mut why = format!(
             "Creatio reported an activity on case {case_id}; no new agent reply \
              ({skipped_ours} written by casebridge, {seen_before} delivered before)"
@@ -294,130 +293,6 @@ pub fn html_to_text(html: &str) -> String {
         text.push('\n');
     }
     text.trim().to_string()
-}
-
-pub async fn check_closure(
-    ctx: &mut Context<'_>,
-    job: &Job,
-    reported: Option<Uuid>,
-) -> Result<(), JobError> {
-    if !ctx.conversation.case_created {
-        timeline(
-            ctx,
-            "warning",
-            "Creatio reported a status change, but the conversation has no case yet; nothing to look at",
-            job,
-        )
-        .await;
-        return Ok(());
-    }
-    let case_id = case_uuid(&ctx.conversation)?;
-    // The status now, whatever the call said: calls can arrive late or
-    // out of order, the record cannot.
-    let case: Case = ctx.client.get(case_id).await?;
-    let Some(status_id) = case.status_id else {
-        timeline(
-            ctx,
-            "warning",
-            &format!("Case {case_id} has no status; nothing to do"),
-            job,
-        )
-        .await;
-        return Ok(());
-    };
-    let status: CaseStatus = ctx.client.get(status_id).await?;
-    let name = status.name.clone().unwrap_or_else(|| status_id.to_string());
-    let closed = status.is_final == Some(true) || status.is_resolved == Some(true);
-    let db = &ctx.services.db;
-    if reported.is_some_and(|r| r != status_id) {
-        tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
-    }
-    if !closed {
-        if ctx.conversation.state == "resolved" {
-            sync::set_conversation_state(
-                db.pool(),
-                &job.org_id,
-                &job.conversation_id,
-                "handed_off",
-            )
-            .await?;
-            timeline(
-                ctx,
-                "event",
-                &format!("Case {case_id} was reopened in Creatio (status {name}); the conversation is open again"),
-                job,
-            )
-            .await;
-        } else {
-            timeline(
-                ctx,
-                "event",
-                &format!("Case {case_id} changed to status {name}, which is neither final nor resolved; nothing to deliver"),
-                job,
-            )
-            .await;
-        }
-        return Ok(());
-    }
-    if ctx.conversation.state == "resolved" {
-        timeline(
-            ctx,
-            "event",
-            &format!("Case {case_id} is {name}; the conversation was resolved already, nothing to deliver"),
-            job,
-        )
-        .await;
-        return Ok(());
-    }
-    if sync::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
-        sync::set_conversation_state(db.pool(), &job.org_id, &job.conversation_id, "resolved")
-            .await?;
-        timeline(
-            ctx,
-            "event",
-            &format!("Case {case_id} is {name} because casebridge set it; no echo to the platform"),
-            job,
-        )
-        .await;
-        return Ok(());
-    }
-    let data = json!({
-        "conversation_id": ctx.conversation.id,
-        "case_id": case_id,
-        "case_number": ctx.conversation.case_number,
-        "status": name,
-        "status_id": status_id,
-        "is_final": status.is_final == Some(true),
-        "is_resolved": status.is_resolved == Some(true),
-    });
-    let mut tx = db.begin_write(db.pool()).await?;
-    // One delivery per closure: the job's id makes a re-run of this job
-    // find its own delivery.
-    let delivery = deliver::queue(
-        &mut tx,
-        &job.org_id,
-        &job.conversation_id,
-        &format!("resolved:{}", job.id),
-        deliver::CONVERSATION_RESOLVED,
-        data,
-    )
-    .await?;
-    sync::set_conversation_state(&mut *tx, &job.org_id, &job.conversation_id, "resolved").await?;
-    sync::add_timeline(
-        &mut *tx,
-        &job.org_id,
-        &job.conversation_id,
-        "delivery",
-        &format!(
-            "Case {case_id} was closed in Creatio (status {name}); conversation resolved, queued as {}",
-            delivery.as_deref().unwrap_or("an earlier delivery")
-        ),
-        Some(job.attempts),
-    )
-    .await?;
-    tx.commit().await.map_err(StorageError::from)?;
-    ctx.services.delivery_ready.notify_waiters();
-    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! lands, in order, or none of it does), and records everything in one
 //! transaction.
 //!
-//! What a round does not cover goes the per-job way ([`super::lifecycle`]):
+//! What a round does not cover goes the per-job way ([`super::worker`]):
 //! retries (an earlier attempt may have written part of the work),
 //! hand-offs, resolutions, reply checks, and conversations whose channel
 //! appends to a contact's open case. A round's failure is settled per job
@@ -20,12 +20,18 @@ use creatio::{BatchOp, Error as CreatioError};
 use serde_json::Map;
 use uuid::Uuid;
 
+use super::context::{self, JobError, Services};
 use super::events::JobPayload;
-use super::lifecycle::{self, JobError};
-use super::worker::{self, Policy};
-use crate::api::Services;
+use super::settle::{self, Policy};
+use super::{contacts, records};
 use crate::connection::Settings;
-use crate::storage::sync::{self, BatchWrite, Conversation, Job, Message};
+use crate::deliver;
+use crate::storage::conversations;
+use crate::storage::conversations::Conversation;
+use crate::storage::jobs::Job;
+use crate::storage::messages::Message;
+use crate::storage::rounds;
+use crate::storage::rounds::BatchWrite;
 
 /// Activities per conversation per round: its case and activities must fit
 /// one `$batch` (100 operations); the rest go in the next round.
@@ -62,15 +68,15 @@ enum Plan<'a> {
 }
 
 async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<Job>) -> Vec<Job> {
-    let org = match worker::org_client(services, org_id).await {
+    let org = match context::org_client(services, org_id).await {
         Ok(org) => org,
         // Not connected now, or the store failed: the per-job path says so.
         Err(_) => return jobs,
     };
     let ids: Vec<&str> = jobs.iter().map(|j| j.conversation_id.as_str()).collect();
     let read = async {
-        let conversations = sync::conversations_among(&services.db, org_id, &ids).await?;
-        let backlog = sync::backlog(&services.db, org_id, &ids).await?;
+        let conversations = conversations::conversations_among(&services.db, org_id, &ids).await?;
+        let backlog = rounds::backlog(&services.db, org_id, &ids).await?;
         Ok::<_, crate::storage::StorageError>((conversations, backlog))
     };
     let (mut conversations, backlog) = match read.await {
@@ -117,7 +123,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
                     continue;
                 }
             };
-            match lifecycle::stored_until_case(settings, role, &message_id) {
+            match records::stored_until_case(settings, role, &message_id) {
                 Some(line) => Plan::Finish(Some(line)),
                 None if settings.case_append_channels.contains(&c.channel) => {
                     rest.push(job);
@@ -159,14 +165,14 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         .collect();
     let mut contacts: HashMap<String, (Uuid, bool)> = HashMap::new();
     let mut failed: HashMap<String, CreatioError> = HashMap::new();
-    match lifecycle::match_contacts(&org.client, &needing).await {
+    match contacts::match_contacts(&org.client, &needing).await {
         Ok(found) => {
             let mut creates: HashMap<Uuid, Contact> = HashMap::new();
             for c in &needing {
                 if let Some(id) = found.get(&c.id) {
                     contacts.insert(c.id.clone(), (*id, false));
                 } else if let Some(contact) =
-                    lifecycle::new_contact(org_id, c).filter(|_| settings.create_missing_contacts)
+                    records::new_contact(org_id, c).filter(|_| settings.create_missing_contacts)
                 {
                     let id = contact.id.expect("a new contact has its id");
                     contacts.insert(c.id.clone(), (id, true));
@@ -182,7 +188,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
             let results = org.client.batch(&ops).await;
             let mut refused: HashMap<Uuid, CreatioError> = HashMap::new();
             for ((id, _), r) in creates.iter().zip(results) {
-                if let Err(JobError::Creatio(e)) = lifecycle::created_once(r) {
+                if let Err(JobError::Creatio(e)) = context::created_once(r) {
                     refused.insert(*id, e);
                 }
             }
@@ -280,37 +286,31 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
                         w.timeline.push((
                             "creatio",
                             if *created {
-                                lifecycle::created_contact(*id)
+                                records::created_contact(*id)
                             } else {
-                                lifecycle::matched_contact(*id)
+                                records::matched_contact(*id)
                             },
                         ));
                     }
-                    let case_id = lifecycle::case_uuid(c).unwrap_or_default();
-                    w.timeline.push((
-                        "creatio",
-                        lifecycle::created_case(number.as_deref(), case_id),
-                    ));
+                    let case_id = context::case_uuid(c).unwrap_or_default();
+                    w.timeline
+                        .push(("creatio", records::created_case(number.as_deref(), case_id)));
                     w.case = Some((c.case_id.clone(), number));
                 }
                 w.messages = messages;
                 w.timeline
-                    .push(("creatio", lifecycle::wrote_activities(messages)));
+                    .push(("creatio", records::wrote_activities(messages)));
             }
         }
         writes.push(w);
     }
-    let rec = sync::record_batch(&services.db, org_id, &writes, announce).await;
-    if let Err(e) = rec {
+    if let Err(e) = record(&services.db, org_id, &writes, announce).await {
         // The jobs stay running; their leases expire and they run again,
         // one by one, finding what this round wrote.
         tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
     } else {
         for w in &writes {
-            worker::count_run(w.job, "done");
-        }
-        if announce && writes.iter().any(|w| w.case.is_some()) {
-            services.delivery_ready.notify_waiters();
+            settle::count_run(w.job, "done");
         }
     }
     for (job, e) in failures {
@@ -321,9 +321,36 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
             CreatioError::AlreadyExists { .. } => CreatioError::NotExecuted,
             e => e,
         };
-        worker::settle(services, policy, job, Err(JobError::Creatio(e))).await;
+        settle::settle(services, policy, job, Err(JobError::Creatio(e))).await;
     }
     rest
+}
+
+/// Records what a round wrote and, when `announce`, queues `case.linked`
+/// for each case it created, in one transaction.
+async fn record(
+    db: &crate::storage::Db,
+    org_id: &str,
+    writes: &[BatchWrite<'_>],
+    announce: bool,
+) -> Result<(), crate::storage::StorageError> {
+    let mut tx = db.write().await?;
+    rounds::record_batch(&mut tx, org_id, writes).await?;
+    if announce {
+        for w in writes {
+            if let Some((case_id, number)) = &w.case {
+                deliver::queue_case_linked(
+                    &mut tx,
+                    org_id,
+                    &w.job.conversation_id,
+                    case_id,
+                    number.as_deref(),
+                )
+                .await?;
+            }
+        }
+    }
+    tx.commit().await
 }
 
 fn count_request(ops: usize) {
@@ -375,22 +402,22 @@ fn write_ops(
     messages: &[Message],
     started: bool,
 ) -> Result<Vec<BatchOp>, JobError> {
-    let case_id = lifecycle::case_uuid(c)?;
-    let contact_id = lifecycle::contact_uuid(c);
+    let case_id = context::case_uuid(c)?;
+    let contact_id = context::contact_uuid(c);
     let mut ops = Vec::with_capacity(messages.len() + 1);
     if new_case {
         let first = messages
             .iter()
             .find(|m| m.role == "customer")
             .map(|m| m.text.as_str());
-        let case = lifecycle::new_case(c, settings, first, None)?;
+        let case = records::new_case(c, settings, first, None)?;
         ops.push(BatchOp::create_json(
             "Case",
-            lifecycle::case_body(&case, &Map::new())?,
+            records::case_body(&case, &Map::new())?,
         ));
     }
     for (k, m) in messages.iter().enumerate() {
-        let activity = lifecycle::activity_for(c, m, contact_id, case_id, !started && k == 0);
+        let activity = records::activity_for(c, m, contact_id, case_id, !started && k == 0);
         ops.push(BatchOp::create(&activity)?);
     }
     Ok(ops)

@@ -9,12 +9,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::context::{timeline, Context, JobError};
 use super::events::HandoffJson;
-use super::lifecycle::{timeline, Context, JobError};
 use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
 use crate::ai::{Evaluation, Transcript};
 use crate::storage::ai_fields;
-use crate::storage::sync::Job;
+use crate::storage::jobs::Job;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Triage {

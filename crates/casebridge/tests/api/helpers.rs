@@ -133,7 +133,7 @@ impl TestApp {
         config.workers = 4;
         config.log = "debug".into();
         // Quick retries, so outage tests finish in seconds.
-        config.sync_policy = casebridge::sync::worker::Policy {
+        config.sync_policy = casebridge::sync::settle::Policy {
             base_delay_ms: 100,
             max_delay_ms: 1_000,
             ..Default::default()

@@ -13,6 +13,7 @@ mod hardening;
 mod openapi;
 mod orgs;
 mod retention;
+mod storage;
 mod sync;
 mod two_way;
 mod upgrade;

@@ -18,7 +18,7 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::OdataError;
+use crate::error::OdataError;
 use crate::schema::{ColType, EntitySchema, EMPTY_DATE, EMPTY_GUID};
 use crate::store::{Record, Store};
 

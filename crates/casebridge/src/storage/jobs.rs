@@ -1,0 +1,384 @@
+//! The `jobs` table: the outbox toward Creatio.
+//!
+//! Ingest queues an event's job in the caller's transaction; workers claim
+//! jobs so that a conversation's jobs run one at a time in `seq` order while
+//! different conversations run in parallel, on one process or several
+//! sharing a PostgreSQL database. A claim is an `UPDATE … WHERE state =
+//! 'pending'` that only one claimant can win, so no job runs twice at once;
+//! a crashed claimant's lease expires and the job runs again (its Creatio
+//! writes are idempotent by deterministic ids).
+
+use sqlx::Row;
+
+use super::conversations::take_seq;
+use super::{
+    for_backend, now_ms, value_rows, Backend, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
+};
+
+/// A job to queue.
+pub struct JobIn<'a> {
+    pub conversation_id: &'a str,
+    pub seq: i64,
+    pub kind: &'a str,
+    pub payload: String,
+}
+
+/// Queues jobs (the outbox), due now.
+pub async fn insert_jobs(tx: &mut WriteTx, org_id: &str, rows: &[JobIn<'_>]) -> Result<()> {
+    insert_jobs_due(tx, org_id, rows, now_ms()).await
+}
+
+/// Queues jobs due at `due` (ms).
+async fn insert_jobs_due(
+    tx: &mut WriteTx,
+    org_id: &str,
+    rows: &[JobIn<'_>],
+    due: i64,
+) -> Result<()> {
+    let now = now_ms();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at) \
+             VALUES {}",
+            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", chunk.len(), 1)
+        );
+        let sql = for_backend(tx, sql);
+        let mut q = super::rows_query(&sql, chunk.len());
+        for j in chunk {
+            q = q
+                .bind(org_id)
+                .bind(due)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(j.conversation_id)
+                .bind(j.seq)
+                .bind(j.kind)
+                .bind(j.payload.as_str())
+                .bind(now)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    if !rows.is_empty() {
+        tx.jobs_queued();
+    }
+    Ok(())
+}
+
+/// Queues one job, due at `due` (ms).
+async fn insert_job(
+    tx: &mut WriteTx,
+    org_id: &str,
+    conversation_id: &str,
+    seq: i64,
+    kind: &str,
+    payload: &str,
+    due: i64,
+) -> Result<()> {
+    insert_jobs_due(
+        tx,
+        org_id,
+        &[JobIn {
+            conversation_id,
+            seq,
+            kind,
+            payload: payload.to_string(),
+        }],
+        due,
+    )
+    .await
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub org_id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub payload: String,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Claims up to `limit` runnable jobs: pending, due, of an active org, and
+/// each the first unfinished job of its conversation, so no two claimed
+/// jobs share a conversation. One statement: on SQLite the single writer
+/// makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent
+/// claimants (other workers, other processes) pass each other instead of
+/// queueing on the same rows, and the outer `state = 'pending'` re-check
+/// means a row taken meanwhile is never claimed twice. `first_messages`
+/// claims only message jobs never tried (what a round runs).
+pub async fn claim_batch(
+    db: &Db,
+    lease_ms: i64,
+    limit: usize,
+    first_messages: bool,
+) -> Result<Vec<Job>> {
+    let now = now_ms();
+    let mut tx = db.write().await?;
+    let rows = sqlx::query(&claim_sql(db.backend(), first_messages))
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let mut jobs: Vec<Job> = rows
+        .iter()
+        .map(|r| {
+            Ok(Job {
+                id: r.try_get("id")?,
+                org_id: r.try_get("org_id")?,
+                conversation_id: r.try_get("conversation_id")?,
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                payload: r.try_get("payload")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    jobs.sort_by_key(|j| j.created_at);
+    Ok(jobs)
+}
+
+/// The claim (see [`claim_batch`]): binds the lease's end, now, the limit.
+/// "No earlier unfinished job in the conversation" reads `jobs_open`, the
+/// open part of each conversation's queue, so a claim costs the same in a
+/// conversation's thousandth message as in its first.
+fn claim_sql(backend: Backend, first_messages: bool) -> String {
+    let only = if first_messages {
+        "AND j.kind = 'message' AND j.attempts = 0"
+    } else {
+        ""
+    };
+    // SQLite runs the statement alone (one writer), so the re-check is not
+    // needed there, and leaving it out keeps its planner on the primary
+    // key instead of walking every pending job.
+    let (recheck, lock) = match backend {
+        Backend::Postgres => ("state = 'pending' AND", "FOR UPDATE OF j SKIP LOCKED"),
+        Backend::Sqlite => ("", ""),
+    };
+    format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+         WHERE {recheck} id IN ( \
+           SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
+           WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
+             SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
+             AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
+           ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \
+         RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
+    )
+}
+
+/// Gives claimed jobs back untouched (their attempt too): this process
+/// took more than it can start soon.
+pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
+    let mut tx = db.write().await?;
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, locked_until = NULL \
+             WHERE state = 'running' AND id IN ({})",
+            value_rows("?", chunk.len(), 1)
+        );
+        let sql = db.for_backend(sql);
+        let mut q = super::rows_query(&sql, chunk.len());
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+/// Returns jobs whose claimant died (lease expired) to the queue.
+pub async fn release_expired_leases(db: &Db) -> Result<u64> {
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'pending', locked_until = NULL, updated_at = $1 WHERE state = 'running' AND locked_until < $1",
+    )
+    .bind(now)
+    .write_on(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Records a job done. A job cancelled while it ran (disconnect) is
+/// recorded done too: its writes happened.
+pub async fn finish_job(db: &Db, id: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
+         WHERE id = $2 AND state IN ('running', 'cancelled')",
+    )
+    .bind(now_ms())
+    .bind(id)
+    .write_on(db)
+    .await?;
+    Ok(())
+}
+
+/// Puts a job back to run after `run_after`. `keep_attempt` false gives the
+/// attempt back (the org was paused: the job did not really fail).
+pub async fn retry_job(
+    db: &Db,
+    id: &str,
+    run_after: i64,
+    error: &str,
+    keep_attempt: bool,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'pending', locked_until = NULL, run_after = $1, last_error = $2, \
+         attempts = attempts - $3, updated_at = $4 WHERE id = $5 AND state = 'running'",
+    )
+    .bind(run_after)
+    .bind(error)
+    .bind(i64::from(!keep_attempt))
+    .bind(now_ms())
+    .bind(id)
+    .write_on(db)
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a job; it stays, visible, as `dead`.
+pub async fn kill_job(db: &Db, id: &str, error: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 \
+         WHERE id = $3 AND state = 'running'",
+    )
+    .bind(error)
+    .bind(now_ms())
+    .bind(id)
+    .write_on(db)
+    .await?;
+    Ok(())
+}
+
+/// The circuit breaker: holds every pending job of the org until `until`.
+pub async fn hold_org(db: &Db, org_id: &str, until: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET run_after = $1, updated_at = $2 WHERE org_id = $3 AND state = 'pending' AND run_after < $1",
+    )
+    .bind(until)
+    .bind(now_ms())
+    .bind(org_id)
+    .write_on(db)
+    .await?;
+    Ok(())
+}
+
+/// Disconnect: queued and running jobs are cancelled and kept. A running
+/// one finishes what it is doing; if that fails it is not queued again.
+pub async fn cancel_pending_jobs(tx: &mut WriteTx, org_id: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE org_id = $2 AND state IN ('pending', 'running')",
+    )
+        .bind(now_ms())
+        .bind(org_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// All jobs by state (for metrics).
+pub async fn job_counts_by_state(db: &Db) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+}
+
+/// What [`queue_check`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// A check was queued to run now.
+    Now,
+    /// A check was queued to run `debounce_ms` after one of its kind that
+    /// ran or started moments ago.
+    Later,
+    /// One is already waiting; it will see what this call announced.
+    AlreadyWaiting,
+}
+
+/// Queues a check job (a look at the case) for a conversation, coalescing
+/// bursts: none when one of its kind is waiting (it has not read Creatio
+/// yet, so it will see what the caller announced); when one is running or
+/// started less than `debounce_ms` ago, one follow-up, due `debounce_ms`
+/// after that one started. A running check may have read Creatio before
+/// the change being announced, so it is never the answer alone; the
+/// follow-up is. A process calling in a loop thus causes about one read per
+/// `debounce_ms`, not one per call.
+pub async fn queue_check(
+    tx: &mut WriteTx,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    payload: &str,
+    debounce_ms: i64,
+) -> Result<Queued> {
+    let now = now_ms();
+    // Write first: on SQLite a transaction that reads and then writes can
+    // fail at once with "database is locked" when another writer got in
+    // between (no busy wait is possible for it); taking the write lock
+    // first makes it wait its turn. On PostgreSQL the row lock serialises
+    // concurrent calls for one conversation.
+    sqlx::query("UPDATE conversations SET updated_at = $1 WHERE org_id = $2 AND id = $3")
+        .bind(now)
+        .bind(org_id)
+        .bind(conversation_id)
+        .execute(&mut **tx)
+        .await?;
+    let newest = sqlx::query(
+        "SELECT state, created_at FROM jobs WHERE org_id = $1 AND conversation_id = $2 AND kind = $3 \
+         AND (state IN ('pending', 'running') OR created_at > $4) ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(kind)
+    .bind(now - debounce_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let due = match newest {
+        Some(row) if row.try_get::<String, _>("state")? == "pending" => {
+            return Ok(Queued::AlreadyWaiting)
+        }
+        Some(row) => (row.try_get::<i64, _>("created_at")? + debounce_ms).max(now),
+        None => now,
+    };
+    let seq = take_seq(tx, org_id, conversation_id).await?;
+    insert_job(tx, org_id, conversation_id, seq, kind, payload, due).await?;
+    Ok(if due > now {
+        Queued::Later
+    } else {
+        Queued::Now
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::query_plan as plan;
+
+    /// What a job's claim looks at in a conversation is its open part only
+    /// (a partial index), never its whole history: the soak
+    /// (scripts/soak.py) showed the cost per message growing with it.
+    #[tokio::test]
+    async fn a_claim_reads_no_conversation_history_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("p.db").display()))
+            .await
+            .unwrap();
+        for first_messages in [false, true] {
+            let claim = plan(&db, &claim_sql(Backend::Sqlite, first_messages), 3).await;
+            assert!(
+                claim.contains("USING INDEX jobs_open")
+                    || claim.contains("USING COVERING INDEX jobs_open"),
+                "{claim}"
+            );
+            assert!(!claim.contains("SCAN e"), "{claim}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The `timeline` table: what happened to a conversation, in words, for the
+//! admin page and the API.
+
+use sqlx::{Any, Row};
+
+use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
+
+/// A timeline line to add.
+pub struct TimelineIn<'a> {
+    pub conversation_id: &'a str,
+    pub kind: &'a str,
+    pub summary: String,
+    pub attempts: Option<i64>,
+}
+
+/// Appends lines to conversations' timelines, in the given order.
+pub async fn add_timelines(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    rows: &[TimelineIn<'_>],
+) -> Result<()> {
+    let now = now_ms();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO timeline (org_id, at, id, conversation_id, kind, summary, attempts) VALUES {}",
+            value_rows("(?, ?, ?, ?, ?, ?, ?)", chunk.len(), 1)
+        );
+        let sql = for_backend(conn, sql);
+        let mut q = super::rows_query(&sql, chunk.len());
+        for t in chunk {
+            q = q
+                .bind(org_id)
+                .bind(now)
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(t.conversation_id)
+                .bind(t.kind)
+                .bind(t.summary.as_str())
+                .bind(t.attempts);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends to a conversation's timeline (inside a transaction or not).
+pub async fn add_timeline(
+    tx: &mut WriteTx,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    summary: &str,
+    attempts: Option<i64>,
+) -> Result<()> {
+    insert_line(org_id, conversation_id, kind, summary, attempts)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// [`add_timeline`] in a transaction of its own.
+pub async fn add_timeline_alone(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    summary: &str,
+    attempts: Option<i64>,
+) -> Result<()> {
+    insert_line(org_id, conversation_id, kind, summary, attempts)
+        .write_on(db)
+        .await?;
+    Ok(())
+}
+
+fn insert_line<'q>(
+    org_id: &'q str,
+    conversation_id: &'q str,
+    kind: &'q str,
+    summary: &'q str,
+    attempts: Option<i64>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO timeline (id, org_id, conversation_id, at, kind, summary, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(summary)
+    .bind(attempts)
+}
+
+/// Appends a line, unless the conversation's newest line says the same
+/// (`kind` and `summary`) and is younger than `window_ms`: then that line
+/// counts one more (`… (×3)`). For lines a loop would repeat — a look at a
+/// case that found nothing new — so a timeline grows with what happened,
+/// not with how often it was asked.
+pub async fn add_or_repeat_timeline(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    kind: &str,
+    summary: &str,
+    attempts: Option<i64>,
+    window_ms: i64,
+) -> Result<()> {
+    let now = now_ms();
+    let newest = sqlx::query(
+        "SELECT id, kind, summary, at FROM timeline WHERE org_id = $1 AND conversation_id = $2 \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(row) = newest {
+        let said: String = row.try_get("summary")?;
+        let times = match said.strip_prefix(summary) {
+            Some("") => Some(1),
+            Some(rest) => rest
+                .strip_prefix(" (×")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|n| n.parse::<i64>().ok()),
+            None => None,
+        };
+        let recent = row.try_get::<i64, _>("at")? > now - window_ms;
+        if let (Some(times), true, true) =
+            (times, recent, row.try_get::<String, _>("kind")? == kind)
+        {
+            sqlx::query("UPDATE timeline SET summary = $1 WHERE id = $2")
+                .bind(format!("{summary} (×{})", times + 1))
+                .bind(row.try_get::<String, _>("id")?)
+                .write_on(db)
+                .await?;
+            return Ok(());
+        }
+    }
+    add_timeline_alone(db, org_id, conversation_id, kind, summary, attempts).await
+}
+
+/// Notes a call from Creatio on the conversation's timeline: calls within
+/// `window_ms` of the newest such line are counted on it (`attempts` holds
+/// the number of calls, `summary` the latest) instead of each adding a
+/// line, so a process calling in a loop cannot grow the timeline.
+pub async fn note_webhook_call(
+    tx: &mut WriteTx,
+    org_id: &str,
+    conversation_id: &str,
+    summary: &str,
+    window_ms: i64,
+) -> Result<()> {
+    let now = now_ms();
+    let recent = sqlx::query(
+        "SELECT id, attempts FROM timeline WHERE org_id = $1 AND conversation_id = $2 \
+         AND kind = 'webhook' AND at > $3 ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(now - window_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match recent {
+        Some(row) => {
+            let id: String = row.try_get("id")?;
+            let calls = row.try_get::<Option<i64>, _>("attempts")?.unwrap_or(1) + 1;
+            sqlx::query("UPDATE timeline SET summary = $1, attempts = $2 WHERE id = $3")
+                .bind(format!("{summary} ({calls} calls)"))
+                .bind(calls)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        None => {
+            add_timeline(tx, org_id, conversation_id, "webhook", summary, Some(1)).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Read models for the admin page and the API: recent conversations, a
+//! conversation's open jobs, counts and timeline pages.
+
+use sqlx::Row;
+
+use super::conversations::{conversation_from, Conversation, CONVERSATION_COLUMNS};
+use super::{Db, Result};
+
+/// Jobs of a conversation by state.
+pub async fn job_counts(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM jobs WHERE org_id = $1 AND conversation_id = $2 GROUP BY state ORDER BY state",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+        .collect()
+}
+
+pub struct TimelineEntry {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    pub summary: String,
+    pub attempts: Option<i64>,
+}
+
+/// A page of a conversation's timeline: the newest `limit` lines before the
+/// line `before` (or the newest of all), oldest first, and whether older
+/// lines remain.
+pub async fn timeline_page(
+    db: &Db,
+    org_id: &str,
+    conversation_id: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<TimelineEntry>, bool)> {
+    let rows = match before {
+        Some(before) => sqlx::query(
+            "SELECT id, at, kind, summary, attempts FROM timeline WHERE org_id = $1 \
+             AND conversation_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(before)
+        .bind(limit as i64 + 1),
+        None => sqlx::query(
+            "SELECT id, at, kind, summary, attempts FROM timeline WHERE org_id = $1 \
+             AND conversation_id = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(org_id)
+        .bind(conversation_id)
+        .bind(limit as i64 + 1),
+    }
+    .fetch_all(db.pool())
+    .await?;
+    let more = rows.len() > limit;
+    let mut page = rows
+        .iter()
+        .take(limit)
+        .map(|r| {
+            Ok(TimelineEntry {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                kind: r.try_get("kind")?,
+                summary: r.try_get("summary")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    page.reverse();
+    Ok((page, more))
+}
+
+/// How many messages a conversation has, and how many reached Creatio.
+pub async fn message_counts(db: &Db, org_id: &str, conversation_id: &str) -> Result<(i64, i64)> {
+    // COUNT, not SUM: PostgreSQL sums BIGINT as NUMERIC, which `Any` cannot read.
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS total, COUNT(CASE WHEN written = 1 THEN 1 END) AS written \
+         FROM messages WHERE org_id = $1 AND conversation_id = $2",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok((row.try_get("total")?, row.try_get("written")?))
+}
+
+/// A job as the conversation view shows it.
+pub struct JobView {
+    pub seq: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub run_after: i64,
+    pub last_error: Option<String>,
+}
+
+/// The conversation's jobs that are not done (queued, running, dead), in
+/// order, at most 50.
+pub async fn open_jobs(db: &Db, org_id: &str, conversation_id: &str) -> Result<Vec<JobView>> {
+    let rows = sqlx::query(
+        "SELECT seq, kind, state, attempts, run_after, last_error FROM jobs \
+         WHERE org_id = $1 AND conversation_id = $2 AND state IN ('pending', 'running', 'dead') \
+         ORDER BY seq LIMIT 50",
+    )
+    .bind(org_id)
+    .bind(conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobView {
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                state: r.try_get("state")?,
+                attempts: r.try_get("attempts")?,
+                run_after: r.try_get("run_after")?,
+                last_error: r.try_get("last_error")?,
+            })
+        })
+        .collect()
+}
+
+/// A conversation as the admin page's activity list shows it.
+#[derive(Debug, Clone)]
+pub struct ConversationSummary {
+    pub conversation: Conversation,
+    pub messages: i64,
+    pub messages_written: i64,
+    /// Jobs queued or running: the conversation is still syncing.
+    pub jobs_open: i64,
+    /// Jobs given up on: something needs a person.
+    pub jobs_dead: i64,
+    /// The newest timeline line, if any.
+    pub last_event: Option<String>,
+}
+
+/// The org's most recently changed conversations, newest first, with the
+/// counts the activity list shows; `state` keeps only those in it. Counts
+/// are subqueries (COUNT, which both backends read as BIGINT) so one query
+/// serves the page however many conversations it lists.
+pub async fn recent_conversations(
+    db: &Db,
+    org_id: &str,
+    state: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ConversationSummary>> {
+    let columns: Vec<String> = CONVERSATION_COLUMNS
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect();
+    let sql = format!(
+        "SELECT {}, \
+         (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id) AS messages, \
+         (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id AND m.written = 1) AS messages_written, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state IN ('pending', 'running')) AS jobs_open, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead') AS jobs_dead, \
+         (SELECT t.summary FROM timeline t WHERE t.org_id = c.org_id AND t.conversation_id = c.id ORDER BY t.id DESC LIMIT 1) AS last_event \
+         FROM conversations c WHERE c.org_id = $1 AND ($2 = '' OR c.state = $2) \
+         ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
+        columns.join(", ")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(org_id)
+        .bind(state.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(ConversationSummary {
+                conversation: conversation_from(r)?,
+                messages: r.try_get("messages")?,
+                messages_written: r.try_get("messages_written")?,
+                jobs_open: r.try_get("jobs_open")?,
+                jobs_dead: r.try_get("jobs_dead")?,
+                last_event: r.try_get("last_event")?,
+            })
+        })
+        .collect()
+}

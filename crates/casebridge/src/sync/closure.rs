@@ -1,0 +1,139 @@
+//! Creatio → chat: the case's status, read when Creatio's webhook says it
+//! changed. A final or resolved status marks the conversation resolved and
+//! queues one `conversation.resolved`, unless casebridge set that status
+//! itself (the platform resolved the conversation) or the conversation is
+//! resolved already.
+
+use creatio::models::{Case, CaseStatus};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::context::{case_uuid, timeline, Context, JobError};
+use crate::deliver;
+use crate::storage::conversations;
+use crate::storage::jobs::Job;
+use crate::storage::timeline;
+use crate::storage::written;
+
+pub async fn check_closure(
+    ctx: &mut Context<'_>,
+    job: &Job,
+    reported: Option<Uuid>,
+) -> Result<(), JobError> {
+    if !ctx.conversation.case_created {
+        timeline(
+            ctx,
+            "warning",
+            "Creatio reported a status change, but the conversation has no case yet; nothing to look at",
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let case_id = case_uuid(&ctx.conversation)?;
+    // The status now, whatever the call said: calls can arrive late or
+    // out of order, the record cannot.
+    let case: Case = ctx.client.get(case_id).await?;
+    let Some(status_id) = case.status_id else {
+        timeline(
+            ctx,
+            "warning",
+            &format!("Case {case_id} has no status; nothing to do"),
+            job,
+        )
+        .await;
+        return Ok(());
+    };
+    let status: CaseStatus = ctx.client.get(status_id).await?;
+    let name = status.name.clone().unwrap_or_else(|| status_id.to_string());
+    let closed = status.is_final == Some(true) || status.is_resolved == Some(true);
+    let db = &ctx.services.db;
+    if reported.is_some_and(|r| r != status_id) {
+        tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
+    }
+    if !closed {
+        if ctx.conversation.state == "resolved" {
+            conversations::set_conversation_state(
+                db,
+                &job.org_id,
+                &job.conversation_id,
+                "handed_off",
+            )
+            .await?;
+            timeline(
+                ctx,
+                "event",
+                &format!("Case {case_id} was reopened in Creatio (status {name}); the conversation is open again"),
+                job,
+            )
+            .await;
+        } else {
+            timeline(
+                ctx,
+                "event",
+                &format!("Case {case_id} changed to status {name}, which is neither final nor resolved; nothing to deliver"),
+                job,
+            )
+            .await;
+        }
+        return Ok(());
+    }
+    if ctx.conversation.state == "resolved" {
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} is {name}; the conversation was resolved already, nothing to deliver"),
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    if written::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
+        conversations::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved")
+            .await?;
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} is {name} because casebridge set it; no echo to the platform"),
+            job,
+        )
+        .await;
+        return Ok(());
+    }
+    let data = json!({
+        "conversation_id": ctx.conversation.id,
+        "case_id": case_id,
+        "case_number": ctx.conversation.case_number,
+        "status": name,
+        "status_id": status_id,
+        "is_final": status.is_final == Some(true),
+        "is_resolved": status.is_resolved == Some(true),
+    });
+    let mut tx = db.write().await?;
+    // One delivery per closure: the job's id makes a re-run of this job
+    // find its own delivery.
+    let delivery = deliver::queue(
+        &mut tx,
+        &job.org_id,
+        &job.conversation_id,
+        &format!("resolved:{}", job.id),
+        deliver::CONVERSATION_RESOLVED,
+        data,
+    )
+    .await?;
+    conversations::set_state_in(&mut tx, &job.org_id, &job.conversation_id, "resolved").await?;
+    timeline::add_timeline(
+        &mut tx,
+        &job.org_id,
+        &job.conversation_id,
+        "delivery",
+        &format!(
+            "Case {case_id} was closed in Creatio (status {name}); conversation resolved, queued as {}",
+            delivery.as_deref().unwrap_or("an earlier delivery")
+        ),
+        Some(job.attempts),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

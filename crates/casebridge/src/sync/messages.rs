@@ -1,0 +1,118 @@
+//! Messages as Activities, in the conversation's order: one create, or one
+//! `$batch` that stops at the first failure so nothing overtakes it. A retry
+//! first asks Creatio which of them landed on an earlier run.
+
+use creatio::models::Activity;
+use creatio::{BatchOp, Error as CreatioError};
+use uuid::Uuid;
+
+use super::context::{case_uuid, contact_uuid, created_once, Context, JobError};
+use super::records::{activity_for, wrote_activities};
+use crate::storage::jobs::Job;
+use crate::storage::messages;
+use crate::storage::messages::Message;
+
+/// Writes the conversation's unwritten messages up to the job, in order;
+/// several at once go as one `$batch`.
+pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
+    let db = &ctx.services.db;
+    // A message job also writes the messages queued behind it (their own
+    // jobs then find nothing to do): one $batch instead of many requests.
+    // Never past a hand-off or resolution, which must come after them.
+    let mut pending = if job.kind == "message" {
+        messages::unwritten_messages_before_barrier(db, &job.org_id, &job.conversation_id, job.seq)
+            .await?
+    } else {
+        messages::unwritten_messages(db, &job.org_id, &job.conversation_id, job.seq).await?
+    };
+    if pending.is_empty() {
+        return Ok(false);
+    }
+    if job.attempts > 1 {
+        // A retry: an earlier run may have written some of these before it
+        // failed or its process died. Ask Creatio which exist, so the batch
+        // below does not stop at the first duplicate again and again.
+        let ids: Vec<Uuid> = pending
+            .iter()
+            .filter_map(|m| Uuid::parse_str(&m.activity_id).ok())
+            .collect();
+        let existing: Vec<Activity> = ctx.client.get_many(&ids).await?;
+        let found: std::collections::HashSet<String> = existing
+            .iter()
+            .filter_map(|a| a.id.map(|i| i.to_string()))
+            .collect();
+        let (done, rest): (Vec<Message>, Vec<Message>) = pending
+            .into_iter()
+            .partition(|m| found.contains(&m.activity_id));
+        if !done.is_empty() {
+            messages::mark_written(db, &job.org_id, &job.conversation_id, &done).await?;
+        }
+        if rest.is_empty() {
+            return Ok(false);
+        }
+        pending = rest;
+    }
+    let c = ctx.conversation.clone();
+    let case_id = case_uuid(&c)?;
+    let contact_id = contact_uuid(&c);
+    let mut first = !messages::any_message_written(db, &job.org_id, &job.conversation_id).await?;
+    let activities: Vec<Activity> = pending
+        .iter()
+        .map(|m| {
+            let a = activity_for(&c, m, contact_id, case_id, first);
+            first = false;
+            a
+        })
+        .collect();
+    if activities.len() == 1 {
+        let body = serde_json::to_value(&activities[0])
+            .map_err(|e| JobError::Permanent(format!("cannot encode an activity: {e}")))?;
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "single").increment(1);
+        created_once(ctx.client.create_value("Activity", &body).await)?;
+    } else {
+        let ops: Vec<BatchOp> = activities
+            .iter()
+            .map(BatchOp::create)
+            .collect::<Result<_, _>>()?;
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "batch").increment(1);
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops.len() as f64);
+        // Stop at the first failure: later activities must not overtake it.
+        let results = ctx.client.batch_with(&ops, false).await;
+        // Record what landed, up to the first failure, in one transaction.
+        let mut landed = 0;
+        let mut failure = None;
+        for r in results {
+            match r {
+                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => landed += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            messages::mark_written(db, &job.org_id, &job.conversation_id, &pending[..landed])
+                .await?;
+            return Err(e.into());
+        }
+    }
+    let last = pending[pending.len() - 1].seq;
+    let summary = wrote_activities(&pending);
+    // Everything this write means, in one transaction: messages written,
+    // the jobs of the messages that rode along done, and — for a message
+    // job, which has nothing left to do — the job itself done.
+    let finishes = job.kind == "message";
+    messages::record_written(
+        db,
+        &job.org_id,
+        &job.conversation_id,
+        messages::Written {
+            messages: &pending,
+            finish_message_jobs_up_to: (last > job.seq).then_some(last),
+            finish_job: finishes.then_some(job.id.as_str()),
+            timeline: Some((&summary, job.attempts)),
+        },
+    )
+    .await?;
+    Ok(finishes)
+}

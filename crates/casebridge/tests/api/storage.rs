@@ -1,0 +1,217 @@
+//! The storage layer's promises, on both backends: a write transaction
+//! wakes the workers only once it commits (and SQLite's writers take turns),
+//! and the two outbox queues, jobs and deliveries: claim (a conversation's
+//! first unfinished item only), lease, reap. The service runs with
+//! `CASEBRIDGE_ROLE=api`, so no worker of its own claims what a test claims.
+
+use std::time::Duration;
+
+use casebridge::config::Role;
+use casebridge::storage::{deliveries, jobs};
+use serde_json::{json, Value};
+
+use crate::helpers::{Backend, Org, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_write_wakes_the_workers_only_when_it_commits,
+    jobs_are_claimed_in_order_leased_and_reaped,
+    deliveries_are_claimed_in_order_leased_and_reaped,
+);
+
+/// A service without workers, and a connected org.
+async fn api_only(backend: Backend) -> (TestApp, Org) {
+    let app = TestApp::spawn_with(backend, |c| c.role = Role::Api).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    (app, org)
+}
+
+fn message(conv: &str, i: u32) -> Value {
+    json!({
+        "id": format!("{conv}-e{i}"), "type": "message.created",
+        "conversation": {"id": conv, "channel": "web", "contact": {"email": "ada@example.com"}},
+        "message": {"id": format!("m{i}"), "role": "customer", "text": format!("message {i}")}
+    })
+}
+
+fn parsed(events: Value) -> Vec<casebridge::sync::events::Event> {
+    casebridge::sync::events::parse_body(&events).expect("valid events")
+}
+
+const SHORT: Duration = Duration::from_millis(200);
+
+async fn a_write_wakes_the_workers_only_when_it_commits(backend: Backend) {
+    let (app, org) = api_only(backend).await;
+    let db = &app.db.clone();
+
+    let woken = db.jobs_queued();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    // Rolled back (dropped): nothing to wake anyone for.
+    {
+        let mut tx = db.write().await.unwrap();
+        casebridge::sync::events::ingest_all(&mut tx, &org.id, &parsed(json!([message("a", 1)])))
+            .await
+            .unwrap();
+    }
+    assert!(
+        tokio::time::timeout(SHORT, woken.as_mut()).await.is_err(),
+        "a rolled-back write woke the job workers"
+    );
+    let mut tx = db.write().await.unwrap();
+    casebridge::sync::events::ingest_all(&mut tx, &org.id, &parsed(json!([message("a", 2)])))
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(SHORT, woken.as_mut()).await.is_err(),
+        "the job workers were woken before the commit"
+    );
+    let deliveries_woken = db.deliveries_queued();
+    tokio::pin!(deliveries_woken);
+    deliveries_woken.as_mut().enable();
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), woken)
+        .await
+        .expect("the commit woke the job workers");
+    assert!(
+        tokio::time::timeout(SHORT, deliveries_woken.as_mut())
+            .await
+            .is_err(),
+        "queuing jobs woke the delivery senders"
+    );
+
+    // A queued delivery wakes the senders, on commit.
+    let mut tx = db.write().await.unwrap();
+    let queued = casebridge::deliver::queue(
+        &mut tx,
+        &org.id,
+        "a",
+        "reply:1",
+        casebridge::deliver::AGENT_REPLY,
+        json!({"text": "hello"}),
+    )
+    .await
+    .unwrap();
+    assert!(queued.is_some());
+    tx.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), deliveries_woken)
+        .await
+        .expect("the commit woke the delivery senders");
+
+    if backend == Backend::Sqlite {
+        // SQLite has one writer: a second write waits for the first's turn.
+        let first = db.write().await.unwrap();
+        let second = tokio::spawn({
+            let db = db.clone();
+            async move { db.write().await.map(drop) }
+        });
+        tokio::time::sleep(SHORT).await;
+        assert!(!second.is_finished(), "two SQLite writes at once");
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .expect("the second write gets its turn")
+            .unwrap()
+            .unwrap();
+    }
+    app.finish().await;
+}
+
+async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
+    let (app, org) = api_only(backend).await;
+    let db = &app.db.clone();
+    app.send(
+        &org.key,
+        json!([message("a", 1), message("a", 2), message("b", 1)]),
+    )
+    .await;
+    let first_of = |claimed: &[jobs::Job]| {
+        let mut v: Vec<(String, i64, i64)> = claimed
+            .iter()
+            .map(|j| (j.conversation_id.clone(), j.seq, j.attempts))
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A lease that has run out already, as if the worker died at once.
+    let claimed = jobs::claim_batch(db, -1_000, 10, false).await.unwrap();
+    assert_eq!(
+        first_of(&claimed),
+        [("a".into(), 1, 1), ("b".into(), 1, 1)],
+        "one job per conversation, its first"
+    );
+    assert!(
+        jobs::claim_batch(db, 60_000, 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a conversation's later job waits while its first runs"
+    );
+    assert_eq!(jobs::release_expired_leases(db).await.unwrap(), 2);
+
+    // Reaped: claimable again, as a second attempt.
+    let claimed = jobs::claim_batch(db, 60_000, 10, false).await.unwrap();
+    assert_eq!(first_of(&claimed), [("a".into(), 1, 2), ("b".into(), 1, 2)]);
+    assert_eq!(
+        jobs::release_expired_leases(db).await.unwrap(),
+        0,
+        "a live lease is not reaped"
+    );
+    // `first_messages` (a round's claim) takes only first attempts.
+    let a1 = claimed.iter().find(|j| j.conversation_id == "a").unwrap();
+    jobs::finish_job(db, &a1.id).await.unwrap();
+    let claimed = jobs::claim_batch(db, 60_000, 10, true).await.unwrap();
+    assert_eq!(first_of(&claimed), [("a".into(), 2, 1)]);
+    app.finish().await;
+}
+
+async fn deliveries_are_claimed_in_order_leased_and_reaped(backend: Backend) {
+    let (app, org) = api_only(backend).await;
+    let db = &app.db.clone();
+    let mut tx = db.write().await.unwrap();
+    for (conv, key) in [("a", "k1"), ("a", "k2"), ("b", "k3")] {
+        casebridge::deliver::queue(
+            &mut tx,
+            &org.id,
+            conv,
+            key,
+            casebridge::deliver::AGENT_REPLY,
+            json!({"text": key}),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert!(
+        deliveries::claim_next(db, 60_000).await.unwrap().is_none(),
+        "no delivery goes out before the org has a delivery URL"
+    );
+    deliveries::put_endpoint(db, &org.id, "https://receiver.example.com/hook", "sealed")
+        .await
+        .unwrap();
+
+    let mut claimed = Vec::new();
+    while let Some(d) = deliveries::claim_next(db, -1_000).await.unwrap() {
+        claimed.push((d.conversation_id, d.seq, d.attempts));
+    }
+    claimed.sort();
+    assert_eq!(
+        claimed,
+        [("a".into(), 1, 1), ("b".into(), 1, 1)],
+        "one delivery per conversation, its first"
+    );
+    assert_eq!(deliveries::release_expired_leases(db).await.unwrap(), 2);
+    let again = deliveries::claim_next(db, 60_000).await.unwrap().unwrap();
+    assert_eq!(
+        again.attempts, 2,
+        "reaped, then claimed as a second attempt"
+    );
+    assert_eq!(
+        deliveries::release_expired_leases(db).await.unwrap(),
+        0,
+        "a live lease is not reaped"
+    );
+    app.finish().await;
+}
