@@ -65,6 +65,7 @@ pub mod config;
 pub mod connection;
 pub mod deliver;
 pub mod demo;
+pub mod domain;
 pub mod listener;
 pub mod metrics;
 pub mod outbound;

@@ -23,6 +23,7 @@ use crate::ai::signals::{detect_language, detect_sentiment};
 use crate::ai::{
     offline, same_name, Choice, FieldType, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS,
 };
+use crate::domain::MessageRole;
 use crate::storage::{ai_fields, timeline};
 
 /// Columns casebridge itself manages on a case: an AI value there would
@@ -459,10 +460,10 @@ fn transcript_from(input: TranscriptIn) -> ApiResult<Transcript> {
             let mut lines = Vec::new();
             let mut total = 0;
             for (i, m) in messages.into_iter().enumerate() {
-                if !matches!(m.role.as_str(), "customer" | "ai" | "agent") {
+                if MessageRole::parse(&m.role).is_none() {
                     return Err(ApiError::invalid(
                         format!("transcript[{i}].role {:?} is not a role", m.role),
-                        "Use customer, ai or agent.",
+                        format!("Use {}.", MessageRole::listed()),
                     ));
                 }
                 total += m.text.chars().count();

@@ -13,12 +13,12 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::domain::ConversationState;
 use crate::storage::connections;
 use crate::storage::rfc3339;
 use crate::storage::views;
 use crate::storage::views::ConversationSummary;
 
-const STATES: &[&str] = &["open", "handed_off", "resolved"];
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
 
@@ -64,15 +64,18 @@ pub async fn list(
         &["state", "limit"],
         "Filter with state (open, handed_off or resolved) and limit.",
     )?;
-    let wanted = params.get("state").filter(|s| !s.is_empty());
-    if let Some(s) = wanted {
-        if !STATES.contains(&s) {
-            return Err(ApiError::invalid(
+    let wanted = match params.get("state").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(ConversationState::parse(s).ok_or_else(|| {
+            ApiError::invalid(
                 format!("state {s:?} is not a conversation state"),
-                "Use open, handed_off or resolved, or leave state out for all.",
-            ));
-        }
-    }
+                format!(
+                    "Use {}, or leave state out for all.",
+                    ConversationState::listed()
+                ),
+            )
+        })?),
+    };
     let limit = params.count(
         "limit",
         MAX_LIMIT,

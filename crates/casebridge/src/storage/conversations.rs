@@ -6,6 +6,7 @@ use sqlx::Row;
 use super::{
     for_backend, now_ms, rows_for, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
 };
+use crate::domain::ConversationState;
 
 /// A conversation as stored.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ pub struct Conversation {
     pub contact_name: Option<String>,
     pub contact_email: Option<String>,
     pub contact_phone: Option<String>,
-    pub state: String,
+    pub state: ConversationState,
     pub case_id: String,
     pub case_created: bool,
     pub case_number: Option<String>,
@@ -42,7 +43,11 @@ pub(super) fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
         contact_name: r.try_get("contact_name")?,
         contact_email: r.try_get("contact_email")?,
         contact_phone: r.try_get("contact_phone")?,
-        state: r.try_get("state")?,
+        state: super::stored(
+            r.try_get("state")?,
+            "conversations.state",
+            ConversationState::parse,
+        )?,
         case_id: r.try_get("case_id")?,
         case_created: created != 0,
         case_number: r.try_get("case_number")?,
@@ -184,18 +189,28 @@ pub async fn link_case(
 }
 
 /// Sets the conversation's state (inside a transaction or not).
-pub async fn set_conversation_state(db: &Db, org_id: &str, id: &str, state: &str) -> Result<()> {
+pub async fn set_conversation_state(
+    db: &Db,
+    org_id: &str,
+    id: &str,
+    state: ConversationState,
+) -> Result<()> {
     let mut tx = db.write().await?;
     set_state_in(&mut tx, org_id, id, state).await?;
     tx.commit().await
 }
 
 /// [`set_conversation_state`] in the caller's transaction.
-pub async fn set_state_in(tx: &mut WriteTx, org_id: &str, id: &str, state: &str) -> Result<()> {
+pub async fn set_state_in(
+    tx: &mut WriteTx,
+    org_id: &str,
+    id: &str,
+    state: ConversationState,
+) -> Result<()> {
     sqlx::query(
         "UPDATE conversations SET state = $1, updated_at = $2 WHERE org_id = $3 AND id = $4",
     )
-    .bind(state)
+    .bind(state.as_str())
     .bind(now_ms())
     .bind(org_id)
     .bind(id)

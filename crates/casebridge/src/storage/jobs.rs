@@ -14,12 +14,13 @@ use super::conversations::take_seq;
 use super::{
     for_backend, now_ms, value_rows, Backend, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
 };
+use crate::domain::JobKind;
 
 /// A job to queue.
 pub struct JobIn<'a> {
     pub conversation_id: &'a str,
     pub seq: i64,
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub payload: String,
 }
 
@@ -51,7 +52,7 @@ async fn insert_jobs_due(
                 .bind(uuid::Uuid::now_v7().to_string())
                 .bind(j.conversation_id)
                 .bind(j.seq)
-                .bind(j.kind)
+                .bind(j.kind.as_str())
                 .bind(j.payload.as_str())
                 .bind(now)
                 .bind(now);
@@ -70,7 +71,7 @@ async fn insert_job(
     org_id: &str,
     conversation_id: &str,
     seq: i64,
-    kind: &str,
+    kind: JobKind,
     payload: &str,
     due: i64,
 ) -> Result<()> {
@@ -95,7 +96,7 @@ pub struct Job {
     pub org_id: String,
     pub conversation_id: String,
     pub seq: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub payload: String,
     pub attempts: i64,
     pub created_at: i64,
@@ -132,7 +133,7 @@ pub async fn claim_batch(
                 org_id: r.try_get("org_id")?,
                 conversation_id: r.try_get("conversation_id")?,
                 seq: r.try_get("seq")?,
-                kind: r.try_get("kind")?,
+                kind: super::stored(r.try_get("kind")?, "jobs.kind", JobKind::parse)?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
@@ -315,7 +316,7 @@ pub async fn queue_check(
     tx: &mut WriteTx,
     org_id: &str,
     conversation_id: &str,
-    kind: &str,
+    kind: JobKind,
     payload: &str,
     debounce_ms: i64,
 ) -> Result<Queued> {
@@ -337,7 +338,7 @@ pub async fn queue_check(
     )
     .bind(org_id)
     .bind(conversation_id)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(now - debounce_ms)
     .fetch_optional(&mut **tx)
     .await?;

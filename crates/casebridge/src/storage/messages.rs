@@ -6,12 +6,13 @@ use sqlx::Row;
 use super::timeline::add_timeline;
 use super::written::{remember_all, Remembered};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
+use crate::domain::MessageRole;
 
 pub struct MessageIn<'a> {
     pub conversation_id: &'a str,
     pub id: &'a str,
     pub seq: i64,
-    pub role: &'a str,
+    pub role: MessageRole,
     pub text: &'a str,
     pub attachments: Option<&'a str>,
     pub occurred_at: i64,
@@ -40,7 +41,7 @@ pub async fn insert_messages(
                 .bind(m.conversation_id)
                 .bind(m.id)
                 .bind(m.seq)
-                .bind(m.role)
+                .bind(m.role.as_str())
                 .bind(m.text)
                 .bind(m.attachments)
                 .bind(m.occurred_at)
@@ -59,7 +60,7 @@ pub async fn unwritten_message_role(
     org_id: &str,
     conversation_id: &str,
     seq: i64,
-) -> Result<Option<String>> {
+) -> Result<Option<MessageRole>> {
     let row = sqlx::query(
         "SELECT role FROM messages WHERE org_id = $1 AND conversation_id = $2 AND seq = $3 AND written = 0",
     )
@@ -68,14 +69,15 @@ pub async fn unwritten_message_role(
     .bind(seq)
     .fetch_optional(db.pool())
     .await?;
-    Ok(row.map(|r| r.try_get("role")).transpose()?)
+    row.map(|r| super::stored(r.try_get("role")?, "messages.role", MessageRole::parse))
+        .transpose()
 }
 
 #[derive(Debug, Clone)]
 pub struct Message {
     pub id: String,
     pub seq: i64,
-    pub role: String,
+    pub role: MessageRole,
     pub text: String,
     pub attachments: Option<String>,
     pub occurred_at: i64,
@@ -129,7 +131,7 @@ pub(super) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message> {
     Ok(Message {
         id: r.try_get("id")?,
         seq: r.try_get("seq")?,
-        role: r.try_get("role")?,
+        role: super::stored(r.try_get("role")?, "messages.role", MessageRole::parse)?,
         text: r.try_get("text")?,
         attachments: r.try_get("attachments")?,
         occurred_at: r.try_get("occurred_at")?,

@@ -630,6 +630,12 @@ async fn query_plan(db: &Db, sql: &str, binds: usize) -> String {
         .join("\n")
 }
 
+/// A stored word (a state, a role, a kind) as its type; a word this
+/// casebridge does not know is corrupt data, named with its column.
+fn stored<T>(word: String, column: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(&word).ok_or_else(|| StorageError::Corrupt(format!("{column} {word:?} is not known")))
+}
+
 /// Now, as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::conversations::{conversation_from, Conversation, CONVERSATION_COLUMNS};
 use super::{Db, Result};
+use crate::domain::ConversationState;
 
 /// Jobs of a conversation by state.
 pub async fn job_counts(
@@ -150,7 +151,7 @@ pub struct ConversationSummary {
 pub async fn recent_conversations(
     db: &Db,
     org_id: &str,
-    state: Option<&str>,
+    state: Option<ConversationState>,
     limit: i64,
 ) -> Result<Vec<ConversationSummary>> {
     let columns: Vec<String> = CONVERSATION_COLUMNS
@@ -170,7 +171,7 @@ pub async fn recent_conversations(
     );
     let rows = sqlx::query(&sql)
         .bind(org_id)
-        .bind(state.unwrap_or(""))
+        .bind(state.map_or("", ConversationState::as_str))
         .bind(limit)
         .fetch_all(db.pool())
         .await?;

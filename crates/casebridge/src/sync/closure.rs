@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::context::{case_uuid, timeline, Context, JobError};
 use crate::deliver;
+use crate::domain::ConversationState;
 use crate::storage::conversations;
 use crate::storage::jobs::Job;
 use crate::storage::timeline;
@@ -52,12 +53,12 @@ pub async fn check_closure(
         tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
     }
     if !closed {
-        if ctx.conversation.state == "resolved" {
+        if ctx.conversation.state == ConversationState::Resolved {
             conversations::set_conversation_state(
                 db,
                 &job.org_id,
                 &job.conversation_id,
-                "handed_off",
+                ConversationState::HandedOff,
             )
             .await?;
             timeline(
@@ -78,7 +79,7 @@ pub async fn check_closure(
         }
         return Ok(());
     }
-    if ctx.conversation.state == "resolved" {
+    if ctx.conversation.state == ConversationState::Resolved {
         timeline(
             ctx,
             "event",
@@ -89,8 +90,13 @@ pub async fn check_closure(
         return Ok(());
     }
     if written::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
-        conversations::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved")
-            .await?;
+        conversations::set_conversation_state(
+            db,
+            &job.org_id,
+            &job.conversation_id,
+            ConversationState::Resolved,
+        )
+        .await?;
         timeline(
             ctx,
             "event",
@@ -121,7 +127,13 @@ pub async fn check_closure(
         data,
     )
     .await?;
-    conversations::set_state_in(&mut tx, &job.org_id, &job.conversation_id, "resolved").await?;
+    conversations::set_state_in(
+        &mut tx,
+        &job.org_id,
+        &job.conversation_id,
+        ConversationState::Resolved,
+    )
+    .await?;
     timeline::add_timeline(
         &mut tx,
         &job.org_id,

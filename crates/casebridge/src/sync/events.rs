@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::ConversationIn;
 use crate::storage::events;
@@ -114,13 +115,13 @@ pub enum JobPayload {
 }
 
 impl JobPayload {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> JobKind {
         match self {
-            JobPayload::Message { .. } => "message",
-            JobPayload::Handoff { .. } => "handoff",
-            JobPayload::Resolve { .. } => "resolve",
-            JobPayload::ReplyCheck { .. } => "reply_check",
-            JobPayload::ClosureCheck { .. } => "closure_check",
+            JobPayload::Message { .. } => JobKind::Message,
+            JobPayload::Handoff { .. } => JobKind::Handoff,
+            JobPayload::Resolve { .. } => JobKind::Resolve,
+            JobPayload::ReplyCheck { .. } => JobKind::ReplyCheck,
+            JobPayload::ClosureCheck { .. } => JobKind::ClosureCheck,
         }
     }
 }
@@ -135,9 +136,47 @@ pub struct Invalid {
 /// An event that passed validation.
 #[derive(Debug)]
 pub struct Event {
-    pub raw: EventIn,
+    pub id: String,
     pub occurred_at: DateTime<Utc>,
+    pub conversation: ConversationJson,
+    /// The conversation's channel, lower-cased (`web` when not given).
     pub channel: String,
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The message of a `message.created` event, and who wrote it.
+    pub fn message(&self) -> Option<(MessageRole, &MessageJson)> {
+        match &self.body {
+            EventBody::Message { role, message } => Some((*role, message)),
+            _ => None,
+        }
+    }
+}
+
+/// What an event says, by its `type`.
+#[derive(Debug)]
+pub enum EventBody {
+    /// `message.created`: the message, and who wrote it.
+    Message {
+        role: MessageRole,
+        message: MessageJson,
+    },
+    /// `conversation.handoff`
+    Handoff(HandoffJson),
+    /// `conversation.resolved`
+    Resolved,
+}
+
+impl EventBody {
+    /// The event's `type`, as the platform sends it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::Message { .. } => "message.created",
+            EventBody::Handoff(_) => "conversation.handoff",
+            EventBody::Resolved => "conversation.resolved",
+        }
+    }
 }
 
 fn check_id(path: &str, value: &str, errors: &mut Vec<Invalid>) {
@@ -176,14 +215,21 @@ fn check_url(path: &str, value: Option<&str>, errors: &mut Vec<Invalid>) {
 /// Validates one event; `at` is its place in the request (`events[3]`).
 pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
     let mut errors = Vec::new();
-    check_id(&format!("{at}.id"), &e.id, &mut errors);
+    let EventIn {
+        id,
+        kind,
+        occurred_at,
+        conversation,
+        message,
+        handoff,
+    } = e;
+    check_id(&format!("{at}.id"), &id, &mut errors);
     check_id(
         &format!("{at}.conversation.id"),
-        &e.conversation.id,
+        &conversation.id,
         &mut errors,
     );
-    let channel = e
-        .conversation
+    let channel = conversation
         .channel
         .as_deref()
         .unwrap_or("web")
@@ -202,10 +248,10 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
     }
     check_url(
         &format!("{at}.conversation.url"),
-        e.conversation.url.as_deref(),
+        conversation.url.as_deref(),
         &mut errors,
     );
-    if let Some(c) = &e.conversation.contact {
+    if let Some(c) = &conversation.contact {
         check_len(
             &format!("{at}.conversation.contact.name"),
             c.name.as_deref(),
@@ -232,7 +278,7 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
             }
         }
     }
-    let occurred_at = match e.occurred_at.as_deref() {
+    let occurred_at = match occurred_at.as_deref() {
         None => Utc::now(),
         Some(t) => match DateTime::parse_from_rfc3339(t) {
             Ok(d) => d.with_timezone(&Utc),
@@ -245,72 +291,128 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
             }
         },
     };
-    match e.kind.as_str() {
-        "message.created" => match &e.message {
-            None => errors.push(Invalid {
-                path: format!("{at}.message"),
-                message: "is required for message.created".into(),
-            }),
-            Some(m) => {
-                check_id(&format!("{at}.message.id"), &m.id, &mut errors);
-                if !matches!(m.role.as_str(), "customer" | "ai" | "agent") {
-                    errors.push(Invalid {
-                        path: format!("{at}.message.role"),
-                        message: format!("{:?} is not a role; use customer, ai or agent", m.role),
-                    });
-                }
-                if m.text.trim().is_empty() && m.attachments.is_empty() {
-                    errors.push(Invalid {
-                        path: format!("{at}.message.text"),
-                        message: "is empty; a message needs text or attachments".into(),
-                    });
-                }
-                check_len(&format!("{at}.message.text"), Some(&m.text), MAX_TEXT, &mut errors);
-                if m.attachments.len() > 50 {
-                    errors.push(Invalid {
-                        path: format!("{at}.message.attachments"),
-                        message: "has more than 50 attachments".into(),
-                    });
-                }
-                for (i, a) in m.attachments.iter().enumerate() {
-                    check_len(&format!("{at}.message.attachments[{i}].name"), Some(&a.name), 250, &mut errors);
-                    check_url(&format!("{at}.message.attachments[{i}].url"), Some(&a.url), &mut errors);
-                }
+    let body = match kind.as_str() {
+        "message.created" => match message {
+            None => {
+                errors.push(Invalid {
+                    path: format!("{at}.message"),
+                    message: "is required for message.created".into(),
+                });
+                None
             }
+            Some(m) => check_message(at, m, &mut errors),
         },
-        "conversation.handoff" => match &e.handoff {
-            None => errors.push(Invalid {
-                path: format!("{at}.handoff"),
-                message: "is required for conversation.handoff (summary, reason, optional language and sentiment)".into(),
-            }),
+        "conversation.handoff" => match handoff {
+            None => {
+                errors.push(Invalid {
+                    path: format!("{at}.handoff"),
+                    message: "is required for conversation.handoff (summary, reason, optional language and sentiment)".into(),
+                });
+                None
+            }
             Some(h) => {
-                if h.summary.trim().is_empty() {
-                    errors.push(Invalid {
-                        path: format!("{at}.handoff.summary"),
-                        message: "is empty; summarise the conversation for the agent".into(),
-                    });
-                }
-                check_len(&format!("{at}.handoff.summary"), Some(&h.summary), 20_000, &mut errors);
-                check_len(&format!("{at}.handoff.reason"), Some(&h.reason), 2_000, &mut errors);
-                check_len(&format!("{at}.handoff.language"), h.language.as_deref(), 50, &mut errors);
-                check_len(&format!("{at}.handoff.sentiment"), h.sentiment.as_deref(), 50, &mut errors);
+                check_handoff(at, &h, &mut errors);
+                Some(EventBody::Handoff(h))
             }
         },
-        "conversation.resolved" => {}
-        other => errors.push(Invalid {
-            path: format!("{at}.type"),
-            message: format!("{other:?} is not an event type; use message.created, conversation.handoff or conversation.resolved"),
-        }),
-    }
-    if errors.is_empty() {
-        Ok(Event {
-            raw: e,
+        "conversation.resolved" => Some(EventBody::Resolved),
+        other => {
+            errors.push(Invalid {
+                path: format!("{at}.type"),
+                message: format!("{other:?} is not an event type; use message.created, conversation.handoff or conversation.resolved"),
+            });
+            None
+        }
+    };
+    match body {
+        Some(body) if errors.is_empty() => Ok(Event {
+            id,
             occurred_at,
+            conversation,
             channel,
-        })
-    } else {
-        Err(errors)
+            body,
+        }),
+        _ => Err(errors),
     }
+}
+
+/// Checks a `message.created` event's message; its body when the role is
+/// one casebridge knows.
+fn check_message(at: &str, m: MessageJson, errors: &mut Vec<Invalid>) -> Option<EventBody> {
+    check_id(&format!("{at}.message.id"), &m.id, errors);
+    let role = MessageRole::parse(&m.role);
+    if role.is_none() {
+        errors.push(Invalid {
+            path: format!("{at}.message.role"),
+            message: format!("{:?} is not a role; use {}", m.role, MessageRole::listed()),
+        });
+    }
+    if m.text.trim().is_empty() && m.attachments.is_empty() {
+        errors.push(Invalid {
+            path: format!("{at}.message.text"),
+            message: "is empty; a message needs text or attachments".into(),
+        });
+    }
+    check_len(
+        &format!("{at}.message.text"),
+        Some(&m.text),
+        MAX_TEXT,
+        errors,
+    );
+    if m.attachments.len() > 50 {
+        errors.push(Invalid {
+            path: format!("{at}.message.attachments"),
+            message: "has more than 50 attachments".into(),
+        });
+    }
+    for (i, a) in m.attachments.iter().enumerate() {
+        check_len(
+            &format!("{at}.message.attachments[{i}].name"),
+            Some(&a.name),
+            250,
+            errors,
+        );
+        check_url(
+            &format!("{at}.message.attachments[{i}].url"),
+            Some(&a.url),
+            errors,
+        );
+    }
+    role.map(|role| EventBody::Message { role, message: m })
+}
+
+/// Checks a hand-off's fields.
+fn check_handoff(at: &str, h: &HandoffJson, errors: &mut Vec<Invalid>) {
+    if h.summary.trim().is_empty() {
+        errors.push(Invalid {
+            path: format!("{at}.handoff.summary"),
+            message: "is empty; summarise the conversation for the agent".into(),
+        });
+    }
+    check_len(
+        &format!("{at}.handoff.summary"),
+        Some(&h.summary),
+        20_000,
+        errors,
+    );
+    check_len(
+        &format!("{at}.handoff.reason"),
+        Some(&h.reason),
+        2_000,
+        errors,
+    );
+    check_len(
+        &format!("{at}.handoff.language"),
+        h.language.as_deref(),
+        50,
+        errors,
+    );
+    check_len(
+        &format!("{at}.handoff.sentiment"),
+        h.sentiment.as_deref(),
+        50,
+        errors,
+    );
 }
 
 /// Parses a request body: one event or an array of them.
@@ -395,26 +497,26 @@ pub async fn ingest_all(
     let mut answers: Vec<Ingested> = events
         .iter()
         .map(|e| Ingested {
-            id: e.raw.id.clone(),
+            id: e.id.clone(),
             status: "duplicate",
         })
         .collect();
     let mut seen = HashSet::new();
     let firsts: Vec<usize> = (0..events.len())
-        .filter(|&i| seen.insert(events[i].raw.id.as_str()))
+        .filter(|&i| seen.insert(events[i].id.as_str()))
         .collect();
     let rows: Vec<events::EventRow> = firsts
         .iter()
         .map(|&i| events::EventRow {
-            id: &events[i].raw.id,
-            conversation_id: &events[i].raw.conversation.id,
-            kind: &events[i].raw.kind,
+            id: &events[i].id,
+            conversation_id: &events[i].conversation.id,
+            kind: events[i].body.type_name(),
         })
         .collect();
     let new_ids = events::insert_events(tx, org_id, &rows).await?;
     let mut fresh: Vec<&Event> = Vec::new();
     for i in firsts {
-        if new_ids.contains(&events[i].raw.id) {
+        if new_ids.contains(&events[i].id) {
             answers[i].status = "accepted";
             fresh.push(&events[i]);
         }
@@ -429,13 +531,13 @@ pub async fn ingest_all(
     let case_ids: BTreeMap<&str, String> = fresh
         .iter()
         .map(|e| {
-            let id = e.raw.conversation.id.as_str();
+            let id = e.conversation.id.as_str();
             (id, super::ids::case_id(org_id, id).to_string())
         })
         .collect();
     let mut conversations: BTreeMap<&str, ConversationIn> = BTreeMap::new();
     for e in &fresh {
-        let c = &e.raw.conversation;
+        let c = &e.conversation;
         let contact = c.contact.as_ref();
         let row = conversations
             .entry(c.id.as_str())
@@ -465,7 +567,7 @@ pub async fn ingest_all(
         .iter()
         .map(|e| {
             let n = next_seq
-                .get_mut(e.raw.conversation.id.as_str())
+                .get_mut(e.conversation.id.as_str())
                 .expect("every conversation was upserted");
             *n += 1;
             *n - 1
@@ -476,39 +578,35 @@ pub async fn ingest_all(
     let attachments: Vec<Option<String>> = fresh
         .iter()
         .map(|e| {
-            e.raw
-                .message
-                .as_ref()
-                .filter(|m| !m.attachments.is_empty())
-                .map(|m| serde_json::to_string(&m.attachments).unwrap_or_default())
+            e.message()
+                .filter(|(_, m)| !m.attachments.is_empty())
+                .map(|(_, m)| serde_json::to_string(&m.attachments).unwrap_or_default())
         })
         .collect();
     let activity_ids: Vec<Option<String>> = fresh
         .iter()
         .map(|e| {
-            e.raw
-                .message
-                .as_ref()
-                .map(|m| super::ids::activity_id(org_id, &e.raw.conversation.id, &m.id).to_string())
+            e.message().map(|(_, m)| {
+                super::ids::activity_id(org_id, &e.conversation.id, &m.id).to_string()
+            })
         })
         .collect();
     let mut in_request = HashSet::new();
     let mut messages = Vec::new();
     let mut carries = vec![false; fresh.len()];
     for (i, e) in fresh.iter().enumerate() {
-        let (Some(m), Some(activity_id)) = (e.raw.message.as_ref(), activity_ids[i].as_deref())
-        else {
+        let (Some((role, m)), Some(activity_id)) = (e.message(), activity_ids[i].as_deref()) else {
             continue;
         };
-        if !in_request.insert((e.raw.conversation.id.as_str(), m.id.as_str())) {
+        if !in_request.insert((e.conversation.id.as_str(), m.id.as_str())) {
             continue;
         }
         carries[i] = true;
         messages.push(MessageIn {
-            conversation_id: &e.raw.conversation.id,
+            conversation_id: &e.conversation.id,
             id: &m.id,
             seq: seqs[i],
-            role: &m.role,
+            role,
             text: &m.text,
             attachments: attachments[i].as_deref(),
             occurred_at: e.occurred_at.timestamp_millis(),
@@ -521,42 +619,40 @@ pub async fn ingest_all(
     let mut jobs = Vec::new();
     let mut lines = Vec::new();
     for (i, e) in fresh.iter().enumerate() {
-        let raw = &e.raw;
-        let conversation_id = raw.conversation.id.as_str();
-        let (payload, summary) = match raw.kind.as_str() {
-            "message.created" => {
-                let m = raw.message.as_ref().expect("validated");
+        let conversation_id = e.conversation.id.as_str();
+        let (payload, summary) = match &e.body {
+            EventBody::Message { role, message: m } => {
                 let key = (conversation_id.to_string(), m.id.clone());
                 if !(carries[i] && stored.contains(&key)) {
                     // Same message under a new event id: nothing more to write.
                     lines.push(timeline::TimelineIn {
                         conversation_id,
                         kind: "event",
-                        summary: format!("Event {} repeats message {}; ignored", raw.id, m.id),
+                        summary: format!("Event {} repeats message {}; ignored", e.id, m.id),
                         attempts: None,
                     });
                     continue;
                 }
                 (
                     JobPayload::Message {
-                        event_id: raw.id.clone(),
+                        event_id: e.id.clone(),
                         message_id: m.id.clone(),
                     },
-                    format!("Received {} message {} (event {})", m.role, m.id, raw.id),
+                    format!("Received {role} message {} (event {})", m.id, e.id),
                 )
             }
-            "conversation.handoff" => (
+            EventBody::Handoff(handoff) => (
                 JobPayload::Handoff {
-                    event_id: raw.id.clone(),
-                    handoff: raw.handoff.clone().expect("validated"),
+                    event_id: e.id.clone(),
+                    handoff: handoff.clone(),
                 },
-                format!("Received hand-off (event {})", raw.id),
+                format!("Received hand-off (event {})", e.id),
             ),
-            _ => (
+            EventBody::Resolved => (
                 JobPayload::Resolve {
-                    event_id: raw.id.clone(),
+                    event_id: e.id.clone(),
                 },
-                format!("Received resolution (event {})", raw.id),
+                format!("Received resolution (event {})", e.id),
             ),
         };
         jobs.push(jobs::JobIn {

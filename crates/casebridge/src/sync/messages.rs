@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::context::{case_uuid, contact_uuid, created_once, Context, JobError};
 use super::records::{activity_for, wrote_activities};
+use crate::domain::JobKind;
 use crate::storage::jobs::Job;
 use crate::storage::messages;
 use crate::storage::messages::Message;
@@ -19,7 +20,7 @@ pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<b
     // A message job also writes the messages queued behind it (their own
     // jobs then find nothing to do): one $batch instead of many requests.
     // Never past a hand-off or resolution, which must come after them.
-    let mut pending = if job.kind == "message" {
+    let mut pending = if job.kind == JobKind::Message {
         messages::unwritten_messages_before_barrier(db, &job.org_id, &job.conversation_id, job.seq)
             .await?
     } else {
@@ -101,7 +102,7 @@ pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<b
     // Everything this write means, in one transaction: messages written,
     // the jobs of the messages that rode along done, and — for a message
     // job, which has nothing left to do — the job itself done.
-    let finishes = job.kind == "message";
+    let finishes = job.kind == JobKind::Message;
     messages::record_written(
         db,
         &job.org_id,

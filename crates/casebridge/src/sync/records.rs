@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::context::{case_uuid, contact_uuid, JobError};
 use super::events::HandoffJson;
 use crate::connection::Settings;
+use crate::domain::MessageRole;
 use crate::storage::conversations::Conversation;
 use crate::storage::messages::Message;
 
@@ -24,12 +25,12 @@ pub(super) const MAX_TITLE: usize = 250;
 /// the message (of `role`) opens the case.
 pub(super) fn stored_until_case(
     settings: &Settings,
-    role: Option<&str>,
+    role: Option<MessageRole>,
     message_id: &str,
 ) -> Option<String> {
     let why = if settings.create_case_only_on_handoff {
         "the case is created at hand-off"
-    } else if role != Some("customer") {
+    } else if role != Some(MessageRole::Customer) {
         "the case is created with the first customer message"
     } else {
         return None;
@@ -212,10 +213,10 @@ pub(super) fn activity_for(
     case_id: Uuid,
     first: bool,
 ) -> Activity {
-    let label = match m.role.as_str() {
-        "customer" => "Customer",
-        "ai" => "AI",
-        _ => "Agent",
+    let label = match m.role {
+        MessageRole::Customer => "Customer",
+        MessageRole::Ai => "AI",
+        MessageRole::Agent => "Agent",
     };
     let mut notes = m.text.clone();
     if let Some(a) = m
@@ -296,7 +297,7 @@ mod tests {
             contact_name: None,
             contact_email: Some("Ann@Example.com".into()),
             contact_phone: Some("+1 617 440 2498".into()),
-            state: "open".into(),
+            state: crate::domain::ConversationState::Open,
             case_id: super::super::ids::case_id("org", "conv-1").to_string(),
             case_created: false,
             case_number: None,
@@ -307,11 +308,11 @@ mod tests {
         }
     }
 
-    fn message(id: &str, role: &str, text: &str, attachments: Option<&str>) -> Message {
+    fn message(id: &str, role: MessageRole, text: &str, attachments: Option<&str>) -> Message {
         Message {
             id: id.into(),
             seq: 1,
-            role: role.into(),
+            role,
             text: text.into(),
             attachments: attachments.map(str::to_string),
             occurred_at: 1_700_000_000_000,
@@ -373,7 +374,7 @@ mod tests {
         let attachments = r#"[{"name": "photo.jpg", "url": "https://files.example.com/p.jpg"}]"#;
         let m = message(
             "m1",
-            "customer",
+            MessageRole::Customer,
             "Screen cracked\nsee photo",
             Some(attachments),
         );
@@ -391,12 +392,18 @@ mod tests {
             first.start_date.map(|d| d.timestamp_millis()),
             Some(1_700_000_000_000)
         );
-        let later = activity_for(&c, &message("m2", "ai", "", None), None, case_id, false);
+        let later = activity_for(
+            &c,
+            &message("m2", MessageRole::Ai, "", None),
+            None,
+            case_id,
+            false,
+        );
         assert_eq!(later.title.as_deref(), Some("AI: (attachment)"));
         assert_eq!(later.notes.as_deref(), Some(""));
         let agent = activity_for(
             &c,
-            &message("m3", "agent", "On it", None),
+            &message("m3", MessageRole::Agent, "On it", None),
             None,
             case_id,
             false,
@@ -441,27 +448,30 @@ mod tests {
     #[test]
     fn messages_wait_for_the_case_as_the_org_decided() {
         assert_eq!(
-            stored_until_case(&settings(false), Some("customer"), "m1"),
+            stored_until_case(&settings(false), Some(MessageRole::Customer), "m1"),
             None
         );
         assert_eq!(
-            stored_until_case(&settings(false), Some("ai"), "m1").as_deref(),
+            stored_until_case(&settings(false), Some(MessageRole::Ai), "m1").as_deref(),
             Some("Message m1 stored; the case is created with the first customer message")
         );
         assert_eq!(
-            stored_until_case(&settings(true), Some("customer"), "m1").as_deref(),
+            stored_until_case(&settings(true), Some(MessageRole::Customer), "m1").as_deref(),
             Some("Message m1 stored; the case is created at hand-off")
         );
     }
 
     #[test]
     fn the_timeline_says_which_activities_were_written() {
-        let one = [message("m1", "customer", "hi", None)];
+        let one = [message("m1", MessageRole::Customer, "hi", None)];
         assert_eq!(
             wrote_activities(&one),
             format!("Wrote activity {} for message m1", Uuid::from_u128(9))
         );
-        let two = [one[0].clone(), message("m2", "ai", "hello", None)];
+        let two = [
+            one[0].clone(),
+            message("m2", MessageRole::Ai, "hello", None),
+        ];
         assert_eq!(
             wrote_activities(&two),
             "Wrote 2 activities (messages m1 to m2) in one $batch"

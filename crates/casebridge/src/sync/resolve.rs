@@ -4,14 +4,20 @@
 use creatio::models::Case;
 
 use super::context::{case_uuid, timeline, Context, JobError};
+use crate::domain::ConversationState;
 use crate::storage::conversations;
 use crate::storage::jobs::Job;
 use crate::storage::written;
 
 pub(super) async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobError> {
     let db = &ctx.services.db;
-    conversations::set_conversation_state(db, &job.org_id, &job.conversation_id, "resolved")
-        .await?;
+    conversations::set_conversation_state(
+        db,
+        &job.org_id,
+        &job.conversation_id,
+        ConversationState::Resolved,
+    )
+    .await?;
     if !ctx.conversation.case_created {
         timeline(
             ctx,

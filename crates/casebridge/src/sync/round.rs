@@ -26,6 +26,7 @@ use super::settle::{self, Policy};
 use super::{contacts, records};
 use crate::connection::Settings;
 use crate::deliver;
+use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::Conversation;
 use crate::storage::jobs::Job;
@@ -38,7 +39,7 @@ use crate::storage::rounds::BatchWrite;
 const MAX_MESSAGES: usize = creatio::batch::MAX_BATCH_OPERATIONS - 1;
 /// Whether a claimed job may go in a round.
 pub fn fits(job: &Job) -> bool {
-    job.kind == "message" && job.attempts == 1
+    job.kind == JobKind::Message && job.attempts == 1
 }
 
 /// Runs `jobs` (all [`fits`]) as rounds, one per org; returns those a round
@@ -112,10 +113,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
                 }
             }
         } else {
-            let role = messages
-                .iter()
-                .find(|m| m.seq == job.seq)
-                .map(|m| m.role.as_str());
+            let role = messages.iter().find(|m| m.seq == job.seq).map(|m| m.role);
             let message_id = match serde_json::from_str(&job.payload) {
                 Ok(JobPayload::Message { message_id, .. }) => message_id,
                 _ => {
@@ -408,7 +406,7 @@ fn write_ops(
     if new_case {
         let first = messages
             .iter()
-            .find(|m| m.role == "customer")
+            .find(|m| m.role == MessageRole::Customer)
             .map(|m| m.text.as_str());
         let case = records::new_case(c, settings, first, None)?;
         ops.push(BatchOp::create_json(

@@ -112,7 +112,7 @@ impl Verdict {
 }
 
 pub(super) fn count_run(job: &Job, outcome: &'static str) {
-    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.clone(), "outcome" => outcome)
+    metrics::counter!(crate::metrics::JOB_RUNS, "kind" => job.kind.as_str(), "outcome" => outcome)
         .increment(1);
 }
 

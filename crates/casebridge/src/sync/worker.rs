@@ -12,6 +12,7 @@ use super::context::{org_client, timeline, Context, JobError, Services};
 use super::events::JobPayload;
 use super::settle::{settle, Policy};
 use super::{cases, closure, handoff, messages, records, replies, resolve, round, triage};
+use crate::domain::ConversationState;
 use crate::storage::conversations;
 use crate::storage::jobs;
 use crate::storage::jobs::Job;
@@ -191,9 +192,7 @@ async fn run_job(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
                     job.seq,
                 )
                 .await?;
-                if let Some(line) =
-                    records::stored_until_case(&ctx.settings, role.as_deref(), &message_id)
-                {
+                if let Some(line) = records::stored_until_case(&ctx.settings, role, &message_id) {
                     timeline(ctx, "event", &line, job).await;
                     return Ok(false);
                 }
@@ -213,7 +212,7 @@ async fn run_job(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
                 &ctx.services.db,
                 &job.org_id,
                 &job.conversation_id,
-                "handed_off",
+                ConversationState::HandedOff,
             )
             .await?;
             Ok(false)

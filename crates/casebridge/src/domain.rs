@@ -1,0 +1,112 @@
+//! The closed sets of casebridge's domain as types: who wrote a message,
+//! where a conversation stands, what a job does. Each is stored and sent as
+//! the same lower-case word (`handed_off`, `reply_check`), parsed once where
+//! it comes in (a request, a row), so code past that point matches on
+//! variants instead of comparing strings.
+
+/// A closed set of words: the enum, its text form, parsing and display.
+macro_rules! word_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in the order the words are listed to people.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// The value a word names; `None` for any other word.
+            pub fn parse(word: &str) -> Option<$name> {
+                match word {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+
+            /// The words, as an error message lists them: `a, b or c`.
+            pub fn listed() -> String {
+                let words: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                match words.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+                    _ => words.join(""),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+word_enum!(
+    /// Who wrote a message in the conversation.
+    MessageRole {
+        Customer = "customer",
+        /// The platform's AI agent.
+        Ai = "ai",
+        /// A human agent, on the platform's side.
+        Agent = "agent",
+    }
+);
+
+word_enum!(
+    /// Where a conversation stands.
+    ConversationState {
+        Open = "open",
+        /// The AI handed it to a human; the case holds the hand-off note.
+        HandedOff = "handed_off",
+        /// Resolved on the platform, or its case was closed in Creatio.
+        Resolved = "resolved",
+    }
+);
+
+word_enum!(
+    /// What a sync job does.
+    JobKind {
+        /// Write a message (and those waiting before it) as activities.
+        Message = "message",
+        Handoff = "handoff",
+        Resolve = "resolve",
+        /// Creatio said an activity was added: look for agents' replies.
+        ReplyCheck = "reply_check",
+        /// Creatio said the case's status changed: look whether it closed.
+        ClosureCheck = "closure_check",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_word_parses_back_to_its_value() {
+        for role in MessageRole::ALL {
+            assert_eq!(MessageRole::parse(role.as_str()), Some(*role));
+        }
+        for state in ConversationState::ALL {
+            assert_eq!(ConversationState::parse(state.as_str()), Some(*state));
+        }
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        assert_eq!(MessageRole::parse("bot"), None);
+        assert_eq!(MessageRole::parse("Customer"), None, "words are exact");
+        assert_eq!(MessageRole::listed(), "customer, ai or agent");
+        assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
+    }
+}
