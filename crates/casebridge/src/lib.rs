@@ -8,10 +8,10 @@
 //! **Foundations**, which know nothing of casebridge's other modules:
 //! [`secrets`] (sealing secrets at rest, tokens and their hashes),
 //! [`outbound`] (the guard that keeps tenant URLs off private networks),
-//! [`metrics`] (the Prometheus names and their rendering), [`webhook`]
-//! (what Creatio's business processes send, parsed and checked; the per-org
-//! rate limit on those calls), [`ai`] (AI fields, the offline scorer or an
-//! OpenAI-compatible model, language and sentiment) and [`allocator`].
+//! [`metrics`] (the Prometheus names and their rendering), [`domain`] (the
+//! closed sets: message roles, conversation states, job kinds), [`ai`] (AI
+//! fields and their mappings checked against Creatio, the offline scorer or
+//! an OpenAI-compatible model, language and sentiment) and [`allocator`].
 //!
 //! **Storage** ([`storage`]): SQLite or PostgreSQL behind one sqlx pool, a
 //! module per table or concern. Every write goes through
@@ -32,7 +32,8 @@
 //! exactly once, in order; Creatio's webhook jobs finding replies and
 //! closures) and [`deliver`] (Creatio → chat: deliveries queued once,
 //! signed per Standard Webhooks, retried on Svix's schedule, dead-lettered,
-//! replayed).
+//! replayed), and [`webhook`] (what Creatio's business processes send:
+//! parsed, rate-limited per org, accepted as a queued look at the case).
 //!
 //! **HTTP** ([`api`]): one module per resource, one error shape, its own
 //! state (the shared services plus the rate limiter, the operator token's

@@ -13,6 +13,7 @@
 //!   nobody could decide stays empty with the reason said.
 //! - [`signals`]: language and sentiment when the hand-off lacks them.
 
+pub mod mappings;
 pub mod metadata;
 pub mod offline;
 pub mod openai;

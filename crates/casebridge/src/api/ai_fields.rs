@@ -4,11 +4,8 @@
 //! `POST /v1/conversations/{id}/ai-fields/rerun` (decide again and PATCH the
 //! conversation's case).
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, State};
 use axum::Json;
-use creatio::query::Query;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -18,63 +15,13 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body};
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::ai::metadata::{closest, CaseSchema, Column};
+use crate::ai::mappings::{self, MappingIn, Problem, Refused};
 use crate::ai::signals::{detect_language, detect_sentiment};
-use crate::ai::{
-    offline, same_name, Choice, FieldType, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS,
-};
+use crate::ai::{Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
 use crate::domain::MessageRole;
 use crate::storage::{ai_fields, timeline};
 
-/// Columns casebridge itself manages on a case: an AI value there would
-/// fight the sync (the status drives the two-way closure, the description
-/// carries the summary and the deep link).
-const MANAGED_COLUMNS: &[&str] = &[
-    "Id",
-    "Number",
-    "StatusId",
-    "Symptoms",
-    "CreatedOn",
-    "CreatedById",
-    "ModifiedOn",
-    "ModifiedById",
-    "ProcessListeners",
-];
-const MAX_DESCRIPTION: usize = 4000;
-const MAX_TITLE: usize = 100;
-const MAX_OPTIONS: usize = 100;
-/// The largest `max_length` of a text field (unlimited columns take more,
-/// but an AI value that long is not a field value).
-const MAX_TEXT_LENGTH: usize = 100_000;
-/// Lookup rows read to resolve option names (a dropdown of more options
-/// than this is not a dropdown people can describe).
-const MAX_LOOKUP_ROWS: u32 = 2000;
 const MAX_PREVIEW_CHARS: usize = 100_000;
-
-/// One mapping as an admin writes it.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MappingIn {
-    /// A Case column: `PriorityId` (or `Priority`), `UsrOrderNumber`.
-    field_name: String,
-    /// The label people see; the field name when absent.
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(rename = "type")]
-    kind: FieldType,
-    /// How to choose the value. For a dropdown, one line per option:
-    /// `High if a key feature is broken`.
-    description: String,
-    /// A dropdown's option names, when the description does not name them
-    /// one per line.
-    #[serde(default)]
-    options: Option<Vec<String>>,
-    /// A text field's longest value, in characters: the Creatio column's
-    /// size (50, 250 or 500; unlimited columns take any). Creatio's
-    /// `$metadata` does not tell it, so the default is 50, the smallest.
-    #[serde(default)]
-    max_length: Option<usize>,
-}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -110,18 +57,35 @@ pub struct PreviewBody {
     fields: Option<Vec<MappingIn>>,
 }
 
-/// One problem with one mapping, for the error's `fields` list.
-struct Problem {
-    field: String,
-    message: String,
-    hint: String,
+/// Checks `fields` (their shape first, so no connection is needed to hear
+/// of a typo) and resolves them against the org's Creatio.
+async fn resolve(
+    state: &AppState,
+    org_id: &str,
+    fields: Vec<MappingIn>,
+) -> ApiResult<Vec<Mapping>> {
+    mappings::check_shape(&fields).map_err(refused)?;
+    if fields.is_empty() {
+        return Ok(Vec::new());
+    }
+    let client = creatio_client(state, org_id).await?;
+    mappings::resolve(&client, fields).await.map_err(refused)
 }
 
-fn problem(i: usize, what: &str, message: String, hint: &str) -> Problem {
-    Problem {
-        field: format!("fields[{i}].{what}"),
-        message,
-        hint: hint.into(),
+/// The answer to refused mappings.
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::TooMany(n) => ApiError::invalid(
+            format!("{n} mappings; at most {MAX_MAPPINGS} are allowed"),
+            "Map the columns agents triage by; each mapping is a question asked at every hand-off.",
+        ),
+        Refused::Problems(problems) => refuse(problems),
+        Refused::Creatio { what, error } => ApiError::creatio(&what, &error),
+        Refused::Schema(message) => ApiError::new(
+            Code::CreatioError,
+            message,
+            "Check the Instance URL points at Creatio (Test & Save) and the integration user may read Case.",
+        ),
     }
 }
 
@@ -142,285 +106,6 @@ fn refuse(problems: Vec<Problem>) -> ApiError {
         .map(|p| json!({"field": p.field, "message": p.message, "hint": p.hint}))
         .collect();
     ApiError::invalid(message, hint).with("fields", Value::Array(list))
-}
-
-/// Checks what can be checked without Creatio.
-fn check_shape(fields: &[MappingIn]) -> Result<(), ApiError> {
-    let mut problems = Vec::new();
-    if fields.len() > MAX_MAPPINGS {
-        return Err(ApiError::invalid(
-            format!(
-                "{} mappings; at most {MAX_MAPPINGS} are allowed",
-                fields.len()
-            ),
-            "Map the columns agents triage by; each mapping is a question asked at every hand-off.",
-        ));
-    }
-    for (i, f) in fields.iter().enumerate() {
-        match (f.kind, f.max_length) {
-            (FieldType::Dropdown, Some(_)) => problems.push(problem(
-                i,
-                "max_length",
-                "max_length is for text fields; a dropdown's value is an option".to_string(),
-                "Leave max_length out of dropdown fields.",
-            )),
-            (FieldType::Text, Some(n)) if !(1..=MAX_TEXT_LENGTH).contains(&n) => {
-                problems.push(problem(
-                    i,
-                    "max_length",
-                    format!("max_length {n} is not from 1 to {MAX_TEXT_LENGTH}"),
-                    "Give the Creatio column's size: 50, 250 or 500 characters (the object designer shows the text type).",
-                ))
-            }
-            _ => {}
-        }
-        let name = f.field_name.trim();
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.len() <= 128
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            problems.push(problem(
-                i,
-                "field_name",
-                format!("{name:?} is not a column name"),
-                "Use the column's code as Creatio's object designer shows it (PriorityId, UsrOrderNumber), not its caption.",
-            ));
-        }
-        if f.title
-            .as_deref()
-            .is_some_and(|t| t.chars().count() > MAX_TITLE)
-        {
-            problems.push(problem(
-                i,
-                "title",
-                format!("is longer than {MAX_TITLE} characters"),
-                "Use a short label such as Priority.",
-            ));
-        }
-        let d = f.description.trim();
-        if d.is_empty() || d.chars().count() > MAX_DESCRIPTION {
-            problems.push(problem(
-                i,
-                "description",
-                format!("must have 1 to {MAX_DESCRIPTION} characters"),
-                "Describe how to choose the value; for a dropdown one line per option, like \"High if a key feature is broken\".",
-            ));
-        }
-        match (&f.options, f.kind) {
-            (Some(_), FieldType::Text) => problems.push(problem(
-                i,
-                "options",
-                "a text field has no options".into(),
-                "Remove options, or make the field a dropdown.",
-            )),
-            (Some(o), FieldType::Dropdown)
-                if o.is_empty()
-                    || o.len() > MAX_OPTIONS
-                    || o.iter()
-                        .any(|n| n.trim().is_empty() || n.chars().count() > 250) =>
-            {
-                problems.push(problem(
-                    i,
-                    "options",
-                    format!("must list 1 to {MAX_OPTIONS} non-empty names"),
-                    "List the lookup values by name, as Creatio shows them.",
-                ))
-            }
-            _ => {}
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(refuse(problems))
-    }
-}
-
-/// Checks the mappings against the org's Creatio: each column exists on
-/// Case and suits its type, each dropdown option is a row of the lookup.
-async fn resolve(
-    state: &AppState,
-    org_id: &str,
-    fields: Vec<MappingIn>,
-) -> ApiResult<Vec<Mapping>> {
-    check_shape(&fields)?;
-    if fields.is_empty() {
-        return Ok(Vec::new());
-    }
-    let client = creatio_client(state, org_id).await?;
-    let csdl = client.metadata().await.map_err(|e| {
-        ApiError::creatio(
-            "Could not read Creatio's $metadata to check the columns",
-            &e,
-        )
-    })?;
-    let schema = CaseSchema::parse(&csdl).map_err(|e| {
-        ApiError::new(
-            Code::CreatioError,
-            e.to_string(),
-            "Check the Instance URL points at Creatio (Test & Save) and the integration user may read Case.",
-        )
-    })?;
-    let mut problems = Vec::new();
-    let mut rows: HashMap<String, Vec<Choice>> = HashMap::new();
-    let mut out = Vec::new();
-    let mut columns_seen: HashMap<String, usize> = HashMap::new();
-    for (i, f) in fields.into_iter().enumerate() {
-        let field_name = f.field_name.trim().to_string();
-        let column = match schema.column(&field_name) {
-            Ok(c) => c,
-            Err(message) => {
-                problems.push(problem(
-                    i,
-                    "field_name",
-                    message,
-                    "Use a column of the Case object: its code as the object designer shows it.",
-                ));
-                continue;
-            }
-        };
-        let (column_name, lookup, max_length) = match (&column, f.kind) {
-            // The admin's size, else one $metadata gives (real Creatio
-            // gives none), else the smallest Creatio text size.
-            (Column::Text { name, max_length }, FieldType::Text) => (
-                name.clone(),
-                None,
-                Some(
-                    f.max_length
-                        .or(*max_length)
-                        .unwrap_or(crate::ai::DEFAULT_TEXT_LENGTH),
-                ),
-            ),
-            (Column::Lookup { column, entity_set }, FieldType::Dropdown) => {
-                (column.clone(), Some(entity_set.clone()), None)
-            }
-            (Column::Text { name, .. }, FieldType::Dropdown) => {
-                problems.push(problem(
-                    i,
-                    "type",
-                    format!("Case.{name} is a text column, not a lookup"),
-                    "Make the field type text, or map a lookup column (one whose values come from a list).",
-                ));
-                continue;
-            }
-            (Column::Lookup { column, entity_set }, FieldType::Text) => {
-                problems.push(problem(
-                    i,
-                    "type",
-                    format!("Case.{column} is a lookup of {entity_set}, so its value must be one of its rows"),
-                    "Make the field type dropdown and name its options.",
-                ));
-                continue;
-            }
-        };
-        if MANAGED_COLUMNS.contains(&column_name.as_str()) {
-            problems.push(problem(
-                i,
-                "field_name",
-                format!("Case.{column_name} is written by casebridge itself"),
-                "Map another column; the status follows the conversation's resolution and the description carries the summary.",
-            ));
-            continue;
-        }
-        if let Some(earlier) = columns_seen.insert(column_name.clone(), i) {
-            problems.push(problem(
-                i,
-                "field_name",
-                format!("Case.{column_name} is mapped already by fields[{earlier}]"),
-                "Map each column once.",
-            ));
-            continue;
-        }
-        let mut options = Vec::new();
-        if let Some(set) = &lookup {
-            let names: Vec<String> = match &f.options {
-                Some(list) => list.iter().map(|n| n.trim().to_string()).collect(),
-                None => offline::criteria(&f.description)
-                    .into_iter()
-                    .map(|c| c.option)
-                    .collect(),
-            };
-            let mut unique: Vec<String> = Vec::new();
-            for n in names {
-                if !unique.iter().any(|u| same_name(u, &n)) {
-                    unique.push(n);
-                }
-            }
-            if unique.is_empty() {
-                problems.push(problem(
-                    i,
-                    "description",
-                    "names no options".into(),
-                    "Write one line per option (\"High if a key feature is broken\"), or list them in options.",
-                ));
-                continue;
-            }
-            if !rows.contains_key(set) {
-                let found = client
-                    .list_values(
-                        set,
-                        &Query::new()
-                            .select(["Id", "Name"])
-                            .order_by_asc("Name")
-                            .top(MAX_LOOKUP_ROWS),
-                    )
-                    .await
-                    .map_err(|e| {
-                        ApiError::creatio(&format!("Could not read the {set} lookup"), &e)
-                    })?;
-                let choices = found
-                    .iter()
-                    .filter_map(|r| {
-                        Some(Choice {
-                            name: r["Name"].as_str()?.to_string(),
-                            id: r["Id"].as_str()?.parse::<Uuid>().ok()?,
-                        })
-                    })
-                    .collect();
-                rows.insert(set.clone(), choices);
-            }
-            let available = &rows[set];
-            for name in unique {
-                match available.iter().find(|c| same_name(&c.name, &name)) {
-                    Some(c) => options.push(c.clone()),
-                    None => {
-                        let close = closest(&name, available.iter().map(|c| c.name.as_str()), 3);
-                        let all: Vec<&str> =
-                            available.iter().take(12).map(|c| c.name.as_str()).collect();
-                        problems.push(problem(
-                            i,
-                            "options",
-                            if close.is_empty() {
-                                format!("{name:?} is not a {set} value; the values are: {}", all.join(", "))
-                            } else {
-                                format!("{name:?} is not a {set} value; closest: {}", close.join(", "))
-                            },
-                            "Name the options exactly as Creatio lists them (case does not matter), or add the value to the lookup in Creatio first. A description line of the form \"X: …\" or \"X if …\" names an option X; list the options in options when a line is not one.",
-                        ));
-                    }
-                }
-            }
-        }
-        out.push(Mapping {
-            title: f
-                .title
-                .map(|t| t.trim().to_string())
-                .filter(|t| !t.is_empty())
-                .unwrap_or_else(|| field_name.clone()),
-            field_name,
-            kind: f.kind,
-            description: f.description.trim().to_string(),
-            column: column_name,
-            lookup,
-            options,
-            max_length,
-        });
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(refuse(problems))
-    }
 }
 
 fn mappings_json(state: &AppState, mappings: &[Mapping]) -> Value {

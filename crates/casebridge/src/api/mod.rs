@@ -35,7 +35,7 @@ pub struct ApiState {
     pub public_url: String,
     pub admin_token_hash: String,
     /// Limits calls to the Creatio webhook, per org.
-    pub webhook_limiter: crate::webhook::RateLimiter,
+    pub webhook_limiter: crate::webhook::limit::RateLimiter,
 }
 
 pub type AppState = Arc<ApiState>;
