@@ -152,6 +152,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.delivery.clone(),
             workers_stop.clone(),
         ));
+        tasks.push(tokio::spawn(reap_expired_leases(
+            db.clone(),
+            workers_stop.clone(),
+        )));
         tasks.extend(crate::retention::spawn(
             db.clone(),
             app.retention.clone(),
@@ -223,5 +227,40 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+/// How often expired leases are looked for.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The outbox's reaper, one per process with workers: returns jobs and
+/// deliveries whose claimant died mid-run (their lease ran out) to their
+/// queues, every few seconds, until `stop` turns true.
+async fn reap_expired_leases(db: crate::storage::Db, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        match crate::storage::outbox::reap(&db).await {
+            Ok(reaped) => {
+                if reaped.jobs > 0 {
+                    tracing::warn!(
+                        jobs = reaped.jobs,
+                        "Took over jobs whose worker stopped mid-run."
+                    );
+                }
+                if reaped.deliveries > 0 {
+                    tracing::warn!(
+                        deliveries = reaped.deliveries,
+                        "Took over deliveries whose sender stopped mid-attempt."
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Could not release expired leases."),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(REAP_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
     }
 }

@@ -12,6 +12,7 @@ use sqlx::Row;
 
 use super::{now_ms, Db, Result, WriteQuery};
 
+use super::outbox::{Verdict, DELIVERIES};
 use super::WriteTx;
 
 /// The org's delivery endpoint as stored.
@@ -177,7 +178,8 @@ pub struct Delivery {
     pub delivered_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
+pub(super) const COLUMNS: &str =
+    "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
 
 fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
@@ -200,59 +202,15 @@ fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
 }
 
 /// Claims the next due delivery of an enabled endpoint that is the first
-/// unfinished one of its conversation (see the module note). One
-/// statement, as [`super::jobs::claim_batch`].
+/// unfinished one of its conversation (see [`super::outbox`]).
 pub async fn claim_next(db: &Db, lease_ms: i64) -> Result<Option<Delivery>> {
-    let now = now_ms();
-    let lock = match db.backend() {
-        super::Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
-        super::Backend::Sqlite => "",
-    };
-    let sql = format!(
-        "UPDATE deliveries SET state = 'delivering', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-         WHERE state = 'pending' AND id = ( \
-           SELECT d.id FROM deliveries d \
-           JOIN delivery_endpoints e ON e.org_id = d.org_id AND e.state = 'enabled' \
-           WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND NOT EXISTS ( \
-             SELECT 1 FROM deliveries p WHERE p.org_id = d.org_id AND p.conversation_id = d.conversation_id \
-             AND p.seq < d.seq AND p.state IN ('pending', 'delivering')) \
-           ORDER BY d.next_attempt_at, d.seq LIMIT 1 {lock}) \
-         RETURNING {COLUMNS}"
-    );
-    let mut tx = db.write().await?;
-    let row = sqlx::query(&sql)
-        .bind(now + lease_ms)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    row.as_ref().map(delivery_from).transpose()
-}
-
-/// Returns deliveries whose sender died mid-attempt to the queue.
-pub async fn release_expired_leases(db: &Db) -> Result<u64> {
-    let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE deliveries SET state = 'pending', locked_until = NULL, updated_at = $1 \
-         WHERE state = 'delivering' AND locked_until < $1",
-    )
-    .bind(now)
-    .write_on(db)
-    .await?;
-    Ok(done.rows_affected())
+    let rows = DELIVERIES.claim(db, lease_ms, 1, "").await?;
+    rows.first().map(delivery_from).transpose()
 }
 
 /// Puts a claimed delivery back as it was (its endpoint changed meanwhile).
 pub async fn release(db: &Db, id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, locked_until = NULL, updated_at = $1 \
-         WHERE id = $2 AND state = 'delivering'",
-    )
-    .bind(now_ms())
-    .bind(id)
-    .write_on(db)
-    .await?;
-    Ok(())
+    DELIVERIES.unclaim(db, &[id]).await
 }
 
 /// One attempt as made.
@@ -304,29 +262,38 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
     .bind(a.response)
     .execute(&mut *tx)
     .await?;
-    let (state, next, delivered_at) = match outcome {
-        Outcome::Delivered => ("delivered", now, Some(now)),
-        Outcome::Retry { at } => ("pending", at, None),
-        Outcome::Dead => ("dead", now, None),
+    let verdict = match outcome {
+        Outcome::Delivered => Verdict::Done,
+        Outcome::Retry { at } => Verdict::Retry {
+            at,
+            error: a.error,
+            keep_attempt: true,
+        },
+        Outcome::Dead => Verdict::Dead { error: a.error },
         Outcome::Gone { reason } => {
             disable_endpoint(&mut tx, a.org_id, reason).await?;
-            ("dead", now, None)
+            Verdict::Dead { error: a.error }
         }
     };
-    sqlx::query(
-        "UPDATE deliveries SET state = $1, next_attempt_at = $2, delivered_at = COALESCE($3, delivered_at), \
-         locked_until = NULL, last_status = $4, last_error = $5, updated_at = $6 \
-         WHERE id = $7 AND state = 'delivering'",
-    )
-    .bind(state)
-    .bind(next)
-    .bind(delivered_at)
-    .bind(a.status.map(i64::from))
-    .bind(a.error)
-    .bind(now)
-    .bind(a.delivery_id)
-    .execute(&mut *tx)
-    .await?;
+    if DELIVERIES.settle(&mut tx, a.delivery_id, verdict).await? {
+        // What only a delivery keeps: the receiver's status, when it was
+        // delivered; a finished one is due now (replay starts from there).
+        let (next, delivered_at) = match verdict {
+            Verdict::Done => (Some(now), Some(now)),
+            Verdict::Dead { .. } => (Some(now), None),
+            Verdict::Retry { .. } => (None, None),
+        };
+        sqlx::query(
+            "UPDATE deliveries SET last_status = $1, delivered_at = COALESCE($2, delivered_at), \
+             next_attempt_at = COALESCE($3, next_attempt_at) WHERE id = $4",
+        )
+        .bind(a.status.map(i64::from))
+        .bind(delivered_at)
+        .bind(next)
+        .bind(a.delivery_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     let (kind, summary) = a.timeline;
     super::timeline::add_timeline(
         &mut tx,

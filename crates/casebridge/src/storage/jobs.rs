@@ -11,9 +11,8 @@
 use sqlx::Row;
 
 use super::conversations::take_seq;
-use super::{
-    for_backend, now_ms, value_rows, Backend, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
-};
+use super::outbox::{Verdict, JOBS};
+use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::JobKind;
 
 /// A job to queue.
@@ -102,13 +101,8 @@ pub struct Job {
     pub created_at: i64,
 }
 
-/// Claims up to `limit` runnable jobs: pending, due, of an active org, and
-/// each the first unfinished job of its conversation, so no two claimed
-/// jobs share a conversation. One statement: on SQLite the single writer
-/// makes it atomic; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent
-/// claimants (other workers, other processes) pass each other instead of
-/// queueing on the same rows, and the outer `state = 'pending'` re-check
-/// means a row taken meanwhile is never claimed twice. `first_messages`
+/// Claims up to `limit` runnable jobs, each the first unfinished job of its
+/// conversation (see [`super::outbox`]), oldest first. `first_messages`
 /// claims only message jobs never tried (what a round runs).
 pub async fn claim_batch(
     db: &Db,
@@ -116,15 +110,8 @@ pub async fn claim_batch(
     limit: usize,
     first_messages: bool,
 ) -> Result<Vec<Job>> {
-    let now = now_ms();
-    let mut tx = db.write().await?;
-    let rows = sqlx::query(&claim_sql(db.backend(), first_messages))
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let only = if first_messages { FIRST_MESSAGES } else { "" };
+    let rows = JOBS.claim(db, lease_ms, limit, only).await?;
     let mut jobs: Vec<Job> = rows
         .iter()
         .map(|r| {
@@ -144,79 +131,19 @@ pub async fn claim_batch(
     Ok(jobs)
 }
 
-/// The claim (see [`claim_batch`]): binds the lease's end, now, the limit.
-/// "No earlier unfinished job in the conversation" reads `jobs_open`, the
-/// open part of each conversation's queue, so a claim costs the same in a
-/// conversation's thousandth message as in its first.
-fn claim_sql(backend: Backend, first_messages: bool) -> String {
-    let only = if first_messages {
-        "AND j.kind = 'message' AND j.attempts = 0"
-    } else {
-        ""
-    };
-    // SQLite runs the statement alone (one writer), so the re-check is not
-    // needed there, and leaving it out keeps its planner on the primary
-    // key instead of walking every pending job.
-    let (recheck, lock) = match backend {
-        Backend::Postgres => ("state = 'pending' AND", "FOR UPDATE OF j SKIP LOCKED"),
-        Backend::Sqlite => ("", ""),
-    };
-    format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
-         WHERE {recheck} id IN ( \
-           SELECT j.id FROM jobs j JOIN creatio_connections c ON c.org_id = j.org_id AND c.status = 'active' \
-           WHERE j.state = 'pending' AND j.run_after <= $2 {only} AND NOT EXISTS ( \
-             SELECT 1 FROM jobs e WHERE e.org_id = j.org_id AND e.conversation_id = j.conversation_id \
-             AND e.seq < j.seq AND e.state IN ('pending', 'running')) \
-           ORDER BY j.run_after, j.seq LIMIT $3 {lock}) \
-         RETURNING id, org_id, conversation_id, seq, kind, payload, attempts, created_at"
-    )
-}
+/// What a round claims: message jobs never tried.
+const FIRST_MESSAGES: &str = "AND x.kind = 'message' AND x.attempts = 0";
 
 /// Gives claimed jobs back untouched (their attempt too): this process
 /// took more than it can start soon.
 pub async fn unclaim(db: &Db, ids: &[&str]) -> Result<()> {
-    let mut tx = db.write().await?;
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE jobs SET state = 'pending', attempts = attempts - 1, locked_until = NULL \
-             WHERE state = 'running' AND id IN ({})",
-            value_rows("?", chunk.len(), 1)
-        );
-        let sql = db.for_backend(sql);
-        let mut q = super::rows_query(&sql, chunk.len());
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
-/// Returns jobs whose claimant died (lease expired) to the queue.
-pub async fn release_expired_leases(db: &Db) -> Result<u64> {
-    let now = now_ms();
-    let done = sqlx::query(
-        "UPDATE jobs SET state = 'pending', locked_until = NULL, updated_at = $1 WHERE state = 'running' AND locked_until < $1",
-    )
-    .bind(now)
-    .write_on(db)
-    .await?;
-    Ok(done.rows_affected())
+    JOBS.unclaim(db, ids).await
 }
 
 /// Records a job done. A job cancelled while it ran (disconnect) is
 /// recorded done too: its writes happened.
 pub async fn finish_job(db: &Db, id: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
-         WHERE id = $2 AND state IN ('running', 'cancelled')",
-    )
-    .bind(now_ms())
-    .bind(id)
-    .write_on(db)
-    .await?;
-    Ok(())
+    JOBS.settle_alone(db, id, Verdict::Done).await.map(drop)
 }
 
 /// Puts a job back to run after `run_after`. `keep_attempt` false gives the
@@ -228,32 +155,18 @@ pub async fn retry_job(
     error: &str,
     keep_attempt: bool,
 ) -> Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'pending', locked_until = NULL, run_after = $1, last_error = $2, \
-         attempts = attempts - $3, updated_at = $4 WHERE id = $5 AND state = 'running'",
-    )
-    .bind(run_after)
-    .bind(error)
-    .bind(i64::from(!keep_attempt))
-    .bind(now_ms())
-    .bind(id)
-    .write_on(db)
-    .await?;
-    Ok(())
+    let verdict = Verdict::Retry {
+        at: run_after,
+        error: Some(error),
+        keep_attempt,
+    };
+    JOBS.settle_alone(db, id, verdict).await.map(drop)
 }
 
 /// Gives up on a job; it stays, visible, as `dead`.
 pub async fn kill_job(db: &Db, id: &str, error: &str) -> Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 \
-         WHERE id = $3 AND state = 'running'",
-    )
-    .bind(error)
-    .bind(now_ms())
-    .bind(id)
-    .write_on(db)
-    .await?;
-    Ok(())
+    let verdict = Verdict::Dead { error: Some(error) };
+    JOBS.settle_alone(db, id, verdict).await.map(drop)
 }
 
 /// The circuit breaker: holds every pending job of the org until `until`.
@@ -362,6 +275,7 @@ pub async fn queue_check(
 mod tests {
     use super::*;
     use crate::storage::query_plan as plan;
+    use crate::storage::Backend;
 
     /// What a job's claim looks at in a conversation is its open part only
     /// (a partial index), never its whole history: the soak
@@ -373,7 +287,8 @@ mod tests {
             .await
             .unwrap();
         for first_messages in [false, true] {
-            let claim = plan(&db, &claim_sql(Backend::Sqlite, first_messages), 3).await;
+            let only = if first_messages { FIRST_MESSAGES } else { "" };
+            let claim = plan(&db, &JOBS.claim_sql(Backend::Sqlite, only), 3).await;
             assert!(
                 claim.contains("USING INDEX jobs_open")
                     || claim.contains("USING COVERING INDEX jobs_open"),

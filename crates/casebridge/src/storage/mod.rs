@@ -15,6 +15,7 @@ pub mod events;
 pub mod jobs;
 pub mod messages;
 pub mod orgs;
+pub mod outbox;
 pub mod retention;
 pub mod rounds;
 pub mod timeline;

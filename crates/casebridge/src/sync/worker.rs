@@ -18,8 +18,6 @@ use crate::storage::jobs;
 use crate::storage::jobs::Job;
 use crate::storage::{self, now_ms};
 
-/// How often expired leases are looked for.
-const REAP_EVERY: Duration = Duration::from_secs(5);
 /// How long an idle worker waits before looking again (other processes'
 /// jobs, retries coming due); local ingests wake it at once.
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -31,9 +29,8 @@ const CLAIM: usize = 500;
 const CLAIMERS: usize = 2;
 
 /// Starts the claimers, which run message jobs in rounds and every other
-/// job on its own, at most `n` of those at a time, and the lease reaper
-/// (for jobs and deliveries); they stop when `stop` turns true, after the
-/// jobs they started.
+/// job on its own, at most `n` of those at a time; they stop when `stop`
+/// turns true, after the jobs they started.
 pub fn spawn(
     services: Arc<Services>,
     n: usize,
@@ -41,7 +38,7 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let slots = Arc::new(Semaphore::new(n.max(1)));
-    let mut tasks: Vec<JoinHandle<()>> = (0..CLAIMERS)
+    (0..CLAIMERS)
         .map(|i| {
             tokio::spawn(claim_loop(
                 i,
@@ -51,9 +48,7 @@ pub fn spawn(
                 stop.clone(),
             ))
         })
-        .collect();
-    tasks.push(tokio::spawn(release_expired_leases(services, stop)));
-    tasks
+        .collect()
 }
 
 async fn claim_loop(
@@ -120,35 +115,6 @@ async fn claim_loop(
         }
     }
     while alone.join_next().await.is_some() {}
-}
-
-/// Returns jobs and deliveries whose worker died mid-run (their lease
-/// expired) to their queues: one task per process, every few seconds.
-async fn release_expired_leases(services: Arc<Services>, mut stop: watch::Receiver<bool>) {
-    loop {
-        match jobs::release_expired_leases(&services.db).await {
-            Ok(n) if n > 0 => {
-                tracing::warn!(jobs = n, "Took over jobs whose worker stopped mid-run.")
-            }
-            Err(e) => tracing::warn!(error = %e, "Could not release expired job leases."),
-            _ => {}
-        }
-        match crate::storage::deliveries::release_expired_leases(&services.db).await {
-            Ok(n) if n > 0 => tracing::warn!(
-                deliveries = n,
-                "Took over deliveries whose sender stopped mid-attempt."
-            ),
-            Err(e) => tracing::warn!(error = %e, "Could not release expired delivery leases."),
-            _ => {}
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(REAP_EVERY) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            break;
-        }
-    }
 }
 
 async fn run_one(services: &Services, policy: &Policy, job: Job) {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use casebridge::config::Role;
-use casebridge::storage::{deliveries, jobs};
+use casebridge::storage::{deliveries, jobs, outbox};
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, Org, TestApp};
@@ -17,6 +17,7 @@ on_both_backends!(
     a_write_wakes_the_workers_only_when_it_commits,
     jobs_are_claimed_in_order_leased_and_reaped,
     deliveries_are_claimed_in_order_leased_and_reaped,
+    a_claimed_item_is_settled_once,
 );
 
 /// A service without workers, and a connected org.
@@ -135,6 +136,10 @@ async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
         v
     };
 
+    let one = jobs::claim_batch(db, 60_000, 1, false).await.unwrap();
+    assert_eq!(one.len(), 1, "a claim takes no more than its limit");
+    jobs::unclaim(db, &[one[0].id.as_str()]).await.unwrap();
+
     // A lease that has run out already, as if the worker died at once.
     let claimed = jobs::claim_batch(db, -1_000, 10, false).await.unwrap();
     assert_eq!(
@@ -149,13 +154,13 @@ async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
             .is_empty(),
         "a conversation's later job waits while its first runs"
     );
-    assert_eq!(jobs::release_expired_leases(db).await.unwrap(), 2);
+    assert_eq!(outbox::JOBS.reap(db).await.unwrap(), 2);
 
     // Reaped: claimable again, as a second attempt.
     let claimed = jobs::claim_batch(db, 60_000, 10, false).await.unwrap();
     assert_eq!(first_of(&claimed), [("a".into(), 1, 2), ("b".into(), 1, 2)]);
     assert_eq!(
-        jobs::release_expired_leases(db).await.unwrap(),
+        outbox::JOBS.reap(db).await.unwrap(),
         0,
         "a live lease is not reaped"
     );
@@ -202,16 +207,69 @@ async fn deliveries_are_claimed_in_order_leased_and_reaped(backend: Backend) {
         [("a".into(), 1, 1), ("b".into(), 1, 1)],
         "one delivery per conversation, its first"
     );
-    assert_eq!(deliveries::release_expired_leases(db).await.unwrap(), 2);
+    assert_eq!(outbox::DELIVERIES.reap(db).await.unwrap(), 2);
     let again = deliveries::claim_next(db, 60_000).await.unwrap().unwrap();
     assert_eq!(
         again.attempts, 2,
         "reaped, then claimed as a second attempt"
     );
     assert_eq!(
-        deliveries::release_expired_leases(db).await.unwrap(),
+        outbox::DELIVERIES.reap(db).await.unwrap(),
         0,
         "a live lease is not reaped"
+    );
+    app.finish().await;
+}
+
+async fn a_claimed_item_is_settled_once(backend: Backend) {
+    let (app, org) = api_only(backend).await;
+    let db = &app.db.clone();
+    app.send(&org.key, json!([message("a", 1), message("b", 1)]))
+        .await;
+    let claimed = jobs::claim_batch(db, 60_000, 10, false).await.unwrap();
+    let id = |conv: &str| {
+        claimed
+            .iter()
+            .find(|j| j.conversation_id == conv)
+            .unwrap()
+            .id
+            .clone()
+    };
+    let (a, b) = (id("a"), id("b"));
+
+    // A retry that gives its attempt back, due in a minute.
+    let later = outbox::Verdict::Retry {
+        at: casebridge::storage::now_ms() + 60_000,
+        error: Some("org paused"),
+        keep_attempt: false,
+    };
+    assert!(outbox::JOBS.settle_alone(db, &a, later).await.unwrap());
+    assert!(
+        !outbox::JOBS
+            .settle_alone(db, &a, outbox::Verdict::Done)
+            .await
+            .unwrap(),
+        "an item no longer claimed is not settled"
+    );
+    let dead = outbox::Verdict::Dead {
+        error: Some("refused"),
+    };
+    assert!(outbox::JOBS.settle_alone(db, &b, dead).await.unwrap());
+    assert!(!outbox::JOBS.settle_alone(db, &b, dead).await.unwrap());
+    assert!(
+        jobs::claim_batch(db, 60_000, 10, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing due: one retry waits, one is dead"
+    );
+    let mut counts = jobs::job_counts_by_state(db).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [("dead".into(), 1), ("pending".into(), 1)]);
+    let (_, conversation) = app.get("/v1/conversations/a", &org.key).await;
+    assert_eq!(
+        conversation["open_jobs"][0]["attempts"], 0,
+        "{conversation}"
     );
     app.finish().await;
 }

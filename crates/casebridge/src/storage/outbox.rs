@@ -1,0 +1,262 @@
+//! The outbox: one set of rules for the two queues casebridge keeps, jobs
+//! toward Creatio ([`super::jobs`]) and deliveries toward the chat platform
+//! ([`super::deliveries`]).
+//!
+//! - **Enqueue** in the caller's transaction (each queue has its own rows),
+//!   which wakes that queue's workers on commit ([`super::WriteTx`]).
+//! - **Claim**: an item is claimable when it is pending and due, when its
+//!   destination can take it now (the gate: the org's Creatio connection is
+//!   active, or its delivery URL enabled), and when no earlier item of its
+//!   conversation is unfinished. A conversation's items go out one at a
+//!   time, in order; different conversations go side by side. A claim is
+//!   one statement: on SQLite the single writer makes it atomic; on
+//!   PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimants in other processes
+//!   pass each other, and the outer `state = 'pending'` re-check means a row
+//!   taken meanwhile is never claimed twice.
+//! - **Lease**: a claim holds the item until `locked_until`; a claimant that
+//!   dies lets it run out, and [`reap`] returns the item to the queue. Each
+//!   process runs one reaper for both queues.
+//! - **Settle**: done, pending again from a given time (a retry), or dead
+//!   (kept, visible, replayable). Which, and when to retry, is each queue's
+//!   own policy, decided by its worker: the circuit-breaking `Policy`
+//!   toward Creatio ([`crate::sync::settle`]), Svix's schedule toward the
+//!   platform ([`crate::deliver`]). The outbox records the verdict.
+
+use super::{now_ms, rows_query, value_rows, Backend, Db, Result, WriteQuery, WriteTx};
+
+/// One of the two queues: its table and the words and columns that differ.
+#[derive(Debug)]
+pub struct Queue {
+    pub table: &'static str,
+    /// The state of a claimed item.
+    pub running: &'static str,
+    /// The state of a finished one.
+    pub done: &'static str,
+    /// The states an item may be settled from (a job cancelled while it
+    /// ran is settled too: its writes happened).
+    settle_from: &'static str,
+    /// The column of the time an item is due.
+    due: &'static str,
+    /// The join that admits only items whose destination can take them now
+    /// (the queue's rows are `x`).
+    gate: &'static str,
+    /// The columns a claim returns.
+    returning: &'static str,
+}
+
+/// Sync jobs toward Creatio.
+pub const JOBS: Queue = Queue {
+    table: "jobs",
+    running: "running",
+    done: "done",
+    settle_from: "('running', 'cancelled')",
+    due: "run_after",
+    gate: "JOIN creatio_connections c ON c.org_id = x.org_id AND c.status = 'active'",
+    returning: "id, org_id, conversation_id, seq, kind, payload, attempts, created_at",
+};
+
+/// Deliveries toward the chat platform.
+pub const DELIVERIES: Queue = Queue {
+    table: "deliveries",
+    running: "delivering",
+    done: "delivered",
+    settle_from: "('delivering')",
+    due: "next_attempt_at",
+    gate: "JOIN delivery_endpoints g ON g.org_id = x.org_id AND g.state = 'enabled'",
+    returning: super::deliveries::COLUMNS,
+};
+
+/// What becomes of a claimed item.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict<'a> {
+    Done,
+    /// Pending again, due at `at`; `keep_attempt` false gives the attempt
+    /// back (the destination was paused: the item did not really fail).
+    Retry {
+        at: i64,
+        error: Option<&'a str>,
+        keep_attempt: bool,
+    },
+    /// Failed for good; kept as `dead`.
+    Dead {
+        error: Option<&'a str>,
+    },
+}
+
+impl Queue {
+    /// The claim: binds the lease's end, now, the limit. `only` narrows the
+    /// claimable rows further (`AND x.kind = 'message'`). "No earlier
+    /// unfinished item in the conversation" reads each queue's partial
+    /// index of open items, so a claim costs the same in a conversation's
+    /// thousandth item as in its first.
+    pub(super) fn claim_sql(&self, backend: Backend, only: &str) -> String {
+        let Queue {
+            table,
+            running,
+            due,
+            gate,
+            returning,
+            ..
+        } = self;
+        // SQLite runs the statement alone (one writer), so the re-check is
+        // not needed there, and leaving it out keeps its planner on the
+        // primary key instead of walking every pending item. PostgreSQL
+        // gets the ids as an array, computed once: as `id IN (…)` its
+        // planner made a semi-join that ran the subquery again for each
+        // row, each run skipping the rows the earlier ones had locked, so
+        // a claim of one delivery took two (the storage tests caught it).
+        let (recheck, open, close, lock) = match backend {
+            Backend::Postgres => (
+                "state = 'pending' AND",
+                "= ANY(ARRAY(",
+                "))",
+                "FOR UPDATE OF x SKIP LOCKED",
+            ),
+            Backend::Sqlite => ("", "IN (", ")", ""),
+        };
+        format!(
+            "UPDATE {table} SET state = '{running}', attempts = attempts + 1, locked_until = $1, updated_at = $2 \
+             WHERE {recheck} id {open} \
+               SELECT x.id FROM {table} x {gate} \
+               WHERE x.state = 'pending' AND x.{due} <= $2 {only} AND NOT EXISTS ( \
+                 SELECT 1 FROM {table} e WHERE e.org_id = x.org_id AND e.conversation_id = x.conversation_id \
+                 AND e.seq < x.seq AND e.state IN ('pending', '{running}')) \
+               ORDER BY x.{due}, x.seq LIMIT $3 {lock}{close} \
+             RETURNING {returning}"
+        )
+    }
+
+    /// Claims up to `limit` items for `lease_ms`, in one write.
+    pub(super) async fn claim(
+        &self,
+        db: &Db,
+        lease_ms: i64,
+        limit: usize,
+        only: &str,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        let now = now_ms();
+        let mut tx = db.write().await?;
+        let rows = sqlx::query(&self.claim_sql(db.backend(), only))
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Gives claimed items back untouched, their attempt too (the claimant
+    /// took more than it can start soon, or the destination changed).
+    pub async fn unclaim(&self, db: &Db, ids: &[&str]) -> Result<()> {
+        let Queue { table, running, .. } = self;
+        let mut tx = db.write().await?;
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE {table} SET state = 'pending', attempts = attempts - 1, locked_until = NULL, updated_at = $1 \
+                 WHERE state = '{running}' AND id IN ({})",
+                value_rows("?", chunk.len(), 2)
+            );
+            let sql = db.for_backend(sql);
+            let mut q = rows_query(&sql, chunk.len()).bind(now_ms());
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Returns the items whose claimant died (their lease ran out) to the
+    /// queue, as they were.
+    pub async fn reap(&self, db: &Db) -> Result<u64> {
+        let Queue { table, running, .. } = self;
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET state = 'pending', locked_until = NULL, updated_at = $1 \
+             WHERE state = '{running}' AND locked_until < $1"
+        ))
+        .bind(now_ms())
+        .write_on(db)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Records what became of a claimed item, in the caller's transaction.
+    /// An item no longer claimed (its lease ran out and another claimant
+    /// took it) is left alone. Returns whether the item was settled.
+    pub async fn settle(&self, tx: &mut WriteTx, id: &str, verdict: Verdict<'_>) -> Result<bool> {
+        let Queue {
+            table,
+            running,
+            done,
+            settle_from,
+            due,
+            ..
+        } = self;
+        let now = now_ms();
+        let result = match verdict {
+            Verdict::Done => {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET state = '{done}', locked_until = NULL, last_error = NULL, updated_at = $1 \
+                     WHERE id = $2 AND state IN {settle_from}"
+                ))
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+            }
+            Verdict::Retry {
+                at,
+                error,
+                keep_attempt,
+            } => {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'pending', locked_until = NULL, {due} = $1, last_error = $2, \
+                     attempts = attempts - $3, updated_at = $4 WHERE id = $5 AND state = '{running}'"
+                ))
+                .bind(at)
+                .bind(error)
+                .bind(i64::from(!keep_attempt))
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+            }
+            Verdict::Dead { error } => {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'dead', locked_until = NULL, last_error = $1, updated_at = $2 \
+                     WHERE id = $3 AND state = '{running}'"
+                ))
+                .bind(error)
+                .bind(now)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?
+            }
+        };
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// [`Queue::settle`] in a transaction of its own.
+    pub async fn settle_alone(&self, db: &Db, id: &str, verdict: Verdict<'_>) -> Result<bool> {
+        let mut tx = db.write().await?;
+        let settled = self.settle(&mut tx, id, verdict).await?;
+        tx.commit().await?;
+        Ok(settled)
+    }
+}
+
+/// Items returned to each queue by [`reap`].
+#[derive(Debug, Default, PartialEq)]
+pub struct Reaped {
+    pub jobs: u64,
+    pub deliveries: u64,
+}
+
+/// Returns both queues' items whose claimant died to their queues.
+pub async fn reap(db: &Db) -> Result<Reaped> {
+    Ok(Reaped {
+        jobs: JOBS.reap(db).await?,
+        deliveries: DELIVERIES.reap(db).await?,
+    })
+}
