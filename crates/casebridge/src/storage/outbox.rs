@@ -237,6 +237,32 @@ impl Queue {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Records claimed items done, many at once, in the caller's
+    /// transaction (a round's jobs).
+    pub async fn finish_all(&self, tx: &mut WriteTx, ids: &[&str]) -> Result<()> {
+        let Queue {
+            table,
+            done,
+            settle_from,
+            ..
+        } = self;
+        let now = now_ms();
+        for chunk in ids.chunks(super::ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE {table} SET state = '{done}', locked_until = NULL, last_error = NULL, updated_at = $1 \
+                 WHERE state IN {settle_from} AND id IN ({})",
+                value_rows("?", chunk.len(), 2)
+            );
+            let sql = super::for_backend(tx, sql);
+            let mut q = rows_query(&sql, chunk.len()).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     /// [`Queue::settle`] in a transaction of its own.
     pub async fn settle_alone(&self, db: &Db, id: &str, verdict: Verdict<'_>) -> Result<bool> {
         let mut tx = db.write().await?;

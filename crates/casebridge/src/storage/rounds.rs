@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::jobs::Job;
 use super::messages::{message_from, Message};
+use super::outbox::JOBS;
 use super::timeline::{add_timelines, TimelineIn};
 use super::written::{remember_all, Remembered};
 use super::{
@@ -88,8 +89,49 @@ pub struct BatchWrite<'a> {
 /// message jobs whose messages rode along done, the timeline.
 pub async fn record_batch(tx: &mut WriteTx, org_id: &str, writes: &[BatchWrite<'_>]) -> Result<()> {
     let now = now_ms();
+    let links = link_conversations(tx, org_id, writes, now).await?;
     let mut remembered: Vec<Remembered> = Vec::new();
-    // Links to contacts and cases: one UPDATE … FROM (VALUES …) per chunk.
+    for w in links {
+        let conversation_id = w.job.conversation_id.as_str();
+        if let Some((id, true)) = &w.contact {
+            remembered.push((id, "Contact", Some(conversation_id)));
+        }
+        if let Some((case_id, _)) = &w.case {
+            remembered.push((case_id, "Case", Some(conversation_id)));
+        }
+    }
+    for w in writes {
+        for m in w.messages {
+            remembered.push((&m.activity_id, "Activity", Some(&w.job.conversation_id)));
+        }
+    }
+    remember_all(tx, org_id, &remembered).await?;
+    mark_spans_written(tx, org_id, writes, now).await?;
+    let ids: Vec<&str> = writes.iter().map(|w| w.job.id.as_str()).collect();
+    JOBS.finish_all(tx, &ids).await?;
+    let lines: Vec<TimelineIn> = writes
+        .iter()
+        .flat_map(|w| {
+            w.timeline.iter().map(|(kind, summary)| TimelineIn {
+                conversation_id: &w.job.conversation_id,
+                kind,
+                summary: summary.clone(),
+                attempts: Some(w.job.attempts),
+            })
+        })
+        .collect();
+    add_timelines(tx, org_id, &lines).await
+}
+
+/// Links conversations to their contacts and new cases: one UPDATE … FROM
+/// (VALUES …) per chunk. Returns the writes that linked something, in
+/// conversation id order.
+async fn link_conversations<'w, 'a>(
+    tx: &mut WriteTx,
+    org_id: &str,
+    writes: &'w [BatchWrite<'a>],
+    now: i64,
+) -> Result<Vec<&'w BatchWrite<'a>>> {
     let mut links: Vec<&BatchWrite> = writes
         .iter()
         .filter(|w| w.contact.is_some() || w.case.is_some())
@@ -139,29 +181,23 @@ pub async fn record_batch(tx: &mut WriteTx, org_id: &str, writes: &[BatchWrite<'
         }
         q.bind(org_id).execute(&mut **tx).await?;
     }
-    for w in links {
-        let conversation_id = w.job.conversation_id.as_str();
-        if let Some((id, true)) = &w.contact {
-            remembered.push((id, "Contact", Some(conversation_id)));
-        }
-        if let Some((case_id, _)) = &w.case {
-            remembered.push((case_id, "Case", Some(conversation_id)));
-        }
-    }
-    for w in writes {
-        for m in w.messages {
-            remembered.push((&m.activity_id, "Activity", Some(&w.job.conversation_id)));
-        }
-    }
-    remember_all(tx, org_id, &remembered).await?;
-    // Per conversation: the messages written are exactly its unwritten ones
-    // from the first to the last position written (newer messages take
-    // higher positions), and its pending message jobs up to that last one
-    // are done: their messages rode along. The conversations are a VALUES
-    // list on the left of a CROSS JOIN, which SQLite always makes the outer
-    // loop, so each row is an index lookup (joined any other way, or as an
-    // OR chain, SQLite's planner scans the org's messages or every pending
-    // job); the outer `IN` then goes by primary key.
+    Ok(links)
+}
+
+/// Per conversation: the messages written are exactly its unwritten ones
+/// from the first to the last position written (newer messages take
+/// higher positions), and its pending message jobs up to that last one are
+/// done: their messages rode along. The conversations are a VALUES list on
+/// the left of a CROSS JOIN, which SQLite always makes the outer loop, so
+/// each row is an index lookup (joined any other way, or as an OR chain,
+/// SQLite's planner scans the org's messages or every pending job); the
+/// outer `IN` then goes by primary key.
+async fn mark_spans_written(
+    tx: &mut WriteTx,
+    org_id: &str,
+    writes: &[BatchWrite<'_>],
+    now: i64,
+) -> Result<()> {
     let spans: Vec<(&str, i64, i64)> = writes
         .iter()
         .filter_map(|w| {
@@ -183,32 +219,7 @@ pub async fn record_batch(tx: &mut WriteTx, org_id: &str, writes: &[BatchWrite<'
         }
         q.bind(org_id).execute(&mut **tx).await?;
     }
-    let ids: Vec<&str> = writes.iter().map(|w| w.job.id.as_str()).collect();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
-             WHERE state IN ('running', 'cancelled') AND id IN ({})",
-            value_rows("?", chunk.len(), 2)
-        );
-        let sql = for_backend(tx, sql);
-        let mut q = super::rows_query(&sql, chunk.len()).bind(now);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    let lines: Vec<TimelineIn> = writes
-        .iter()
-        .flat_map(|w| {
-            w.timeline.iter().map(|(kind, summary)| TimelineIn {
-                conversation_id: &w.job.conversation_id,
-                kind,
-                summary: summary.clone(),
-                attempts: Some(w.job.attempts),
-            })
-        })
-        .collect();
-    add_timelines(tx, org_id, &lines).await
+    Ok(())
 }
 
 /// Marks `n` conversations' messages written: binds the org, then each

@@ -494,6 +494,32 @@ pub async fn ingest_all(
     org_id: &str,
     events: &[Event],
 ) -> StorageResult<Vec<Ingested>> {
+    let (answers, fresh) = record_events(tx, org_id, events).await?;
+    if fresh.is_empty() {
+        return Ok(answers);
+    }
+    let seqs = take_positions(tx, org_id, &fresh).await?;
+    let (stored, carries) = store_messages(tx, org_id, &fresh, &seqs).await?;
+    queue_jobs(
+        tx,
+        org_id,
+        &fresh,
+        &seqs,
+        |i, conversation_id, message_id| {
+            carries[i] && stored.contains(&(conversation_id.to_string(), message_id.to_string()))
+        },
+    )
+    .await?;
+    Ok(answers)
+}
+
+/// Records the event ids; answers every event (`accepted` or `duplicate`)
+/// and returns the new ones, first occurrences in request order.
+async fn record_events<'e>(
+    tx: &mut WriteTx,
+    org_id: &str,
+    events: &'e [Event],
+) -> StorageResult<(Vec<Ingested>, Vec<&'e Event>)> {
     let mut answers: Vec<Ingested> = events
         .iter()
         .map(|e| Ingested {
@@ -521,13 +547,17 @@ pub async fn ingest_all(
             fresh.push(&events[i]);
         }
     }
-    if fresh.is_empty() {
-        return Ok(answers);
-    }
+    Ok((answers, fresh))
+}
 
-    // Each conversation once, in id order, with what the events say of it
-    // (a later event's details replace an earlier one's) and one job
-    // position per event.
+/// Creates or refreshes each conversation once, in id order, with what the
+/// events say of it (a later event's details replace an earlier one's),
+/// and takes one job position per event; returns each event's position.
+async fn take_positions(
+    tx: &mut WriteTx,
+    org_id: &str,
+    fresh: &[&Event],
+) -> StorageResult<Vec<i64>> {
     let case_ids: BTreeMap<&str, String> = fresh
         .iter()
         .map(|e| {
@@ -536,7 +566,7 @@ pub async fn ingest_all(
         })
         .collect();
     let mut conversations: BTreeMap<&str, ConversationIn> = BTreeMap::new();
-    for e in &fresh {
+    for e in fresh {
         let c = &e.conversation;
         let contact = c.contact.as_ref();
         let row = conversations
@@ -563,7 +593,7 @@ pub async fn ingest_all(
         .iter()
         .map(|c| (c.id, last_seq.get(c.id).copied().unwrap_or(0) - c.seqs + 1))
         .collect();
-    let seqs: Vec<i64> = fresh
+    Ok(fresh
         .iter()
         .map(|e| {
             let n = next_seq
@@ -572,9 +602,18 @@ pub async fn ingest_all(
             *n += 1;
             *n - 1
         })
-        .collect();
+        .collect())
+}
 
-    // Messages, each once per conversation.
+/// Stores the events' messages, each once per conversation. Returns the
+/// `(conversation, message)` ids that were new, and which events carried
+/// the copy that was stored.
+async fn store_messages(
+    tx: &mut WriteTx,
+    org_id: &str,
+    fresh: &[&Event],
+    seqs: &[i64],
+) -> StorageResult<(HashSet<(String, String)>, Vec<bool>)> {
     let attachments: Vec<Option<String>> = fresh
         .iter()
         .map(|e| {
@@ -614,16 +653,25 @@ pub async fn ingest_all(
         });
     }
     let stored = messages::insert_messages(tx, org_id, &messages).await?;
+    Ok((stored, carries))
+}
 
-    // A job and a timeline line per event.
+/// A job and a timeline line per event; a message stored before (`new`
+/// says which are not) gets only a line saying it was ignored.
+async fn queue_jobs(
+    tx: &mut WriteTx,
+    org_id: &str,
+    fresh: &[&Event],
+    seqs: &[i64],
+    new: impl Fn(usize, &str, &str) -> bool,
+) -> StorageResult<()> {
     let mut jobs = Vec::new();
     let mut lines = Vec::new();
     for (i, e) in fresh.iter().enumerate() {
         let conversation_id = e.conversation.id.as_str();
         let (payload, summary) = match &e.body {
             EventBody::Message { role, message: m } => {
-                let key = (conversation_id.to_string(), m.id.clone());
-                if !(carries[i] && stored.contains(&key)) {
+                if !new(i, conversation_id, &m.id) {
                     // Same message under a new event id: nothing more to write.
                     lines.push(timeline::TimelineIn {
                         conversation_id,
@@ -669,8 +717,7 @@ pub async fn ingest_all(
         });
     }
     jobs::insert_jobs(tx, org_id, &jobs).await?;
-    timeline::add_timelines(tx, org_id, &lines).await?;
-    Ok(answers)
+    timeline::add_timelines(tx, org_id, &lines).await
 }
 
 #[cfg(test)]

@@ -59,10 +59,38 @@ pub async fn check_replies(
         return Ok(());
     }
     let case_id = case_uuid(&ctx.conversation)?;
-    // From the conversation's start, but never further back than what
-    // retention keeps of deliveries and the echo guard: an older reply
-    // would be delivered a second time (its delivery purged), and
-    // casebridge's own older writes could echo.
+    let activities = case_activities(ctx, case_id).await?;
+    let found = agents_replies(ctx, job, &activities, hint).await?;
+    // Replies delivered before cost nothing more: no author lookup, no write.
+    let mut replies = found.replies;
+    let keys: Vec<String> = replies.iter().map(|(id, ..)| reply_key(*id)).collect();
+    let before = deliveries::queued_among(&ctx.services.db, &job.org_id, &keys).await?;
+    replies.retain(|(id, ..)| !before.contains(&reply_key(*id)));
+    let fresh = with_authors(ctx, case_id, replies).await?;
+    let queued = queue_replies(ctx, job, fresh).await?;
+    if queued == 0 {
+        let mut why = format!(
+            "Creatio reported an activity on case {case_id}; no new agent reply \
+             ({} written by casebridge, {} delivered before)",
+            found.skipped_ours,
+            before.len()
+        );
+        if !found.hint_found {
+            why.push_str(&format!(
+                "; activity {} was not among the case's activities",
+                hint.unwrap_or_default()
+            ));
+        }
+        repeatable_timeline(ctx, "event", &why, job).await;
+    }
+    Ok(())
+}
+
+/// The case's activities since the conversation began, but never further
+/// back than what retention keeps of deliveries and the echo guard: an
+/// older reply would be delivered a second time (its delivery purged), and
+/// casebridge's own older writes could echo.
+async fn case_activities(ctx: &Context<'_>, case_id: Uuid) -> Result<Vec<Activity>, JobError> {
     let start = ctx.conversation.created_at - CLOCK_SLACK_SECS * 1000;
     let since = DateTime::<Utc>::from_timestamp_millis(
         crate::retention::reply_window_start(&ctx.services.retention.settings)
@@ -89,22 +117,45 @@ pub async fn check_replies(
         // never travel.
         query = query.filter(lookup("CreatedBy").ne(ours));
     }
-    let activities: Vec<Activity> = ctx.client.list(query).await?;
+    Ok(ctx.client.list(query).await?)
+}
+
+/// What [`agents_replies`] found among a case's activities.
+struct Found<'a> {
+    /// Each reply: its activity id, the activity, the text to deliver.
+    replies: Vec<(Uuid, &'a Activity, String)>,
+    /// Activities casebridge wrote itself (the echo guard).
+    skipped_ours: usize,
+    /// Whether the activity the webhook named was among them.
+    hint_found: bool,
+}
+
+/// The activities that are agents' replies: not written by casebridge (by
+/// id, or by its technical user), not the customer's own incoming e-mail,
+/// and with text.
+async fn agents_replies<'a>(
+    ctx: &Context<'_>,
+    job: &Job,
+    activities: &'a [Activity],
+    hint: Option<Uuid>,
+) -> Result<Found<'a>, JobError> {
     let ids: Vec<String> = activities
         .iter()
         .filter_map(|a| a.id.map(|i| i.to_string()))
         .collect();
     let ours = written::written_among(&ctx.services.db, &job.org_id, &ids).await?;
-    let mut skipped_ours = 0;
-    let mut hint_found = hint.is_none();
-    let mut replies: Vec<(Uuid, &Activity, String)> = Vec::new();
-    for a in &activities {
+    let mut found = Found {
+        replies: Vec::new(),
+        skipped_ours: 0,
+        hint_found: hint.is_none(),
+    };
+    for a in activities {
         let Some(id) = a.id else { continue };
-        hint_found |= Some(id) == hint;
+        found.hint_found |= Some(id) == hint;
         if ours.contains(&id.to_string())
             || (ctx.technical_user.is_some() && a.created_by_id == ctx.technical_user)
         {
-            skipped_ours += 1;
+            found.skipped_ours += 1;
             continue;
         }
         if a.message_type_id == Some(email_type::INCOMING) {
@@ -112,15 +163,19 @@ pub async fn check_replies(
             continue;
         }
         if let Some(text) = reply_text(a) {
-            replies.push((id, a, text));
+            found.replies.push((id, a, text));
         }
     }
-    // Replies delivered before cost nothing more: no author lookup, no write.
-    let keys: Vec<String> = replies.iter().map(|(id, ..)| reply_key(*id)).collect();
-    let before = deliveries::queued_among(&ctx.services.db, &job.org_id, &keys).await?;
-    replies.retain(|(id, ..)| !before.contains(&reply_key(*id)));
-    let seen_before = before.len();
-    // Creatio first (author names), then one transaction for every new reply.
+    Ok(found)
+}
+
+/// Each reply's delivery payload, with its author's name from Creatio (one
+/// lookup per author).
+async fn with_authors(
+    ctx: &Context<'_>,
+    case_id: Uuid,
+    replies: Vec<(Uuid, &Activity, String)>,
+) -> Result<Vec<(Uuid, serde_json::Value)>, JobError> {
     let mut authors: HashMap<Uuid, Option<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(replies.len());
     for (id, a, text) in replies {
@@ -144,53 +199,50 @@ pub async fn check_replies(
         });
         fresh.push((id, data));
     }
+    Ok(fresh)
+}
+
+/// Queues each reply's delivery with its timeline line, in one
+/// transaction; returns how many were new.
+async fn queue_replies(
+    ctx: &Context<'_>,
+    job: &Job,
+    fresh: Vec<(Uuid, serde_json::Value)>,
+) -> Result<usize, JobError> {
+    if fresh.is_empty() {
+        return Ok(0);
+    }
     let mut queued = 0;
-    if !fresh.is_empty() {
-        let db = &ctx.services.db;
-        let mut tx = db.write().await?;
-        for (id, data) in fresh {
-            let who = data["author"]["name"]
-                .as_str()
-                .unwrap_or("an agent")
-                .to_string();
-            let queued_as = deliver::queue(
+    let mut tx = ctx.services.db.write().await?;
+    for (id, data) in fresh {
+        let who = data["author"]["name"]
+            .as_str()
+            .unwrap_or("an agent")
+            .to_string();
+        let queued_as = deliver::queue(
+            &mut tx,
+            &job.org_id,
+            &job.conversation_id,
+            &reply_key(id),
+            deliver::AGENT_REPLY,
+            data,
+        )
+        .await?;
+        if let Some(delivery_id) = queued_as {
+            queued += 1;
+            timeline::add_timeline(
                 &mut tx,
                 &job.org_id,
                 &job.conversation_id,
-                &reply_key(id),
-                deliver::AGENT_REPLY,
-                data,
+                "delivery",
+                &format!("Agent reply {id} by {who} found in Creatio; queued as {delivery_id}"),
+                Some(job.attempts),
             )
             .await?;
-            if let Some(delivery_id) = queued_as {
-                queued += 1;
-                timeline::add_timeline(
-                    &mut tx,
-                    &job.org_id,
-                    &job.conversation_id,
-                    "delivery",
-                    &format!("Agent reply {id} by {who} found in Creatio; queued as {delivery_id}"),
-                    Some(job.attempts),
-                )
-                .await?;
-            }
         }
-        tx.commit().await?;
     }
-    if queued == 0 {
-        let mut why = format!(
-            "Creatio reported an activity on case {case_id}; no new agent reply \
-             ({skipped_ours} written by casebridge, {seen_before} delivered before)"
-        );
-        if !hint_found {
-            why.push_str(&format!(
-                "; activity {} was not among the case's activities",
-                hint.unwrap_or_default()
-            ));
-        }
-        repeatable_timeline(ctx, "event", &why, job).await;
-    }
-    Ok(())
+    tx.commit().await?;
+    Ok(queued)
 }
 
 /// The dedupe key of an agent reply's delivery: one per activity.

@@ -68,6 +68,15 @@ enum Plan<'a> {
     },
 }
 
+impl Plan<'_> {
+    fn creates_case(&self) -> bool {
+        matches!(self, Plan::Write { new_case: true, .. })
+    }
+}
+
+/// A round of one org's jobs: read, plan, write to Creatio, record. Each
+/// phase is a function below; a failure to read or to plan hands the jobs
+/// to the per-job path, which says what went wrong.
 async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<Job>) -> Vec<Job> {
     let org = match context::org_client(services, org_id).await {
         Ok(org) => org,
@@ -87,8 +96,63 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
             return jobs;
         }
     };
-    let settings = &org.settings;
-    let mut plans: Vec<(Job, Plan)> = Vec::new();
+    let (plans, rest) = plan(&org.settings, &conversations, &backlog, jobs);
+
+    // New cases are announced to the platform when the org has a delivery
+    // URL; read before anything is written, so a failure here leaves the
+    // jobs to the per-job path with nothing done twice.
+    let announce = if plans.iter().any(|(_, p)| p.creates_case()) {
+        match crate::storage::deliveries::endpoint(&services.db, org_id).await {
+            Ok(e) => e.is_some(),
+            Err(e) => {
+                tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
+                return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
+            }
+        }
+    } else {
+        false
+    };
+
+    let (contacts, mut failed) = contacts_for_new_cases(&org, org_id, &plans, &conversations).await;
+    for (conversation, (id, _)) in &contacts {
+        if let Some(c) = conversations.get_mut(conversation) {
+            c.creatio_contact_id = Some(id.to_string());
+        }
+    }
+    let mut outcome = write_groups(&org, &plans, &conversations, &backlog, &mut failed).await;
+    let (writes, failures) = collect(&plans, &conversations, &contacts, &mut failed, &mut outcome);
+    if let Err(e) = record(&services.db, org_id, &writes, announce).await {
+        // The jobs stay running; their leases expire and they run again,
+        // one by one, finding what this round wrote.
+        tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
+    } else {
+        for w in &writes {
+            settle::count_run(w.job, "done");
+        }
+    }
+    for (job, e) in failures {
+        // A failed group or a contact Creatio refused: the job's own
+        // verdict, as if it had run alone. A duplicate means an earlier
+        // run wrote part of this: the per-job path sorts that out.
+        let e = match e {
+            CreatioError::AlreadyExists { .. } => CreatioError::NotExecuted,
+            e => e,
+        };
+        settle::settle(services, policy, job, Err(JobError::Creatio(e))).await;
+    }
+    rest
+}
+
+/// What each job of the round comes to; the jobs a round cannot do (an
+/// unreadable payload, a channel that appends to an open case, a missing
+/// conversation) are returned for the per-job path.
+fn plan<'a>(
+    settings: &Settings,
+    conversations: &HashMap<String, Conversation>,
+    backlog: &'a rounds::Backlog,
+    jobs: Vec<Job>,
+) -> (Vec<(Job, Plan<'a>)>, Vec<Job>) {
+    let mut plans = Vec::new();
     let mut rest = Vec::new();
     for job in jobs {
         let Some(c) = conversations.get(&job.conversation_id) else {
@@ -135,80 +199,84 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         };
         plans.push((job, plan));
     }
+    (plans, rest)
+}
 
-    // New cases are announced to the platform when the org has a delivery
-    // URL; read before anything is written, so a failure here leaves the
-    // jobs to the per-job path with nothing done twice.
-    let new_cases = plans
-        .iter()
-        .any(|(_, p)| matches!(p, Plan::Write { new_case: true, .. }));
-    let announce = if new_cases {
-        match crate::storage::deliveries::endpoint(&services.db, org_id).await {
-            Ok(e) => e.is_some(),
-            Err(e) => {
-                tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
-                return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
-            }
-        }
-    } else {
-        false
-    };
-
-    // Contacts for the new cases.
+/// The Contact of each conversation that gets a new case and has none yet:
+/// matched (one query per 15 e-mails) or created (one `$batch`), with
+/// whether casebridge created it; and the conversations whose contact
+/// failed, with Creatio's error.
+async fn contacts_for_new_cases(
+    org: &context::OrgClient,
+    org_id: &str,
+    plans: &[(Job, Plan<'_>)],
+    conversations: &HashMap<String, Conversation>,
+) -> (ContactsFound, HashMap<String, CreatioError>) {
     let needing: Vec<&Conversation> = plans
         .iter()
-        .filter(|(_, p)| matches!(p, Plan::Write { new_case: true, .. }))
+        .filter(|(_, p)| p.creates_case())
         .map(|(j, _)| &conversations[&j.conversation_id])
         .filter(|c| c.creatio_contact_id.is_none())
         .collect();
-    let mut contacts: HashMap<String, (Uuid, bool)> = HashMap::new();
+    let mut contacts: ContactsFound = HashMap::new();
     let mut failed: HashMap<String, CreatioError> = HashMap::new();
-    match contacts::match_contacts(&org.client, &needing).await {
-        Ok(found) => {
-            let mut creates: HashMap<Uuid, Contact> = HashMap::new();
-            for c in &needing {
-                if let Some(id) = found.get(&c.id) {
-                    contacts.insert(c.id.clone(), (*id, false));
-                } else if let Some(contact) =
-                    records::new_contact(org_id, c).filter(|_| settings.create_missing_contacts)
-                {
-                    let id = contact.id.expect("a new contact has its id");
-                    contacts.insert(c.id.clone(), (id, true));
-                    creates.insert(id, contact);
-                }
-            }
-            let creates: Vec<(Uuid, Contact)> = creates.into_iter().collect();
-            let ops: Vec<BatchOp> = creates
-                .iter()
-                .filter_map(|(_, c)| BatchOp::create(c).ok())
-                .collect();
-            count_request(ops.len());
-            let results = org.client.batch(&ops).await;
-            let mut refused: HashMap<Uuid, CreatioError> = HashMap::new();
-            for ((id, _), r) in creates.iter().zip(results) {
-                if let Err(JobError::Creatio(e)) = context::created_once(r) {
-                    refused.insert(*id, e);
-                }
-            }
-            for (conversation, (id, _)) in &contacts {
-                if let Some(e) = refused.get(id) {
-                    failed.insert(conversation.clone(), e.clone());
-                }
-            }
-        }
+    let found = match contacts::match_contacts(&org.client, &needing).await {
+        Ok(found) => found,
         Err(e) => {
             for c in &needing {
                 failed.insert(c.id.clone(), e.clone());
             }
+            return (contacts, failed);
+        }
+    };
+    let mut creates: HashMap<Uuid, Contact> = HashMap::new();
+    for c in &needing {
+        if let Some(id) = found.get(&c.id) {
+            contacts.insert(c.id.clone(), (*id, false));
+        } else if let Some(contact) =
+            records::new_contact(org_id, c).filter(|_| org.settings.create_missing_contacts)
+        {
+            let id = contact.id.expect("a new contact has its id");
+            contacts.insert(c.id.clone(), (id, true));
+            creates.insert(id, contact);
+        }
+    }
+    let creates: Vec<(Uuid, Contact)> = creates.into_iter().collect();
+    let ops: Vec<BatchOp> = creates
+        .iter()
+        .filter_map(|(_, c)| BatchOp::create(c).ok())
+        .collect();
+    count_request(ops.len());
+    let results = org.client.batch(&ops).await;
+    let mut refused: HashMap<Uuid, CreatioError> = HashMap::new();
+    for ((id, _), r) in creates.iter().zip(results) {
+        if let Err(JobError::Creatio(e)) = context::created_once(r) {
+            refused.insert(*id, e);
         }
     }
     for (conversation, (id, _)) in &contacts {
-        if let Some(c) = conversations.get_mut(conversation) {
-            c.creatio_contact_id = Some(id.to_string());
+        if let Some(e) = refused.get(id) {
+            failed.insert(conversation.clone(), e.clone());
         }
     }
+    (contacts, failed)
+}
 
-    // Each conversation's case and activities, one atomic group each.
+/// Each conversation's Contact id, and whether casebridge created it.
+type ContactsFound = HashMap<String, (Uuid, bool)>;
+
+/// Sends each writing conversation's case and activities as one atomic
+/// group, all groups in shared `$batch` requests. Returns each plan's
+/// outcome by its index: the case number when it created the case, or the
+/// error of its group. A conversation whose operations cannot be built
+/// joins `failed`.
+async fn write_groups(
+    org: &context::OrgClient,
+    plans: &[(Job, Plan<'_>)],
+    conversations: &HashMap<String, Conversation>,
+    backlog: &rounds::Backlog,
+    failed: &mut HashMap<String, CreatioError>,
+) -> HashMap<usize, Result<Option<String>, CreatioError>> {
     let mut groups: Vec<Vec<BatchOp>> = Vec::new();
     let mut grouped: Vec<usize> = Vec::new();
     for (i, (job, plan)) in plans.iter().enumerate() {
@@ -219,13 +287,8 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
             continue;
         }
         let c = &conversations[&job.conversation_id];
-        match write_ops(
-            c,
-            settings,
-            *new_case,
-            messages,
-            backlog.started.contains(&c.id),
-        ) {
+        let started = backlog.started.contains(&c.id);
+        match write_ops(c, &org.settings, *new_case, messages, started) {
             Ok(ops) => {
                 groups.push(ops);
                 grouped.push(i);
@@ -241,16 +304,24 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
     for g in &groups {
         metrics::histogram!(crate::metrics::BATCH_SIZE).record(g.len() as f64);
     }
-    let ops: usize = groups.iter().map(Vec::len).sum();
-    count_request(ops);
+    count_request(groups.iter().map(Vec::len).sum());
     let results = org.client.batch_groups(&groups).await;
-    let mut outcome: HashMap<usize, Result<Option<String>, CreatioError>> = HashMap::new();
-    for (i, results) in grouped.into_iter().zip(results) {
-        let new_case = matches!(plans[i].1, Plan::Write { new_case: true, .. });
-        outcome.insert(i, group_outcome(results, new_case));
-    }
+    grouped
+        .into_iter()
+        .zip(results)
+        .map(|(i, results)| (i, group_outcome(results, plans[i].1.creates_case())))
+        .collect()
+}
 
-    // Record what landed; settle what did not.
+/// What the round wrote, per job, to record; and the jobs that failed,
+/// with Creatio's error, to settle.
+fn collect<'a>(
+    plans: &'a [(Job, Plan<'a>)],
+    conversations: &HashMap<String, Conversation>,
+    contacts: &ContactsFound,
+    failed: &mut HashMap<String, CreatioError>,
+    outcome: &mut HashMap<usize, Result<Option<String>, CreatioError>>,
+) -> (Vec<BatchWrite<'a>>, Vec<(&'a Job, CreatioError)>) {
     let mut writes: Vec<BatchWrite> = Vec::new();
     let mut failures: Vec<(&Job, CreatioError)> = Vec::new();
     for (i, (job, plan)) in plans.iter().enumerate() {
@@ -302,26 +373,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         }
         writes.push(w);
     }
-    if let Err(e) = record(&services.db, org_id, &writes, announce).await {
-        // The jobs stay running; their leases expire and they run again,
-        // one by one, finding what this round wrote.
-        tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
-    } else {
-        for w in &writes {
-            settle::count_run(w.job, "done");
-        }
-    }
-    for (job, e) in failures {
-        // A failed group or a contact Creatio refused: the job's own
-        // verdict, as if it had run alone. A duplicate means an earlier
-        // run wrote part of this: the per-job path sorts that out.
-        let e = match e {
-            CreatioError::AlreadyExists { .. } => CreatioError::NotExecuted,
-            e => e,
-        };
-        settle::settle(services, policy, job, Err(JobError::Creatio(e))).await;
-    }
-    rest
+    (writes, failures)
 }
 
 /// Records what a round wrote and, when `announce`, queues `case.linked`
