@@ -13,8 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-
 use crate::storage::retention::{self as purge, Sizes};
 use crate::storage::{now_ms, Db};
 
@@ -164,33 +162,6 @@ impl Retention {
         record_size_gauges(&sizes);
         *cached = Some((Instant::now(), sizes.clone()));
         Ok(sizes)
-    }
-
-    /// The settings and the last pass, as the API shows them.
-    pub fn describe(&self) -> Value {
-        let s = &self.settings;
-        let last = self.last_pass().map(|p| {
-            json!({
-                "started_at": crate::storage::rfc3339(p.started_at),
-                "took_ms": p.took.as_millis() as u64,
-                "longest_batch_ms": p.longest_batch.as_millis() as u64,
-                "deleted": p.deleted.iter().map(|(k, n)| (k.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                "error": p.error,
-            })
-        });
-        json!({
-            "settings": {
-                "messages": format_duration(s.messages),
-                "events": format_duration(s.events),
-                "timeline": format_duration(s.timeline),
-                "deliveries": format_duration(s.deliveries),
-                "jobs": format_duration(s.jobs),
-                "dead_jobs": format_duration(s.dead_jobs),
-                "purge_interval": s.interval.map(|d| format_duration(Some(d))).unwrap_or_else(|| "off".into()),
-                "purge_batch": s.batch,
-            },
-            "last_purge": last,
-        })
     }
 }
 

@@ -6,18 +6,18 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::connection::creatio_client;
-use super::error::{ApiError, ApiResult, Code};
+use super::error::{ApiError, ApiResult, Code, FieldProblem};
 use super::extract::{Admin, Body};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::ai::mappings::{self, MappingIn, Problem, Refused};
-use crate::ai::signals::{detect_language, detect_sentiment};
-use crate::ai::{Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
+use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
+use crate::ai::{FieldValue, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
 use crate::domain::MessageRole;
 use crate::storage::{ai_fields, timeline};
 
@@ -101,33 +101,70 @@ fn refuse(problems: Vec<Problem>) -> ApiError {
             .join("; ")
     );
     let hint = problems[0].hint.clone();
-    let list: Vec<Value> = problems
-        .iter()
-        .map(|p| json!({"field": p.field, "message": p.message, "hint": p.hint}))
+    let list = problems
+        .into_iter()
+        .map(|p| FieldProblem {
+            field: p.field,
+            message: p.message,
+            hint: Some(p.hint),
+        })
         .collect();
-    ApiError::invalid(message, hint).with("fields", Value::Array(list))
+    ApiError::invalid(message, hint).with_fields(list)
 }
 
-fn mappings_json(state: &AppState, mappings: &[Mapping]) -> Value {
-    json!({"provider": state.app.ai.name(), "fields": mappings})
+/// The saved mappings and who fills them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MappingsOut {
+    /// `offline` or `openai`.
+    pub provider: &'static str,
+    pub fields: Vec<Mapping>,
 }
 
-#[utoipa::path(get, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "The provider and the saved mappings (with their columns and option GUIDs)"), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
-pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+/// What a transcript would get; nothing is written.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PreviewOut {
+    pub provider: String,
+    pub values: Vec<FieldValue>,
+    pub language: Option<Language>,
+    pub sentiment: Option<Sentiment>,
+}
+
+/// The values decided again, and the columns written to the case.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RerunOut {
+    pub provider: String,
+    pub case_id: Uuid,
+    /// The Case columns written (a field left empty is not touched).
+    pub written: Vec<String>,
+    pub values: Vec<FieldValue>,
+}
+
+fn mappings_out(state: &AppState, mappings: Vec<Mapping>) -> MappingsOut {
+    MappingsOut {
+        provider: state.app.ai.name(),
+        fields: mappings,
+    }
+}
+
+#[utoipa::path(get, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "The provider and the saved mappings (with their columns and option GUIDs)", body = MappingsOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<MappingsOut>> {
     let mappings = ai_fields::mappings(&state.app.db, &caller.org_id).await?;
-    Ok(Json(mappings_json(&state, &mappings)))
+    Ok(Json(mappings_out(&state, mappings)))
 }
 
-#[utoipa::path(put, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), request_body = MappingsBody, responses((status = 200, description = "Saved: each mapping with its column, lookup, option GUIDs and size"), (status = 400, description = "A column that does not exist or does not fit, or an option that is not a lookup value; each problem named with the closest names", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), request_body = MappingsBody, responses((status = 200, description = "Saved: each mapping with its column, lookup, option GUIDs and size", body = MappingsOut), (status = 400, description = "A column that does not exist or does not fit, or an option that is not a lookup value; each problem named with the closest names", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<MappingsBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MappingsOut>> {
     let mappings = resolve(&state, &caller.org_id, body.fields).await?;
     ai_fields::save_mappings(&state.app.db, &caller.org_id, &mappings).await?;
     tracing::info!(org_id = %caller.org_id, mappings = mappings.len(), "AI field mappings saved.");
-    Ok(Json(mappings_json(&state, &mappings)))
+    Ok(Json(mappings_out(&state, mappings)))
 }
 
 fn transcript_from(input: TranscriptIn) -> ApiResult<Transcript> {
@@ -178,12 +215,12 @@ fn transcript_from(input: TranscriptIn) -> ApiResult<Transcript> {
     Ok(t)
 }
 
-#[utoipa::path(post, path = "/v1/creatio/ai-fields/preview", tag = "ai-fields", security(("api_key" = [])), request_body = PreviewBody, responses((status = 200, description = "The value each mapping would get and why, and the detected language and sentiment; nothing is written"), (status = 400, description = "Invalid transcript or mappings", body = ErrorBody), (status = 409, description = "No mappings saved or given, or not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/ai-fields/preview", tag = "ai-fields", security(("api_key" = [])), request_body = PreviewBody, responses((status = 200, description = "The value each mapping would get and why, and the detected language and sentiment; nothing is written", body = PreviewOut), (status = 400, description = "Invalid transcript or mappings", body = ErrorBody), (status = 409, description = "No mappings saved or given, or not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<PreviewBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PreviewOut>> {
     let mut transcript = transcript_from(body.transcript)?;
     transcript.summary = body.summary.filter(|s| !s.trim().is_empty());
     let mappings = match body.fields {
@@ -198,20 +235,20 @@ pub async fn preview(
         ));
     }
     let evaluation = state.app.ai.evaluate(&mappings, &transcript).await;
-    Ok(Json(json!({
-        "provider": evaluation.provider,
-        "values": evaluation.values,
-        "language": detect_language(&transcript),
-        "sentiment": detect_sentiment(&transcript),
-    })))
+    Ok(Json(PreviewOut {
+        provider: evaluation.provider,
+        values: evaluation.values,
+        language: detect_language(&transcript),
+        sentiment: detect_sentiment(&transcript),
+    }))
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/ai-fields/rerun", tag = "ai-fields", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "The values decided again and written to the case (fields left empty are not touched)"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "No case yet, no mappings, or not connected", body = ErrorBody), (status = 502, description = "Creatio refused the update", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/ai-fields/rerun", tag = "ai-fields", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "The values decided again and written to the case (fields left empty are not touched)", body = RerunOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "No case yet, no mappings, or not connected", body = ErrorBody), (status = 502, description = "Creatio refused the update", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rerun(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RerunOut>> {
     let org = &caller.org_id;
     let c = super::events::find_conversation(&state, org, &id).await?;
     if !c.case_created {
@@ -255,10 +292,10 @@ pub async fn rerun(
     for line in &lines {
         timeline::add_timeline_alone(&state.app.db, org, &id, "ai", line, None).await?;
     }
-    Ok(Json(json!({
-        "provider": evaluation.provider,
-        "case_id": case_id,
-        "written": columns.keys().collect::<Vec<_>>(),
-        "values": evaluation.values,
-    })))
+    Ok(Json(RerunOut {
+        provider: evaluation.provider,
+        case_id,
+        written: columns.keys().cloned().collect(),
+        values: evaluation.values,
+    }))
 }

@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body};
@@ -156,7 +156,67 @@ pub async fn current_webhook_url(state: &AppState, org_id: &str) -> ApiResult<Op
 }
 
 /// The connection as an admin sees it: the secret masked.
-async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConnectionOut {
+    /// `active`, `needs_attention` or `disconnected`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    /// Why it needs attention.
+    pub status_detail: Option<String>,
+    pub instance_url: String,
+    pub identity_service_url: Option<String>,
+    pub client_id: Option<String>,
+    /// `••••••••` and the secret's last four characters.
+    pub client_secret: Option<String>,
+    pub default_owner_id: Option<String>,
+    pub default_group_id: Option<String>,
+    pub resolved_status_id: Option<String>,
+    pub create_case_only_on_handoff: bool,
+    pub create_missing_contacts: bool,
+    pub case_append_channels: Vec<String>,
+    /// The URL Creatio's business processes call.
+    pub webhook_url: Option<String>,
+    pub last_check_at: Option<String>,
+    /// The last full check's report.
+    #[schema(value_type = Option<Report>)]
+    pub last_check: Option<Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Test & Save passed.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SavedOut {
+    pub webhook_url: Option<String>,
+    pub report: Report,
+    pub connection: ConnectionOut,
+}
+
+/// A change saved.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChangedOut {
+    /// The checks the change needed; absent when none did.
+    pub report: Option<Report>,
+    pub connection: ConnectionOut,
+}
+
+/// `POST /v1/creatio/connection/test`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RetestedOut {
+    #[schema(value_type = String)]
+    pub status: Status,
+    pub report: Report,
+}
+
+/// `POST /v1/creatio/webhook-token/rotate`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotatedTokenOut {
+    pub webhook_url: String,
+    /// Until when the previous URL keeps working.
+    pub previous_url_valid_until: Option<String>,
+}
+
+async fn view(state: &AppState, c: &Connection) -> ApiResult<ConnectionOut> {
     let webhook = current_webhook_url(state, &c.org_id).await?;
     let masked = c
         .client_secret_sealed
@@ -169,25 +229,25 @@ async fn view(state: &AppState, c: &Connection) -> ApiResult<Value> {
         .last_check_report
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok());
-    Ok(json!({
-        "status": c.status,
-        "status_detail": c.status_detail,
-        "instance_url": c.instance_url,
-        "identity_service_url": c.identity_service_url,
-        "client_id": c.client_id,
-        "client_secret": masked,
-        "default_owner_id": c.default_owner_id,
-        "default_group_id": c.default_group_id,
-        "resolved_status_id": c.resolved_status_id,
-        "create_case_only_on_handoff": c.create_case_only_on_handoff,
-        "create_missing_contacts": c.create_missing_contacts,
-        "case_append_channels": c.case_append_channels,
-        "webhook_url": webhook,
-        "last_check_at": c.last_check_at.map(rfc3339),
-        "last_check": report,
-        "created_at": rfc3339(c.created_at),
-        "updated_at": rfc3339(c.updated_at),
-    }))
+    Ok(ConnectionOut {
+        status: c.status,
+        status_detail: c.status_detail.clone(),
+        instance_url: c.instance_url.clone(),
+        identity_service_url: c.identity_service_url.clone(),
+        client_id: c.client_id.clone(),
+        client_secret: masked,
+        default_owner_id: c.default_owner_id.clone(),
+        default_group_id: c.default_group_id.clone(),
+        resolved_status_id: c.resolved_status_id.clone(),
+        create_case_only_on_handoff: c.create_case_only_on_handoff,
+        create_missing_contacts: c.create_missing_contacts,
+        case_append_channels: c.case_append_channels.clone(),
+        webhook_url: webhook,
+        last_check_at: c.last_check_at.map(rfc3339),
+        last_check: report,
+        created_at: rfc3339(c.created_at),
+        updated_at: rfc3339(c.updated_at),
+    })
 }
 
 fn check_failed(report: &Report, what: &str) -> ApiError {
@@ -264,20 +324,23 @@ async fn ensure_webhook_token(state: &AppState, org_id: &str) -> ApiResult<()> {
 }
 
 /// `GET /v1/creatio/connection`
-#[utoipa::path(get, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Settings (secret masked), status, webhook URL, last report"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
-pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, body = ConnectionOut, description = "Settings (secret masked), status, webhook URL, last report"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<ConnectionOut>> {
     let c = load(&state, &caller.org_id).await?;
     Ok(Json(view(&state, &c).await?))
 }
 
 /// `POST /v1/creatio/connection`: Test & Save. Nothing is stored unless
 /// every required check passes.
-#[utoipa::path(post, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Every check passed; saved and active; the report and the webhook URL"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing saved; the report says which and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Every check passed; saved and active; the report and the webhook URL", body = SavedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing saved; the report says which and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn test_and_save(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<ConnectionBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SavedOut>> {
     let raw = RawSettings {
         instance_url: body.instance_url,
         identity_service_url: body.identity_service_url,
@@ -311,22 +374,22 @@ pub async fn test_and_save(
     ensure_webhook_token(&state, &caller.org_id).await?;
     tracing::info!(org_id = %caller.org_id, instance = %settings.instance, "Test & Save passed; the Creatio connection is active.");
     let connection = view(&state, &saved).await?;
-    Ok(Json(json!({
-        "webhook_url": connection["webhook_url"],
-        "report": outcome.report,
-        "connection": connection,
-    })))
+    Ok(Json(SavedOut {
+        webhook_url: connection.webhook_url.clone(),
+        report: outcome.report,
+        connection,
+    }))
 }
 
 /// `PATCH /v1/creatio/connection`: changes fields; re-tests everything
 /// when the credentials or addresses change, the GUIDs when only they do.
 /// A new secret is tested before it replaces the old one.
-#[utoipa::path(patch, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Changed (re-tested as needed)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing changed", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Changed (re-tested as needed)", body = ChangedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing changed", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn change(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(patch): Body<ConnectionPatch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChangedOut>> {
     let current = load(&state, &caller.org_id).await?;
     let before = stored_settings(&state, &current).await?;
     let credentials_changed = patch.instance_url.is_some()
@@ -393,19 +456,19 @@ pub async fn change(
     let full = outcome.as_ref().filter(|_| scope == Some(Scope::Full));
     let saved = save_active(&state, &caller.org_id, &settings, Some(&current), full).await?;
     tracing::info!(org_id = %caller.org_id, credentials_changed, "Changed the Creatio connection.");
-    Ok(Json(json!({
-        "report": outcome.map(|o| o.report),
-        "connection": view(&state, &saved).await?,
-    })))
+    Ok(Json(ChangedOut {
+        report: outcome.map(|o| o.report),
+        connection: view(&state, &saved).await?,
+    }))
 }
 
 /// `DELETE /v1/creatio/connection`: disconnect. Credentials are deleted and
 /// the webhook token revoked; links and logs stay; Creatio is not touched.
-#[utoipa::path(delete, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Disconnected: credentials deleted, webhook token revoked, jobs cancelled"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Disconnected: credentials deleted, webhook token revoked, jobs cancelled", body = ConnectionOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn disconnect(
     State(state): State<AppState>,
     Admin(caller): Admin,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConnectionOut>> {
     let current = load(&state, &caller.org_id).await?;
     if current.status != Status::Disconnected {
         connections::disconnect(&state.app.db, &caller.org_id).await?;
@@ -418,8 +481,11 @@ pub async fn disconnect(
 
 /// `POST /v1/creatio/connection/test`: re-runs every check on the saved
 /// settings; the status follows the outcome (a pass resumes a paused sync).
-#[utoipa::path(post, path = "/v1/creatio/connection/test", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The report; the status follows it"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
-pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+#[utoipa::path(post, path = "/v1/creatio/connection/test", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The report; the status follows it", body = RetestedOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn retest(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<RetestedOut>> {
     let current = load(&state, &caller.org_id).await?;
     let settings = stored_settings(&state, &current).await?;
     let outcome = checks::run(&state.app.http, &settings, Scope::Full).await;
@@ -442,17 +508,20 @@ pub async fn retest(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
     )
     .await?;
     tracing::info!(org_id = %caller.org_id, ok = outcome.report.ok, "Re-tested the Creatio connection.");
-    Ok(Json(json!({"status": status, "report": outcome.report})))
+    Ok(Json(RetestedOut {
+        status,
+        report: outcome.report,
+    }))
 }
 
 /// `POST /v1/creatio/webhook-token/rotate`: a new webhook URL; the old one
 /// keeps working for the grace period so processes can be updated.
-#[utoipa::path(post, path = "/v1/creatio/webhook-token/rotate", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The new webhook URL; the old one works for the grace period"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/webhook-token/rotate", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The new webhook URL; the old one works for the grace period", body = RotatedTokenOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_webhook_token(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<RotateBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RotatedTokenOut>> {
     let current = load(&state, &caller.org_id).await?;
     if current.status == Status::Disconnected {
         return Err(disconnected());
@@ -478,8 +547,8 @@ pub async fn rotate_webhook_token(
     )
     .await?;
     tracing::info!(org_id = %caller.org_id, grace_secs = grace, "Rotated the Creatio webhook token.");
-    Ok(Json(json!({
-        "webhook_url": webhook_url(&state, &token),
-        "previous_url_valid_until": until.map(rfc3339),
-    })))
+    Ok(Json(RotatedTokenOut {
+        webhook_url: webhook_url(&state, &token),
+        previous_url_valid_until: until.map(rfc3339),
+    }))
 }

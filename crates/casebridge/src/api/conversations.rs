@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::error::{ApiError, ApiResult};
+use super::events::MessageCountsOut;
 use super::extract::{Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
@@ -33,32 +34,76 @@ fn sync_state(s: &ConversationSummary) -> &'static str {
     }
 }
 
-fn summary_json(s: &ConversationSummary, mode: &str) -> Value {
-    let c = &s.conversation;
-    json!({
-        "id": c.id,
-        "channel": c.channel,
-        "state": c.state,
-        "mode": mode,
-        "contact_name": c.contact_name,
-        "case_id": c.case_created.then_some(&c.case_id),
-        "case_number": c.case_number,
-        "sync": sync_state(s),
-        "messages": {"received": s.messages, "written": s.messages_written},
-        "jobs": {"open": s.jobs_open, "dead": s.jobs_dead},
-        "last_event": s.last_event,
-        "created_at": rfc3339(c.created_at),
-        "updated_at": rfc3339(c.updated_at),
-    })
+/// A conversation as the activity list shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversationSummaryOut {
+    pub id: String,
+    pub channel: String,
+    pub state: ConversationState,
+    /// `every_conversation` or `handoff_only`.
+    pub mode: &'static str,
+    pub contact_name: Option<String>,
+    /// The Case Id, once the case exists.
+    pub case_id: Option<String>,
+    pub case_number: Option<String>,
+    /// `synced`, `syncing` or `failed` (a job was dead-lettered).
+    pub sync: &'static str,
+    pub messages: MessageCountsOut,
+    pub jobs: JobCountsOut,
+    /// The newest timeline line.
+    pub last_event: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobCountsOut {
+    /// Queued or running.
+    pub open: i64,
+    /// Given up on.
+    pub dead: i64,
+}
+
+/// `GET /v1/conversations`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConversationsOut {
+    pub conversations: Vec<ConversationSummaryOut>,
+}
+
+impl ConversationSummaryOut {
+    fn of(s: &ConversationSummary, mode: &'static str) -> Self {
+        let c = &s.conversation;
+        ConversationSummaryOut {
+            id: c.id.clone(),
+            channel: c.channel.clone(),
+            state: c.state,
+            mode,
+            contact_name: c.contact_name.clone(),
+            case_id: c.case_created.then(|| c.case_id.clone()),
+            case_number: c.case_number.clone(),
+            sync: sync_state(s),
+            messages: MessageCountsOut {
+                received: s.messages,
+                written: s.messages_written,
+            },
+            jobs: JobCountsOut {
+                open: s.jobs_open,
+                dead: s.jobs_dead,
+            },
+            last_event: s.last_event.clone(),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
 }
 
 /// `GET /v1/conversations?state=&limit=`.
-#[utoipa::path(get, path = "/v1/conversations", tag = "sync", security(("api_key" = [])), params(("state" = Option<String>, Query, description = "open, handed_off or resolved"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Recent conversations, most recently changed first, with case number, sync state and counts"), (status = 400, description = "Invalid input; the error names the parameter and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/conversations", tag = "sync", security(("api_key" = [])), params(("state" = Option<String>, Query, description = "open, handed_off or resolved"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Recent conversations, most recently changed first, with case number, sync state and counts", body = ConversationsOut), (status = 400, description = "Invalid input; the error names the parameter and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ConversationsOut>> {
     let params = QueryParams::known(
         &params,
         &["state", "limit"],
@@ -87,7 +132,10 @@ pub async fn list(
         _ => "every_conversation",
     };
     let found = views::recent_conversations(&state.app.db, &caller.org_id, wanted, limit).await?;
-    Ok(Json(json!({
-        "conversations": found.iter().map(|s| summary_json(s, mode)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(ConversationsOut {
+        conversations: found
+            .iter()
+            .map(|s| ConversationSummaryOut::of(s, mode))
+            .collect(),
+    }))
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
@@ -48,7 +48,117 @@ enum Secret {
     Masked,
 }
 
-async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResult<Value> {
+/// The org's delivery URL.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndpointOut {
+    pub url: String,
+    /// `enabled`, or `disabled` after the receiver answered 410.
+    pub state: String,
+    pub disabled_reason: Option<String>,
+    /// The signing secret (`whsec_…`): in clear in the answers of `PUT`
+    /// and of the rotation, masked otherwise.
+    pub secret: String,
+    /// Until when the previous secret signs too, after a rotation.
+    pub previous_secret_valid_until: Option<String>,
+    /// Deliveries by state.
+    #[serde(serialize_with = "super::pairs_as_object")]
+    #[schema(value_type = HashMap<String, i64>)]
+    pub deliveries: Vec<(String, i64)>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `POST /v1/delivery/secret/rotate`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotatedSecretOut {
+    pub secret: String,
+    pub previous_secret_valid_until: String,
+    pub hint: &'static str,
+}
+
+/// A delivery to the platform.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryOut {
+    /// Also its `webhook-id`.
+    pub id: String,
+    pub conversation_id: String,
+    /// `agent.reply`, `conversation.resolved` or `case.linked`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// `pending`, `delivering`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    /// When a pending delivery is tried next.
+    pub next_attempt_at: Option<String>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    /// The body sent: the Standard Webhooks envelope.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    pub created_at: String,
+    pub updated_at: String,
+    pub delivered_at: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryOut {
+    fn from(d: &Delivery) -> Self {
+        DeliveryOut {
+            id: d.id.clone(),
+            conversation_id: d.conversation_id.clone(),
+            event_type: d.event_type.clone(),
+            state: d.state.clone(),
+            attempts: d.attempts,
+            next_attempt_at: (d.state == "pending").then(|| rfc3339(d.next_attempt_at)),
+            last_status: d.last_status,
+            last_error: d.last_error.clone(),
+            payload: serde_json::from_str(&d.payload).unwrap_or(Value::Null),
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+            delivered_at: d.delivered_at.map(rfc3339),
+        }
+    }
+}
+
+/// `GET /v1/deliveries`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveriesOut {
+    pub deliveries: Vec<DeliveryOut>,
+    /// Pass as `before` for the next page; absent on the last.
+    pub next_before: Option<String>,
+}
+
+/// `GET /v1/deliveries/{id}`: the delivery and every attempt.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryWithAttemptsOut {
+    #[serde(flatten)]
+    pub delivery: DeliveryOut,
+    pub attempt_log: Vec<AttemptOut>,
+}
+
+/// One attempt to deliver.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AttemptOut {
+    pub at: String,
+    pub url: String,
+    /// The receiver's status; absent when it did not answer.
+    pub status: Option<i64>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    /// The start of the receiver's answer.
+    pub response: Option<String>,
+}
+
+/// `POST /v1/deliveries/{id}/replay`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReplayedOut {
+    pub id: String,
+    /// Always `pending`.
+    pub state: &'static str,
+    /// Why it may still wait (no URL, or a disabled one).
+    pub warning: Option<&'static str>,
+}
+
+async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResult<EndpointOut> {
     let context = secret_context(&e.org_id);
     let secret = state
         .app
@@ -56,24 +166,20 @@ async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResul
         .open(&e.secret_sealed, &context)
         .map_err(|err| ApiError::internal("Opening the delivery signing secret", &err))?;
     let previous_until = e.previous_until.filter(|u| *u > now_ms());
-    let counts: serde_json::Map<String, Value> = deliveries::counts(&state.app.db, &e.org_id)
-        .await?
-        .into_iter()
-        .map(|(k, n)| (k, json!(n)))
-        .collect();
-    Ok(json!({
-        "url": e.url,
-        "state": e.state,
-        "disabled_reason": e.disabled_reason,
-        "secret": match show {
+    let counts = deliveries::counts(&state.app.db, &e.org_id).await?;
+    Ok(EndpointOut {
+        url: e.url.clone(),
+        state: e.state.clone(),
+        disabled_reason: e.disabled_reason.clone(),
+        secret: match show {
             Secret::Shown => secret.expose_secret().to_string(),
             Secret::Masked => masked(secret.expose_secret()),
         },
-        "previous_secret_valid_until": previous_until.map(rfc3339),
-        "deliveries": counts,
-        "created_at": rfc3339(e.created_at),
-        "updated_at": rfc3339(e.updated_at),
-    }))
+        previous_secret_valid_until: previous_until.map(rfc3339),
+        deliveries: counts,
+        created_at: rfc3339(e.created_at),
+        updated_at: rfc3339(e.updated_at),
+    })
 }
 
 /// `whsec_••••••••` and the last four characters, to tell secrets apart.
@@ -83,8 +189,11 @@ fn masked(secret: &str) -> String {
 
 /// `GET /v1/delivery`: the signing secret masked (it is shown in the
 /// answers of `PUT` and of the rotation).
-#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
-pub async fn read(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts", body = EndpointOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn read(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<EndpointOut>> {
     let e = deliveries::endpoint(&state.app.db, &caller.org_id)
         .await?
         .ok_or_else(no_endpoint)?;
@@ -133,12 +242,12 @@ async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
 
 /// `PUT /v1/delivery`: sets the URL (and re-enables a disabled endpoint).
 /// The first save creates the signing secret; later saves keep it.
-#[utoipa::path(put, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "Changed (and enabled)"), (status = 201, description = "Created, with a new whsec_ secret"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "Changed (and enabled)", body = EndpointOut), (status = 201, description = "Created, with a new whsec_ secret", body = EndpointOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Admin(caller): Admin,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let input: PutDelivery = parse_json(&body)?;
     let url = check_url(&state, &input.url).await?;
     let existing = deliveries::endpoint(&state.app.db, &caller.org_id).await?;
@@ -179,11 +288,11 @@ pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
 /// `POST /v1/delivery/secret/rotate`: a new secret; the old one keeps
 /// signing (a second signature) for 24 hours, so the receiver can switch
 /// without losing a delivery.
-#[utoipa::path(post, path = "/v1/delivery/secret/rotate", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The new secret; the old one signs too for 24 h"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/delivery/secret/rotate", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The new secret; the old one signs too for 24 h", body = RotatedSecretOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RotatedSecretOut>> {
     let secret = webhook_secret();
     let sealed = state
         .app
@@ -194,38 +303,20 @@ pub async fn rotate_secret(
         return Err(no_endpoint());
     }
     tracing::info!(org_id = %caller.org_id, "Delivery signing secret rotated.");
-    Ok(Json(json!({
-        "secret": secret,
-        "previous_secret_valid_until": rfc3339(until),
-        "hint": "Deliveries carry signatures by both secrets until then; switch your receiver to the new secret.",
-    })))
-}
-
-fn delivery_json(d: &Delivery) -> Value {
-    let payload: Value = serde_json::from_str(&d.payload).unwrap_or(Value::Null);
-    json!({
-        "id": d.id,
-        "conversation_id": d.conversation_id,
-        "type": d.event_type,
-        "state": d.state,
-        "attempts": d.attempts,
-        "next_attempt_at": (d.state == "pending").then(|| rfc3339(d.next_attempt_at)),
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "payload": payload,
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-        "delivered_at": d.delivered_at.map(rfc3339),
-    })
+    Ok(Json(RotatedSecretOut {
+        secret,
+        previous_secret_valid_until: rfc3339(until),
+        hint: "Deliveries carry signatures by both secrets until then; switch your receiver to the new secret.",
+    }))
 }
 
 /// `GET /v1/deliveries?status=&conversation_id=&before=&limit=`.
-#[utoipa::path(get, path = "/v1/deliveries", tag = "two-way", security(("api_key" = [])), params(("status" = Option<String>, Query, description = "pending, delivering, delivered or dead"), ("conversation_id" = Option<String>, Query), ("before" = Option<String>, Query, description = "a delivery id, for paging"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), responses((status = 200, description = "Deliveries, newest first"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/deliveries", tag = "two-way", security(("api_key" = [])), params(("status" = Option<String>, Query, description = "pending, delivering, delivered or dead"), ("conversation_id" = Option<String>, Query), ("before" = Option<String>, Query, description = "a delivery id, for paging"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), responses((status = 200, description = "Deliveries, newest first", body = DeliveriesOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Query(params): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveriesOut>> {
     let params = QueryParams::known(
         &params,
         &["status", "conversation_id", "before", "limit"],
@@ -260,10 +351,10 @@ pub async fn list(
     let next = (found.len() as i64 == limit)
         .then(|| found.last().map(|d| d.id.clone()))
         .flatten();
-    Ok(Json(json!({
-        "deliveries": found.iter().map(delivery_json).collect::<Vec<_>>(),
-        "next_before": next,
-    })))
+    Ok(Json(DeliveriesOut {
+        deliveries: found.iter().map(DeliveryOut::from).collect(),
+        next_before: next,
+    }))
 }
 
 fn no_delivery(id: &str) -> ApiError {
@@ -274,36 +365,41 @@ fn no_delivery(id: &str) -> ApiError {
 }
 
 /// `GET /v1/deliveries/{id}`: the delivery and every attempt.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id (its webhook-id)")), responses((status = 200, description = "The delivery and every attempt"), (status = 404, description = "No such delivery", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id (its webhook-id)")), responses((status = 200, description = "The delivery and every attempt", body = DeliveryWithAttemptsOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryWithAttemptsOut>> {
     let d = deliveries::get(&state.app.db, &caller.org_id, &id)
         .await?
         .ok_or_else(|| no_delivery(&id))?;
-    let attempts: Vec<Value> = deliveries::attempts(&state.app.db, &caller.org_id, &id)
+    let attempt_log = deliveries::attempts(&state.app.db, &caller.org_id, &id)
         .await?
         .into_iter()
-        .map(|a| {
-            json!({"at": rfc3339(a.at), "url": a.url, "status": a.status, "latency_ms": a.latency_ms,
-                   "error": a.error, "response": a.response})
+        .map(|a| AttemptOut {
+            at: rfc3339(a.at),
+            url: a.url,
+            status: a.status,
+            latency_ms: a.latency_ms,
+            error: a.error,
+            response: a.response,
         })
         .collect();
-    let mut body = delivery_json(&d);
-    body["attempt_log"] = Value::Array(attempts);
-    Ok(Json(body))
+    Ok(Json(DeliveryWithAttemptsOut {
+        delivery: DeliveryOut::from(&d),
+        attempt_log,
+    }))
 }
 
 /// `POST /v1/deliveries/{id}/replay`: sends a dead (or delivered) delivery
 /// again, same `webhook-id`, fresh schedule.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/replay", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Queued again, same webhook-id"), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Still queued", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/deliveries/{id}/replay", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Queued again, same webhook-id", body = ReplayedOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Still queued", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ReplayedOut>)> {
     match deliveries::replay(&state.app.db, &caller.org_id, &id).await? {
         None => Err(no_delivery(&id)),
         Some(false) => Err(ApiError::new(
@@ -321,7 +417,11 @@ pub async fn replay(
             tracing::info!(org_id = %caller.org_id, delivery_id = %id, "Delivery replayed.");
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"id": id, "state": "pending", "warning": warning})),
+                Json(ReplayedOut {
+                    id,
+                    state: "pending",
+                    warning,
+                }),
             ))
         }
     }

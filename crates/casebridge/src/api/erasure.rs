@@ -13,40 +13,96 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin, Operator, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::retention::format_duration;
 use crate::storage::erasure::{self, Erased, Request, StillSyncing};
 use crate::storage::{conversations, rfc3339};
 
-/// What Creatio keeps, for the answer: casebridge changed none of it.
-fn creatio_untouched(conversations: &[conversations::Conversation]) -> Value {
-    // Conversations joined to one case (case-append) name it once.
-    let mut cases: Vec<&str> = conversations
-        .iter()
-        .filter(|c| c.case_created)
-        .map(|c| c.case_id.as_str())
-        .collect();
-    cases.sort_unstable();
-    cases.dedup();
-    let mut contacts: Vec<&str> = conversations
-        .iter()
-        .filter_map(|c| c.creatio_contact_id.as_deref())
-        .collect();
-    contacts.sort_unstable();
-    contacts.dedup();
-    json!({
-        "changed": false,
-        "cases": cases,
-        "contacts": contacts,
-        "hint": "casebridge did not change Creatio: these cases, their activities (the messages) and the contacts stay there. \
-                 Erase or anonymize them in Creatio itself (delete the contact and its cases, or use Creatio's personal data tools), \
-                 as your Creatio administrator does for any other erasure request.",
-    })
+/// What Creatio keeps: casebridge changed none of it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatioUntouchedOut {
+    /// Always false: casebridge never changes Creatio on an erasure.
+    pub changed: bool,
+    /// The Case Ids of the erased conversations.
+    pub cases: Vec<String>,
+    /// The Contact Ids linked to them.
+    pub contacts: Vec<String>,
+    pub hint: &'static str,
+}
+
+/// An erasure done.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasedOut {
+    pub erased: ErasedRowsOut,
+    /// The audit line's id (`GET /v1/erasures`).
+    pub audit_id: String,
+    pub at: String,
+    /// What casebridge keeps of each conversation.
+    pub kept: &'static str,
+    pub creatio: CreatioUntouchedOut,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasedRowsOut {
+    /// The conversations erased.
+    pub conversations: Vec<String>,
+    /// Rows removed, per kind.
+    #[schema(value_type = Object)]
+    pub removed: erasure::Removed,
+}
+
+/// `GET /v1/erasures`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasuresOut {
+    pub erasures: Vec<AuditLineOut>,
+}
+
+/// An erasure's audit line: no personal data.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AuditLineOut {
+    pub id: String,
+    pub at: String,
+    /// Which key asked (`API key key_…`).
+    pub actor: String,
+    /// `conversation` or `contact`.
+    pub scope: String,
+    pub conversation_id: Option<String>,
+    /// Rows removed, per kind.
+    #[schema(value_type = Object)]
+    pub counts: Value,
+}
+
+impl CreatioUntouchedOut {
+    fn of(conversations: &[conversations::Conversation]) -> Self {
+        // Conversations joined to one case (case-append) name it once.
+        let mut cases: Vec<String> = conversations
+            .iter()
+            .filter(|c| c.case_created)
+            .map(|c| c.case_id.clone())
+            .collect();
+        cases.sort_unstable();
+        cases.dedup();
+        let mut contacts: Vec<String> = conversations
+            .iter()
+            .filter_map(|c| c.creatio_contact_id.clone())
+            .collect();
+        contacts.sort_unstable();
+        contacts.dedup();
+        CreatioUntouchedOut {
+            changed: false,
+            cases,
+            contacts,
+            hint: "casebridge did not change Creatio: these cases, their activities (the messages) and the contacts stay there. \
+                   Erase or anonymize them in Creatio itself (delete the contact and its cases, or use Creatio's personal data tools), \
+                   as your Creatio administrator does for any other erasure request.",
+        }
+    }
 }
 
 fn syncing_error(busy: Vec<StillSyncing>) -> ApiError {
@@ -65,18 +121,20 @@ fn syncing_error(busy: Vec<StillSyncing>) -> ApiError {
     .with("still_syncing", json!(busy))
 }
 
-fn erased_json(erased: &Erased, conversations: &[conversations::Conversation]) -> Value {
-    json!({
-        "erased": {
-            "conversations": conversations.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
-            "removed": erased.removed,
-        },
-        "audit_id": erased.audit_id,
-        "at": rfc3339(erased.at),
-        "kept": "Each conversation's id, state and its links to the Creatio case and contact (so a later event joins the same case), \
-                 and the ids of records casebridge wrote (the echo guard). No text, name, e-mail, phone or payload.",
-        "creatio": creatio_untouched(conversations),
-    })
+impl ErasedOut {
+    fn of(erased: &Erased, conversations: &[conversations::Conversation]) -> Self {
+        ErasedOut {
+            erased: ErasedRowsOut {
+                conversations: conversations.iter().map(|c| c.id.clone()).collect(),
+                removed: erased.removed,
+            },
+            audit_id: erased.audit_id.clone(),
+            at: rfc3339(erased.at),
+            kept: "Each conversation's id, state and its links to the Creatio case and contact (so a later event joins the same case), \
+                   and the ids of records casebridge wrote (the echo guard). No text, name, e-mail, phone or payload.",
+            creatio: CreatioUntouchedOut::of(conversations),
+        }
+    }
 }
 
 async fn erase(
@@ -85,7 +143,7 @@ async fn erase(
     conversations: &[conversations::Conversation],
     scope: &str,
     subject: Option<&str>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ErasedOut>> {
     let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
     let actor = format!("API key {}", caller.key_id);
     let request = Request {
@@ -96,19 +154,19 @@ async fn erase(
     match erasure::erase_conversations(&state.app.db, &caller.org_id, &ids, &request).await? {
         Ok(erased) => {
             tracing::info!(org_id = %caller.org_id, audit_id = %erased.audit_id, scope, conversations = ids.len(), "Erased personal data.");
-            Ok(Json(erased_json(&erased, conversations)))
+            Ok(Json(ErasedOut::of(&erased, conversations)))
         }
         Err(busy) => Err(syncing_error(busy)),
     }
 }
 
 /// `DELETE /v1/conversations/{id}`: erases the conversation's personal data.
-#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "privacy", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Erased: what was removed, the audit id, and what Creatio still holds"), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "privacy", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Erased: what was removed, the audit id, and what Creatio still holds", body = ErasedOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
 pub async fn erase_conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ErasedOut>> {
     let c = super::events::find_conversation(&state, &caller.org_id, &id).await?;
     erase(&state, &caller, &[c], "conversation", Some(&id)).await
 }
@@ -142,12 +200,12 @@ impl Wanted {
 
 /// `POST /v1/erasure` `{"email"}` or `{"phone"}`: erases every conversation
 /// of that contact, all or none.
-#[utoipa::path(post, path = "/v1/erasure", tag = "privacy", security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds"), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/erasure", tag = "privacy", security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds", body = ErasedOut), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
 pub async fn erase_contact(
     State(state): State<AppState>,
     Admin(caller): Admin,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ErasedOut>> {
     let input: ContactErasure = parse_json(&body)?;
     let wanted = match (&input.email, &input.phone) {
         (Some(email), None) => {
@@ -188,42 +246,127 @@ pub async fn erase_contact(
 }
 
 /// `GET /v1/erasures?limit=`: the org's erasures, newest first.
-#[utoipa::path(get, path = "/v1/erasures", tag = "privacy", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, description = "Audit lines: when, which key, the scope, and the rows removed; no personal data"), (status = 400, description = "Invalid limit", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/erasures", tag = "privacy", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, description = "Audit lines: when, which key, the scope, and the rows removed; no personal data", body = ErasuresOut), (status = 400, description = "Invalid limit", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Query(params): Query<std::collections::HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ErasuresOut>> {
     let hint = "GET /v1/erasures takes limit (1 to 500).";
     let params = QueryParams::known(&params, &["limit"], hint)?;
     let limit = params.count("limit", 500, 100, hint)?;
     let lines = erasure::audit_lines(&state.app.db, &caller.org_id, limit).await?;
-    let lines: Vec<Value> = lines
-        .into_iter()
-        .map(|l| {
-            json!({"id": l.id, "at": rfc3339(l.at), "actor": l.actor, "scope": l.scope,
-                   "conversation_id": l.subject, "counts": l.counts})
-        })
-        .collect();
-    Ok(Json(json!({ "erasures": lines })))
+    Ok(Json(ErasuresOut {
+        erasures: lines
+            .into_iter()
+            .map(|l| AuditLineOut {
+                id: l.id,
+                at: rfc3339(l.at),
+                actor: l.actor,
+                scope: l.scope,
+                conversation_id: l.subject,
+                counts: l.counts,
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /v1/retention`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RetentionOut {
+    pub settings: RetentionSettingsOut,
+    /// The last purge pass of this process; absent before the first.
+    pub last_purge: Option<PurgePassOut>,
+    pub sizes: SizesOut,
+}
+
+/// How long each kind of data is kept (`30d`, `12h`; `forever`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RetentionSettingsOut {
+    pub messages: String,
+    pub events: String,
+    pub timeline: String,
+    pub deliveries: String,
+    pub jobs: String,
+    pub dead_jobs: String,
+    /// How often the purge runs (`off`: never).
+    pub purge_interval: String,
+    /// Rows (messages, for conversation texts) per purge batch.
+    pub purge_batch: usize,
+}
+
+/// What a purge pass did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PurgePassOut {
+    pub started_at: String,
+    pub took_ms: u64,
+    /// The longest one batch held the database.
+    pub longest_batch_ms: u64,
+    /// Rows deleted per kind.
+    #[serde(serialize_with = "super::pairs_as_object")]
+    #[schema(value_type = std::collections::HashMap<String, u64>)]
+    pub deleted: Vec<(String, u64)>,
+    pub error: Option<String>,
+}
+
+/// What is stored, counted now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SizesOut {
+    pub counted_at: String,
+    pub database_bytes: i64,
+    /// SQLite: bytes of free pages (reused before the file grows).
+    pub free_bytes: Option<i64>,
+    /// Rows per table.
+    #[serde(serialize_with = "super::pairs_as_object")]
+    #[schema(value_type = std::collections::HashMap<String, i64>)]
+    pub rows: Vec<(String, i64)>,
 }
 
 /// `GET /v1/retention` (operator): the retention settings, the last purge
 /// and the stored sizes.
-#[utoipa::path(get, path = "/v1/retention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size"), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
-pub async fn retention(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Value>> {
-    let mut out = state.app.retention.describe();
+#[utoipa::path(get, path = "/v1/retention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size", body = RetentionOut), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
+pub async fn retention(
+    State(state): State<AppState>,
+    _op: Operator,
+) -> ApiResult<Json<RetentionOut>> {
+    let retention = &state.app.retention;
+    let s = &retention.settings;
+    let settings = RetentionSettingsOut {
+        messages: format_duration(s.messages),
+        events: format_duration(s.events),
+        timeline: format_duration(s.timeline),
+        deliveries: format_duration(s.deliveries),
+        jobs: format_duration(s.jobs),
+        dead_jobs: format_duration(s.dead_jobs),
+        purge_interval: s
+            .interval
+            .map(|d| format_duration(Some(d)))
+            .unwrap_or_else(|| "off".into()),
+        purge_batch: s.batch,
+    };
+    let last_purge = retention.last_pass().map(|p| PurgePassOut {
+        started_at: rfc3339(p.started_at),
+        took_ms: p.took.as_millis() as u64,
+        longest_batch_ms: p.longest_batch.as_millis() as u64,
+        deleted: p.deleted.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
+        error: p.error.clone(),
+    });
     // Counted now: a person asking wants today's figures.
-    let sizes = state
-        .app
-        .retention
+    let sizes = retention
         .sizes(&state.app.db, std::time::Duration::ZERO)
         .await?;
-    out["sizes"] = json!({
-        "counted_at": rfc3339(sizes.at),
-        "database_bytes": sizes.database_bytes,
-        "free_bytes": sizes.free_bytes,
-        "rows": sizes.rows.iter().map(|(t, n)| (t.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-    });
-    Ok(Json(out))
+    Ok(Json(RetentionOut {
+        settings,
+        last_purge,
+        sizes: SizesOut {
+            counted_at: rfc3339(sizes.at),
+            database_bytes: sizes.database_bytes,
+            free_bytes: sizes.free_bytes,
+            rows: sizes
+                .rows
+                .iter()
+                .map(|(t, n)| (t.to_string(), *n))
+                .collect(),
+        },
+    }))
 }

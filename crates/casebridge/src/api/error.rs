@@ -81,6 +81,17 @@ pub struct ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// One wrong field of a request, in an error's `fields` list.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldProblem {
+    /// Where: `events[3].message.role`, `fields[0].field_name`, `url`.
+    pub field: String,
+    pub message: String,
+    /// What to do, where it differs per field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>, hint: impl Into<String>) -> Self {
         ApiError {
@@ -92,6 +103,12 @@ impl ApiError {
     }
 
     /// Adds a member beside `error` (e.g. `report`).
+    /// The `fields` list of an invalid request: every field that is wrong.
+    pub fn with_fields(self, fields: Vec<FieldProblem>) -> Self {
+        let list = serde_json::to_value(fields).unwrap_or(Value::Null);
+        self.with("fields", list)
+    }
+
     pub fn with(mut self, key: &str, value: Value) -> Self {
         self.extra.insert(key.into(), value);
         self
@@ -119,11 +136,15 @@ impl ApiError {
             .collect::<Vec<_>>()
             .join("; ");
         let hint = errors.first().map(|e| e.hint.clone()).unwrap_or_default();
-        let list: Vec<Value> = errors
-            .iter()
-            .map(|e| json!({"field": e.field, "message": e.message, "hint": e.hint}))
+        let list = errors
+            .into_iter()
+            .map(|e| FieldProblem {
+                field: e.field.to_string(),
+                message: e.message,
+                hint: Some(e.hint),
+            })
             .collect();
-        ApiError::invalid(message, hint).with("fields", Value::Array(list))
+        ApiError::invalid(message, hint).with_fields(list)
     }
 
     /// A failure of casebridge itself. The details go to the log, with an

@@ -132,10 +132,11 @@ pub fn refuse_nul(bytes: &[u8], roots: (&str, &str)) -> Result<(), ApiError> {
                 format!("{message}; nothing was stored"),
                 "Remove NUL characters from the text (they are never meaningful in a message, a name or an address) and send the request again.",
             )
-            .with(
-                "fields",
-                serde_json::json!([{"field": path, "message": message}]),
-            ))
+            .with_fields(vec![super::error::FieldProblem {
+                field: path,
+                message,
+                hint: None,
+            }]))
         }
     }
 }

@@ -2,21 +2,27 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::openapi::ErrorBody;
 use super::AppState;
 
+/// `/healthz` and `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthOut {
+    /// `ok` (up) or `ready` (the database answers).
+    pub status: &'static str,
+}
+
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is up")))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is up", body = HealthOut)))]
+pub async fn healthz() -> Json<HealthOut> {
+    Json(HealthOut { status: "ok" })
 }
 
 /// The process can do its work: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The database answers"), (status = 503, description = "The database does not answer", body = ErrorBody)))]
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The database answers", body = HealthOut), (status = 503, description = "The database does not answer", body = ErrorBody)))]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>> {
     state.app.db.ping().await.map_err(|e| {
         ApiError::new(
             Code::Unavailable,
@@ -24,7 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "Check CASEBRIDGE_DATABASE_URL and that the database is running.",
         )
     })?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(HealthOut { status: "ready" }))
 }
 
 /// Prometheus metrics.

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query as QueryParams, State};
 use axum::Json;
 use creatio::models::{CaseStatus, Contact, SysAdminUnit};
 use creatio::query::{col, Query};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::connection::creatio_client;
 use super::error::{ApiError, ApiResult};
@@ -21,13 +21,45 @@ pub struct Params {
 
 const CONTACT_LIMIT: u32 = 25;
 
-#[utoipa::path(get, path = "/v1/creatio/lookups/{kind}", tag = "connection", security(("api_key" = [])), params(("kind" = String, Path, description = "case-statuses, groups or contacts"), ("search" = Option<String>, Query, description = "contacts: part of the name")), responses((status = 200, description = "Ids and names from the org's Creatio"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+/// `GET /v1/creatio/lookups/{kind}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LookupOut {
+    /// `case-statuses`, `groups` or `contacts`.
+    pub kind: String,
+    pub items: Vec<LookupItem>,
+}
+
+/// One row of a lookup, its fields by kind.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LookupItem {
+    /// A case status.
+    Status {
+        id: Option<Uuid>,
+        name: Option<String>,
+        is_final: bool,
+        is_resolved: bool,
+    },
+    /// A contact, with its e-mail to tell namesakes apart.
+    Contact {
+        id: Option<Uuid>,
+        name: Option<String>,
+        email: Option<String>,
+    },
+    /// A group (a Creatio role).
+    Group {
+        id: Option<Uuid>,
+        name: Option<String>,
+    },
+}
+
+#[utoipa::path(get, path = "/v1/creatio/lookups/{kind}", tag = "connection", security(("api_key" = [])), params(("kind" = String, Path, description = "case-statuses, groups or contacts"), ("search" = Option<String>, Query, description = "contacts: part of the name")), responses((status = 200, description = "Ids and names from the org's Creatio", body = LookupOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(kind): Path<String>,
     QueryParams(params): QueryParams<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LookupOut>> {
     if !matches!(kind.as_str(), "case-statuses" | "groups" | "contacts") {
         return Err(ApiError::not_found(
             format!("There is no lookup {kind:?}"),
@@ -35,13 +67,18 @@ pub async fn list(
         ));
     }
     let client = creatio_client(&state, &caller.org_id).await?;
-    let items: Vec<Value> = match kind.as_str() {
+    let items: Vec<LookupItem> = match kind.as_str() {
         "case-statuses" => client
             .list::<CaseStatus>(Query::new().order_by_asc("Name"))
             .await
             .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
             .into_iter()
-            .map(|s| json!({"id": s.id, "name": s.name, "is_final": s.is_final.unwrap_or(false), "is_resolved": s.is_resolved.unwrap_or(false)}))
+            .map(|s| LookupItem::Status {
+                id: s.id,
+                name: s.name,
+                is_final: s.is_final.unwrap_or(false),
+                is_resolved: s.is_resolved.unwrap_or(false),
+            })
             .collect(),
         "groups" => client
             .list::<SysAdminUnit>(
@@ -54,11 +91,19 @@ pub async fn list(
             .await
             .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
             .into_iter()
-            .map(|u| json!({"id": u.id, "name": u.name}))
+            .map(|u| LookupItem::Group {
+                id: u.id,
+                name: u.name,
+            })
             .collect(),
         _ => {
             let mut q = Query::new().order_by_asc("Name").top(CONTACT_LIMIT);
-            if let Some(s) = params.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some(s) = params
+                .search
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+            {
                 if s.chars().count() > 100 {
                     return Err(ApiError::invalid(
                         "search must be at most 100 characters",
@@ -72,9 +117,13 @@ pub async fn list(
                 .await
                 .map_err(|e| ApiError::creatio("Creatio refused the lookup", &e))?
                 .into_iter()
-                .map(|c| json!({"id": c.id, "name": c.name, "email": c.email}))
+                .map(|c| LookupItem::Contact {
+                    id: c.id,
+                    name: c.name,
+                    email: c.email,
+                })
                 .collect()
         }
     };
-    Ok(Json(json!({"kind": kind, "items": items})))
+    Ok(Json(LookupOut { kind, items }))
 }

@@ -40,6 +40,16 @@ pub struct ApiState {
 
 pub type AppState = Arc<ApiState>;
 
+/// Serializes `(key, value)` pairs as a JSON object, keys in their order
+/// (counts by state or by table, in the order the query gave them).
+pub fn pairs_as_object<S, V>(pairs: &[(String, V)], s: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+    V: serde::Serialize,
+{
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
 /// Only health and metrics: what a `worker`-role process serves.
 pub fn ops_router(state: AppState) -> Router {
     Router::new()

@@ -3,8 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body, Operator};
@@ -30,12 +29,75 @@ pub struct NewApiKey {
     name: Option<String>,
 }
 
-fn key_json(key: &ApiKey) -> Value {
-    json!({
-        "id": key.id, "role": key.role, "name": key.name,
-        "prefix": key.prefix, "created_at": rfc3339(key.created_at),
-    })
+/// An org.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgOut {
+    pub id: String,
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
 }
+
+/// An API key as listed: never the key itself.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyOut {
+    pub id: String,
+    /// `admin` or `ingest`.
+    pub role: String,
+    pub name: Option<String>,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<&ApiKey> for ApiKeyOut {
+    fn from(key: &ApiKey) -> Self {
+        ApiKeyOut {
+            id: key.id.clone(),
+            role: key.role.as_str().to_string(),
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            created_at: rfc3339(key.created_at),
+        }
+    }
+}
+
+/// A key just minted: the only time the key itself is shown.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NewKeyOut {
+    #[serde(flatten)]
+    pub listed: ApiKeyOut,
+    /// The key, for the `Authorization: Bearer` header.
+    pub key: String,
+    pub note: &'static str,
+}
+
+/// `POST /v1/orgs`: the org and its first admin key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedOrg {
+    pub org: OrgOut,
+    pub api_key: FirstKeyOut,
+}
+
+/// The org's first admin key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FirstKeyOut {
+    pub id: String,
+    /// Always `admin`.
+    pub role: &'static str,
+    pub key: String,
+    pub prefix: String,
+    pub note: &'static str,
+}
+
+/// `GET /v1/api-keys`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeysOut {
+    pub api_keys: Vec<ApiKeyOut>,
+}
+
+const SHOWN_ONCE: &str = "Store this key now: it is shown only once.";
 
 fn check_name(field: &str, name: &str, max: usize) -> ApiResult<String> {
     let name = name.trim();
@@ -57,12 +119,12 @@ fn mint() -> (String, String, String) {
 }
 
 /// `POST /v1/orgs`: a new org and its first admin key.
-#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 201, description = "The org and its first admin API key (shown once)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 201, description = "The org and its first admin API key (shown once)", body = CreatedOrg), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn create_org(
     State(state): State<AppState>,
     _: Operator,
     Body(body): Body<NewOrg>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     let name = check_name("name", &body.name, 200)?;
     let org_id = format!("org_{}", uuid::Uuid::new_v4().simple());
     let key_id = format!("key_{}", uuid::Uuid::new_v4().simple());
@@ -83,21 +145,30 @@ pub async fn create_org(
     tracing::info!(org_id = %org.id, "Created org {:?} with its first admin key {key_id}.", org.name);
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "org": {"id": org.id, "name": org.name, "created_at": rfc3339(org.created_at)},
-            "api_key": {"id": key_id, "role": "admin", "key": key, "prefix": prefix,
-                        "note": "Store this key now: it is shown only once."},
-        })),
+        Json(CreatedOrg {
+            org: OrgOut {
+                id: org.id,
+                name: org.name,
+                created_at: rfc3339(org.created_at),
+            },
+            api_key: FirstKeyOut {
+                id: key_id,
+                role: "admin",
+                key,
+                prefix,
+                note: SHOWN_ONCE,
+            },
+        }),
     ))
 }
 
 /// `POST /v1/api-keys`: a new key for the caller's org.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 201, description = "The new key (shown once)"), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 201, description = "The new key (shown once)", body = NewKeyOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<NewApiKey>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<NewKeyOut>)> {
     let name = body
         .name
         .as_deref()
@@ -118,22 +189,26 @@ pub async fn create_key(
     )
     .await?;
     tracing::info!(org_id = %caller.org_id, key_id = %key_id, role = body.role.as_str(), "Minted an API key.");
-    let mut answer = key_json(&stored);
-    answer["key"] = json!(key);
-    answer["note"] = json!("Store this key now: it is shown only once.");
-    Ok((StatusCode::CREATED, Json(answer)))
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyOut {
+            listed: ApiKeyOut::from(&stored),
+            key,
+            note: SHOWN_ONCE,
+        }),
+    ))
 }
 
 /// `GET /v1/api-keys`: the org's live keys (never the keys themselves).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 200, description = "The org's keys, without their secrets"), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 200, description = "The org's keys, without their secrets", body = ApiKeysOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Admin(caller): Admin,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ApiKeysOut>> {
     let keys = orgs::list_keys(&state.app.db, &caller.org_id).await?;
-    Ok(Json(
-        json!({"api_keys": keys.iter().map(key_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(ApiKeysOut {
+        api_keys: keys.iter().map(ApiKeyOut::from).collect(),
+    }))
 }
 
 /// `DELETE /v1/api-keys/{id}`: revokes a key of the caller's org.

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::connection::current_webhook_url;
 use super::error::{ApiError, ApiResult, Code};
@@ -16,14 +16,28 @@ use super::openapi::ErrorBody;
 use super::AppState;
 use crate::storage::connections;
 use crate::webhook::accept::{self, Accepted, Refused};
-use crate::webhook::templates::templates;
+use crate::webhook::templates::{templates, ProcessTemplates};
+
+/// The answer to a process call.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CallOut {
+    /// `queued`, `already_queued` or `ignored`.
+    pub status: &'static str,
+    /// Why an ignored call was ignored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<String>,
+}
 
 /// The largest body a process call may have.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// A process call. Answered `200` only once its work is durably queued
 /// ([`crate::webhook::accept`]).
-#[utoipa::path(post, path = "/webhooks/creatio/{token}", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)"), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
+#[utoipa::path(post, path = "/webhooks/creatio/{token}", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)", body = CallOut), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
 pub async fn creatio(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -38,20 +52,25 @@ pub async fn creatio(
         Err(refused) => Err(refused),
     };
     match accepted {
-        Ok(Accepted::Ignored { case_id }) => Json(json!({
-            "status": "ignored",
-            "reason": format!("case {case_id} is not linked to any casebridge conversation"),
-        }))
+        Ok(Accepted::Ignored { case_id }) => Json(CallOut {
+            status: "ignored",
+            reason: Some(format!(
+                "case {case_id} is not linked to any casebridge conversation"
+            )),
+            conversation_id: None,
+            case_id: None,
+        })
         .into_response(),
         Ok(Accepted::Queued {
             conversation_id,
             case_id,
             already,
-        }) => Json(json!({
-            "status": if already { "already_queued" } else { "queued" },
-            "conversation_id": conversation_id,
-            "case_id": case_id,
-        }))
+        }) => Json(CallOut {
+            status: if already { "already_queued" } else { "queued" },
+            reason: None,
+            conversation_id: Some(conversation_id),
+            case_id: Some(case_id),
+        })
         .into_response(),
         Err(refused) => refusal(refused),
     }
@@ -91,11 +110,11 @@ fn refusal(refused: Refused) -> Response {
 
 /// `GET /v1/creatio/process-templates`: the two business processes an
 /// admin builds in Creatio, with this org's URL, ready to paste.
-#[utoipa::path(get, path = "/v1/creatio/process-templates", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The agent-reply and closure processes, ready to paste"), (status = 409, description = "Not connected yet", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/process-templates", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The agent-reply and closure processes, ready to paste", body = ProcessTemplates), (status = 409, description = "Not connected yet", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn process_templates(
     State(state): State<AppState>,
     Admin(caller): Admin,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProcessTemplates>> {
     let url = current_webhook_url(&state, &caller.org_id)
         .await?
         .ok_or_else(|| {

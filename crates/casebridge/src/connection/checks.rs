@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::Settings;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     Pass,
@@ -28,7 +28,7 @@ pub enum CheckStatus {
     Skip,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub status: CheckStatus,
@@ -38,7 +38,7 @@ pub struct Check {
 }
 
 /// The checks in the order they ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     /// Whether every required check passed (warnings allowed).
     pub ok: bool,

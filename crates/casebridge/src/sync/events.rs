@@ -471,7 +471,7 @@ pub fn parse_body(body: &Value) -> Result<Vec<Event>, Vec<Invalid>> {
 }
 
 /// The outcome of ingesting one event.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Ingested {
     pub id: String,
     /// `accepted`, or `duplicate` for an event id seen before.
