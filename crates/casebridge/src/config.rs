@@ -249,278 +249,22 @@ impl Config {
         Config::from_parts(file_settings, env)
     }
 
+    /// The settings from `f` and the environment, each checked; one
+    /// function per group below, each taking its settings out of `f`.
     fn from_parts(
-        f: FileSettings,
+        mut f: FileSettings,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let pick = |name: &str, from_file: Option<String>| -> Option<String> {
-            env(&format!("CASEBRIDGE_{name}"))
-                .filter(|v| !v.trim().is_empty())
-                .or(from_file)
-                .map(|v| v.trim().to_string())
-        };
-        let listen_text = pick("LISTEN", f.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            err(
-                "CASEBRIDGE_LISTEN",
-                format!("{listen_text:?} is not an address; use host:port such as 127.0.0.1:8080 or 0.0.0.0:8080"),
-            )
-        })?;
-        let public_url = match pick("PUBLIC_URL", f.public_url) {
-            None => None,
-            Some(u) => {
-                let parsed = reqwest::Url::parse(&u).map_err(|e| {
-                    err(
-                        "CASEBRIDGE_PUBLIC_URL",
-                        format!(
-                            "{u:?} is not a URL ({e}); use e.g. https://casebridge.example.com"
-                        ),
-                    )
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(err(
-                        "CASEBRIDGE_PUBLIC_URL",
-                        format!(
-                            "{u:?} must be an http(s) URL such as https://casebridge.example.com"
-                        ),
-                    ));
-                }
-                Some(u.trim_end_matches('/').to_string())
-            }
-        };
-        let database_url =
-            pick("DATABASE_URL", f.database_url).unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        if !(database_url.starts_with("sqlite:")
-            || database_url.starts_with("postgres://")
-            || database_url.starts_with("postgresql://"))
-        {
-            return Err(err(
-                "CASEBRIDGE_DATABASE_URL",
-                "use sqlite://<file> (the default is sqlite://casebridge.db) or postgres://<user>@<host>/<database>",
-            ));
-        }
-        let admin_token = pick("ADMIN_TOKEN", f.admin_token).map(SecretString::from);
-        if admin_token
-            .as_ref()
-            .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t).len() < 16)
-        {
-            return Err(err(
-                "CASEBRIDGE_ADMIN_TOKEN",
-                "must be at least 16 characters; leave it unset to have one generated",
-            ));
-        }
-        let secret_key = match (
-            pick("SECRET_KEY", f.secret_key),
-            pick("SECRET_KEY_FILE", f.secret_key_file),
-        ) {
-            (Some(k), _) => SecretKeySource::Inline(SecretString::from(k)),
-            (None, Some(path)) => SecretKeySource::File(PathBuf::from(path)),
-            (None, None) => SecretKeySource::File(default_key_file(&database_url)),
-        };
-        let allow_private_targets = match env("CASEBRIDGE_ALLOW_PRIVATE_TARGETS") {
-            Some(v) => split_list(&v),
-            None => f.allow_private_targets.map(List::items).unwrap_or_default(),
-        }
-        .iter()
-        .map(|s| parse_net(s))
-        .collect::<Result<Vec<_>, _>>()?;
-        // A whole-number setting within `range`: the environment, else the
-        // file, else `default`.
-        let number = |name: &str,
-                      from_file: Option<u64>,
-                      range: std::ops::RangeInclusive<u64>,
-                      default: u64,
-                      what: &str| {
-            match pick(name, from_file.map(|v| v.to_string())) {
-                None => Ok(default),
-                Some(text) => text
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|v| range.contains(v))
-                    .ok_or_else(|| {
-                        err(
-                            &format!("CASEBRIDGE_{name}"),
-                            format!(
-                                "{text:?} is not {what} from {} to {} (default {default})",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                    }),
-            }
-        };
-        let workers = number("WORKERS", f.workers, 1..=256, 8, "a number")?;
-        let role = match pick("ROLE", f.role).as_deref() {
-            None | Some("all") => Role::All,
-            Some("api") => Role::Api,
-            Some("worker") => Role::Worker,
-            Some(other) => {
-                return Err(err(
-                    "CASEBRIDGE_ROLE",
-                    format!("{other:?} is not a role; use all, api or worker"),
-                ))
-            }
-        };
-        let log = pick("LOG", f.log).unwrap_or_else(|| "info".into());
-        if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
-            return Err(err(
-                "CASEBRIDGE_LOG",
-                format!("{log:?} is not a log filter; use a level (info, debug) or directives like info,casebridge=debug"),
-            ));
-        }
-        let log_format = match pick("LOG_FORMAT", f.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(err(
-                    "CASEBRIDGE_LOG_FORMAT",
-                    format!("{other:?} is not a format; use text or json"),
-                ))
-            }
-        };
-        let ai_provider = pick("AI_PROVIDER", f.ai_provider).unwrap_or_else(|| "offline".into());
-        if !matches!(ai_provider.as_str(), "offline" | "openai") {
-            return Err(err(
-                "CASEBRIDGE_AI_PROVIDER",
-                format!("{ai_provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
-            ));
-        }
-        let ai = AiSettings {
-            provider: ai_provider,
-            base_url: pick("AI_BASE_URL", f.ai_base_url),
-            model: pick("AI_MODEL", f.ai_model),
-            api_key: pick("AI_API_KEY", f.ai_api_key).map(SecretString::from),
-            timeout: std::time::Duration::from_secs(number(
-                "AI_TIMEOUT_SECS",
-                f.ai_timeout_secs,
-                1..=300,
-                30,
-                "a number of seconds",
-            )?),
-            attempts: number("AI_ATTEMPTS", f.ai_attempts, 1..=10, 3, "a number")? as u32,
-        };
-        // A provider that cannot be built is a start-up error, not a
-        // surprise at the first hand-off.
-        ai.provider()?;
-        let give_up = number(
-            "SYNC_GIVE_UP_SECS",
-            f.sync_give_up_secs,
-            60..=90 * 24 * 3600,
-            3 * 24 * 3600,
-            "a number of seconds",
-        )?;
-        let lease = number(
-            "JOB_LEASE_SECS",
-            f.job_lease_secs,
-            2..=3600,
-            120,
-            "a number of seconds",
-        )?;
-        // A hand-off job waits for the AI provider; a job running past its
-        // lease is taken over by another worker, so the provider's worst
-        // case (every attempt timing out, plus backoff) must fit in it.
-        let ai_worst = ai.timeout.as_secs_f64() * ai.attempts as f64
-            + 0.5 * (2f64.powi(ai.attempts as i32 - 1) - 1.0);
-        if ai.provider != "offline" && ai_worst >= lease as f64 {
-            return Err(err(
-                "CASEBRIDGE_AI_TIMEOUT_SECS",
-                format!(
-                    "{} s × {} attempts (plus backoff, {ai_worst:.0} s in all) can outlast a sync job's lease of {lease} s; lower CASEBRIDGE_AI_TIMEOUT_SECS or CASEBRIDGE_AI_ATTEMPTS, or raise CASEBRIDGE_JOB_LEASE_SECS",
-                    ai.timeout.as_secs(),
-                    ai.attempts
-                ),
-            ));
-        }
-        let sync_policy = crate::sync::settle::Policy {
-            give_up_ms: give_up as i64 * 1000,
-            lease_ms: lease as i64 * 1000,
-            ..Default::default()
-        };
-        let mut delivery = crate::deliver::Schedule::default();
-        if let Some(text) = pick("DELIVERY_RETRY_SCHEDULE", f.delivery_retry_schedule) {
-            delivery.delays = crate::deliver::Schedule::parse_delays(&text)
-                .map_err(|e| err("CASEBRIDGE_DELIVERY_RETRY_SCHEDULE", e))?;
-        }
-        delivery.timeout = std::time::Duration::from_secs(number(
-            "DELIVERY_TIMEOUT_SECS",
-            f.delivery_timeout_secs,
-            1..=60,
-            delivery.timeout.as_secs(),
-            "a number of seconds",
-        )?);
-        let defaults = crate::listener::Limits::default();
-        let seconds = |name: &str, from_file: Option<u64>, default: std::time::Duration| {
-            number(
-                name,
-                from_file,
-                1..=3600,
-                default.as_secs(),
-                "a number of seconds",
-            )
-            .map(std::time::Duration::from_secs)
-        };
-        let http = crate::listener::Limits {
-            header_timeout: seconds(
-                "HEADER_TIMEOUT_SECS",
-                f.header_timeout_secs,
-                defaults.header_timeout,
-            )?,
-            body_timeout: seconds(
-                "BODY_TIMEOUT_SECS",
-                f.body_timeout_secs,
-                defaults.body_timeout,
-            )?,
-            keepalive_timeout: seconds(
-                "KEEPALIVE_TIMEOUT_SECS",
-                f.keepalive_timeout_secs,
-                defaults.keepalive_timeout,
-            )?,
-            max_connections: number(
-                "MAX_CONNECTIONS",
-                f.max_connections,
-                16..=1_000_000,
-                defaults.max_connections as u64,
-                "a number",
-            )? as usize,
-        };
-        let metrics_listen = match pick("METRICS_LISTEN", f.metrics_listen) {
-            None => None,
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
-                err(
-                    "CASEBRIDGE_METRICS_LISTEN",
-                    format!("{text:?} is not an address; use host:port such as 127.0.0.1:9090"),
-                )
-            })?),
-        };
-        let defaults = crate::retention::Settings::default();
-        let keep = |name: &str, from_file: Option<String>, default: Option<std::time::Duration>| {
-            match pick(name, from_file) {
-                None => Ok(default),
-                Some(text) => crate::retention::parse_duration(&text)
-                    .map_err(|e| err(&format!("CASEBRIDGE_{name}"), e)),
-            }
-        };
-        let retention = crate::retention::Settings {
-            messages: keep("RETAIN_MESSAGES", f.retain_messages, defaults.messages)?,
-            events: keep("RETAIN_EVENTS", f.retain_events, defaults.events)?,
-            timeline: keep("RETAIN_TIMELINE", f.retain_timeline, defaults.timeline)?,
-            deliveries: keep(
-                "RETAIN_DELIVERIES",
-                f.retain_deliveries,
-                defaults.deliveries,
-            )?,
-            jobs: keep("RETAIN_JOBS", f.retain_jobs, defaults.jobs)?,
-            dead_jobs: keep("RETAIN_DEAD_JOBS", f.retain_dead_jobs, defaults.dead_jobs)?,
-            // 0: no purge at all.
-            interval: keep("PURGE_INTERVAL", f.purge_interval, defaults.interval)?,
-            batch: number(
-                "PURGE_BATCH",
-                f.purge_batch,
-                1..=10_000,
-                defaults.batch as u64,
-                "a number of rows",
-            )? as usize,
-        };
+        let src = Source { env };
+        let (listen, public_url, metrics_listen) = addresses(&src, &mut f)?;
+        let (database_url, admin_token, secret_key) = storage(&src, &mut f)?;
+        let allow_private_targets = private_targets(&src, &mut f)?;
+        let (workers, role, log, log_format) = process(&src, &mut f)?;
+        let ai = ai(&src, &mut f)?;
+        let sync_policy = sync_policy(&src, &mut f, &ai)?;
+        let delivery = delivery(&src, &mut f)?;
+        let http = limits(&src, &mut f)?;
+        let retention = retention(&src, &mut f)?;
         Ok(Config {
             listen,
             public_url,
@@ -528,7 +272,7 @@ impl Config {
             admin_token,
             secret_key,
             allow_private_targets,
-            workers: workers as usize,
+            workers,
             role,
             log,
             log_format,
@@ -540,6 +284,393 @@ impl Config {
             retention,
         })
     }
+}
+
+/// Where a setting comes from: `CASEBRIDGE_<NAME>` in the environment
+/// when set and not blank, else the file.
+struct Source<E> {
+    env: E,
+}
+
+impl<E: Fn(&str) -> Option<String>> Source<E> {
+    fn pick(&self, name: &str, from_file: Option<String>) -> Option<String> {
+        (self.env)(&format!("CASEBRIDGE_{name}"))
+            .filter(|v| !v.trim().is_empty())
+            .or(from_file)
+            .map(|v| v.trim().to_string())
+    }
+
+    /// A whole-number setting within `range`, else `default`.
+    fn number(
+        &self,
+        name: &str,
+        from_file: Option<u64>,
+        range: std::ops::RangeInclusive<u64>,
+        default: u64,
+        what: &str,
+    ) -> Result<u64, ConfigError> {
+        match self.pick(name, from_file.map(|v| v.to_string())) {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|v| range.contains(v))
+                .ok_or_else(|| {
+                    err(
+                        &format!("CASEBRIDGE_{name}"),
+                        format!(
+                            "{text:?} is not {what} from {} to {} (default {default})",
+                            range.start(),
+                            range.end()
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// A timeout of 1 to 3,600 seconds.
+    fn seconds(
+        &self,
+        name: &str,
+        from_file: Option<u64>,
+        default: std::time::Duration,
+    ) -> Result<std::time::Duration, ConfigError> {
+        self.number(
+            name,
+            from_file,
+            1..=3600,
+            default.as_secs(),
+            "a number of seconds",
+        )
+        .map(std::time::Duration::from_secs)
+    }
+
+    /// How long to keep a kind of data (`30d`; `0` or `forever`: `None`).
+    fn keep(
+        &self,
+        name: &str,
+        from_file: Option<String>,
+        default: Option<std::time::Duration>,
+    ) -> Result<Option<std::time::Duration>, ConfigError> {
+        match self.pick(name, from_file) {
+            None => Ok(default),
+            Some(text) => crate::retention::parse_duration(&text)
+                .map_err(|e| err(&format!("CASEBRIDGE_{name}"), e)),
+        }
+    }
+}
+
+type Addresses = (SocketAddr, Option<String>, Option<SocketAddr>);
+
+/// Where the API and the metrics listen, and the URL admins are shown.
+fn addresses<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<Addresses, ConfigError> {
+    let listen_text = src
+        .pick("LISTEN", f.listen.take())
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        err(
+            "CASEBRIDGE_LISTEN",
+            format!("{listen_text:?} is not an address; use host:port such as 127.0.0.1:8080 or 0.0.0.0:8080"),
+        )
+    })?;
+    let public_url = match src.pick("PUBLIC_URL", f.public_url.take()) {
+        None => None,
+        Some(u) => {
+            let parsed = reqwest::Url::parse(&u).map_err(|e| {
+                err(
+                    "CASEBRIDGE_PUBLIC_URL",
+                    format!("{u:?} is not a URL ({e}); use e.g. https://casebridge.example.com"),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                return Err(err(
+                    "CASEBRIDGE_PUBLIC_URL",
+                    format!("{u:?} must be an http(s) URL such as https://casebridge.example.com"),
+                ));
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+    };
+    let metrics_listen = match src.pick("METRICS_LISTEN", f.metrics_listen.take()) {
+        None => None,
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            err(
+                "CASEBRIDGE_METRICS_LISTEN",
+                format!("{text:?} is not an address; use host:port such as 127.0.0.1:9090"),
+            )
+        })?),
+    };
+    Ok((listen, public_url, metrics_listen))
+}
+
+/// The database, the operator token and the key that seals secrets.
+fn storage<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<(String, Option<SecretString>, SecretKeySource), ConfigError> {
+    let database_url = src
+        .pick("DATABASE_URL", f.database_url.take())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        return Err(err(
+            "CASEBRIDGE_DATABASE_URL",
+            "use sqlite://<file> (the default is sqlite://casebridge.db) or postgres://<user>@<host>/<database>",
+        ));
+    }
+    let admin_token = src
+        .pick("ADMIN_TOKEN", f.admin_token.take())
+        .map(SecretString::from);
+    if admin_token
+        .as_ref()
+        .is_some_and(|t| secrecy::ExposeSecret::expose_secret(t).len() < 16)
+    {
+        return Err(err(
+            "CASEBRIDGE_ADMIN_TOKEN",
+            "must be at least 16 characters; leave it unset to have one generated",
+        ));
+    }
+    let secret_key = match (
+        src.pick("SECRET_KEY", f.secret_key.take()),
+        src.pick("SECRET_KEY_FILE", f.secret_key_file.take()),
+    ) {
+        (Some(k), _) => SecretKeySource::Inline(SecretString::from(k)),
+        (None, Some(path)) => SecretKeySource::File(PathBuf::from(path)),
+        (None, None) => SecretKeySource::File(default_key_file(&database_url)),
+    };
+    Ok((database_url, admin_token, secret_key))
+}
+
+/// The private networks tenant URLs may point at.
+fn private_targets<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<Vec<IpNet>, ConfigError> {
+    match (src.env)("CASEBRIDGE_ALLOW_PRIVATE_TARGETS") {
+        Some(v) => split_list(&v),
+        None => f
+            .allow_private_targets
+            .take()
+            .map(List::items)
+            .unwrap_or_default(),
+    }
+    .iter()
+    .map(|s| parse_net(s))
+    .collect()
+}
+
+/// The process: how many workers, which role, how it logs.
+fn process<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<(usize, Role, String, LogFormat), ConfigError> {
+    let workers = src.number("WORKERS", f.workers.take(), 1..=256, 8, "a number")?;
+    let role = match src.pick("ROLE", f.role.take()).as_deref() {
+        None | Some("all") => Role::All,
+        Some("api") => Role::Api,
+        Some("worker") => Role::Worker,
+        Some(other) => {
+            return Err(err(
+                "CASEBRIDGE_ROLE",
+                format!("{other:?} is not a role; use all, api or worker"),
+            ))
+        }
+    };
+    let log = src
+        .pick("LOG", f.log.take())
+        .unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log).is_err() {
+        return Err(err(
+            "CASEBRIDGE_LOG",
+            format!("{log:?} is not a log filter; use a level (info, debug) or directives like info,casebridge=debug"),
+        ));
+    }
+    let log_format = match src.pick("LOG_FORMAT", f.log_format.take()).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(err(
+                "CASEBRIDGE_LOG_FORMAT",
+                format!("{other:?} is not a format; use text or json"),
+            ))
+        }
+    };
+    Ok((workers as usize, role, log, log_format))
+}
+
+/// Who fills AI fields; a provider that cannot be built is a start-up
+/// error, not a surprise at the first hand-off.
+fn ai<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<AiSettings, ConfigError> {
+    let provider = src
+        .pick("AI_PROVIDER", f.ai_provider.take())
+        .unwrap_or_else(|| "offline".into());
+    if !matches!(provider.as_str(), "offline" | "openai") {
+        return Err(err(
+            "CASEBRIDGE_AI_PROVIDER",
+            format!("{provider:?} is not a provider; use offline or openai (any OpenAI-compatible server)"),
+        ));
+    }
+    let ai = AiSettings {
+        provider,
+        base_url: src.pick("AI_BASE_URL", f.ai_base_url.take()),
+        model: src.pick("AI_MODEL", f.ai_model.take()),
+        api_key: src
+            .pick("AI_API_KEY", f.ai_api_key.take())
+            .map(SecretString::from),
+        timeout: std::time::Duration::from_secs(src.number(
+            "AI_TIMEOUT_SECS",
+            f.ai_timeout_secs.take(),
+            1..=300,
+            30,
+            "a number of seconds",
+        )?),
+        attempts: src.number("AI_ATTEMPTS", f.ai_attempts.take(), 1..=10, 3, "a number")? as u32,
+    };
+    ai.provider()?;
+    Ok(ai)
+}
+
+/// The delivery policy toward Creatio.
+fn sync_policy<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+    ai: &AiSettings,
+) -> Result<crate::sync::settle::Policy, ConfigError> {
+    let give_up = src.number(
+        "SYNC_GIVE_UP_SECS",
+        f.sync_give_up_secs.take(),
+        60..=90 * 24 * 3600,
+        3 * 24 * 3600,
+        "a number of seconds",
+    )?;
+    let lease = src.number(
+        "JOB_LEASE_SECS",
+        f.job_lease_secs.take(),
+        2..=3600,
+        120,
+        "a number of seconds",
+    )?;
+    // A hand-off job waits for the AI provider; a job running past its
+    // lease is taken over by another worker, so the provider's worst case
+    // (every attempt timing out, plus backoff) must fit in it.
+    let ai_worst = ai.timeout.as_secs_f64() * ai.attempts as f64
+        + 0.5 * (2f64.powi(ai.attempts as i32 - 1) - 1.0);
+    if ai.provider != "offline" && ai_worst >= lease as f64 {
+        return Err(err(
+            "CASEBRIDGE_AI_TIMEOUT_SECS",
+            format!(
+                "{} s × {} attempts (plus backoff, {ai_worst:.0} s in all) can outlast a sync job's lease of {lease} s; lower CASEBRIDGE_AI_TIMEOUT_SECS or CASEBRIDGE_AI_ATTEMPTS, or raise CASEBRIDGE_JOB_LEASE_SECS",
+                ai.timeout.as_secs(),
+                ai.attempts
+            ),
+        ));
+    }
+    Ok(crate::sync::settle::Policy {
+        give_up_ms: give_up as i64 * 1000,
+        lease_ms: lease as i64 * 1000,
+        ..Default::default()
+    })
+}
+
+/// The delivery schedule toward the platform.
+fn delivery<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<crate::deliver::Schedule, ConfigError> {
+    let mut delivery = crate::deliver::Schedule::default();
+    if let Some(text) = src.pick("DELIVERY_RETRY_SCHEDULE", f.delivery_retry_schedule.take()) {
+        delivery.delays = crate::deliver::Schedule::parse_delays(&text)
+            .map_err(|e| err("CASEBRIDGE_DELIVERY_RETRY_SCHEDULE", e))?;
+    }
+    delivery.timeout = std::time::Duration::from_secs(src.number(
+        "DELIVERY_TIMEOUT_SECS",
+        f.delivery_timeout_secs.take(),
+        1..=60,
+        delivery.timeout.as_secs(),
+        "a number of seconds",
+    )?);
+    Ok(delivery)
+}
+
+/// The HTTP listener's timeouts and connection cap.
+fn limits<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<crate::listener::Limits, ConfigError> {
+    let defaults = crate::listener::Limits::default();
+    Ok(crate::listener::Limits {
+        header_timeout: src.seconds(
+            "HEADER_TIMEOUT_SECS",
+            f.header_timeout_secs.take(),
+            defaults.header_timeout,
+        )?,
+        body_timeout: src.seconds(
+            "BODY_TIMEOUT_SECS",
+            f.body_timeout_secs.take(),
+            defaults.body_timeout,
+        )?,
+        keepalive_timeout: src.seconds(
+            "KEEPALIVE_TIMEOUT_SECS",
+            f.keepalive_timeout_secs.take(),
+            defaults.keepalive_timeout,
+        )?,
+        max_connections: src.number(
+            "MAX_CONNECTIONS",
+            f.max_connections.take(),
+            16..=1_000_000,
+            defaults.max_connections as u64,
+            "a number",
+        )? as usize,
+    })
+}
+
+/// How long each kind of data is kept, and the purge.
+fn retention<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<crate::retention::Settings, ConfigError> {
+    let defaults = crate::retention::Settings::default();
+    Ok(crate::retention::Settings {
+        messages: src.keep(
+            "RETAIN_MESSAGES",
+            f.retain_messages.take(),
+            defaults.messages,
+        )?,
+        events: src.keep("RETAIN_EVENTS", f.retain_events.take(), defaults.events)?,
+        timeline: src.keep(
+            "RETAIN_TIMELINE",
+            f.retain_timeline.take(),
+            defaults.timeline,
+        )?,
+        deliveries: src.keep(
+            "RETAIN_DELIVERIES",
+            f.retain_deliveries.take(),
+            defaults.deliveries,
+        )?,
+        jobs: src.keep("RETAIN_JOBS", f.retain_jobs.take(), defaults.jobs)?,
+        dead_jobs: src.keep(
+            "RETAIN_DEAD_JOBS",
+            f.retain_dead_jobs.take(),
+            defaults.dead_jobs,
+        )?,
+        // 0: no purge at all.
+        interval: src.keep("PURGE_INTERVAL", f.purge_interval.take(), defaults.interval)?,
+        batch: src.number(
+            "PURGE_BATCH",
+            f.purge_batch.take(),
+            1..=10_000,
+            defaults.batch as u64,
+            "a number of rows",
+        )? as usize,
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {

@@ -43,8 +43,9 @@
 //! **Commands**, the top: [`config`] (settings from a TOML file and
 //! `CASEBRIDGE_*` variables, gathering each layer's own settings types),
 //! [`server`] (`casebridge serve`, start to graceful stop), [`backup`]
-//! (`casebridge backup` and `restore`) and [`demo`] (the whole story on
-//! loopback).
+//! (`casebridge backup` and `restore`), [`demo`] (the whole story on
+//! loopback) and [`client`] (the API as its callers use it: the demo and
+//! the integration tests send their requests through it).
 
 /// This build: the package version and the git commit it was built from
 /// (see `build.rs`), as `casebridge --version` prints it.
@@ -62,6 +63,7 @@ pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod backup;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod deliver;

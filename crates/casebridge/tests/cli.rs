@@ -5,6 +5,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use casebridge::client::ApiClient;
+use reqwest::StatusCode;
+
 /// Kills the child process when the test ends, however it ends.
 struct Running(Child);
 
@@ -272,15 +275,11 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
             assert_eq!(mode & 0o777, 0o600, "{file} is private");
         }
     }
-    let http = reqwest::Client::new();
-    let created = http
-        .post(format!("http://{addr}/v1/orgs"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "Acme"}))
-        .send()
+    let created = ApiClient::new(format!("http://{addr}"))
+        .create_org(&token, "Acme")
         .await
         .unwrap();
-    assert_eq!(created.status(), 201);
+    assert_eq!(created.status, 201, "{}", created.body);
 
     let pid = first.0.id().to_string();
     let status = tokio::task::spawn_blocking(move || {
@@ -300,14 +299,11 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
         !banner.iter().any(|l| l.contains("Generated")),
         "{banner:?}"
     );
-    let again = http
-        .post(format!("http://{addr}/v1/orgs"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"name": "Beta"}))
-        .send()
+    let again = ApiClient::new(format!("http://{addr}"))
+        .create_org(&token, "Beta")
         .await
         .unwrap();
-    assert_eq!(again.status(), 201);
+    assert_eq!(again.status, 201, "{}", again.body);
 }
 
 /// Out of file descriptors (a low `ulimit -n`, more clients than it allows):
@@ -432,35 +428,27 @@ impl Fleet {
 
     /// Creates an org and connects it; returns its admin key.
     async fn org(&self, base: &str) -> String {
-        let created: serde_json::Value = self
-            .http
-            .post(format!("{base}/v1/orgs"))
-            .bearer_auth(&self.admin_token)
-            .json(&serde_json::json!({"name": "Fleet"}))
-            .send()
+        let api = ApiClient::new(base);
+        let created = api
+            .create_org(&self.admin_token, "Fleet")
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .and_then(|a| a.expect(StatusCode::CREATED))
+            .unwrap_or_else(|e| panic!("{e}"));
         let key = created["api_key"]["key"].as_str().unwrap().to_string();
-        let saved = self.http.post(format!("{base}/v1/creatio/connection")).bearer_auth(&key)
-            .json(&serde_json::json!({"instance_url": self.emulator.url(), "client_id": "fleet", "client_secret": FLEET_SECRET}))
-            .send().await.unwrap();
-        assert_eq!(saved.status(), 200, "{}", saved.text().await.unwrap());
+        let settings = serde_json::json!({"instance_url": self.emulator.url(), "client_id": "fleet", "client_secret": FLEET_SECRET});
+        api.test_and_save(&key, &settings)
+            .await
+            .and_then(|a| a.expect(StatusCode::OK))
+            .unwrap_or_else(|e| panic!("{e}"));
         key
     }
 
     async fn send(&self, base: &str, key: &str, events: serde_json::Value) {
-        let resp = self
-            .http
-            .post(format!("{base}/v1/events"))
-            .bearer_auth(key)
-            .json(&events)
-            .send()
+        ApiClient::new(base)
+            .send_events(key, &events)
             .await
-            .unwrap();
-        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+            .and_then(|a| a.expect(StatusCode::ACCEPTED))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Waits until no job of the conversations is left, then checks that

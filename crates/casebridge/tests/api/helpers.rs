@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use casebridge::client::ApiClient;
 use casebridge::config::{Config, SecretKeySource};
 use casebridge::server::Running;
 use casebridge::storage::Db;
@@ -79,6 +80,8 @@ fn postgres_admin_url() -> String {
 pub struct TestApp {
     pub url: String,
     pub http: reqwest::Client,
+    /// The service's API, through the client `casebridge demo` uses too.
+    pub api: ApiClient,
     pub emulator: Emulator,
     pub client_secret: String,
     pub admin_token: String,
@@ -151,6 +154,7 @@ impl TestApp {
         TestApp {
             url: format!("http://{}", running.addr),
             http: reqwest::Client::new(),
+            api: ApiClient::new(format!("http://{}", running.addr)),
             emulator,
             client_secret,
             admin_token,
@@ -175,6 +179,7 @@ impl TestApp {
             .await
             .expect("service starts again");
         self.url = format!("http://{}", running.addr);
+        self.api = ApiClient::new(self.url.clone());
         self.db = running.db.clone();
         self.running = Some(running);
         self
@@ -188,22 +193,12 @@ impl TestApp {
         key: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("service answers");
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-        };
-        (status, value)
+        let answer = self
+            .api
+            .call(method, path, key, body.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (answer.status, answer.body)
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
@@ -241,10 +236,12 @@ impl TestApp {
     }
 
     pub async fn create_org(&self, name: &str) -> Org {
-        let (status, body) = self
-            .post("/v1/orgs", &self.admin_token.clone(), json!({"name": name}))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let body = self
+            .api
+            .create_org(&self.admin_token, name)
+            .await
+            .and_then(|a| a.expect(StatusCode::CREATED))
+            .unwrap_or_else(|e| panic!("{e}"));
         Org {
             id: body["org"]["id"].as_str().unwrap().into(),
             key: body["api_key"]["key"].as_str().unwrap().into(),
@@ -262,18 +259,20 @@ impl TestApp {
 
     /// Test & Save that must pass.
     pub async fn connect(&self, key: &str) -> Value {
-        let (status, body) = self
-            .post("/v1/creatio/connection", key, self.connection_body())
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
+        self.api
+            .test_and_save(key, &self.connection_body())
+            .await
+            .and_then(|a| a.expect(StatusCode::OK))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sends events with `key`; they must be accepted.
     pub async fn send(&self, key: &str, events: Value) -> Value {
-        let (status, body) = self.post("/v1/events", key, events).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        body
+        self.api
+            .send_events(key, &events)
+            .await
+            .and_then(|a| a.expect(StatusCode::ACCEPTED))
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until the conversation has no job left to run, and returns it.

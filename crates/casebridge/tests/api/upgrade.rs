@@ -93,21 +93,16 @@ async fn a_backup_under_load_restores_everything_with_its_key() {
         .await;
     // Ingest goes on while the backup is taken.
     let load = {
-        let (http, url, key) = (app.http.clone(), app.url.clone(), org.key.clone());
+        let (api, key) = (app.api.clone(), org.key.clone());
         tokio::spawn(async move {
             for i in 1..40 {
-                let r = http
-                    .post(format!("{url}/v1/events"))
-                    .bearer_auth(&key)
-                    .json(&json!([message(
-                        &format!("p{i}"),
-                        &format!("pending-{}", i % 4),
-                        "waiting"
-                    )]))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), StatusCode::ACCEPTED);
+                let events = json!([message(
+                    &format!("p{i}"),
+                    &format!("pending-{}", i % 4),
+                    "waiting"
+                )]);
+                let r = api.send_events(&key, &events).await.unwrap();
+                assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
             }
         })
     };
