@@ -188,66 +188,18 @@ pub async fn resolve(client: &Client, fields: Vec<MappingIn>) -> Result<Vec<Mapp
     })?;
     let schema = CaseSchema::parse(&csdl).map_err(|e| Refused::Schema(e.to_string()))?;
     let mut problems = Vec::new();
-    let mut rows: HashMap<String, Vec<Choice>> = HashMap::new();
+    let mut lookups = Lookups::new(client);
     let mut out = Vec::new();
     let mut columns_seen: HashMap<String, usize> = HashMap::new();
     for (i, f) in fields.into_iter().enumerate() {
         let field_name = f.field_name.trim().to_string();
-        let column = match schema.column(&field_name) {
+        let (column_name, lookup, max_length) = match column_for(&schema, i, &f, &field_name) {
             Ok(c) => c,
-            Err(message) => {
-                problems.push(problem(
-                    i,
-                    "field_name",
-                    message,
-                    "Use a column of the Case object: its code as the object designer shows it.",
-                ));
+            Err(p) => {
+                problems.push(p);
                 continue;
             }
         };
-        let (column_name, lookup, max_length) = match (&column, f.kind) {
-            // The admin's size, else one $metadata gives (real Creatio
-            // gives none), else the smallest Creatio text size.
-            (Column::Text { name, max_length }, FieldType::Text) => (
-                name.clone(),
-                None,
-                Some(
-                    f.max_length
-                        .or(*max_length)
-                        .unwrap_or(crate::ai::DEFAULT_TEXT_LENGTH),
-                ),
-            ),
-            (Column::Lookup { column, entity_set }, FieldType::Dropdown) => {
-                (column.clone(), Some(entity_set.clone()), None)
-            }
-            (Column::Text { name, .. }, FieldType::Dropdown) => {
-                problems.push(problem(
-                    i,
-                    "type",
-                    format!("Case.{name} is a text column, not a lookup"),
-                    "Make the field type text, or map a lookup column (one whose values come from a list).",
-                ));
-                continue;
-            }
-            (Column::Lookup { column, entity_set }, FieldType::Text) => {
-                problems.push(problem(
-                    i,
-                    "type",
-                    format!("Case.{column} is a lookup of {entity_set}, so its value must be one of its rows"),
-                    "Make the field type dropdown and name its options.",
-                ));
-                continue;
-            }
-        };
-        if MANAGED_COLUMNS.contains(&column_name.as_str()) {
-            problems.push(problem(
-                i,
-                "field_name",
-                format!("Case.{column_name} is written by casebridge itself"),
-                "Map another column; the status follows the conversation's resolution and the description carries the summary.",
-            ));
-            continue;
-        }
         if let Some(earlier) = columns_seen.insert(column_name.clone(), i) {
             problems.push(problem(
                 i,
@@ -257,77 +209,16 @@ pub async fn resolve(client: &Client, fields: Vec<MappingIn>) -> Result<Vec<Mapp
             ));
             continue;
         }
-        let mut options = Vec::new();
-        if let Some(set) = &lookup {
-            let names: Vec<String> = match &f.options {
-                Some(list) => list.iter().map(|n| n.trim().to_string()).collect(),
-                None => offline::criteria(&f.description)
-                    .into_iter()
-                    .map(|c| c.option)
-                    .collect(),
-            };
-            let mut unique: Vec<String> = Vec::new();
-            for n in names {
-                if !unique.iter().any(|u| same_name(u, &n)) {
-                    unique.push(n);
+        let options = match &lookup {
+            None => Vec::new(),
+            Some(set) => match lookups.options(i, &f, set).await? {
+                Ok(options) => options,
+                Err(found) => {
+                    problems.extend(found);
+                    continue;
                 }
-            }
-            if unique.is_empty() {
-                problems.push(problem(
-                    i,
-                    "description",
-                    "names no options".into(),
-                    "Write one line per option (\"High if a key feature is broken\"), or list them in options.",
-                ));
-                continue;
-            }
-            if !rows.contains_key(set) {
-                let found = client
-                    .list_values(
-                        set,
-                        &Query::new()
-                            .select(["Id", "Name"])
-                            .order_by_asc("Name")
-                            .top(MAX_LOOKUP_ROWS),
-                    )
-                    .await
-                    .map_err(|error| Refused::Creatio {
-                        what: format!("Could not read the {set} lookup"),
-                        error,
-                    })?;
-                let choices = found
-                    .iter()
-                    .filter_map(|r| {
-                        Some(Choice {
-                            name: r["Name"].as_str()?.to_string(),
-                            id: r["Id"].as_str()?.parse::<Uuid>().ok()?,
-                        })
-                    })
-                    .collect();
-                rows.insert(set.clone(), choices);
-            }
-            let available = &rows[set];
-            for name in unique {
-                match available.iter().find(|c| same_name(&c.name, &name)) {
-                    Some(c) => options.push(c.clone()),
-                    None => {
-                        let close = closest(&name, available.iter().map(|c| c.name.as_str()), 3);
-                        let all: Vec<&str> =
-                            available.iter().take(12).map(|c| c.name.as_str()).collect();
-                        problems.push(problem(
-                            i,
-                            "options",
-                            if close.is_empty() {
-                                format!("{name:?} is not a {set} value; the values are: {}", all.join(", "))
-                            } else {
-                                format!("{name:?} is not a {set} value; closest: {}", close.join(", "))
-                            },
-                            "Name the options exactly as Creatio lists them (case does not matter), or add the value to the lookup in Creatio first. A description line of the form \"X: …\" or \"X if …\" names an option X; list the options in options when a line is not one.",
-                        ));
-                    }
-                }
-            }
-        }
+            },
+        };
         out.push(Mapping {
             title: f
                 .title
@@ -347,5 +238,170 @@ pub async fn resolve(client: &Client, fields: Vec<MappingIn>) -> Result<Vec<Mapp
         Ok(out)
     } else {
         Err(Refused::Problems(problems))
+    }
+}
+
+/// The Case column mapping `i` names, if it suits the field's type and
+/// casebridge does not manage it: its name, its lookup's entity set (a
+/// dropdown) and its size (a text).
+fn column_for(
+    schema: &CaseSchema,
+    i: usize,
+    f: &MappingIn,
+    field_name: &str,
+) -> Result<(String, Option<String>, Option<usize>), Problem> {
+    let column = schema.column(field_name).map_err(|message| {
+        problem(
+            i,
+            "field_name",
+            message,
+            "Use a column of the Case object: its code as the object designer shows it.",
+        )
+    })?;
+    let found = match (&column, f.kind) {
+        // The admin's size, else one $metadata gives (real Creatio
+        // gives none), else the smallest Creatio text size.
+        (Column::Text { name, max_length }, FieldType::Text) => (
+            name.clone(),
+            None,
+            Some(
+                f.max_length
+                    .or(*max_length)
+                    .unwrap_or(crate::ai::DEFAULT_TEXT_LENGTH),
+            ),
+        ),
+        (Column::Lookup { column, entity_set }, FieldType::Dropdown) => {
+            (column.clone(), Some(entity_set.clone()), None)
+        }
+        (Column::Text { name, .. }, FieldType::Dropdown) => {
+            return Err(problem(
+                i,
+                "type",
+                format!("Case.{name} is a text column, not a lookup"),
+                "Make the field type text, or map a lookup column (one whose values come from a list).",
+            ));
+        }
+        (Column::Lookup { column, entity_set }, FieldType::Text) => {
+            return Err(problem(
+                i,
+                "type",
+                format!("Case.{column} is a lookup of {entity_set}, so its value must be one of its rows"),
+                "Make the field type dropdown and name its options.",
+            ));
+        }
+    };
+    if MANAGED_COLUMNS.contains(&found.0.as_str()) {
+        return Err(problem(
+            i,
+            "field_name",
+            format!("Case.{} is written by casebridge itself", found.0),
+            "Map another column; the status follows the conversation's resolution and the description carries the summary.",
+        ));
+    }
+    Ok(found)
+}
+
+/// The rows of the lookups the mappings name, each read once.
+struct Lookups<'c> {
+    client: &'c Client,
+    rows: HashMap<String, Vec<Choice>>,
+}
+
+impl<'c> Lookups<'c> {
+    fn new(client: &'c Client) -> Self {
+        Lookups {
+            client,
+            rows: HashMap::new(),
+        }
+    }
+
+    /// The rows of entity set `set`.
+    async fn rows(&mut self, set: &str) -> Result<&[Choice], Refused> {
+        if !self.rows.contains_key(set) {
+            let found = self
+                .client
+                .list_values(
+                    set,
+                    &Query::new()
+                        .select(["Id", "Name"])
+                        .order_by_asc("Name")
+                        .top(MAX_LOOKUP_ROWS),
+                )
+                .await
+                .map_err(|error| Refused::Creatio {
+                    what: format!("Could not read the {set} lookup"),
+                    error,
+                })?;
+            let choices = found
+                .iter()
+                .filter_map(|r| {
+                    Some(Choice {
+                        name: r["Name"].as_str()?.to_string(),
+                        id: r["Id"].as_str()?.parse::<Uuid>().ok()?,
+                    })
+                })
+                .collect();
+            self.rows.insert(set.to_string(), choices);
+        }
+        Ok(&self.rows[set])
+    }
+
+    /// A dropdown's options (listed, or named by its description's lines)
+    /// as rows of `set`; the problems when a name is none of them.
+    async fn options(
+        &mut self,
+        i: usize,
+        f: &MappingIn,
+        set: &str,
+    ) -> Result<Result<Vec<Choice>, Vec<Problem>>, Refused> {
+        let names: Vec<String> = match &f.options {
+            Some(list) => list.iter().map(|n| n.trim().to_string()).collect(),
+            None => offline::criteria(&f.description)
+                .into_iter()
+                .map(|c| c.option)
+                .collect(),
+        };
+        let mut unique: Vec<String> = Vec::new();
+        for n in names {
+            if !unique.iter().any(|u| same_name(u, &n)) {
+                unique.push(n);
+            }
+        }
+        if unique.is_empty() {
+            return Ok(Err(vec![problem(
+                i,
+                "description",
+                "names no options".into(),
+                "Write one line per option (\"High if a key feature is broken\"), or list them in options.",
+            )]));
+        }
+        let available = self.rows(set).await?;
+        let mut options = Vec::new();
+        let mut problems = Vec::new();
+        for name in unique {
+            match available.iter().find(|c| same_name(&c.name, &name)) {
+                Some(c) => options.push(c.clone()),
+                None => {
+                    let close = closest(&name, available.iter().map(|c| c.name.as_str()), 3);
+                    let all: Vec<&str> =
+                        available.iter().take(12).map(|c| c.name.as_str()).collect();
+                    problems.push(problem(
+                        i,
+                        "options",
+                        if close.is_empty() {
+                            format!("{name:?} is not a {set} value; the values are: {}", all.join(", "))
+                        } else {
+                            format!("{name:?} is not a {set} value; closest: {}", close.join(", "))
+                        },
+                        "Name the options exactly as Creatio lists them (case does not matter), or add the value to the lookup in Creatio first. A description line of the form \"X: …\" or \"X if …\" names an option X; list the options in options when a line is not one.",
+                    ));
+                }
+            }
+        }
+        Ok(if problems.is_empty() {
+            Ok(options)
+        } else {
+            Err(problems)
+        })
     }
 }

@@ -32,52 +32,14 @@ pub async fn check_closure(
         return Ok(());
     }
     let case_id = case_uuid(&ctx.conversation)?;
-    // The status now, whatever the call said: calls can arrive late or
-    // out of order, the record cannot.
-    let case: Case = ctx.client.get(case_id).await?;
-    let Some(status_id) = case.status_id else {
-        timeline(
-            ctx,
-            "warning",
-            &format!("Case {case_id} has no status; nothing to do"),
-            job,
-        )
-        .await;
+    let Some(status) = case_status(ctx, job, case_id, reported).await? else {
         return Ok(());
     };
-    let status: CaseStatus = ctx.client.get(status_id).await?;
-    let name = status.name.clone().unwrap_or_else(|| status_id.to_string());
+    let name = status.name.clone().unwrap_or_default();
     let closed = status.is_final == Some(true) || status.is_resolved == Some(true);
     let db = &ctx.services.db;
-    if reported.is_some_and(|r| r != status_id) {
-        tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
-    }
     if !closed {
-        if ctx.conversation.state == ConversationState::Resolved {
-            conversations::set_conversation_state(
-                db,
-                &job.org_id,
-                &job.conversation_id,
-                ConversationState::HandedOff,
-            )
-            .await?;
-            timeline(
-                ctx,
-                "event",
-                &format!("Case {case_id} was reopened in Creatio (status {name}); the conversation is open again"),
-                job,
-            )
-            .await;
-        } else {
-            timeline(
-                ctx,
-                "event",
-                &format!("Case {case_id} changed to status {name}, which is neither final nor resolved; nothing to deliver"),
-                job,
-            )
-            .await;
-        }
-        return Ok(());
+        return not_closed(ctx, job, case_id, &name).await;
     }
     if ctx.conversation.state == ConversationState::Resolved {
         timeline(
@@ -89,6 +51,7 @@ pub async fn check_closure(
         .await;
         return Ok(());
     }
+    let status_id = status.id.unwrap_or_default();
     if written::was_written(db, &job.org_id, &format!("status:{case_id}:{status_id}")).await? {
         conversations::set_conversation_state(
             db,
@@ -106,18 +69,93 @@ pub async fn check_closure(
         .await;
         return Ok(());
     }
+    announce(ctx, job, case_id, &status).await
+}
+
+/// The case's status now, whatever the call said: calls can arrive late or
+/// out of order, the record cannot. `None` (with a timeline line) when the
+/// case has none. Its name is the status's, or its id.
+async fn case_status(
+    ctx: &Context<'_>,
+    job: &Job,
+    case_id: Uuid,
+    reported: Option<Uuid>,
+) -> Result<Option<CaseStatus>, JobError> {
+    let case: Case = ctx.client.get(case_id).await?;
+    let Some(status_id) = case.status_id else {
+        timeline(
+            ctx,
+            "warning",
+            &format!("Case {case_id} has no status; nothing to do"),
+            job,
+        )
+        .await;
+        return Ok(None);
+    };
+    if reported.is_some_and(|r| r != status_id) {
+        tracing::debug!(org_id = %job.org_id, %case_id, "The webhook's status is no longer the case's; using the case's.");
+    }
+    let mut status: CaseStatus = ctx.client.get(status_id).await?;
+    status.id = Some(status_id);
+    status.name = Some(status.name.unwrap_or_else(|| status_id.to_string()));
+    Ok(Some(status))
+}
+
+/// A status that is neither final nor resolved: a resolved conversation
+/// opens again (the case was reopened); otherwise nothing to deliver.
+async fn not_closed(
+    ctx: &Context<'_>,
+    job: &Job,
+    case_id: Uuid,
+    name: &str,
+) -> Result<(), JobError> {
+    if ctx.conversation.state == ConversationState::Resolved {
+        conversations::set_conversation_state(
+            &ctx.services.db,
+            &job.org_id,
+            &job.conversation_id,
+            ConversationState::HandedOff,
+        )
+        .await?;
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} was reopened in Creatio (status {name}); the conversation is open again"),
+            job,
+        )
+        .await;
+    } else {
+        timeline(
+            ctx,
+            "event",
+            &format!("Case {case_id} changed to status {name}, which is neither final nor resolved; nothing to deliver"),
+            job,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// The conversation resolved and `conversation.resolved` queued, with the
+/// timeline line, in one transaction. One delivery per closure: the job's
+/// id makes a re-run of this job find its own delivery.
+async fn announce(
+    ctx: &Context<'_>,
+    job: &Job,
+    case_id: Uuid,
+    status: &CaseStatus,
+) -> Result<(), JobError> {
+    let name = status.name.clone().unwrap_or_default();
     let data = json!({
         "conversation_id": ctx.conversation.id,
         "case_id": case_id,
         "case_number": ctx.conversation.case_number,
         "status": name,
-        "status_id": status_id,
+        "status_id": status.id,
         "is_final": status.is_final == Some(true),
         "is_resolved": status.is_resolved == Some(true),
     });
-    let mut tx = db.write().await?;
-    // One delivery per closure: the job's id makes a re-run of this job
-    // find its own delivery.
+    let mut tx = ctx.services.db.write().await?;
     let delivery = deliver::queue(
         &mut tx,
         &job.org_id,

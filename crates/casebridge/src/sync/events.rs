@@ -224,11 +224,41 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
         handoff,
     } = e;
     check_id(&format!("{at}.id"), &id, &mut errors);
-    check_id(
-        &format!("{at}.conversation.id"),
-        &conversation.id,
-        &mut errors,
-    );
+    let channel = check_conversation(at, &conversation, &mut errors);
+    let occurred_at = match occurred_at.as_deref() {
+        None => Utc::now(),
+        Some(t) => match DateTime::parse_from_rfc3339(t) {
+            Ok(d) => d.with_timezone(&Utc),
+            Err(_) => {
+                errors.push(Invalid {
+                    path: format!("{at}.occurred_at"),
+                    message: format!("{t:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"),
+                });
+                Utc::now()
+            }
+        },
+    };
+    let body = check_body(at, &kind, message, handoff, &mut errors);
+    match body {
+        Some(body) if errors.is_empty() => Ok(Event {
+            id,
+            occurred_at,
+            conversation,
+            channel,
+            body,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks the conversation's id, channel, URL and contact; returns the
+/// channel, lower-cased (`web` when not given).
+fn check_conversation(
+    at: &str,
+    conversation: &ConversationJson,
+    errors: &mut Vec<Invalid>,
+) -> String {
+    check_id(&format!("{at}.conversation.id"), &conversation.id, errors);
     let channel = conversation
         .channel
         .as_deref()
@@ -249,20 +279,20 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
     check_url(
         &format!("{at}.conversation.url"),
         conversation.url.as_deref(),
-        &mut errors,
+        errors,
     );
     if let Some(c) = &conversation.contact {
         check_len(
             &format!("{at}.conversation.contact.name"),
             c.name.as_deref(),
             250,
-            &mut errors,
+            errors,
         );
         check_len(
             &format!("{at}.conversation.contact.phone"),
             c.phone.as_deref(),
             50,
-            &mut errors,
+            errors,
         );
         if let Some(email) = c.email.as_deref() {
             let parts: Vec<&str> = email.trim().split('@').collect();
@@ -278,20 +308,18 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
             }
         }
     }
-    let occurred_at = match occurred_at.as_deref() {
-        None => Utc::now(),
-        Some(t) => match DateTime::parse_from_rfc3339(t) {
-            Ok(d) => d.with_timezone(&Utc),
-            Err(_) => {
-                errors.push(Invalid {
-                    path: format!("{at}.occurred_at"),
-                    message: format!("{t:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"),
-                });
-                Utc::now()
-            }
-        },
-    };
-    let body = match kind.as_str() {
+    channel
+}
+
+/// What the event says by its `type`, with the part that type requires.
+fn check_body(
+    at: &str,
+    kind: &str,
+    message: Option<MessageJson>,
+    handoff: Option<HandoffJson>,
+    errors: &mut Vec<Invalid>,
+) -> Option<EventBody> {
+    match kind {
         "message.created" => match message {
             None => {
                 errors.push(Invalid {
@@ -300,7 +328,7 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
                 });
                 None
             }
-            Some(m) => check_message(at, m, &mut errors),
+            Some(m) => check_message(at, m, errors),
         },
         "conversation.handoff" => match handoff {
             None => {
@@ -311,7 +339,7 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
                 None
             }
             Some(h) => {
-                check_handoff(at, &h, &mut errors);
+                check_handoff(at, &h, errors);
                 Some(EventBody::Handoff(h))
             }
         },
@@ -323,16 +351,6 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
             });
             None
         }
-    };
-    match body {
-        Some(body) if errors.is_empty() => Ok(Event {
-            id,
-            occurred_at,
-            conversation,
-            channel,
-            body,
-        }),
-        _ => Err(errors),
     }
 }
 

@@ -13,6 +13,33 @@ use crate::storage::jobs::Job;
 use crate::storage::messages;
 use crate::storage::messages::Message;
 
+/// A retry: an earlier run may have written some of `pending` before it
+/// failed or its process died. Asks Creatio which exist and records them
+/// written, so the batch does not stop at the first duplicate again and
+/// again; returns the others.
+async fn not_written_before(
+    ctx: &Context<'_>,
+    job: &Job,
+    pending: Vec<Message>,
+) -> Result<Vec<Message>, JobError> {
+    let ids: Vec<Uuid> = pending
+        .iter()
+        .filter_map(|m| Uuid::parse_str(&m.activity_id).ok())
+        .collect();
+    let existing: Vec<Activity> = ctx.client.get_many(&ids).await?;
+    let found: std::collections::HashSet<String> = existing
+        .iter()
+        .filter_map(|a| a.id.map(|i| i.to_string()))
+        .collect();
+    let (done, rest): (Vec<Message>, Vec<Message>) = pending
+        .into_iter()
+        .partition(|m| found.contains(&m.activity_id));
+    if !done.is_empty() {
+        messages::mark_written(&ctx.services.db, &job.org_id, &job.conversation_id, &done).await?;
+    }
+    Ok(rest)
+}
+
 /// Writes the conversation's unwritten messages up to the job, in order;
 /// several at once go as one `$batch`.
 pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
@@ -30,28 +57,10 @@ pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<b
         return Ok(false);
     }
     if job.attempts > 1 {
-        // A retry: an earlier run may have written some of these before it
-        // failed or its process died. Ask Creatio which exist, so the batch
-        // below does not stop at the first duplicate again and again.
-        let ids: Vec<Uuid> = pending
-            .iter()
-            .filter_map(|m| Uuid::parse_str(&m.activity_id).ok())
-            .collect();
-        let existing: Vec<Activity> = ctx.client.get_many(&ids).await?;
-        let found: std::collections::HashSet<String> = existing
-            .iter()
-            .filter_map(|a| a.id.map(|i| i.to_string()))
-            .collect();
-        let (done, rest): (Vec<Message>, Vec<Message>) = pending
-            .into_iter()
-            .partition(|m| found.contains(&m.activity_id));
-        if !done.is_empty() {
-            messages::mark_written(db, &job.org_id, &job.conversation_id, &done).await?;
-        }
-        if rest.is_empty() {
+        pending = not_written_before(ctx, job, pending).await?;
+        if pending.is_empty() {
             return Ok(false);
         }
-        pending = rest;
     }
     let c = ctx.conversation.clone();
     let case_id = case_uuid(&c)?;
