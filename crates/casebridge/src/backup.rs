@@ -185,8 +185,53 @@ async fn first_sealed(
 /// Checks everything before writing anything.
 pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreReport> {
     let target = database_file(config, "restore")?;
+    refuse_existing(&target)?;
+    let (before, sealed) = check_backup(from).await?;
+    let (key, key_source) = backup_key(config, from)?;
+    if let Some((sealed, context)) = &sealed {
+        check_key(key.as_deref(), &key_source, from, sealed, context)?;
+    }
+    let key_file = key_destination(config, key.as_deref())?;
+    copy_file(from, &target)?;
+    if let (Some(path), Some(key)) = (&key_file, &key) {
+        storage::create_private_file(path)?;
+        std::fs::write(path, key).with_context(|| format!("could not write {}", path.display()))?;
+    }
+    let db = Db::connect(&config.database_url)
+        .await
+        .context("the restored database could not be opened")?;
+    // Jobs and deliveries that were in flight when the backup was taken
+    // run again now, not when their lease would have run out: nothing is
+    // running them in this database.
+    storage::outbox::requeue_claimed(&db).await?;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(db.pool())
+                .await
+                .and_then(|r| r.try_get::<i64, _>("n"))
+        }
+    };
+    let conversations = count("SELECT COUNT(*) AS n FROM conversations").await?;
+    let open_jobs =
+        count("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running')").await?;
+    db.close().await;
+    Ok(RestoreReport {
+        database: target,
+        key_file,
+        schema_version_before: before,
+        schema_version: storage::known_schema_version(),
+        conversations,
+        open_jobs,
+    })
+}
+
+/// Restore writes only a new database: not over one, its WAL or its
+/// shared memory.
+fn refuse_existing(target: &Path) -> anyhow::Result<()> {
     for path in [
-        target.clone(),
+        target.to_path_buf(),
         PathBuf::from(format!("{}-wal", target.display())),
         PathBuf::from(format!("{}-shm", target.display())),
     ] {
@@ -198,6 +243,13 @@ pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreRepo
             );
         }
     }
+    Ok(())
+}
+
+/// The backup is a readable, undamaged casebridge database of a schema
+/// this casebridge knows: its schema version, and one sealed secret with
+/// its context (to test the key on), if it holds any.
+async fn check_backup(from: &Path) -> anyhow::Result<(i64, Option<(String, String)>)> {
     let mut conn = open_read_only(from).await?;
     let check: String = sqlx::query("PRAGMA quick_check")
         .fetch_one(&mut conn)
@@ -220,9 +272,16 @@ pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreRepo
             from.display()
         );
     }
-    // The key: the one saved beside the backup, else the configured one.
+    let sealed = first_sealed(&mut conn).await?;
+    conn.close().await?;
+    Ok((before, sealed))
+}
+
+/// The key: the one saved beside the backup, else the configured one; and
+/// where it came from, for the messages.
+fn backup_key(config: &Config, from: &Path) -> anyhow::Result<(Option<String>, String)> {
     let saved_key = key_file_of(from);
-    let (key, key_source) = if saved_key.exists() {
+    Ok(if saved_key.exists() {
         let text = std::fs::read_to_string(&saved_key)
             .with_context(|| format!("could not read {}", saved_key.display()))?;
         (Some(text), saved_key.display().to_string())
@@ -238,33 +297,44 @@ pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreRepo
             ),
             SecretKeySource::File(_) => (None, String::new()),
         }
+    })
+}
+
+/// The key opens the backup's sealed secrets.
+fn check_key(
+    key: Option<&str>,
+    key_source: &str,
+    from: &Path,
+    sealed: &str,
+    context: &str,
+) -> anyhow::Result<()> {
+    let saved_key = key_file_of(from);
+    let Some(key) = key else {
+        bail!(
+            "the backup's key is missing: there is no {} beside it and no key is configured. The backup holds sealed secrets \
+             (Creatio client secrets, webhook tokens, delivery secrets) that only the key saved with it opens: put that file at {}, \
+             or set CASEBRIDGE_SECRET_KEY to its value, and run restore again. Nothing was restored",
+            saved_key.display(),
+            saved_key.display()
+        );
     };
-    let sealed = first_sealed(&mut conn).await?;
-    conn.close().await?;
-    if let Some((sealed, context)) = &sealed {
-        let Some(key) = &key else {
-            bail!(
-                "the backup's key is missing: there is no {} beside it and no key is configured. The backup holds sealed secrets \
-                 (Creatio client secrets, webhook tokens, delivery secrets) that only the key saved with it opens: put that file at {}, \
-                 or set CASEBRIDGE_SECRET_KEY to its value, and run restore again. Nothing was restored",
-                saved_key.display(),
-                saved_key.display()
-            );
-        };
-        let opens = SecretBox::from_base64(&SecretString::from(key.clone()))
-            .ok()
-            .is_some_and(|b| b.open(sealed, context).is_ok());
-        if !opens {
-            bail!(
-                "the key from {key_source} does not open the secrets in this backup: it was sealed with another key. Put the key file \
-                 saved with the backup at {}, or set CASEBRIDGE_SECRET_KEY to that key, and run restore again. Nothing was restored",
-                saved_key.display()
-            );
-        }
+    let opens = SecretBox::from_base64(&SecretString::from(key.to_string()))
+        .ok()
+        .is_some_and(|b| b.open(sealed, context).is_ok());
+    if !opens {
+        bail!(
+            "the key from {key_source} does not open the secrets in this backup: it was sealed with another key. Put the key file \
+             saved with the backup at {}, or set CASEBRIDGE_SECRET_KEY to that key, and run restore again. Nothing was restored",
+            saved_key.display()
+        );
     }
-    // Where the key goes: the configured key file, unless it holds this key
-    // already; a different key there is not overwritten.
-    let key_file = match (&config.secret_key, &key) {
+    Ok(())
+}
+
+/// Where the key goes: the configured key file, unless it holds this key
+/// already; a different key there is not overwritten.
+fn key_destination(config: &Config, key: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
+    match (&config.secret_key, key) {
         (SecretKeySource::File(path), Some(key)) => {
             if path.exists() {
                 let existing = std::fs::read_to_string(path)?;
@@ -274,65 +344,32 @@ pub async fn restore(config: &Config, from: &Path) -> anyhow::Result<RestoreRepo
                         path.display()
                     );
                 }
-                None
+                Ok(None)
             } else {
-                Some(path.clone())
+                Ok(Some(path.clone()))
             }
         }
-        _ => None,
-    };
-    storage::create_private_file(&target)?;
+        _ => Ok(None),
+    }
+}
+
+/// Copies the backup to `target` (created private), synced to disk; no
+/// half-copied file stays behind.
+fn copy_file(from: &Path, target: &Path) -> anyhow::Result<()> {
+    storage::create_private_file(target)?;
     let copied = (|| -> std::io::Result<()> {
         let mut input = std::fs::File::open(from)?;
-        let mut output = std::fs::OpenOptions::new().write(true).open(&target)?;
+        let mut output = std::fs::OpenOptions::new().write(true).open(target)?;
         std::io::copy(&mut input, &mut output)?;
         output.sync_all()
     })();
     if let Err(e) = copied {
-        let _ = std::fs::remove_file(&target);
+        let _ = std::fs::remove_file(target);
         bail!(
             "could not copy {} to {}: {e}",
             from.display(),
             target.display()
         );
     }
-    if let (Some(path), Some(key)) = (&key_file, &key) {
-        storage::create_private_file(path)?;
-        std::fs::write(path, key).with_context(|| format!("could not write {}", path.display()))?;
-    }
-    let db = Db::connect(&config.database_url)
-        .await
-        .context("the restored database could not be opened")?;
-    // Jobs and deliveries that were in flight when the backup was taken
-    // run again now, not when their lease would have run out: nothing is
-    // running them in this database.
-    for sql in [
-        "UPDATE jobs SET state = 'pending', locked_until = NULL WHERE state = 'running'",
-        "UPDATE deliveries SET state = 'pending', locked_until = NULL WHERE state = 'delivering'",
-    ] {
-        let mut tx = db.write().await?;
-        sqlx::query(sql).execute(&mut *tx).await?;
-        tx.commit().await?;
-    }
-    let count = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            sqlx::query(sql)
-                .fetch_one(db.pool())
-                .await
-                .and_then(|r| r.try_get::<i64, _>("n"))
-        }
-    };
-    let conversations = count("SELECT COUNT(*) AS n FROM conversations").await?;
-    let open_jobs =
-        count("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('pending', 'running')").await?;
-    db.close().await;
-    Ok(RestoreReport {
-        database: target,
-        key_file,
-        schema_version_before: before,
-        schema_version: known,
-        conversations,
-        open_jobs,
-    })
+    Ok(())
 }

@@ -95,19 +95,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })?;
     let secrets = secret_box(&config)?;
     crate::metrics::handle();
-    let (admin_token_hash, generated_admin_token) = match &config.admin_token {
-        Some(t) => (token_hash(t.expose_secret()), None),
-        None => match orgs::admin_token_hash(&db).await? {
-            Some(h) => (h, None),
-            None => {
-                let token = random_token("cba_");
-                let hash = orgs::init_admin_token_hash(&db, &token_hash(&token)).await?;
-                // Another instance may have stored its own first.
-                let ours = hash == token_hash(&token);
-                (hash, ours.then_some(token))
-            }
-        },
-    };
+    let (admin_token_hash, generated_admin_token) = operator_token(&config, &db).await?;
     let policy = TargetPolicy::new(config.allow_private_targets.clone());
     let http = outbound_http(&policy)?;
     let delivery_client = delivery_http(&policy)?;
@@ -140,28 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut workers = if config.role == Role::Api {
         Vec::new()
     } else {
-        let mut tasks = crate::sync::worker::spawn(
-            Arc::new(crate::sync::context::Services::of(&app)),
-            config.workers,
-            config.sync_policy,
-            workers_stop.clone(),
-        );
-        tasks.extend(crate::deliver::sender::spawn(
-            Arc::new(crate::deliver::sender::Services::of(&app)),
-            config.workers.div_ceil(2),
-            config.delivery.clone(),
-            workers_stop.clone(),
-        ));
-        tasks.push(tokio::spawn(reap_expired_leases(
-            db.clone(),
-            workers_stop.clone(),
-        )));
-        tasks.extend(crate::retention::spawn(
-            db.clone(),
-            app.retention.clone(),
-            workers_stop,
-        ));
-        tasks
+        spawn_workers(&config, &app, workers_stop)
     };
     workers.push(upkeep);
     let mut router = if config.role == Role::Worker {
@@ -206,6 +173,56 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop_workers,
         workers,
     })
+}
+
+/// The operator token's hash: the configured token's, else the stored
+/// one, else a new token's (returned, to be shown once).
+async fn operator_token(config: &Config, db: &Db) -> anyhow::Result<(String, Option<String>)> {
+    Ok(match &config.admin_token {
+        Some(t) => (token_hash(t.expose_secret()), None),
+        None => match orgs::admin_token_hash(db).await? {
+            Some(h) => (h, None),
+            None => {
+                let token = random_token("cba_");
+                let hash = orgs::init_admin_token_hash(db, &token_hash(&token)).await?;
+                // Another instance may have stored its own first.
+                let ours = hash == token_hash(&token);
+                (hash, ours.then_some(token))
+            }
+        },
+    })
+}
+
+/// The background work of a process with workers: sync workers, delivery
+/// senders, the outbox's reaper and the purge; they stop when `stop` turns
+/// true.
+fn spawn_workers(
+    config: &Config,
+    app: &App,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = crate::sync::worker::spawn(
+        Arc::new(crate::sync::context::Services::of(app)),
+        config.workers,
+        config.sync_policy,
+        stop.clone(),
+    );
+    tasks.extend(crate::deliver::sender::spawn(
+        Arc::new(crate::deliver::sender::Services::of(app)),
+        config.workers.div_ceil(2),
+        config.delivery.clone(),
+        stop.clone(),
+    ));
+    tasks.push(tokio::spawn(reap_expired_leases(
+        app.db.clone(),
+        stop.clone(),
+    )));
+    tasks.extend(crate::retention::spawn(
+        app.db.clone(),
+        app.retention.clone(),
+        stop,
+    ));
+    tasks
 }
 
 fn watch_stop() -> (

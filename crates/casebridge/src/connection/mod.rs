@@ -113,58 +113,8 @@ impl RawSettings {
     /// Validates and normalises every field, reporting all problems at once.
     pub async fn validate(&self, policy: &TargetPolicy) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let required = |field: &'static str,
-                        value: &Option<String>,
-                        hint: &str,
-                        errors: &mut Vec<FieldError>| {
-            match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                Some(v) => Some(v.to_string()),
-                None => {
-                    errors.push(FieldError {
-                        field,
-                        message: format!("{field} is required"),
-                        hint: hint.into(),
-                    });
-                    None
-                }
-            }
-        };
-        let instance = required(
-            "instance_url",
-            &self.instance_url,
-            INSTANCE_HINT,
-            &mut errors,
-        )
-        .and_then(|url| match InstanceUrl::parse(&url) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                errors.push(FieldError {
-                    field: "instance_url",
-                    message: e.to_string(),
-                    hint: INSTANCE_HINT.into(),
-                });
-                None
-            }
-        });
-        let client_id = required(
-            "client_id",
-            &self.client_id,
-            "Copy the Client ID of the OAuth app from System Designer → OAuth 2.0 integrated applications.",
-            &mut errors,
-        );
-        let client_secret = match &self.client_secret {
-            Some(s) if !s.expose_secret().trim().is_empty() => {
-                Some(SecretString::from(s.expose_secret().trim().to_string()))
-            }
-            _ => {
-                errors.push(FieldError {
-                    field: "client_secret",
-                    message: "client_secret is required".into(),
-                    hint: "Copy the Client Secret shown when the OAuth app was created (or generate a new one) in System Designer → OAuth 2.0 integrated applications.".into(),
-                });
-                None
-            }
-        };
+        let instance = self.instance(&mut errors);
+        let (client_id, client_secret) = self.credentials(&mut errors);
         let identity_service_url = self
             .identity_service_url
             .as_deref()
@@ -205,55 +155,11 @@ impl RawSettings {
             "case-statuses",
             &mut errors,
         );
-        let channels = self
-            .case_append_channels
-            .iter()
-            .map(|c| {
-                let c = c.trim().to_ascii_lowercase();
-                let ok = !c.is_empty()
-                    && c.len() <= 32
-                    && c.chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
-                if ok {
-                    Ok(c)
-                } else {
-                    Err(c)
-                }
-            })
-            .collect::<Result<Vec<_>, _>>();
-        let channels = match channels {
-            Ok(c) => Some(c),
-            Err(bad) => {
-                errors.push(FieldError {
-                    field: "case_append_channels",
-                    message: format!("{bad:?} is not a channel name"),
-                    hint: "List channels as the events name them, e.g. [\"email\"] or [\"email\", \"whatsapp\"]; [] turns case-append off.".into(),
-                });
-                None
-            }
-        };
-        // Only addresses that parsed are worth resolving.
-        if let Some(i) = &instance {
-            if let Err(message) = policy.check_url(i.as_str()).await {
-                errors.push(FieldError {
-                    field: "instance_url",
-                    message,
-                    hint: INSTANCE_HINT.into(),
-                });
-            }
-        }
-        if let Some(t) = token_url
-            .as_ref()
-            .filter(|_| identity_service_url.is_some())
-        {
-            if let Err(message) = policy.check_url(t).await {
-                errors.push(FieldError {
-                    field: "identity_service_url",
-                    message,
-                    hint: "Use the public address of your Creatio Identity Service.".into(),
-                });
-            }
-        }
+        let channels = self.channels(&mut errors);
+        let identity = token_url
+            .as_deref()
+            .filter(|_| identity_service_url.is_some());
+        check_addresses(policy, instance.as_ref(), identity, &mut errors).await;
         match (instance, token_url, client_id, client_secret) {
             (Some(instance), Some(token_url), Some(client_id), Some(client_secret))
                 if errors.is_empty() =>
@@ -273,6 +179,127 @@ impl RawSettings {
                 })
             }
             _ => Err(errors),
+        }
+    }
+
+    /// The Instance URL, required and parsed.
+    fn instance(&self, errors: &mut Vec<FieldError>) -> Option<InstanceUrl> {
+        required("instance_url", &self.instance_url, INSTANCE_HINT, errors).and_then(|url| {
+            match InstanceUrl::parse(&url) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    errors.push(FieldError {
+                        field: "instance_url",
+                        message: e.to_string(),
+                        hint: INSTANCE_HINT.into(),
+                    });
+                    None
+                }
+            }
+        })
+    }
+
+    /// The OAuth app's Client ID and Secret, both required.
+    fn credentials(&self, errors: &mut Vec<FieldError>) -> (Option<String>, Option<SecretString>) {
+        let client_id = required(
+            "client_id",
+            &self.client_id,
+            "Copy the Client ID of the OAuth app from System Designer → OAuth 2.0 integrated applications.",
+            errors,
+        );
+        let client_secret = match &self.client_secret {
+            Some(s) if !s.expose_secret().trim().is_empty() => {
+                Some(SecretString::from(s.expose_secret().trim().to_string()))
+            }
+            _ => {
+                errors.push(FieldError {
+                    field: "client_secret",
+                    message: "client_secret is required".into(),
+                    hint: "Copy the Client Secret shown when the OAuth app was created (or generate a new one) in System Designer → OAuth 2.0 integrated applications.".into(),
+                });
+                None
+            }
+        };
+        (client_id, client_secret)
+    }
+
+    /// The channels whose conversations append to a contact's open case,
+    /// as the events name them.
+    fn channels(&self, errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
+        let channels = self
+            .case_append_channels
+            .iter()
+            .map(|c| {
+                let c = c.trim().to_ascii_lowercase();
+                let ok = !c.is_empty()
+                    && c.len() <= 32
+                    && c.chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
+                if ok {
+                    Ok(c)
+                } else {
+                    Err(c)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>();
+        match channels {
+            Ok(c) => Some(c),
+            Err(bad) => {
+                errors.push(FieldError {
+                    field: "case_append_channels",
+                    message: format!("{bad:?} is not a channel name"),
+                    hint: "List channels as the events name them, e.g. [\"email\"] or [\"email\", \"whatsapp\"]; [] turns case-append off.".into(),
+                });
+                None
+            }
+        }
+    }
+}
+
+/// A required text field, trimmed; `None` (with the error) when empty.
+fn required(
+    field: &'static str,
+    value: &Option<String>,
+    hint: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.to_string()),
+        None => {
+            errors.push(FieldError {
+                field,
+                message: format!("{field} is required"),
+                hint: hint.into(),
+            });
+            None
+        }
+    }
+}
+
+/// The outbound guard on the addresses that parsed (only those are worth
+/// resolving): the instance, and the Identity Service when one is given.
+async fn check_addresses(
+    policy: &TargetPolicy,
+    instance: Option<&InstanceUrl>,
+    identity_token_url: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(i) = instance {
+        if let Err(message) = policy.check_url(i.as_str()).await {
+            errors.push(FieldError {
+                field: "instance_url",
+                message,
+                hint: INSTANCE_HINT.into(),
+            });
+        }
+    }
+    if let Some(t) = identity_token_url {
+        if let Err(message) = policy.check_url(t).await {
+            errors.push(FieldError {
+                field: "identity_service_url",
+                message,
+                hint: "Use the public address of your Creatio Identity Service.".into(),
+            });
         }
     }
 }

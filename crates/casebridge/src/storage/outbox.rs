@@ -286,3 +286,22 @@ pub async fn reap(db: &Db) -> Result<Reaped> {
         deliveries: DELIVERIES.reap(db).await?,
     })
 }
+
+/// Returns every claimed item of both queues to its queue, leases or not:
+/// after a restore nothing runs what the backup held as claimed.
+pub async fn requeue_claimed(db: &Db) -> Result<Reaped> {
+    let mut reaped = Reaped::default();
+    for (queue, n) in [
+        (&JOBS, &mut reaped.jobs),
+        (&DELIVERIES, &mut reaped.deliveries),
+    ] {
+        let Queue { table, running, .. } = queue;
+        *n = sqlx::query(&format!(
+            "UPDATE {table} SET state = 'pending', locked_until = NULL WHERE state = '{running}'"
+        ))
+        .write_on(db)
+        .await?
+        .rows_affected();
+    }
+    Ok(reaped)
+}
