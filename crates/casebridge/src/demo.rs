@@ -163,7 +163,13 @@ impl Api {
                 if let Some(dead) = conv["jobs"].get("dead") {
                     bail!("{dead} sync job(s) failed: {}", conv["open_jobs"]);
                 }
-                return Ok(conv);
+                // The conversation row and its job counts are read one
+                // after the other, so the row may predate the last job's
+                // commit (its case number still unknown): read once more.
+                return want(
+                    self.client.conversation(&self.key, CONVERSATION).await?,
+                    200,
+                );
             }
             if Instant::now() > deadline {
                 bail!(

@@ -175,6 +175,9 @@ pub mod defaults {
     pub const ACTIVITY_PRIORITY_MEDIUM: &str = "ab96fa02-7fe6-df11-971b-001d60e938c6";
 }
 
+/// The entities and their columns, one literal per entity. Long because it
+/// is data: every column with the evidence for its type and default beside
+/// it, in the order Creatio's `$metadata` lists them.
 fn build() -> Vec<EntitySchema> {
     use defaults::*;
     vec![

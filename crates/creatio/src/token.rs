@@ -343,38 +343,50 @@ impl TokenSource {
                 });
             }
         }
-        if (300..400).contains(&status) {
-            return Err(TokenError::Redirected {
-                url: url.to_string(),
-                status,
-                location: crate::error::redirect_target(&headers),
-            });
-        }
-        if matches!(status, 408 | 429 | 500 | 502..=599) {
-            return Err(TokenError::Unavailable {
-                url: url.to_string(),
-                status,
-                retry_after: parse_retry_after(&headers),
-            });
-        }
-        if let Ok(e) = serde_json::from_slice::<OAuthError>(&body) {
-            return Err(match e.error.as_str() {
-                "invalid_client" => TokenError::InvalidClient,
-                "unauthorized_client" => TokenError::UnauthorizedClient,
-                "unsupported_grant_type" => TokenError::UnsupportedGrantType,
-                "invalid_scope" => TokenError::InvalidScope,
-                // Whatever answered may not be Creatio: its words reach the
-                // admin only as a short excerpt.
-                _ => TokenError::Refused {
-                    code: crate::error::truncate(&e.error, 60),
-                    description: e.error_description.map(|d| crate::error::truncate(&d, 200)),
-                },
-            });
-        }
-        Err(TokenError::TokenEndpointNotJson {
+        Err(refusal(url, status, &headers, content_type, &body))
+    }
+}
+
+/// Why the token endpoint gave no token: a redirect, an outage, an OAuth
+/// error in words, or an answer that is not the endpoint's.
+fn refusal(
+    url: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    content_type: String,
+    body: &[u8],
+) -> TokenError {
+    if (300..400).contains(&status) {
+        return TokenError::Redirected {
             url: url.to_string(),
             status,
-            content_type,
-        })
+            location: crate::error::redirect_target(headers),
+        };
+    }
+    if matches!(status, 408 | 429 | 500 | 502..=599) {
+        return TokenError::Unavailable {
+            url: url.to_string(),
+            status,
+            retry_after: parse_retry_after(headers),
+        };
+    }
+    if let Ok(e) = serde_json::from_slice::<OAuthError>(body) {
+        return match e.error.as_str() {
+            "invalid_client" => TokenError::InvalidClient,
+            "unauthorized_client" => TokenError::UnauthorizedClient,
+            "unsupported_grant_type" => TokenError::UnsupportedGrantType,
+            "invalid_scope" => TokenError::InvalidScope,
+            // Whatever answered may not be Creatio: its words reach the
+            // admin only as a short excerpt.
+            _ => TokenError::Refused {
+                code: crate::error::truncate(&e.error, 60),
+                description: e.error_description.map(|d| crate::error::truncate(&d, 200)),
+            },
+        };
+    }
+    TokenError::TokenEndpointNotJson {
+        url: url.to_string(),
+        status,
+        content_type,
     }
 }

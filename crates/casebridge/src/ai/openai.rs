@@ -132,86 +132,23 @@ impl Client {
         loop {
             attempt += 1;
             let started = Instant::now();
-            let sent = self
-                .http
-                .post(&self.url)
-                .headers(self.headers.clone())
-                .json(&body)
-                .send()
-                .await;
-            let outcome = match sent {
-                Err(e) => {
-                    let why = if e.is_timeout() {
-                        "did not answer in time".to_string()
-                    } else {
-                        format!("could not be reached ({})", creatio::transport_reason(&e))
-                    };
-                    Failure::Retry(why, None)
+            let failure = match self.send(&body, downgraded).await {
+                Reply::Object(object) => {
+                    record(started, "ok");
+                    return Ok(object);
                 }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let retry_after = resp
-                        .headers()
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let location = resp
-                        .headers()
-                        .get(LOCATION)
-                        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                        .unwrap_or_else(|| "(no Location header)".into());
-                    match resp.text().await {
-                        Err(e) if e.is_timeout() => {
-                            Failure::Retry("did not finish its answer in time".into(), None)
-                        }
-                        Err(e) => Failure::Retry(format!("broke off its answer ({e})"), None),
-                        Ok(_) if status.is_redirection() => Failure::Final(format!(
-                            "answered HTTP {} with a redirect to {}; casebridge does not follow \
-                             redirects, so set CASEBRIDGE_AI_BASE_URL to the final address",
-                            status.as_u16(),
-                            snippet(&location)
-                        )),
-                        Ok(text) if status.is_success() => match content(&text) {
-                            Ok(object) => {
-                                record(started, "ok");
-                                return Ok(object);
-                            }
-                            Err(why) => Failure::Final(why),
-                        },
-                        Ok(text)
-                            if status.as_u16() == 400
-                                && !downgraded
-                                && text.contains("response_format") =>
-                        {
-                            // An older server without structured outputs:
-                            // plain JSON mode, the schema is in the prompt.
-                            downgraded = true;
-                            body["response_format"] = json!({"type": "json_object"});
-                            attempt -= 1;
-                            record(started, "downgraded");
-                            continue;
-                        }
-                        Ok(text) if status.as_u16() == 429 || status.is_server_error() => {
-                            Failure::Retry(
-                                format!("answered HTTP {} ({})", status.as_u16(), snippet(&text)),
-                                retry_after,
-                            )
-                        }
-                        Ok(text) => Failure::Final(format!(
-                            "refused the request: HTTP {} ({}){}",
-                            status.as_u16(),
-                            snippet(&text),
-                            match status.as_u16() {
-                                401 | 403 => "; check CASEBRIDGE_AI_API_KEY",
-                                404 => "; check CASEBRIDGE_AI_BASE_URL and CASEBRIDGE_AI_MODEL",
-                                _ => "",
-                            }
-                        )),
-                    }
+                Reply::NoStructuredOutputs => {
+                    // An older server without structured outputs: plain
+                    // JSON mode, the schema is in the prompt.
+                    downgraded = true;
+                    body["response_format"] = json!({"type": "json_object"});
+                    attempt -= 1;
+                    record(started, "downgraded");
+                    continue;
                 }
+                Reply::Failed(failure) => failure,
             };
-            match outcome {
+            match failure {
                 Failure::Final(why) => {
                     record(started, "refused");
                     return Err(format!("the AI provider {why}"));
@@ -231,6 +168,84 @@ impl Client {
             }
         }
     }
+
+    /// One request, read to its end. `downgraded`: structured outputs were
+    /// refused before, so a 400 about them is not asked about again.
+    async fn send(&self, body: &Value, downgraded: bool) -> Reply {
+        let sent = self
+            .http
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .json(body)
+            .send()
+            .await;
+        let resp = match sent {
+            Err(e) => {
+                let why = if e.is_timeout() {
+                    "did not answer in time".to_string()
+                } else {
+                    format!("could not be reached ({})", creatio::transport_reason(&e))
+                };
+                return Reply::Failed(Failure::Retry(why, None));
+            }
+            Ok(resp) => resp,
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_else(|| "(no Location header)".into());
+        Reply::Failed(match resp.text().await {
+            Err(e) if e.is_timeout() => {
+                Failure::Retry("did not finish its answer in time".into(), None)
+            }
+            Err(e) => Failure::Retry(format!("broke off its answer ({e})"), None),
+            Ok(_) if status.is_redirection() => Failure::Final(format!(
+                "answered HTTP {} with a redirect to {}; casebridge does not follow \
+                 redirects, so set CASEBRIDGE_AI_BASE_URL to the final address",
+                status.as_u16(),
+                snippet(&location)
+            )),
+            Ok(text) if status.is_success() => match content(&text) {
+                Ok(object) => return Reply::Object(object),
+                Err(why) => Failure::Final(why),
+            },
+            Ok(text)
+                if status.as_u16() == 400 && !downgraded && text.contains("response_format") =>
+            {
+                return Reply::NoStructuredOutputs
+            }
+            Ok(text) if status.as_u16() == 429 || status.is_server_error() => Failure::Retry(
+                format!("answered HTTP {} ({})", status.as_u16(), snippet(&text)),
+                retry_after,
+            ),
+            Ok(text) => Failure::Final(format!(
+                "refused the request: HTTP {} ({}){}",
+                status.as_u16(),
+                snippet(&text),
+                match status.as_u16() {
+                    401 | 403 => "; check CASEBRIDGE_AI_API_KEY",
+                    404 => "; check CASEBRIDGE_AI_BASE_URL and CASEBRIDGE_AI_MODEL",
+                    _ => "",
+                }
+            )),
+        })
+    }
+}
+
+/// What one request came to.
+enum Reply {
+    Object(Map<String, Value>),
+    /// The server refused structured outputs (an older server).
+    NoStructuredOutputs,
+    Failed(Failure),
 }
 
 enum Failure {

@@ -388,33 +388,10 @@ async fn write_checks(client: &Client, settings: &Settings, r: &mut Recorder) ->
         ..Default::default()
     };
     let case_updated = client.update(case_id, &patch).await;
-
-    let activity_id = Uuid::new_v4();
-    let activity = Activity {
-        id: Some(activity_id),
-        title: Some("casebridge connection check".into()),
-        case_id: Some(case_id),
-        ..Default::default()
-    };
-    let activity_created = client.create(&activity).await;
-    let activity_result = match &activity_created {
-        Ok(_) => {
-            let patch = Activity {
-                title: Some("casebridge connection check (updated)".into()),
-                ..Default::default()
-            };
-            client.update(activity_id, &patch).await
-        }
-        Err(e) => Err(e.clone()),
-    };
-    // Clean up before reporting, whatever happened above: the activity is
+    // Clean up before reporting, whatever happened: the activity is
     // deleted, the case closed (cancelled) so it is in nobody's queue.
     let mut leftovers = Vec::new();
-    if activity_created.is_ok() {
-        if let Err(e) = client.delete::<Activity>(activity_id).await {
-            leftovers.push((format!("Activity {activity_id}"), e));
-        }
-    }
+    let activity_result = activity_check(client, case_id, &mut leftovers).await;
     if created.status_id != Some(creatio::ids::case_status::CANCELED) {
         let close = Case {
             status_id: Some(creatio::ids::case_status::CANCELED),
@@ -459,6 +436,32 @@ async fn write_checks(client: &Client, settings: &Settings, r: &mut Recorder) ->
         );
     }
     technical_user
+}
+
+/// Creates, updates and deletes an Activity on the check case; the
+/// activity left behind when the delete failed joins `leftovers`.
+async fn activity_check(
+    client: &Client,
+    case_id: Uuid,
+    leftovers: &mut Vec<(String, Error)>,
+) -> creatio::Result<()> {
+    let activity_id = Uuid::new_v4();
+    let activity = Activity {
+        id: Some(activity_id),
+        title: Some("casebridge connection check".into()),
+        case_id: Some(case_id),
+        ..Default::default()
+    };
+    client.create(&activity).await?;
+    let patch = Activity {
+        title: Some("casebridge connection check (updated)".into()),
+        ..Default::default()
+    };
+    let updated = client.update(activity_id, &patch).await;
+    if let Err(e) = client.delete::<Activity>(activity_id).await {
+        leftovers.push((format!("Activity {activity_id}"), e));
+    }
+    updated
 }
 
 async fn lookup_checks(client: &Client, s: &Settings, r: &mut Recorder) {

@@ -127,54 +127,7 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
         // Timeouts and connection errors are retried.
         None => Verdict::Retry,
     };
-    let (outcome, summary) = match &verdict {
-        Verdict::Delivered => (
-            Outcome::Delivered,
-            format!(
-                "Delivered {} {} to the platform ({}, {latency_ms} ms)",
-                d.event_type,
-                d.id,
-                answer.status.unwrap_or_default()
-            ),
-        ),
-        Verdict::Gone => (
-            Outcome::Gone {
-                reason: "the receiver answered 410 Gone; set the delivery URL again (PUT /v1/delivery) to re-enable it",
-            },
-            format!(
-                "Delivery {} answered 410 Gone: the endpoint is disabled and the delivery dead-lettered",
-                d.id
-            ),
-        ),
-        Verdict::Refused(why) => (
-            Outcome::Dead,
-            format!("Delivery {} dead-lettered: {why}", d.id),
-        ),
-        Verdict::Retry => {
-            let what = describe(&answer);
-            match schedule.next_delay(d.attempts, answer.retry_after) {
-                Some(delay) => (
-                    Outcome::Retry {
-                        at: now_ms() + delay.as_millis() as i64,
-                    },
-                    format!(
-                        "Delivery {} failed ({what}); attempt {} of {}, retrying in {:.1} s",
-                        d.id,
-                        d.attempts,
-                        schedule.delays.len() + 1,
-                        delay.as_secs_f64()
-                    ),
-                ),
-                None => (
-                    Outcome::Dead,
-                    format!(
-                        "Delivery {} dead-lettered after {} attempts ({what}); replay it with POST /v1/deliveries/{}/replay",
-                        d.id, d.attempts, d.id
-                    ),
-                ),
-            }
-        }
-    };
+    let (outcome, summary) = decide(&verdict, &answer, &d, schedule, latency_ms);
     let delivered = verdict == Verdict::Delivered;
     let label = match (&verdict, &outcome) {
         (Verdict::Delivered, _) => "delivered",
@@ -216,6 +169,64 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
         tracing::info!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "Delivered to the platform.");
     } else {
         tracing::warn!(org_id = %d.org_id, delivery_id = %d.id, event_type = %d.event_type, status = ?answer.status, latency_ms, "{summary}");
+    }
+}
+
+/// What becomes of the delivery after an attempt, and its timeline line.
+fn decide<'a>(
+    verdict: &'a Verdict,
+    answer: &Answer,
+    d: &Delivery,
+    schedule: &Schedule,
+    latency_ms: i64,
+) -> (Outcome<'a>, String) {
+    match verdict {
+        Verdict::Delivered => (
+            Outcome::Delivered,
+            format!(
+                "Delivered {} {} to the platform ({}, {latency_ms} ms)",
+                d.event_type,
+                d.id,
+                answer.status.unwrap_or_default()
+            ),
+        ),
+        Verdict::Gone => (
+            Outcome::Gone {
+                reason: "the receiver answered 410 Gone; set the delivery URL again (PUT /v1/delivery) to re-enable it",
+            },
+            format!(
+                "Delivery {} answered 410 Gone: the endpoint is disabled and the delivery dead-lettered",
+                d.id
+            ),
+        ),
+        Verdict::Refused(why) => (
+            Outcome::Dead,
+            format!("Delivery {} dead-lettered: {why}", d.id),
+        ),
+        Verdict::Retry => {
+            let what = describe(answer);
+            match schedule.next_delay(d.attempts, answer.retry_after) {
+                Some(delay) => (
+                    Outcome::Retry {
+                        at: now_ms() + delay.as_millis() as i64,
+                    },
+                    format!(
+                        "Delivery {} failed ({what}); attempt {} of {}, retrying in {:.1} s",
+                        d.id,
+                        d.attempts,
+                        schedule.delays.len() + 1,
+                        delay.as_secs_f64()
+                    ),
+                ),
+                None => (
+                    Outcome::Dead,
+                    format!(
+                        "Delivery {} dead-lettered after {} attempts ({what}); replay it with POST /v1/deliveries/{}/replay",
+                        d.id, d.attempts, d.id
+                    ),
+                ),
+            }
+        }
     }
 }
 

@@ -74,33 +74,7 @@ pub async fn at_handoff(
         summary: Some(h.summary.clone()).filter(|s| !s.trim().is_empty()),
         reason: Some(h.reason.clone()).filter(|s| !s.trim().is_empty()),
     };
-    let language = match h
-        .language
-        .as_deref()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        Some(given) => Some(Language {
-            code: given.to_string(),
-            name: None,
-            source: "event".into(),
-            confidence: None,
-        }),
-        None => detect_language(&transcript),
-    };
-    let sentiment = match h
-        .sentiment
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        Some(given) => Some(Sentiment {
-            label: given.to_string(),
-            score: None,
-            source: "event".into(),
-        }),
-        None => detect_sentiment(&transcript),
-    };
+    let (language, sentiment) = signals(h, &transcript);
     let mappings = ai_fields::mappings(db, &job.org_id).await?;
     let evaluation = if mappings.is_empty() {
         None
@@ -121,6 +95,41 @@ pub async fn at_handoff(
             .unwrap_or(text);
         return decode(&stored);
     }
+    explain(ctx, job, &triage).await;
+    Ok(triage)
+}
+
+/// The language and sentiment the hand-off gives, else detected.
+fn signals(h: &HandoffJson, transcript: &Transcript) -> (Option<Language>, Option<Sentiment>) {
+    let given = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let language = match given(&h.language) {
+        Some(code) => Some(Language {
+            code,
+            name: None,
+            source: "event".into(),
+            confidence: None,
+        }),
+        None => detect_language(transcript),
+    };
+    let sentiment = match given(&h.sentiment) {
+        Some(label) => Some(Sentiment {
+            label,
+            score: None,
+            source: "event".into(),
+        }),
+        None => detect_sentiment(transcript),
+    };
+    (language, sentiment)
+}
+
+/// The timeline's lines for a triage decided now: each AI field's value
+/// and why, and what was detected because the hand-off did not say.
+async fn explain(ctx: &Context<'_>, job: &Job, triage: &Triage) {
     if let Some(e) = &triage.evaluation {
         for v in &e.values {
             timeline(
@@ -159,5 +168,4 @@ pub async fn at_handoff(
         )
         .await;
     }
-    Ok(triage)
 }

@@ -147,112 +147,99 @@ pub fn execute_batch(
         )));
     }
     shared.stats.record_batch(batch.requests.len());
-
-    let transactional = shared.batch_groups_transactional();
-    let mut group_ids: HashMap<String, String> = HashMap::new();
-    let mut failed_groups: Vec<String> = Vec::new();
-    // Per group label: its writes that succeeded so far.
-    let mut group_log: HashMap<String, Vec<Committed>> = HashMap::new();
-    let mut responses: Vec<Value> = Vec::new();
-    let mut events: Vec<ProcessEvent> = Vec::new();
-
+    let mut run = BatchRun {
+        transactional: shared.batch_groups_transactional(),
+        ..BatchRun::default()
+    };
     for (index, sub) in batch.requests.into_iter().enumerate() {
         let id = sub
             .id
             .clone()
             .unwrap_or_else(|| Value::String(index.to_string()));
-        let group_label = sub.atomicity_group.clone();
-        let group_id = group_label.as_ref().map(|label| {
-            group_ids
+        let label = sub.atomicity_group.clone();
+        let group_id = label.as_ref().map(|label| {
+            run.group_ids
                 .entry(label.clone())
                 .or_insert_with(|| Uuid::new_v4().to_string())
                 .clone()
         });
-        if group_label
+        if label
             .as_ref()
-            .is_some_and(|g| failed_groups.contains(g))
+            .is_some_and(|g| run.failed_groups.contains(g))
         {
             // Not run. As a transaction the group answers it 424; as
             // ASP.NET's change set, not at all.
-            if transactional {
-                responses.push(failed_dependency(&id, group_id.as_ref()));
+            if run.transactional {
+                run.responses
+                    .push(failed_dependency(&id, group_id.as_ref()));
             }
             continue;
         }
-        let (path, query) = relative(&sub.url);
-        let method = match Method::from_bytes(sub.method.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => Method::OPTIONS,
-        };
-        let before: Option<(&'static str, Record)> = match (&method, target(path)) {
-            (&Method::PATCH | &Method::DELETE, Some((entity, Some(key)))) => shared
-                .store
-                .read()
-                .expect("store lock")
-                .get(entity, &key)
-                .cloned()
-                .map(|r| (entity, r)),
-            _ => None,
-        };
-        let minimal = sub
-            .headers
-            .iter()
-            .any(|(k, v)| k.eq_ignore_ascii_case("prefer") && v.contains("return=minimal"));
-        let (response, sub_events) = if path.starts_with("$batch") {
-            let e =
-                OdataError::bad_request("A $batch request cannot contain another $batch request.");
-            (OdataResponse::error(&e), Vec::new())
-        } else {
-            execute(
-                shared,
-                client,
-                OdataRequest {
-                    method: method.clone(),
-                    path,
-                    query,
-                    body: sub.body,
-                    return_minimal: minimal,
-                },
-            )
-        };
+        let (response, undo, sub_events) = run_one(shared, client, sub);
         let ok = response.status.as_u16() < 400;
-        responses.push(response_json(&id, group_id.as_ref(), &response));
-        if ok {
-            match &group_label {
-                Some(label) => {
-                    let undo = match (&method, before) {
-                        (&Method::POST, _) => match (&response.body, target(path)) {
-                            (Body::Json(b), Some((entity, _))) => b
-                                .get("Id")
-                                .and_then(Value::as_str)
-                                .and_then(|s| Uuid::try_parse(s).ok())
-                                .map(|k| Undo::Remove(entity, k)),
-                            _ => None,
-                        },
-                        (_, Some((entity, record))) => Some(Undo::Restore(entity, record)),
-                        _ => None,
-                    };
-                    group_log.entry(label.clone()).or_default().push(Committed {
-                        response_index: responses.len() - 1,
-                        undo,
-                        events: sub_events,
-                    });
+        run.responses
+            .push(response_json(&id, group_id.as_ref(), &response));
+        match (ok, label) {
+            (true, Some(label)) => run.committed(label, undo, sub_events),
+            (true, None) => run.events.extend(sub_events),
+            (false, label) => {
+                if let Some(label) = label {
+                    run.fail_group(shared, label, group_id.as_ref());
                 }
-                None => events.extend(sub_events),
+                if !continue_on_error {
+                    break;
+                }
             }
-            continue;
         }
-        if let (Some(label), false) = (&group_label, transactional) {
+    }
+    let BatchRun {
+        group_log,
+        mut responses,
+        mut events,
+        ..
+    } = run;
+    events.extend(group_log.into_values().flatten().flat_map(|c| c.events));
+    responses.retain(|r| !r.is_null());
+    Ok((json!({ "responses": responses }), events))
+}
+
+/// A batch as it runs.
+#[derive(Default)]
+struct BatchRun {
+    /// Whether an atomicity group rolls back as a transaction (Creatio
+    /// 8.x) or keeps its earlier writes (ASP.NET's change set).
+    transactional: bool,
+    group_ids: HashMap<String, String>,
+    failed_groups: Vec<String>,
+    /// Per group label: its writes that succeeded so far.
+    group_log: HashMap<String, Vec<Committed>>,
+    responses: Vec<Value>,
+    events: Vec<ProcessEvent>,
+}
+
+impl BatchRun {
+    /// The last response's write succeeded inside group `label`.
+    fn committed(&mut self, label: String, undo: Option<Undo>, events: Vec<ProcessEvent>) {
+        self.group_log.entry(label).or_default().push(Committed {
+            response_index: self.responses.len() - 1,
+            undo,
+            events,
+        });
+    }
+
+    /// A request of group `label` failed: its group fails.
+    fn fail_group(&mut self, shared: &Shared, label: String, group_id: Option<&String>) {
+        if !self.transactional {
             // The earlier requests stay committed (their events fire) and
             // go unanswered: the group's answer is the failed response.
-            for committed in group_log.remove(label).unwrap_or_default() {
-                responses[committed.response_index] = Value::Null;
-                events.extend(committed.events);
+            for committed in self.group_log.remove(&label).unwrap_or_default() {
+                self.responses[committed.response_index] = Value::Null;
+                self.events.extend(committed.events);
             }
-            failed_groups.push(label.clone());
-        } else if let Some(label) = group_label {
+        } else {
             let mut store = shared.store.write().expect("store lock");
-            for committed in group_log
+            for committed in self
+                .group_log
                 .remove(&label)
                 .unwrap_or_default()
                 .into_iter()
@@ -264,16 +251,67 @@ pub fn execute_batch(
                     None => {}
                 }
                 let at = committed.response_index;
-                let rid = responses[at]["id"].clone();
-                responses[at] = failed_dependency(&rid, group_id.as_ref());
+                let rid = self.responses[at]["id"].clone();
+                self.responses[at] = failed_dependency(&rid, group_id);
             }
-            failed_groups.push(label);
         }
-        if !continue_on_error {
-            break;
-        }
+        self.failed_groups.push(label);
     }
-    events.extend(group_log.into_values().flatten().flat_map(|c| c.events));
-    responses.retain(|r| !r.is_null());
-    Ok((json!({ "responses": responses }), events))
+}
+
+/// Runs one sub-request as if sent alone; returns its response, how to
+/// undo its write (for a rollback), and its process events.
+fn run_one(
+    shared: &Shared,
+    client: &ClientSnapshot,
+    sub: SubRequest,
+) -> (OdataResponse, Option<Undo>, Vec<ProcessEvent>) {
+    let (path, query) = relative(&sub.url);
+    let method = match Method::from_bytes(sub.method.to_ascii_uppercase().as_bytes()) {
+        Ok(m) => m,
+        Err(_) => Method::OPTIONS,
+    };
+    let before: Option<(&'static str, Record)> = match (&method, target(path)) {
+        (&Method::PATCH | &Method::DELETE, Some((entity, Some(key)))) => shared
+            .store
+            .read()
+            .expect("store lock")
+            .get(entity, &key)
+            .cloned()
+            .map(|r| (entity, r)),
+        _ => None,
+    };
+    let minimal = sub
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("prefer") && v.contains("return=minimal"));
+    let (response, events) = if path.starts_with("$batch") {
+        let e = OdataError::bad_request("A $batch request cannot contain another $batch request.");
+        (OdataResponse::error(&e), Vec::new())
+    } else {
+        execute(
+            shared,
+            client,
+            OdataRequest {
+                method: method.clone(),
+                path,
+                query,
+                body: sub.body,
+                return_minimal: minimal,
+            },
+        )
+    };
+    let undo = match (&method, before) {
+        (&Method::POST, _) => match (&response.body, target(path)) {
+            (Body::Json(b), Some((entity, _))) => b
+                .get("Id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok())
+                .map(|k| Undo::Remove(entity, k)),
+            _ => None,
+        },
+        (_, Some((entity, record))) => Some(Undo::Restore(entity, record)),
+        _ => None,
+    };
+    (response, undo, events)
 }

@@ -517,175 +517,19 @@ fn run(
     if let Some(e) = denied(client, schema, operation) {
         return Err(e);
     }
+    let call = Call {
+        shared,
+        client,
+        schema,
+        base,
+    };
     match (req.method.clone(), resource) {
-        (Method::GET, Resource::Collection(_)) => {
-            let options = parse_options(req.query, schema)?;
-            let store = shared.store.read().expect("store lock");
-            let mut rows: Vec<&Record> = store
-                .rows(schema.name)
-                .filter(|r| visible(client, schema, r, &store))
-                .filter(|r| {
-                    options
-                        .filter
-                        .as_ref()
-                        .is_none_or(|f| filter::matches(f, r, &store))
-                })
-                .collect();
-            if !options.orderby.is_empty() {
-                rows.sort_by(|a, b| {
-                    for o in &options.orderby {
-                        let ord = filter::read_path(&o.path, a, &store)
-                            .sql_cmp(&filter::read_path(&o.path, b, &store), store.case_sensitive);
-                        let ord = if o.descending { ord.reverse() } else { ord };
-                        if ord.is_ne() {
-                            return ord;
-                        }
-                    }
-                    std::cmp::Ordering::Equal
-                });
-            }
-            let total = rows.len();
-            // More than MaxEntityRowCount rows without $top: a live tenant
-            // answers 500 rather than a first page (reference/
-            // creatio-evidence.md §6, PYCLIENT
-            // test_get_collection_error_over_20k).
-            if options.top.is_none() && total.saturating_sub(options.skip) > MAX_ROWS {
-                return Err(OdataError::internal(
-                    "An error has occurred.",
-                    format!(
-                        "The query selects {total} rows, more than the {MAX_ROWS} a response may hold \
-                         (MaxEntityRowCount); use $top and $skip."
-                    ),
-                ));
-            }
-            let top = options.top.unwrap_or(MAX_ROWS);
-            let value: Vec<Value> = rows
-                .into_iter()
-                .skip(options.skip)
-                .take(top)
-                .map(|r| {
-                    project(
-                        schema,
-                        r,
-                        options.select.as_deref(),
-                        &options.expand,
-                        &store,
-                    )
-                })
-                .collect();
-            let mut body = Map::new();
-            body.insert(
-                "@odata.context".into(),
-                context(base, schema, options.select.as_deref(), false).into(),
-            );
-            if options.count {
-                body.insert("@odata.count".into(), total.into());
-            }
-            body.insert("value".into(), Value::Array(value));
-            Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
-        }
-        (Method::GET, Resource::Count(_)) => {
-            let options = parse_options(req.query, schema)?;
-            let store = shared.store.read().expect("store lock");
-            let n = store
-                .rows(schema.name)
-                .filter(|r| visible(client, schema, r, &store))
-                .filter(|r| {
-                    options
-                        .filter
-                        .as_ref()
-                        .is_none_or(|f| filter::matches(f, r, &store))
-                })
-                .count();
-            Ok(OdataResponse {
-                status: StatusCode::OK,
-                headers: vec![("odata-version", "4.0".into())],
-                body: Body::Text("text/plain; charset=utf-8", n.to_string()),
-            })
-        }
-        (Method::GET, Resource::Entity(_, id)) => {
-            let options = parse_options(req.query, schema)?;
-            let store = shared.store.read().expect("store lock");
-            let record = store
-                .get(schema.name, &id)
-                .filter(|r| visible(client, schema, r, &store))
-                .ok_or_else(|| OdataError::not_found(schema.name, &id))?;
-            let mut body = Map::new();
-            body.insert(
-                "@odata.context".into(),
-                context(base, schema, options.select.as_deref(), true).into(),
-            );
-            if let Value::Object(fields) = project(
-                schema,
-                record,
-                options.select.as_deref(),
-                &options.expand,
-                &store,
-            ) {
-                body.extend(fields);
-            }
-            Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
-        }
-        (Method::POST, Resource::Collection(_)) => {
-            let body = req.body.unwrap_or(Value::Null);
-            let mut store = shared.store.write().expect("store lock");
-            let record = store.insert(schema, &body, actor, chrono::Utc::now())?;
-            let id = record
-                .get("Id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let location = format!("{base}/0/odata/{}({id})", schema.name);
-            if schema.name == "Activity" {
-                events.push(ProcessEvent::activity_added(&record, &store));
-            }
-            if req.return_minimal {
-                return Ok(OdataResponse {
-                    status: StatusCode::NO_CONTENT,
-                    headers: vec![
-                        ("odata-version", "4.0".into()),
-                        ("location", location.clone()),
-                        ("odata-entityid", location),
-                    ],
-                    body: Body::Empty,
-                });
-            }
-            let mut out = Map::new();
-            out.insert(
-                "@odata.context".into(),
-                context(base, schema, None, true).into(),
-            );
-            if let Value::Object(fields) = project(schema, &record, None, &[], &store) {
-                out.extend(fields);
-            }
-            let mut response = OdataResponse::json(StatusCode::CREATED, Value::Object(out));
-            response.headers.push(("location", location));
-            Ok(response)
-        }
-        (Method::PATCH, Resource::Entity(_, id)) => {
-            let body = req.body.unwrap_or(Value::Null);
-            let mut store = shared.store.write().expect("store lock");
-            record_right(client, schema, &id, &store, RecordRight::Edit)?;
-            let (old, new) = store.update(schema, &id, &body, actor, chrono::Utc::now())?;
-            if schema.name == "Case" && old.get("StatusId") != new.get("StatusId") {
-                events.push(ProcessEvent::CaseStatusChanged { case: new });
-            }
-            Ok(OdataResponse {
-                status: StatusCode::NO_CONTENT,
-                headers: vec![("odata-version", "4.0".into())],
-                body: Body::Empty,
-            })
-        }
-        (Method::DELETE, Resource::Entity(_, id)) => {
-            let mut store = shared.store.write().expect("store lock");
-            record_right(client, schema, &id, &store, RecordRight::Delete)?;
-            store.delete(schema, &id)?;
-            Ok(OdataResponse {
-                status: StatusCode::NO_CONTENT,
-                headers: vec![("odata-version", "4.0".into())],
-                body: Body::Empty,
-            })
-        }
+        (Method::GET, Resource::Collection(_)) => call.read_collection(req.query),
+        (Method::GET, Resource::Count(_)) => call.count(req.query),
+        (Method::GET, Resource::Entity(_, id)) => call.read_entity(req.query, &id),
+        (Method::POST, Resource::Collection(_)) => call.create(req, actor, events),
+        (Method::PATCH, Resource::Entity(_, id)) => call.update(req, &id, actor, events),
+        (Method::DELETE, Resource::Entity(_, id)) => call.delete(&id),
         (method, _) => Err(OdataError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!(
@@ -694,6 +538,245 @@ fn run(
                 req.path
             ),
         )),
+    }
+}
+
+/// One request's context, for the operation it asks for.
+struct Call<'a> {
+    shared: &'a Shared,
+    client: &'a ClientSnapshot,
+    schema: &'static EntitySchema,
+    /// The service's base URL, for `@odata.context` and `Location`.
+    base: &'a str,
+}
+
+impl Call<'_> {
+    /// `GET <set>`: the visible rows, filtered, ordered, paged, projected.
+    fn read_collection(&self, query: &str) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            client,
+            schema,
+            base,
+        } = *self;
+        let options = parse_options(query, schema)?;
+        let store = shared.store.read().expect("store lock");
+        let mut rows: Vec<&Record> = store
+            .rows(schema.name)
+            .filter(|r| visible(client, schema, r, &store))
+            .filter(|r| {
+                options
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| filter::matches(f, r, &store))
+            })
+            .collect();
+        if !options.orderby.is_empty() {
+            rows.sort_by(|a, b| {
+                for o in &options.orderby {
+                    let ord = filter::read_path(&o.path, a, &store)
+                        .sql_cmp(&filter::read_path(&o.path, b, &store), store.case_sensitive);
+                    let ord = if o.descending { ord.reverse() } else { ord };
+                    if ord.is_ne() {
+                        return ord;
+                    }
+                }
+                std::cmp::Ordering::Equal
+            });
+        }
+        let total = rows.len();
+        // More than MaxEntityRowCount rows without $top: a live tenant
+        // answers 500 rather than a first page (reference/
+        // creatio-evidence.md §6, PYCLIENT
+        // test_get_collection_error_over_20k).
+        if options.top.is_none() && total.saturating_sub(options.skip) > MAX_ROWS {
+            return Err(OdataError::internal(
+                "An error has occurred.",
+                format!(
+                    "The query selects {total} rows, more than the {MAX_ROWS} a response may hold \
+                 (MaxEntityRowCount); use $top and $skip."
+                ),
+            ));
+        }
+        let top = options.top.unwrap_or(MAX_ROWS);
+        let value: Vec<Value> = rows
+            .into_iter()
+            .skip(options.skip)
+            .take(top)
+            .map(|r| {
+                project(
+                    schema,
+                    r,
+                    options.select.as_deref(),
+                    &options.expand,
+                    &store,
+                )
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            context(base, schema, options.select.as_deref(), false).into(),
+        );
+        if options.count {
+            body.insert("@odata.count".into(), total.into());
+        }
+        body.insert("value".into(), Value::Array(value));
+        Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
+    }
+
+    /// `GET <set>/$count`.
+    fn count(&self, query: &str) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            client,
+            schema,
+            ..
+        } = *self;
+        let options = parse_options(query, schema)?;
+        let store = shared.store.read().expect("store lock");
+        let n = store
+            .rows(schema.name)
+            .filter(|r| visible(client, schema, r, &store))
+            .filter(|r| {
+                options
+                    .filter
+                    .as_ref()
+                    .is_none_or(|f| filter::matches(f, r, &store))
+            })
+            .count();
+        Ok(OdataResponse {
+            status: StatusCode::OK,
+            headers: vec![("odata-version", "4.0".into())],
+            body: Body::Text("text/plain; charset=utf-8", n.to_string()),
+        })
+    }
+
+    /// `GET <set>(<id>)`.
+    fn read_entity(&self, query: &str, id: &Uuid) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            client,
+            schema,
+            base,
+        } = *self;
+        let options = parse_options(query, schema)?;
+        let store = shared.store.read().expect("store lock");
+        let record = store
+            .get(schema.name, id)
+            .filter(|r| visible(client, schema, r, &store))
+            .ok_or_else(|| OdataError::not_found(schema.name, id))?;
+        let mut body = Map::new();
+        body.insert(
+            "@odata.context".into(),
+            context(base, schema, options.select.as_deref(), true).into(),
+        );
+        if let Value::Object(fields) = project(
+            schema,
+            record,
+            options.select.as_deref(),
+            &options.expand,
+            &store,
+        ) {
+            body.extend(fields);
+        }
+        Ok(OdataResponse::json(StatusCode::OK, Value::Object(body)))
+    }
+
+    /// `POST <set>`: a new record; an Activity starts the processes it
+    /// signals.
+    fn create(
+        &self,
+        req: OdataRequest<'_>,
+        actor: Actor,
+        events: &mut Vec<ProcessEvent>,
+    ) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            schema,
+            base,
+            ..
+        } = *self;
+        let body = req.body.unwrap_or(Value::Null);
+        let mut store = shared.store.write().expect("store lock");
+        let record = store.insert(schema, &body, actor, chrono::Utc::now())?;
+        let id = record
+            .get("Id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let location = format!("{base}/0/odata/{}({id})", schema.name);
+        if schema.name == "Activity" {
+            events.push(ProcessEvent::activity_added(&record, &store));
+        }
+        if req.return_minimal {
+            return Ok(OdataResponse {
+                status: StatusCode::NO_CONTENT,
+                headers: vec![
+                    ("odata-version", "4.0".into()),
+                    ("location", location.clone()),
+                    ("odata-entityid", location),
+                ],
+                body: Body::Empty,
+            });
+        }
+        let mut out = Map::new();
+        out.insert(
+            "@odata.context".into(),
+            context(base, schema, None, true).into(),
+        );
+        if let Value::Object(fields) = project(schema, &record, None, &[], &store) {
+            out.extend(fields);
+        }
+        let mut response = OdataResponse::json(StatusCode::CREATED, Value::Object(out));
+        response.headers.push(("location", location));
+        Ok(response)
+    }
+
+    /// `PATCH <set>(<id>)`; a Case's status change signals its processes.
+    fn update(
+        &self,
+        req: OdataRequest<'_>,
+        id: &Uuid,
+        actor: Actor,
+        events: &mut Vec<ProcessEvent>,
+    ) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            client,
+            schema,
+            ..
+        } = *self;
+        let body = req.body.unwrap_or(Value::Null);
+        let mut store = shared.store.write().expect("store lock");
+        record_right(client, schema, id, &store, RecordRight::Edit)?;
+        let (old, new) = store.update(schema, id, &body, actor, chrono::Utc::now())?;
+        if schema.name == "Case" && old.get("StatusId") != new.get("StatusId") {
+            events.push(ProcessEvent::CaseStatusChanged { case: new });
+        }
+        Ok(OdataResponse {
+            status: StatusCode::NO_CONTENT,
+            headers: vec![("odata-version", "4.0".into())],
+            body: Body::Empty,
+        })
+    }
+
+    /// `DELETE <set>(<id>)`.
+    fn delete(&self, id: &Uuid) -> Result<OdataResponse, OdataError> {
+        let Call {
+            shared,
+            client,
+            schema,
+            ..
+        } = *self;
+        let mut store = shared.store.write().expect("store lock");
+        record_right(client, schema, id, &store, RecordRight::Delete)?;
+        store.delete(schema, id)?;
+        Ok(OdataResponse {
+            status: StatusCode::NO_CONTENT,
+            headers: vec![("odata-version", "4.0".into())],
+            body: Body::Empty,
+        })
     }
 }
 
