@@ -1,8 +1,78 @@
-//! The closed sets of casebridge's domain as types: who wrote a message,
-//! where a conversation stands, what a job does. Each is stored and sent as
-//! the same lower-case word (`handed_off`, `reply_check`), parsed once where
-//! it comes in (a request, a row), so code past that point matches on
-//! variants instead of comparing strings.
+//! casebridge's domain words as types.
+//!
+//! - [`OrgId`] and [`ConversationId`]: which tenant, and which of its
+//!   conversations, a row, a job or a request belongs to; each a type of
+//!   its own so that one cannot be passed where the other is meant.
+//! - The closed sets: who wrote a message, where a conversation stands,
+//!   what a job does. Each is stored and sent as the same lower-case word
+//!   (`handed_off`, `reply_check`), parsed once where it comes in (a
+//!   request, a row), so code past that point matches on variants instead
+//!   of comparing strings.
+
+/// An id as stored and sent: a type of its own per kind, so one kind of
+/// id cannot be passed where another is meant.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            serde::Serialize,
+            serde::Deserialize,
+            sqlx::Type,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                $name(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name(id.to_string())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_id!(
+    /// An org's id (`org_` and 32 hex digits).
+    OrgId
+);
+
+text_id!(
+    /// A conversation's id, as the platform names it (unique in its org).
+    ConversationId
+);
+
+impl OrgId {
+    /// A new org's id.
+    pub fn generate() -> OrgId {
+        OrgId(format!("org_{}", uuid::Uuid::new_v4().simple()))
+    }
+}
 
 /// A closed set of words: the enum, its text form, parsing and display.
 macro_rules! word_enum {

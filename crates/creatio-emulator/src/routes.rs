@@ -255,6 +255,52 @@ fn prefers(headers: &HeaderMap, what: &str) -> bool {
         })
 }
 
+/// `POST $batch`: a JSON batch, each part run as if sent alone; the
+/// processes its committed writes signal fire after it.
+fn batch_request(
+    shared: &Arc<Shared>,
+    client: &ClientSnapshot,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if *method != Method::POST {
+        return odata_error(OdataError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "$batch takes POST.",
+        ));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return odata_error(OdataError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The emulator accepts JSON batches (Content-Type: application/json); multipart/mixed \
+             batches are not emulated.",
+        ));
+    }
+    match batch::execute_batch(shared, client, body, prefers(headers, "continue-on-error")) {
+        Ok((value, events)) => {
+            processes::fire(shared, events);
+            (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        "application/json; odata.metadata=minimal",
+                    ),
+                    (header::HeaderName::from_static("odata-version"), "4.0"),
+                ],
+                serde_json::to_vec(&value).unwrap_or_default(),
+            )
+                .into_response()
+        }
+        Err(e) => odata_error(e),
+    }
+}
+
 async fn odata_request(
     State(shared): AppState,
     method: Method,
@@ -289,46 +335,7 @@ async fn odata_request(
             .into_response();
     }
     if path == "$batch" {
-        if method != Method::POST {
-            return odata_error(OdataError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "$batch takes POST.",
-            ));
-        }
-        let is_json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/json"));
-        if !is_json {
-            return odata_error(OdataError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "The emulator accepts JSON batches (Content-Type: application/json); multipart/mixed \
-                 batches are not emulated.",
-            ));
-        }
-        return match batch::execute_batch(
-            &shared,
-            &client,
-            &body,
-            prefers(&headers, "continue-on-error"),
-        ) {
-            Ok((value, events)) => {
-                processes::fire(&shared, events);
-                (
-                    StatusCode::OK,
-                    [
-                        (
-                            header::CONTENT_TYPE,
-                            "application/json; odata.metadata=minimal",
-                        ),
-                        (header::HeaderName::from_static("odata-version"), "4.0"),
-                    ],
-                    serde_json::to_vec(&value).unwrap_or_default(),
-                )
-                    .into_response()
-            }
-            Err(e) => odata_error(e),
-        };
+        return batch_request(&shared, &client, &method, &headers, &body);
     }
 
     let json_body = if body.is_empty() {

@@ -293,40 +293,7 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
     let seen = transcript_terms(t);
     let mut scored: Vec<Scored> = per_option
         .iter()
-        .map(|(option, ps)| {
-            let mut phrase_scores: Vec<(f64, String)> = ps
-                .iter()
-                .filter_map(|phrase| {
-                    let p = &phrase.terms;
-                    let idf = |s: &String| 1.0 / spread[s.as_str()] as f64;
-                    let found: Vec<&String> = p.iter().filter(|s| seen.contains_key(*s)).collect();
-                    // Half the words of a phrase make a partial match (its
-                    // score is its coverage), so "bug" meets "general bugs".
-                    let needed = p.len().div_ceil(2);
-                    if found.len() < needed {
-                        return None;
-                    }
-                    let coverage = found.iter().map(|s| seen[*s] * idf(s)).sum::<f64>()
-                        / p.iter().map(idf).sum::<f64>();
-                    // A phrase made only of words other options share says
-                    // little about this one.
-                    let distinct = found.iter().map(|s| idf(s)).fold(0.0, f64::max);
-                    let length = if p.len() == 1 { 0.8 } else { 1.0 };
-                    Some((coverage * distinct * length, phrase.text.clone()))
-                })
-                .collect();
-            phrase_scores.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let score = phrase_scores
-                .iter()
-                .enumerate()
-                .map(|(i, (s, _))| if i == 0 { *s } else { s * 0.3 })
-                .sum();
-            Scored {
-                option: option.clone(),
-                score,
-                matched: phrase_scores.into_iter().map(|(_, p)| p).collect(),
-            }
-        })
+        .map(|(option, ps)| score(option, ps, &spread, &seen))
         .collect();
     scored.sort_by(|a, b| b.score.total_cmp(&a.score));
     let best = &scored[0];
@@ -348,6 +315,49 @@ fn choose_option(m: &Mapping, t: &Transcript) -> Answer {
     Answer {
         value: Some(best.option.clone()),
         reason: format!("the conversation mentions {}", quoted(&best.matched)),
+    }
+}
+
+/// How well the transcript's terms (`seen`, with their weights) meet an
+/// option's criteria phrases; `spread` is how many options mention each
+/// stem. The best phrase counts in full, the others a little.
+fn score(
+    option: &str,
+    phrases: &[Phrase],
+    spread: &HashMap<&str, usize>,
+    seen: &HashMap<String, f64>,
+) -> Scored {
+    let mut phrase_scores: Vec<(f64, String)> = phrases
+        .iter()
+        .filter_map(|phrase| {
+            let p = &phrase.terms;
+            let idf = |s: &String| 1.0 / spread[s.as_str()] as f64;
+            let found: Vec<&String> = p.iter().filter(|s| seen.contains_key(*s)).collect();
+            // Half the words of a phrase make a partial match (its score
+            // is its coverage), so "bug" meets "general bugs".
+            let needed = p.len().div_ceil(2);
+            if found.len() < needed {
+                return None;
+            }
+            let coverage = found.iter().map(|s| seen[*s] * idf(s)).sum::<f64>()
+                / p.iter().map(idf).sum::<f64>();
+            // A phrase made only of words other options share says little
+            // about this one.
+            let distinct = found.iter().map(|s| idf(s)).fold(0.0, f64::max);
+            let length = if p.len() == 1 { 0.8 } else { 1.0 };
+            Some((coverage * distinct * length, phrase.text.clone()))
+        })
+        .collect();
+    phrase_scores.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let score = phrase_scores
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| if i == 0 { *s } else { s * 0.3 })
+        .sum();
+    Scored {
+        option: option.to_string(),
+        score,
+        matched: phrase_scores.into_iter().map(|(_, p)| p).collect(),
     }
 }
 

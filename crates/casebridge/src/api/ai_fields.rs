@@ -19,6 +19,7 @@ use crate::ai::mappings::{self, MappingIn, Problem, Refused};
 use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
 use crate::ai::{FieldValue, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
 use crate::domain::MessageRole;
+use crate::domain::OrgId;
 use crate::storage::{ai_fields, timeline};
 
 const MAX_PREVIEW_CHARS: usize = 100_000;
@@ -61,7 +62,7 @@ pub struct PreviewBody {
 /// of a typo) and resolves them against the org's Creatio.
 async fn resolve(
     state: &AppState,
-    org_id: &str,
+    org_id: &OrgId,
     fields: Vec<MappingIn>,
 ) -> ApiResult<Vec<Mapping>> {
     mappings::check_shape(&fields).map_err(refused)?;

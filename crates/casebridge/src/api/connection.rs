@@ -13,6 +13,7 @@ use super::openapi::ErrorBody;
 use super::AppState;
 use crate::connection::checks::{self, Report, Scope};
 use crate::connection::{secret_context, RawSettings, Settings, StoredError};
+use crate::domain::OrgId;
 use crate::secrets::{random_token, token_hash};
 use crate::storage::connections::{self, Connection, Status};
 use crate::storage::{now_ms, rfc3339, webhook_tokens};
@@ -82,7 +83,7 @@ const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
 const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
 const WEBHOOK_TOKEN_PREFIX: &str = "cbw_";
 
-fn webhook_context(org_id: &str) -> String {
+fn webhook_context(org_id: &OrgId) -> String {
     format!("webhook_token:{org_id}")
 }
 
@@ -105,7 +106,7 @@ fn disconnected() -> ApiError {
     )
 }
 
-async fn load(state: &AppState, org_id: &str) -> ApiResult<Connection> {
+async fn load(state: &AppState, org_id: &OrgId) -> ApiResult<Connection> {
     connections::get(&state.app.db, org_id)
         .await?
         .ok_or_else(no_connection)
@@ -126,7 +127,7 @@ pub async fn stored_settings(state: &AppState, c: &Connection) -> ApiResult<Sett
 
 /// A Creatio client for the org's saved connection; 409 with a hint when
 /// there is none.
-pub async fn creatio_client(state: &AppState, org_id: &str) -> ApiResult<creatio::Client> {
+pub async fn creatio_client(state: &AppState, org_id: &OrgId) -> ApiResult<creatio::Client> {
     let conn = connections::get(&state.app.db, org_id)
         .await?
         .ok_or_else(|| {
@@ -141,7 +142,7 @@ pub async fn creatio_client(state: &AppState, org_id: &str) -> ApiResult<creatio
 }
 
 /// The org's current webhook URL, if it has a token.
-pub async fn current_webhook_url(state: &AppState, org_id: &str) -> ApiResult<Option<String>> {
+pub async fn current_webhook_url(state: &AppState, org_id: &OrgId) -> ApiResult<Option<String>> {
     match webhook_tokens::current(&state.app.db, org_id).await? {
         Some(sealed) => {
             let token = state
@@ -267,7 +268,7 @@ fn check_failed(report: &Report, what: &str) -> ApiError {
 /// Writes settings that passed their checks, as an active connection.
 async fn save_active(
     state: &AppState,
-    org_id: &str,
+    org_id: &OrgId,
     settings: &Settings,
     previous: Option<&Connection>,
     outcome: Option<&checks::Outcome>,
@@ -275,7 +276,7 @@ async fn save_active(
     let now = now_ms();
     let report_json = outcome.map(|o| serde_json::to_string(&o.report).unwrap_or_default());
     let conn = Connection {
-        org_id: org_id.to_string(),
+        org_id: org_id.clone(),
         status: Status::Active,
         status_detail: None,
         instance_url: settings.instance.as_str().to_string(),
@@ -311,7 +312,7 @@ async fn save_active(
 
 /// Makes sure the org has a current webhook token (created at the first
 /// successful Test & Save; kept across later saves so processes keep working).
-async fn ensure_webhook_token(state: &AppState, org_id: &str) -> ApiResult<()> {
+async fn ensure_webhook_token(state: &AppState, org_id: &OrgId) -> ApiResult<()> {
     if webhook_tokens::current(&state.app.db, org_id)
         .await?
         .is_none()

@@ -14,6 +14,7 @@ use super::extract::{parse_json_named, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::domain::ConversationState;
+use crate::domain::OrgId;
 use crate::storage::connections::{self, Status};
 use crate::storage::conversations;
 use crate::storage::orgs::Caller;
@@ -176,7 +177,7 @@ pub async fn ingest(
 /// The org's conversation `id`, or a 404 that says where ids come from.
 pub(super) async fn find_conversation(
     state: &AppState,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
 ) -> ApiResult<conversations::Conversation> {
     conversations::get_conversation(&state.app.db, org_id, id).await?.ok_or_else(|| {

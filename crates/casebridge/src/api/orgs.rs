@@ -9,6 +9,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body, Operator};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::domain::OrgId;
 use crate::secrets::{random_token, token_hash};
 use crate::storage::orgs::{self, ApiKey, NewKey, Role};
 use crate::storage::rfc3339;
@@ -32,7 +33,7 @@ pub struct NewApiKey {
 /// An org.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OrgOut {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     /// RFC 3339.
     pub created_at: String,
@@ -126,7 +127,7 @@ pub async fn create_org(
     Body(body): Body<NewOrg>,
 ) -> ApiResult<(StatusCode, Json<CreatedOrg>)> {
     let name = check_name("name", &body.name, 200)?;
-    let org_id = format!("org_{}", uuid::Uuid::new_v4().simple());
+    let org_id = OrgId::generate();
     let key_id = format!("key_{}", uuid::Uuid::new_v4().simple());
     let (key, prefix, hash) = mint();
     let org = orgs::create_org(

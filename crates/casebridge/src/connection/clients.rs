@@ -13,19 +13,20 @@ use std::sync::{Arc, RwLock};
 use creatio::{Client, TokenSource};
 
 use super::Settings;
+use crate::domain::OrgId;
 
 #[derive(Clone, Default)]
 pub struct Clients {
-    by_org: Arc<RwLock<HashMap<String, (String, Client)>>>,
+    by_org: Arc<RwLock<HashMap<OrgId, (String, Client)>>>,
     /// Opened and validated settings by org, for the saved version
     /// (`updated_at`) they came from: workers need them for every job, and
     /// opening the secret and validating (DNS included) each time is waste.
-    settings: Arc<RwLock<HashMap<String, (i64, Settings)>>>,
+    settings: Arc<RwLock<HashMap<OrgId, (i64, Settings)>>>,
 }
 
 impl Clients {
     /// The org's client for `s`, reused while the sign-in is unchanged.
-    pub fn get(&self, http: &reqwest::Client, org_id: &str, s: &Settings) -> Client {
+    pub fn get(&self, http: &reqwest::Client, org_id: &OrgId, s: &Settings) -> Client {
         let fingerprint = s.fingerprint();
         if let Some((f, c)) = self
             .by_org
@@ -45,12 +46,12 @@ impl Clients {
         self.by_org
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(org_id.to_string(), (fingerprint, client.clone()));
+            .insert(org_id.clone(), (fingerprint, client.clone()));
         client
     }
 
     /// The org's settings saved at `version`, from the cache or `load`.
-    pub async fn settings<E, F>(&self, org_id: &str, version: i64, load: F) -> Result<Settings, E>
+    pub async fn settings<E, F>(&self, org_id: &OrgId, version: i64, load: F) -> Result<Settings, E>
     where
         F: std::future::Future<Output = Result<Settings, E>>,
     {
@@ -68,12 +69,12 @@ impl Clients {
         self.settings
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(org_id.to_string(), (version, s.clone()));
+            .insert(org_id.clone(), (version, s.clone()));
         Ok(s)
     }
 
     /// Forgets the org's client (disconnect).
-    pub fn forget(&self, org_id: &str) {
+    pub fn forget(&self, org_id: &OrgId) {
         self.settings
             .write()
             .unwrap_or_else(|p| p.into_inner())

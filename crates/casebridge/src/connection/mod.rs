@@ -9,6 +9,7 @@ use creatio::{Credentials, InstanceUrl};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::domain::OrgId;
 use crate::outbound::TargetPolicy;
 
 /// A setting the admin must fix: which field, what is wrong, what to do.
@@ -349,7 +350,7 @@ impl std::fmt::Display for StoredError {
 }
 
 /// The AEAD context of an org's sealed client secret.
-pub fn secret_context(org_id: &str) -> String {
+pub fn secret_context(org_id: &OrgId) -> String {
     format!("client_secret:{org_id}")
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::domain::OrgId;
 use crate::storage::deliveries::{self, NewDelivery};
 use crate::storage::{Result, WriteTx};
 
@@ -28,7 +29,7 @@ pub const CONVERSATION_RESOLVED: &str = "conversation.resolved";
 pub const CASE_LINKED: &str = "case.linked";
 
 /// The context a delivery secret is sealed under.
-pub fn secret_context(org_id: &str) -> String {
+pub fn secret_context(org_id: &OrgId) -> String {
     format!("delivery_secret:{org_id}")
 }
 
@@ -46,7 +47,7 @@ pub fn payload(event_type: &str, data: Value) -> String {
 /// the new delivery's id when it was queued.
 pub async fn queue(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     dedupe_key: &str,
     event_type: &str,
@@ -69,7 +70,7 @@ pub async fn queue(
 /// dedupe key names both), with the number when Creatio gave one.
 pub async fn queue_case_linked(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     case_id: &str,
     case_number: Option<&str>,

@@ -5,9 +5,10 @@ use sqlx::Row;
 
 use super::{now_ms, Db, Result, StorageError, WriteQuery};
 use crate::ai::{Line, Mapping, Speaker};
+use crate::domain::OrgId;
 
 /// The org's mappings; none saved is an empty list.
-pub async fn mappings(db: &Db, org_id: &str) -> Result<Vec<Mapping>> {
+pub async fn mappings(db: &Db, org_id: &OrgId) -> Result<Vec<Mapping>> {
     let row = sqlx::query("SELECT mappings FROM ai_fields WHERE org_id = $1")
         .bind(org_id)
         .fetch_optional(db.pool())
@@ -24,7 +25,7 @@ pub async fn mappings(db: &Db, org_id: &str) -> Result<Vec<Mapping>> {
 }
 
 /// Replaces the org's mappings.
-pub async fn save_mappings(db: &Db, org_id: &str, mappings: &[Mapping]) -> Result<()> {
+pub async fn save_mappings(db: &Db, org_id: &OrgId, mappings: &[Mapping]) -> Result<()> {
     let text = serde_json::to_string(mappings)
         .map_err(|e| StorageError::Corrupt(format!("AI field mappings: {e}")))?;
     sqlx::query(
@@ -42,7 +43,7 @@ pub async fn save_mappings(db: &Db, org_id: &str, mappings: &[Mapping]) -> Resul
 /// The evaluation stored for a hand-off event, if one was made.
 pub async fn evaluation(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     event_id: &str,
 ) -> Result<Option<String>> {
@@ -61,7 +62,7 @@ pub async fn evaluation(
 /// concurrent run of the same job). True when this one was stored.
 pub async fn save_evaluation(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     event_id: &str,
     result: &str,
@@ -84,7 +85,7 @@ pub async fn save_evaluation(
 /// given: what was said up to a hand-off).
 pub async fn transcript_lines(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     before_seq: Option<i64>,
 ) -> Result<Vec<Line>> {

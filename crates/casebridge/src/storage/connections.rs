@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Db, Result, WriteQuery};
+use crate::domain::OrgId;
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,7 +43,7 @@ impl Status {
 /// A stored connection. The secret stays sealed here; the caller opens it.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub status: Status,
     pub status_detail: Option<String>,
     pub instance_url: String,
@@ -105,7 +106,7 @@ fn split_channels(s: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn get(db: &Db, org_id: &str) -> Result<Option<Connection>> {
+pub async fn get(db: &Db, org_id: &OrgId) -> Result<Option<Connection>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM creatio_connections WHERE org_id = $1"
     ))
@@ -160,7 +161,7 @@ pub async fn save(db: &Db, c: &Connection) -> Result<()> {
 /// Records the outcome of a re-test on the saved settings.
 pub async fn record_check(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     status: Status,
     detail: Option<&str>,
     report_json: &str,
@@ -185,7 +186,7 @@ pub async fn record_check(
 /// and pending jobs cancelled (kept) in one transaction. Settings that are not secrets stay, so reconnecting
 /// means typing the credentials only. Returns false when there was nothing
 /// to disconnect.
-pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
+pub async fn disconnect(db: &Db, org_id: &OrgId) -> Result<bool> {
     let now = now_ms();
     let mut tx = db.write().await?;
     let done = sqlx::query(
@@ -206,7 +207,7 @@ pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
     tx.commit().await?;
     if cancelled > 0 {
         tracing::info!(
-            org_id,
+            %org_id,
             cancelled,
             "Cancelled the org's pending sync jobs (kept, not deleted)."
         );
@@ -215,7 +216,7 @@ pub async fn disconnect(db: &Db, org_id: &str) -> Result<bool> {
 }
 
 /// Sets the status (e.g. the sync pausing an org on dead credentials).
-pub async fn record_status(db: &Db, org_id: &str, status: Status, detail: &str) -> Result<()> {
+pub async fn record_status(db: &Db, org_id: &OrgId, status: Status, detail: &str) -> Result<()> {
     sqlx::query(
         "UPDATE creatio_connections SET status = $1, status_detail = $2, updated_at = $3 \
          WHERE org_id = $4 AND status <> 'disconnected'",

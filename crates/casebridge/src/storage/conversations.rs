@@ -7,11 +7,12 @@ use super::{
     for_backend, now_ms, rows_for, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
 };
 use crate::domain::ConversationState;
+use crate::domain::OrgId;
 
 /// A conversation as stored.
 #[derive(Debug, Clone)]
 pub struct Conversation {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub id: String,
     pub channel: String,
     pub url: Option<String>,
@@ -80,7 +81,7 @@ pub struct ConversationIn<'a> {
 /// positions after the other's.
 pub async fn upsert_conversations(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[ConversationIn<'_>],
 ) -> Result<std::collections::HashMap<String, i64>> {
     let now = now_ms();
@@ -127,7 +128,11 @@ pub async fn upsert_conversations(
 
 /// The conversation's next job position. The row update serialises
 /// concurrent writers of one conversation.
-pub(super) async fn take_seq(tx: &mut WriteTx, org_id: &str, conversation_id: &str) -> Result<i64> {
+pub(super) async fn take_seq(
+    tx: &mut WriteTx,
+    org_id: &OrgId,
+    conversation_id: &str,
+) -> Result<i64> {
     let row = sqlx::query(
         "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
     )
@@ -138,7 +143,7 @@ pub(super) async fn take_seq(tx: &mut WriteTx, org_id: &str, conversation_id: &s
     Ok(row.try_get("next_seq")?)
 }
 
-pub async fn get_conversation(db: &Db, org_id: &str, id: &str) -> Result<Option<Conversation>> {
+pub async fn get_conversation(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<Conversation>> {
     let row = sqlx::query(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id = $2"
     ))
@@ -151,7 +156,7 @@ pub async fn get_conversation(db: &Db, org_id: &str, id: &str) -> Result<Option<
 
 pub async fn set_conversation_contact(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     contact_id: &str,
 ) -> Result<()> {
@@ -169,7 +174,7 @@ pub async fn set_conversation_contact(
 /// conversation's own id, or a contact's open case it was appended to.
 pub async fn link_case(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     case_id: &str,
     number: Option<&str>,
@@ -191,7 +196,7 @@ pub async fn link_case(
 /// Sets the conversation's state (inside a transaction or not).
 pub async fn set_conversation_state(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     state: ConversationState,
 ) -> Result<()> {
@@ -203,7 +208,7 @@ pub async fn set_conversation_state(
 /// [`set_conversation_state`] in the caller's transaction.
 pub async fn set_state_in(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     id: &str,
     state: ConversationState,
 ) -> Result<()> {
@@ -222,7 +227,7 @@ pub async fn set_state_in(
 /// The org's conversations among `ids`, by id.
 pub async fn conversations_among(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, Conversation>> {
     let sql = format!(
@@ -239,7 +244,7 @@ pub async fn conversations_among(
 /// id: what an erasure by contact searches.
 pub async fn conversations_with_contact_details(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
 ) -> Result<Vec<Conversation>> {
     sqlx::query(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 \
@@ -257,7 +262,7 @@ pub async fn conversations_with_contact_details(
 /// (several share a case after case-append).
 pub async fn conversation_for_case(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     case_id: &str,
 ) -> Result<Option<Conversation>> {
     let row = sqlx::query(&format!(

@@ -14,11 +14,12 @@ use super::{now_ms, Db, Result, WriteQuery};
 
 use super::outbox::{Verdict, DELIVERIES};
 use super::WriteTx;
+use crate::domain::OrgId;
 
 /// The org's delivery endpoint as stored.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub url: String,
     pub secret_sealed: String,
     pub previous_sealed: Option<String>,
@@ -30,7 +31,7 @@ pub struct Endpoint {
     pub updated_at: i64,
 }
 
-pub async fn endpoint(db: &Db, org_id: &str) -> Result<Option<Endpoint>> {
+pub async fn endpoint(db: &Db, org_id: &OrgId) -> Result<Option<Endpoint>> {
     let row = sqlx::query(
         "SELECT org_id, url, secret_sealed, previous_sealed, previous_until, state, disabled_reason, \
          created_at, updated_at FROM delivery_endpoints WHERE org_id = $1",
@@ -56,7 +57,7 @@ pub async fn endpoint(db: &Db, org_id: &str) -> Result<Option<Endpoint>> {
 
 /// Sets the URL and (re-)enables the endpoint. `new_secret` is the sealed
 /// secret for a first save; an existing endpoint keeps its secret.
-pub async fn put_endpoint(db: &Db, org_id: &str, url: &str, new_secret: &str) -> Result<()> {
+pub async fn put_endpoint(db: &Db, org_id: &OrgId, url: &str, new_secret: &str) -> Result<()> {
     let now = now_ms();
     let q = sqlx::query(
         "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at) \
@@ -78,7 +79,7 @@ pub async fn put_endpoint(db: &Db, org_id: &str, url: &str, new_secret: &str) ->
 /// Replaces the secret; the old one keeps signing until `previous_until`.
 pub async fn rotate_secret(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     new_sealed: &str,
     previous_until: i64,
 ) -> Result<bool> {
@@ -96,7 +97,7 @@ pub async fn rotate_secret(
 }
 
 /// Removes the endpoint; queued deliveries wait for a new one.
-pub async fn delete_endpoint(db: &Db, org_id: &str) -> Result<bool> {
+pub async fn delete_endpoint(db: &Db, org_id: &OrgId) -> Result<bool> {
     let done = sqlx::query("DELETE FROM delivery_endpoints WHERE org_id = $1")
         .bind(org_id)
         .write_on(db)
@@ -105,7 +106,7 @@ pub async fn delete_endpoint(db: &Db, org_id: &str) -> Result<bool> {
 }
 
 /// The receiver said the endpoint is gone (410): stop sending to it.
-async fn disable_endpoint(tx: &mut WriteTx, org_id: &str, reason: &str) -> Result<()> {
+async fn disable_endpoint(tx: &mut WriteTx, org_id: &OrgId, reason: &str) -> Result<()> {
     sqlx::query(
         "UPDATE delivery_endpoints SET state = 'disabled', disabled_reason = $1, updated_at = $2 WHERE org_id = $3",
     )
@@ -119,7 +120,7 @@ async fn disable_endpoint(tx: &mut WriteTx, org_id: &str, reason: &str) -> Resul
 
 /// A delivery to queue.
 pub struct NewDelivery<'a> {
-    pub org_id: &'a str,
+    pub org_id: &'a OrgId,
     pub conversation_id: &'a str,
     pub dedupe_key: &'a str,
     pub event_type: &'a str,
@@ -155,7 +156,7 @@ pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<Str
 }
 
 /// Which of `keys` were queued before (delivered or not).
-pub async fn queued_among(db: &Db, org_id: &str, keys: &[String]) -> Result<Vec<String>> {
+pub async fn queued_among(db: &Db, org_id: &OrgId, keys: &[String]) -> Result<Vec<String>> {
     super::present_among(db, "deliveries", "dedupe_key", org_id, keys).await
 }
 
@@ -163,7 +164,7 @@ pub async fn queued_among(db: &Db, org_id: &str, keys: &[String]) -> Result<Vec<
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub conversation_id: String,
     pub seq: i64,
     pub event_type: String,
@@ -216,7 +217,7 @@ pub async fn release(db: &Db, id: &str) -> Result<()> {
 /// One attempt as made.
 pub struct Attempt<'a> {
     pub delivery_id: &'a str,
-    pub org_id: &'a str,
+    pub org_id: &'a OrgId,
     pub conversation_id: &'a str,
     /// Which attempt of the delivery this was.
     pub number: i64,
@@ -311,7 +312,7 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
 /// Queues a dead or delivered delivery again, with a fresh schedule.
 /// `None` when the org has no such delivery; `Some(false)` when it is
 /// still queued (nothing to replay).
-pub async fn replay(db: &Db, org_id: &str, id: &str) -> Result<Option<bool>> {
+pub async fn replay(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<bool>> {
     let now = now_ms();
     let q = sqlx::query(
         "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, \
@@ -331,7 +332,7 @@ pub async fn replay(db: &Db, org_id: &str, id: &str) -> Result<Option<bool>> {
     Ok(get(db, org_id, id).await?.map(|_| false))
 }
 
-pub async fn get(db: &Db, org_id: &str, id: &str) -> Result<Option<Delivery>> {
+pub async fn get(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<Delivery>> {
     let row = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM deliveries WHERE org_id = $1 AND id = $2"
     ))
@@ -353,7 +354,7 @@ pub struct ListFilter<'a> {
 }
 
 /// The org's deliveries, newest first.
-pub async fn list(db: &Db, org_id: &str, f: &ListFilter<'_>) -> Result<Vec<Delivery>> {
+pub async fn list(db: &Db, org_id: &OrgId, f: &ListFilter<'_>) -> Result<Vec<Delivery>> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM deliveries WHERE org_id = $1 \
          AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR conversation_id = $3) \
@@ -379,7 +380,7 @@ pub struct AttemptView {
     pub response: Option<String>,
 }
 
-pub async fn attempts(db: &Db, org_id: &str, delivery_id: &str) -> Result<Vec<AttemptView>> {
+pub async fn attempts(db: &Db, org_id: &OrgId, delivery_id: &str) -> Result<Vec<AttemptView>> {
     let rows = sqlx::query(
         "SELECT at, url, status, latency_ms, error, response FROM delivery_attempts \
          WHERE org_id = $1 AND delivery_id = $2 ORDER BY id",
@@ -403,7 +404,7 @@ pub async fn attempts(db: &Db, org_id: &str, delivery_id: &str) -> Result<Vec<At
 }
 
 /// The org's deliveries by state.
-pub async fn counts(db: &Db, org_id: &str) -> Result<Vec<(String, i64)>> {
+pub async fn counts(db: &Db, org_id: &OrgId) -> Result<Vec<(String, i64)>> {
     let rows = sqlx::query(
         "SELECT state, COUNT(*) AS n FROM deliveries WHERE org_id = $1 GROUP BY state ORDER BY state",
     )

@@ -13,6 +13,7 @@ use sqlx::Row;
 
 use super::WriteTx;
 use super::{now_ms, value_rows, Db, Result, ROWS_PER_STATEMENT};
+use crate::domain::OrgId;
 
 /// Rows removed, per kind.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -31,7 +32,7 @@ fn chunk_query<'q>(
     tx: &WriteTx,
     sql: &'q mut String,
     template: &str,
-    org_id: &'q str,
+    org_id: &'q OrgId,
     chunk: &'q [String],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     *sql = super::for_backend(
@@ -46,7 +47,7 @@ fn chunk_query<'q>(
 }
 
 /// Runs `sql` for every chunk of `ids` in `tx`; returns the rows it changed.
-async fn for_chunks(tx: &mut WriteTx, sql: &str, org_id: &str, ids: &[String]) -> Result<u64> {
+async fn for_chunks(tx: &mut WriteTx, sql: &str, org_id: &OrgId, ids: &[String]) -> Result<u64> {
     let mut changed = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut text = String::new();
@@ -60,7 +61,7 @@ async fn for_chunks(tx: &mut WriteTx, sql: &str, org_id: &str, ids: &[String]) -
 async fn rows_for_chunks(
     tx: &mut WriteTx,
     sql: &str,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[String],
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut rows = Vec::new();
@@ -74,7 +75,7 @@ async fn rows_for_chunks(
 
 /// Deletes the rows of `table` (with `org_id` and `conversation_id`
 /// columns) that belong to the org's conversations `ids`.
-async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &str, ids: &[String]) -> Result<u64> {
+async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &OrgId, ids: &[String]) -> Result<u64> {
     let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND conversation_id IN ({{ids}})");
     for_chunks(tx, &sql, org_id, ids).await
 }
@@ -84,7 +85,7 @@ async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &str, ids: &[String]) 
 /// Shared by retention (conversations long idle) and erasure.
 pub(super) async fn remove_texts(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[String],
 ) -> Result<Removed> {
     let messages = delete_in(tx, "messages", org_id, ids).await?;
@@ -137,7 +138,7 @@ pub struct Erased {
 /// returned. Records the audit line in the same transaction.
 pub async fn erase_conversations(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[String],
     request: &Request<'_>,
 ) -> Result<std::result::Result<Erased, Vec<StillSyncing>>> {
@@ -225,7 +226,7 @@ pub async fn erase_conversations(
 /// being sent.
 async fn still_syncing(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[String],
 ) -> Result<Vec<StillSyncing>> {
     let mut open: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
@@ -273,7 +274,7 @@ pub struct AuditLine {
 }
 
 /// The org's erasures, newest first.
-pub async fn audit_lines(db: &Db, org_id: &str, limit: i64) -> Result<Vec<AuditLine>> {
+pub async fn audit_lines(db: &Db, org_id: &OrgId, limit: i64) -> Result<Vec<AuditLine>> {
     sqlx::query(
         "SELECT id, at, actor, scope, subject, counts FROM erasures WHERE org_id = $1 \
          ORDER BY at DESC, id DESC LIMIT $2",

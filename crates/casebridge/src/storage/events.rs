@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{for_backend, now_ms, value_rows, Result, WriteTx, ROWS_PER_STATEMENT};
+use crate::domain::OrgId;
 
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
@@ -16,7 +17,7 @@ pub struct EventRow<'a> {
 /// others are repeats, answered `duplicate`).
 pub async fn insert_events(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[EventRow<'_>],
 ) -> Result<std::collections::HashSet<String>> {
     let now = now_ms();

@@ -14,6 +14,7 @@ use super::conversations::take_seq;
 use super::outbox::{Verdict, JOBS};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::JobKind;
+use crate::domain::OrgId;
 
 /// A job to queue.
 pub struct JobIn<'a> {
@@ -24,14 +25,14 @@ pub struct JobIn<'a> {
 }
 
 /// Queues jobs (the outbox), due now.
-pub async fn insert_jobs(tx: &mut WriteTx, org_id: &str, rows: &[JobIn<'_>]) -> Result<()> {
+pub async fn insert_jobs(tx: &mut WriteTx, org_id: &OrgId, rows: &[JobIn<'_>]) -> Result<()> {
     insert_jobs_due(tx, org_id, rows, now_ms()).await
 }
 
 /// Queues jobs due at `due` (ms).
 async fn insert_jobs_due(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[JobIn<'_>],
     due: i64,
 ) -> Result<()> {
@@ -67,7 +68,7 @@ async fn insert_jobs_due(
 /// Queues one job, due at `due` (ms).
 async fn insert_job(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     seq: i64,
     kind: JobKind,
@@ -92,7 +93,7 @@ async fn insert_job(
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub conversation_id: String,
     pub seq: i64,
     pub kind: JobKind,
@@ -170,7 +171,7 @@ pub async fn kill_job(db: &Db, id: &str, error: &str) -> Result<()> {
 }
 
 /// The circuit breaker: holds every pending job of the org until `until`.
-pub async fn hold_org(db: &Db, org_id: &str, until: i64) -> Result<()> {
+pub async fn hold_org(db: &Db, org_id: &OrgId, until: i64) -> Result<()> {
     sqlx::query(
         "UPDATE jobs SET run_after = $1, updated_at = $2 WHERE org_id = $3 AND state = 'pending' AND run_after < $1",
     )
@@ -184,7 +185,7 @@ pub async fn hold_org(db: &Db, org_id: &str, until: i64) -> Result<()> {
 
 /// Disconnect: queued and running jobs are cancelled and kept. A running
 /// one finishes what it is doing; if that fails it is not queued again.
-pub async fn cancel_pending_jobs(tx: &mut WriteTx, org_id: &str) -> Result<u64> {
+pub async fn cancel_pending_jobs(tx: &mut WriteTx, org_id: &OrgId) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE jobs SET state = 'cancelled', updated_at = $1 WHERE org_id = $2 AND state IN ('pending', 'running')",
     )
@@ -227,7 +228,7 @@ pub enum Queued {
 /// `debounce_ms`, not one per call.
 pub async fn queue_check(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     kind: JobKind,
     payload: &str,

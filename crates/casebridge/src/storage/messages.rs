@@ -7,6 +7,7 @@ use super::timeline::add_timeline;
 use super::written::{remember_all, Remembered};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::MessageRole;
+use crate::domain::OrgId;
 
 pub struct MessageIn<'a> {
     pub conversation_id: &'a str,
@@ -23,7 +24,7 @@ pub struct MessageIn<'a> {
 /// new (a message the conversation has already is not stored again).
 pub async fn insert_messages(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[MessageIn<'_>],
 ) -> Result<std::collections::HashSet<(String, String)>> {
     let mut fresh = std::collections::HashSet::new();
@@ -57,7 +58,7 @@ pub async fn insert_messages(
 /// The role of the conversation's message at `seq`, if it is not written yet.
 pub async fn unwritten_message_role(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     seq: i64,
 ) -> Result<Option<MessageRole>> {
@@ -87,7 +88,7 @@ pub struct Message {
 /// Messages not yet written to Creatio, up to `seq`, in order.
 pub async fn unwritten_messages(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     up_to_seq: i64,
 ) -> Result<Vec<Message>> {
@@ -108,7 +109,7 @@ pub async fn unwritten_messages(
 /// writes the messages queued behind it, never past such a job.
 pub async fn unwritten_messages_before_barrier(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     seq: i64,
 ) -> Result<Vec<Message>> {
@@ -141,7 +142,7 @@ pub(super) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message> {
 
 /// Whether the conversation has any message already written (the first
 /// activity carries the deep link).
-pub async fn any_message_written(db: &Db, org_id: &str, conversation_id: &str) -> Result<bool> {
+pub async fn any_message_written(db: &Db, org_id: &OrgId, conversation_id: &str) -> Result<bool> {
     // One row at most: a long conversation is not counted through.
     let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE org_id = $1 AND conversation_id = $2 AND written = 1 LIMIT 1) t")
         .bind(org_id)
@@ -154,7 +155,7 @@ pub async fn any_message_written(db: &Db, org_id: &str, conversation_id: &str) -
 /// The first customer message's text, for the case subject.
 pub async fn first_customer_text(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
 ) -> Result<Option<String>> {
     let row = sqlx::query(
@@ -184,7 +185,7 @@ pub struct Written<'a> {
 
 pub async fn record_written(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     w: Written<'_>,
 ) -> Result<()> {
@@ -254,7 +255,7 @@ pub async fn record_written(
 /// Marks messages written (and remembered), nothing else.
 pub async fn mark_written(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     messages: &[Message],
 ) -> Result<()> {

@@ -26,6 +26,7 @@ pub mod written;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::domain::OrgId;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
@@ -580,7 +581,7 @@ fn anonymous(sql: &str) -> Option<String> {
 async fn rows_for<S: AsRef<str>>(
     db: &Db,
     sql: &str,
-    org_id: &str,
+    org_id: &OrgId,
     ids: &[S],
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut out = Vec::new();
@@ -602,7 +603,7 @@ async fn present_among(
     db: &Db,
     table: &str,
     column: &str,
-    org_id: &str,
+    org_id: &OrgId,
     values: &[String],
 ) -> Result<Vec<String>> {
     use sqlx::Row;

@@ -3,6 +3,7 @@
 use sqlx::Row;
 
 use super::{now_ms, Db, Result, WriteQuery, WriteTx};
+use crate::domain::OrgId;
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -33,7 +34,7 @@ impl Role {
 
 #[derive(Debug, Clone)]
 pub struct Org {
-    pub id: String,
+    pub id: OrgId,
     pub name: String,
     pub created_at: i64,
 }
@@ -42,7 +43,7 @@ pub struct Org {
 #[derive(Debug, Clone)]
 pub struct ApiKey {
     pub id: String,
-    pub org_id: String,
+    pub org_id: OrgId,
     pub role: Role,
     pub name: Option<String>,
     pub prefix: String,
@@ -52,7 +53,7 @@ pub struct ApiKey {
 /// The key a request authenticated with.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub org_id: String,
+    pub org_id: OrgId,
     pub key_id: String,
     pub role: Role,
 }
@@ -67,7 +68,7 @@ pub struct NewKey<'a> {
 }
 
 /// Creates an org with its first key, in one transaction.
-pub async fn create_org(db: &Db, id: &str, name: &str, first_key: NewKey<'_>) -> Result<Org> {
+pub async fn create_org(db: &Db, id: &OrgId, name: &str, first_key: NewKey<'_>) -> Result<Org> {
     let now = now_ms();
     let mut tx = db.write().await?;
     sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
@@ -79,13 +80,13 @@ pub async fn create_org(db: &Db, id: &str, name: &str, first_key: NewKey<'_>) ->
     insert_key(&mut tx, id, &first_key, now).await?;
     tx.commit().await?;
     Ok(Org {
-        id: id.into(),
+        id: id.clone(),
         name: name.into(),
         created_at: now,
     })
 }
 
-async fn insert_key(tx: &mut WriteTx, org_id: &str, key: &NewKey<'_>, now: i64) -> Result<()> {
+async fn insert_key(tx: &mut WriteTx, org_id: &OrgId, key: &NewKey<'_>, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, org_id, role, name, key_hash, key_prefix, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -102,14 +103,14 @@ async fn insert_key(tx: &mut WriteTx, org_id: &str, key: &NewKey<'_>, now: i64) 
     Ok(())
 }
 
-pub async fn create_key(db: &Db, org_id: &str, key: NewKey<'_>) -> Result<ApiKey> {
+pub async fn create_key(db: &Db, org_id: &OrgId, key: NewKey<'_>) -> Result<ApiKey> {
     let now = now_ms();
     let mut tx = db.write().await?;
     insert_key(&mut tx, org_id, &key, now).await?;
     tx.commit().await?;
     Ok(ApiKey {
         id: key.id.into(),
-        org_id: org_id.into(),
+        org_id: org_id.clone(),
         role: key.role,
         name: key.name.map(Into::into),
         prefix: key.prefix.into(),
@@ -138,7 +139,7 @@ pub async fn caller_by_key_hash(db: &Db, hash: &str) -> Result<Option<Caller>> {
     .transpose()
 }
 
-pub async fn list_keys(db: &Db, org_id: &str) -> Result<Vec<ApiKey>> {
+pub async fn list_keys(db: &Db, org_id: &OrgId) -> Result<Vec<ApiKey>> {
     let rows = sqlx::query(
         "SELECT id, org_id, role, name, key_prefix, created_at FROM api_keys \
          WHERE org_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
@@ -164,7 +165,7 @@ pub async fn list_keys(db: &Db, org_id: &str) -> Result<Vec<ApiKey>> {
 }
 
 /// Revokes a key of `org_id`. False when the org has no such live key.
-pub async fn revoke_key(db: &Db, org_id: &str, key_id: &str) -> Result<bool> {
+pub async fn revoke_key(db: &Db, org_id: &OrgId, key_id: &str) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL",
     )
@@ -177,7 +178,7 @@ pub async fn revoke_key(db: &Db, org_id: &str, key_id: &str) -> Result<bool> {
 }
 
 /// How many live admin keys the org has (the last one may not be revoked).
-pub async fn count_admin_keys(db: &Db, org_id: &str) -> Result<i64> {
+pub async fn count_admin_keys(db: &Db, org_id: &OrgId) -> Result<i64> {
     let row = sqlx::query(
         "SELECT COUNT(*) AS n FROM api_keys WHERE org_id = $1 AND role = 'admin' AND revoked_at IS NULL",
     )
@@ -187,7 +188,7 @@ pub async fn count_admin_keys(db: &Db, org_id: &str) -> Result<i64> {
     Ok(row.try_get("n")?)
 }
 
-pub async fn get_org(db: &Db, org_id: &str) -> Result<Option<Org>> {
+pub async fn get_org(db: &Db, org_id: &OrgId) -> Result<Option<Org>> {
     let row = sqlx::query("SELECT id, name, created_at FROM orgs WHERE id = $1")
         .bind(org_id)
         .fetch_optional(db.pool())

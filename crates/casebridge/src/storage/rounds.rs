@@ -13,6 +13,7 @@ use super::written::{remember_all, Remembered};
 use super::{
     for_backend, now_ms, rows_for, value_rows, Backend, Db, Result, WriteTx, ROWS_PER_STATEMENT,
 };
+use crate::domain::OrgId;
 
 /// What a batch of message jobs needs to know of their conversations'
 /// messages, read in three statements for the whole batch.
@@ -33,7 +34,7 @@ const BACKLOG_MESSAGES_SQL: &str =
     "SELECT conversation_id, id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
      WHERE org_id = $1 AND conversation_id IN ({ids}) AND written = 0 ORDER BY conversation_id, seq";
 
-pub async fn backlog(db: &Db, org_id: &str, conversation_ids: &[&str]) -> Result<Backlog> {
+pub async fn backlog(db: &Db, org_id: &OrgId, conversation_ids: &[&str]) -> Result<Backlog> {
     let mut b = Backlog::default();
     for r in rows_for(db, BACKLOG_MESSAGES_SQL, org_id, conversation_ids).await? {
         b.unwritten
@@ -87,7 +88,11 @@ pub struct BatchWrite<'a> {
 /// few statements of the caller's transaction: contacts and cases linked,
 /// messages written (and remembered for the echo guard), each job and the
 /// message jobs whose messages rode along done, the timeline.
-pub async fn record_batch(tx: &mut WriteTx, org_id: &str, writes: &[BatchWrite<'_>]) -> Result<()> {
+pub async fn record_batch(
+    tx: &mut WriteTx,
+    org_id: &OrgId,
+    writes: &[BatchWrite<'_>],
+) -> Result<()> {
     let now = now_ms();
     let links = link_conversations(tx, org_id, writes, now).await?;
     let mut remembered: Vec<Remembered> = Vec::new();
@@ -128,7 +133,7 @@ pub async fn record_batch(tx: &mut WriteTx, org_id: &str, writes: &[BatchWrite<'
 /// conversation id order.
 async fn link_conversations<'w, 'a>(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     writes: &'w [BatchWrite<'a>],
     now: i64,
 ) -> Result<Vec<&'w BatchWrite<'a>>> {
@@ -194,7 +199,7 @@ async fn link_conversations<'w, 'a>(
 /// outer `IN` then goes by primary key.
 async fn mark_spans_written(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     writes: &[BatchWrite<'_>],
     now: i64,
 ) -> Result<()> {

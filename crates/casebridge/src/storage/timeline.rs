@@ -4,6 +4,7 @@
 use sqlx::{Any, Row};
 
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
+use crate::domain::OrgId;
 
 /// A timeline line to add.
 pub struct TimelineIn<'a> {
@@ -16,7 +17,7 @@ pub struct TimelineIn<'a> {
 /// Appends lines to conversations' timelines, in the given order.
 pub async fn add_timelines(
     conn: &mut sqlx::AnyConnection,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[TimelineIn<'_>],
 ) -> Result<()> {
     let now = now_ms();
@@ -45,7 +46,7 @@ pub async fn add_timelines(
 /// Appends to a conversation's timeline (inside a transaction or not).
 pub async fn add_timeline(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     kind: &str,
     summary: &str,
@@ -60,7 +61,7 @@ pub async fn add_timeline(
 /// [`add_timeline`] in a transaction of its own.
 pub async fn add_timeline_alone(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     kind: &str,
     summary: &str,
@@ -73,7 +74,7 @@ pub async fn add_timeline_alone(
 }
 
 fn insert_line<'q>(
-    org_id: &'q str,
+    org_id: &'q OrgId,
     conversation_id: &'q str,
     kind: &'q str,
     summary: &'q str,
@@ -98,7 +99,7 @@ fn insert_line<'q>(
 /// not with how often it was asked.
 pub async fn add_or_repeat_timeline(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     kind: &str,
     summary: &str,
@@ -145,7 +146,7 @@ pub async fn add_or_repeat_timeline(
 /// line, so a process calling in a loop cannot grow the timeline.
 pub async fn note_webhook_call(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     conversation_id: &str,
     summary: &str,
     window_ms: i64,

@@ -6,9 +6,10 @@
 use sqlx::Row;
 
 use super::{now_ms, Db, Result};
+use crate::domain::OrgId;
 
 /// The org's current token (sealed), if any.
-pub async fn current(db: &Db, org_id: &str) -> Result<Option<String>> {
+pub async fn current(db: &Db, org_id: &OrgId) -> Result<Option<String>> {
     let row = sqlx::query(
         "SELECT token_sealed FROM webhook_tokens WHERE org_id = $1 AND expires_at IS NULL \
          ORDER BY created_at DESC LIMIT 1",
@@ -23,7 +24,7 @@ pub async fn current(db: &Db, org_id: &str) -> Result<Option<String>> {
 /// `grace_ms` from now. Returns when the previous one stops working.
 pub async fn rotate(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     hash: &str,
     sealed: &str,
     grace_ms: i64,
@@ -59,7 +60,7 @@ pub async fn rotate(
 }
 
 /// The org a webhook token belongs to, if it is current or in its grace period.
-pub async fn org_for_token_hash(db: &Db, hash: &str) -> Result<Option<String>> {
+pub async fn org_for_token_hash(db: &Db, hash: &str) -> Result<Option<OrgId>> {
     let row = sqlx::query(
         "SELECT org_id FROM webhook_tokens WHERE token_hash = $1 \
          AND (expires_at IS NULL OR expires_at > $2)",

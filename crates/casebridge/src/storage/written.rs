@@ -3,6 +3,7 @@
 //! agent's reply.
 
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
+use crate::domain::OrgId;
 
 /// A record casebridge wrote: its id, entity and conversation.
 pub(super) type Remembered<'a> = (&'a str, &'static str, Option<&'a str>);
@@ -11,7 +12,7 @@ pub(super) type Remembered<'a> = (&'a str, &'static str, Option<&'a str>);
 /// hundred per statement.
 pub(super) async fn remember_all(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     rows: &[Remembered<'_>],
 ) -> Result<()> {
     let now = now_ms();
@@ -39,7 +40,7 @@ pub(super) async fn remember_all(
 /// Remembers a record casebridge wrote (the echo guard's memory).
 pub async fn remember_written(
     db: &Db,
-    org_id: &str,
+    org_id: &OrgId,
     record_id: &str,
     entity: &'static str,
     conversation_id: Option<&str>,
@@ -51,12 +52,12 @@ pub async fn remember_written(
 }
 
 /// Which of `ids` casebridge wrote itself (the echo guard).
-pub async fn written_among(db: &Db, org_id: &str, ids: &[String]) -> Result<Vec<String>> {
+pub async fn written_among(db: &Db, org_id: &OrgId, ids: &[String]) -> Result<Vec<String>> {
     super::present_among(db, "written_records", "record_id", org_id, ids).await
 }
 
 /// Whether casebridge wrote the record (or marker) `record_id`.
-pub async fn was_written(db: &Db, org_id: &str, record_id: &str) -> Result<bool> {
+pub async fn was_written(db: &Db, org_id: &OrgId, record_id: &str) -> Result<bool> {
     Ok(!written_among(db, org_id, &[record_id.to_string()])
         .await?
         .is_empty())

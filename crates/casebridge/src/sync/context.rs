@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::connection::clients::Clients;
 use crate::connection::Settings;
+use crate::domain::OrgId;
 use crate::outbound::TargetPolicy;
 use crate::retention::Retention;
 use crate::secrets::SecretBox;
@@ -137,7 +138,7 @@ pub(super) struct OrgClient {
     pub technical_user: Option<uuid::Uuid>,
 }
 
-pub(super) async fn org_client(services: &Services, org_id: &str) -> Result<OrgClient, JobError> {
+pub(super) async fn org_client(services: &Services, org_id: &OrgId) -> Result<OrgClient, JobError> {
     let connection = connections::get(&services.db, org_id)
         .await?
         .filter(|c| c.status == Status::Active)

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::domain::OrgId;
 use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::ConversationIn;
@@ -509,7 +510,7 @@ fn detail(value: Option<&String>) -> Option<&str> {
 /// timeline and queues nothing.
 pub async fn ingest_all(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     events: &[Event],
 ) -> StorageResult<Vec<Ingested>> {
     let (answers, fresh) = record_events(tx, org_id, events).await?;
@@ -535,7 +536,7 @@ pub async fn ingest_all(
 /// and returns the new ones, first occurrences in request order.
 async fn record_events<'e>(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     events: &'e [Event],
 ) -> StorageResult<(Vec<Ingested>, Vec<&'e Event>)> {
     let mut answers: Vec<Ingested> = events
@@ -573,7 +574,7 @@ async fn record_events<'e>(
 /// and takes one job position per event; returns each event's position.
 async fn take_positions(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     fresh: &[&Event],
 ) -> StorageResult<Vec<i64>> {
     let case_ids: BTreeMap<&str, String> = fresh
@@ -628,7 +629,7 @@ async fn take_positions(
 /// the copy that was stored.
 async fn store_messages(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     fresh: &[&Event],
     seqs: &[i64],
 ) -> StorageResult<(HashSet<(String, String)>, Vec<bool>)> {
@@ -678,7 +679,7 @@ async fn store_messages(
 /// says which are not) gets only a line saying it was ignored.
 async fn queue_jobs(
     tx: &mut WriteTx,
-    org_id: &str,
+    org_id: &OrgId,
     fresh: &[&Event],
     seqs: &[i64],
     new: impl Fn(usize, &str, &str) -> bool,

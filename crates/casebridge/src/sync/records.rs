@@ -15,6 +15,7 @@ use super::context::{case_uuid, contact_uuid, JobError};
 use super::events::HandoffJson;
 use crate::connection::Settings;
 use crate::domain::MessageRole;
+use crate::domain::OrgId;
 use crate::storage::conversations::Conversation;
 use crate::storage::messages::Message;
 
@@ -79,7 +80,7 @@ pub(super) fn created_contact(id: Uuid) -> String {
 /// The Contact casebridge creates for a customer no Contact matched: its
 /// Id derived from the e-mail (else the phone), so every conversation of
 /// that customer creates the same one. `None` without either.
-pub(super) fn new_contact(org_id: &str, c: &Conversation) -> Option<Contact> {
+pub(super) fn new_contact(org_id: &OrgId, c: &Conversation) -> Option<Contact> {
     let key = c
         .contact_email
         .as_deref()
@@ -298,7 +299,7 @@ mod tests {
             contact_email: Some("Ann@Example.com".into()),
             contact_phone: Some("+1 617 440 2498".into()),
             state: crate::domain::ConversationState::Open,
-            case_id: super::super::ids::case_id("org", "conv-1").to_string(),
+            case_id: super::super::ids::case_id(&"org".into(), "conv-1").to_string(),
             case_created: false,
             case_number: None,
             creatio_contact_id: Some(Uuid::from_u128(7).to_string()),
@@ -326,7 +327,10 @@ mod tests {
         let text = "\n  My order never arrived  \nIt was due Monday.";
         let case = new_case(&c, &settings(false), Some(text), None).unwrap();
         assert_eq!(case.subject.as_deref(), Some("My order never arrived"));
-        assert_eq!(case.id, Some(super::super::ids::case_id("org", "conv-1")));
+        assert_eq!(
+            case.id,
+            Some(super::super::ids::case_id(&"org".into(), "conv-1"))
+        );
         assert_eq!(case.origin_id, Some(case_origin::SOCIAL_NETWORKS));
         assert_eq!(case.contact_id, Some(Uuid::from_u128(7)));
         assert_eq!(case.owner_id, Some(Uuid::from_u128(1)));
@@ -414,11 +418,11 @@ mod tests {
     #[test]
     fn an_unmatched_customer_becomes_a_contact_keyed_by_e_mail_else_phone() {
         let c = conversation("web");
-        let by_email = new_contact("org", &c).unwrap();
+        let by_email = new_contact(&"org".into(), &c).unwrap();
         assert_eq!(
             by_email.id,
             Some(super::super::ids::contact_id(
-                "org",
+                &"org".into(),
                 "email:ann@example.com"
             ))
         );
@@ -428,11 +432,11 @@ mod tests {
             contact_name: Some("Bob".into()),
             ..conversation("sms")
         };
-        let by_phone = new_contact("org", &phone_only).unwrap();
+        let by_phone = new_contact(&"org".into(), &phone_only).unwrap();
         assert_eq!(
             by_phone.id,
             Some(super::super::ids::contact_id(
-                "org",
+                &"org".into(),
                 "phone:+1 617 440 2498"
             ))
         );
@@ -442,7 +446,7 @@ mod tests {
             contact_phone: None,
             ..conversation("web")
         };
-        assert!(new_contact("org", &anonymous).is_none());
+        assert!(new_contact(&"org".into(), &anonymous).is_none());
     }
 
     #[test]

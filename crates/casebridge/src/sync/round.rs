@@ -26,6 +26,7 @@ use super::settle::{self, Policy};
 use super::{contacts, records};
 use crate::connection::Settings;
 use crate::deliver;
+use crate::domain::OrgId;
 use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::Conversation;
@@ -45,7 +46,7 @@ pub fn fits(job: &Job) -> bool {
 /// Runs `jobs` (all [`fits`]) as rounds, one per org; returns those a round
 /// cannot do, for the per-job path.
 pub async fn run(services: &Services, policy: &Policy, jobs: Vec<Job>) -> Vec<Job> {
-    let mut by_org: HashMap<String, Vec<Job>> = HashMap::new();
+    let mut by_org: HashMap<OrgId, Vec<Job>> = HashMap::new();
     for job in jobs {
         by_org.entry(job.org_id.clone()).or_default().push(job);
     }
@@ -77,7 +78,7 @@ impl Plan<'_> {
 /// A round of one org's jobs: read, plan, write to Creatio, record. Each
 /// phase is a function below; a failure to read or to plan hands the jobs
 /// to the per-job path, which says what went wrong.
-async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<Job>) -> Vec<Job> {
+async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec<Job>) -> Vec<Job> {
     let org = match context::org_client(services, org_id).await {
         Ok(org) => org,
         // Not connected now, or the store failed: the per-job path says so.
@@ -92,7 +93,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
     let (mut conversations, backlog) = match read.await {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(org_id, error = %e, "Could not read a round's conversations; running its jobs one by one.");
+            tracing::warn!(%org_id, error = %e, "Could not read a round's conversations; running its jobs one by one.");
             return jobs;
         }
     };
@@ -105,7 +106,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
         match crate::storage::deliveries::endpoint(&services.db, org_id).await {
             Ok(e) => e.is_some(),
             Err(e) => {
-                tracing::warn!(org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
+                tracing::warn!(%org_id, error = %e, "Could not read the delivery URL; running the round's jobs one by one.");
                 return plans.into_iter().map(|(j, _)| j).chain(rest).collect();
             }
         }
@@ -124,7 +125,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &str, jobs: Vec<J
     if let Err(e) = record(&services.db, org_id, &writes, announce).await {
         // The jobs stay running; their leases expire and they run again,
         // one by one, finding what this round wrote.
-        tracing::warn!(org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
+        tracing::warn!(%org_id, jobs = writes.len(), error = %e, "Could not record a round's writes.");
     } else {
         for w in &writes {
             settle::count_run(w.job, "done");
@@ -208,7 +209,7 @@ fn plan<'a>(
 /// failed, with Creatio's error.
 async fn contacts_for_new_cases(
     org: &context::OrgClient,
-    org_id: &str,
+    org_id: &OrgId,
     plans: &[(Job, Plan<'_>)],
     conversations: &HashMap<String, Conversation>,
 ) -> (ContactsFound, HashMap<String, CreatioError>) {
@@ -380,7 +381,7 @@ fn collect<'a>(
 /// for each case it created, in one transaction.
 async fn record(
     db: &crate::storage::Db,
-    org_id: &str,
+    org_id: &OrgId,
     writes: &[BatchWrite<'_>],
     announce: bool,
 ) -> Result<(), crate::storage::StorageError> {

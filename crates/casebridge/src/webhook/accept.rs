@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::limit::RateLimiter;
 use super::parse::{self, Kind, Problem};
+use crate::domain::OrgId;
 use crate::secrets::token_hash;
 use crate::storage::{conversations, jobs, timeline, webhook_tokens, Db, StorageError};
 use crate::sync::events::JobPayload;
@@ -59,12 +60,12 @@ pub fn count(event: &str, outcome: &'static str) {
 }
 
 /// The org whose webhook token this is, if its calls are within its rate.
-pub async fn org_for(db: &Db, limiter: &RateLimiter, token: &str) -> Result<String, Refused> {
+pub async fn org_for(db: &Db, limiter: &RateLimiter, token: &str) -> Result<OrgId, Refused> {
     let Some(org_id) = webhook_tokens::org_for_token_hash(db, &token_hash(token)).await? else {
         count("unknown", "unknown_token");
         return Err(Refused::UnknownToken);
     };
-    limiter.check(&org_id).map_err(|wait| {
+    limiter.check(org_id.as_str()).map_err(|wait| {
         count("unknown", "limited");
         Refused::Limited(wait)
     })?;
@@ -73,7 +74,7 @@ pub async fn org_for(db: &Db, limiter: &RateLimiter, token: &str) -> Result<Stri
 
 /// Parses `body` and queues the look at the case it names, with a timeline
 /// line, in one transaction.
-pub async fn accept(db: &Db, org_id: &str, body: &[u8]) -> Result<Accepted, Refused> {
+pub async fn accept(db: &Db, org_id: &OrgId, body: &[u8]) -> Result<Accepted, Refused> {
     let call = parse::parse(body).map_err(|p| {
         count("unknown", "invalid");
         tracing::info!(%org_id, field = %p.field, problem = %p.message, "Refused a Creatio webhook call.");

@@ -577,8 +577,8 @@ async fn webhook_token_rotation_keeps_the_old_url_for_the_grace_period(backend: 
             webhook_tokens::org_for_token_hash(&app.db, &token_hash(t))
                 .await
                 .unwrap()
-                .as_deref(),
-            Some(org.id.as_str())
+                .as_ref(),
+            Some(&org.id)
         );
     }
     let (_, read) = app.get("/v1/creatio/connection", &org.key).await;

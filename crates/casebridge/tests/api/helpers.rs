@@ -95,7 +95,7 @@ pub struct TestApp {
 
 /// An org and its first admin key.
 pub struct Org {
-    pub id: String,
+    pub id: casebridge::domain::OrgId,
     pub key: String,
 }
 
