@@ -19,7 +19,7 @@ use crate::ai::mappings::{self, MappingIn, Problem, Refused};
 use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
 use crate::ai::{FieldValue, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
 use crate::domain::MessageRole;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use crate::storage::{ai_fields, timeline};
 
 const MAX_PREVIEW_CHARS: usize = 100_000;
@@ -248,7 +248,7 @@ pub async fn preview(
 pub async fn rerun(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<RerunOut>> {
     let org = &caller.org_id;
     let c = super::events::find_conversation(&state, org, &id).await?;

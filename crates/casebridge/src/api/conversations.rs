@@ -14,6 +14,7 @@ use super::events::MessageCountsOut;
 use super::extract::{Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::domain::ConversationId;
 use crate::domain::ConversationState;
 use crate::storage::connections;
 use crate::storage::rfc3339;
@@ -37,7 +38,7 @@ fn sync_state(s: &ConversationSummary) -> &'static str {
 /// A conversation as the activity list shows it.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversationSummaryOut {
-    pub id: String,
+    pub id: ConversationId,
     pub channel: String,
     pub state: ConversationState,
     /// `every_conversation` or `handoff_only`.

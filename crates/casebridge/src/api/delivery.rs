@@ -17,6 +17,7 @@ use super::extract::{parse_json, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::deliver::secret_context;
+use crate::domain::ConversationId;
 use crate::secrets::webhook_secret;
 use crate::storage::deliveries::{self, Delivery, Endpoint, ListFilter};
 use crate::storage::{now_ms, rfc3339};
@@ -81,7 +82,7 @@ pub struct RotatedSecretOut {
 pub struct DeliveryOut {
     /// Also its `webhook-id`.
     pub id: String,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     /// `agent.reply`, `conversation.resolved` or `case.linked`.
     #[serde(rename = "type")]
     pub event_type: String,

@@ -20,6 +20,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin, Operator, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::domain::ConversationId;
 use crate::retention::format_duration;
 use crate::storage::erasure::{self, Erased, Request, StillSyncing};
 use crate::storage::{conversations, rfc3339};
@@ -51,7 +52,7 @@ pub struct ErasedOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErasedRowsOut {
     /// The conversations erased.
-    pub conversations: Vec<String>,
+    pub conversations: Vec<ConversationId>,
     /// Rows removed, per kind.
     #[schema(value_type = Object)]
     pub removed: erasure::Removed,
@@ -72,7 +73,7 @@ pub struct AuditLineOut {
     pub actor: String,
     /// `conversation` or `contact`.
     pub scope: String,
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     /// Rows removed, per kind.
     #[schema(value_type = Object)]
     pub counts: Value,
@@ -144,7 +145,7 @@ async fn erase(
     scope: &str,
     subject: Option<&str>,
 ) -> ApiResult<Json<ErasedOut>> {
-    let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<ConversationId> = conversations.iter().map(|c| c.id.clone()).collect();
     let actor = format!("API key {}", caller.key_id);
     let request = Request {
         actor: &actor,
@@ -165,10 +166,10 @@ async fn erase(
 pub async fn erase_conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
 ) -> ApiResult<Json<ErasedOut>> {
     let c = super::events::find_conversation(&state, &caller.org_id, &id).await?;
-    erase(&state, &caller, &[c], "conversation", Some(&id)).await
+    erase(&state, &caller, &[c], "conversation", Some(id.as_str())).await
 }
 
 #[derive(Deserialize)]
@@ -264,7 +265,7 @@ pub async fn list(
                 at: rfc3339(l.at),
                 actor: l.actor,
                 scope: l.scope,
-                conversation_id: l.subject,
+                conversation_id: l.subject.map(ConversationId::from),
                 counts: l.counts,
             })
             .collect(),

@@ -14,7 +14,7 @@ use super::extract::{parse_json_named, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::domain::ConversationState;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use crate::storage::connections::{self, Status};
 use crate::storage::conversations;
 use crate::storage::orgs::Caller;
@@ -34,7 +34,7 @@ pub struct IngestedOut {
 /// `GET /v1/conversations/{id}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversationOut {
-    pub id: String,
+    pub id: ConversationId,
     pub channel: String,
     pub state: ConversationState,
     /// `every_conversation`, or `handoff_only` when cases are created at
@@ -178,7 +178,7 @@ pub async fn ingest(
 pub(super) async fn find_conversation(
     state: &AppState,
     org_id: &OrgId,
-    id: &str,
+    id: &ConversationId,
 ) -> ApiResult<conversations::Conversation> {
     conversations::get_conversation(&state.app.db, org_id, id).await?.ok_or_else(|| {
         ApiError::not_found(
@@ -228,7 +228,7 @@ fn timeline_page(query: &HashMap<String, String>) -> ApiResult<(Option<String>, 
 pub async fn conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    Path(id): Path<String>,
+    Path(id): Path<ConversationId>,
     Query(page): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ConversationOut>> {
     let (before, limit) = timeline_page(&page)?;

@@ -14,6 +14,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::Admin;
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::domain::ConversationId;
 use crate::storage::connections;
 use crate::webhook::accept::{self, Accepted, Refused};
 use crate::webhook::templates::{templates, ProcessTemplates};
@@ -27,7 +28,7 @@ pub struct CallOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<String>,
+    pub conversation_id: Option<ConversationId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_id: Option<String>,
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use crate::storage::deliveries::{self, NewDelivery};
 use crate::storage::{Result, WriteTx};
 
@@ -48,7 +48,7 @@ pub fn payload(event_type: &str, data: Value) -> String {
 pub async fn queue(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     dedupe_key: &str,
     event_type: &str,
     data: Value,
@@ -71,7 +71,7 @@ pub async fn queue(
 pub async fn queue_case_linked(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     case_id: &str,
     case_number: Option<&str>,
 ) -> Result<Option<String>> {

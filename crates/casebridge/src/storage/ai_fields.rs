@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{now_ms, Db, Result, StorageError, WriteQuery};
 use crate::ai::{Line, Mapping, Speaker};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// The org's mappings; none saved is an empty list.
 pub async fn mappings(db: &Db, org_id: &OrgId) -> Result<Vec<Mapping>> {
@@ -44,7 +44,7 @@ pub async fn save_mappings(db: &Db, org_id: &OrgId, mappings: &[Mapping]) -> Res
 pub async fn evaluation(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     event_id: &str,
 ) -> Result<Option<String>> {
     let row = sqlx::query(
@@ -63,7 +63,7 @@ pub async fn evaluation(
 pub async fn save_evaluation(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     event_id: &str,
     result: &str,
 ) -> Result<bool> {
@@ -86,7 +86,7 @@ pub async fn save_evaluation(
 pub async fn transcript_lines(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     before_seq: Option<i64>,
 ) -> Result<Vec<Line>> {
     let rows = sqlx::query(

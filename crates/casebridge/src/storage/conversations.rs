@@ -7,13 +7,13 @@ use super::{
     for_backend, now_ms, rows_for, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
 };
 use crate::domain::ConversationState;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// A conversation as stored.
 #[derive(Debug, Clone)]
 pub struct Conversation {
     pub org_id: OrgId,
-    pub id: String,
+    pub id: ConversationId,
     pub channel: String,
     pub url: Option<String>,
     pub contact_name: Option<String>,
@@ -62,7 +62,7 @@ pub(super) fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
 /// A conversation as a request's events describe it, with how many job
 /// positions they need.
 pub struct ConversationIn<'a> {
-    pub id: &'a str,
+    pub id: &'a ConversationId,
     pub channel: &'a str,
     pub url: Option<&'a str>,
     pub contact_name: Option<&'a str>,
@@ -83,7 +83,7 @@ pub async fn upsert_conversations(
     tx: &mut WriteTx,
     org_id: &OrgId,
     rows: &[ConversationIn<'_>],
-) -> Result<std::collections::HashMap<String, i64>> {
+) -> Result<std::collections::HashMap<ConversationId, i64>> {
     let now = now_ms();
     let mut last = std::collections::HashMap::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -118,7 +118,7 @@ pub async fn upsert_conversations(
         }
         for r in q.fetch_all(&mut **tx).await? {
             last.insert(
-                r.try_get::<String, _>("id")?,
+                r.try_get::<ConversationId, _>("id")?,
                 r.try_get::<i64, _>("next_seq")?,
             );
         }
@@ -131,7 +131,7 @@ pub async fn upsert_conversations(
 pub(super) async fn take_seq(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
 ) -> Result<i64> {
     let row = sqlx::query(
         "UPDATE conversations SET next_seq = next_seq + 1 WHERE org_id = $1 AND id = $2 RETURNING next_seq",
@@ -143,7 +143,11 @@ pub(super) async fn take_seq(
     Ok(row.try_get("next_seq")?)
 }
 
-pub async fn get_conversation(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<Conversation>> {
+pub async fn get_conversation(
+    db: &Db,
+    org_id: &OrgId,
+    id: &ConversationId,
+) -> Result<Option<Conversation>> {
     let row = sqlx::query(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id = $2"
     ))
@@ -157,7 +161,7 @@ pub async fn get_conversation(db: &Db, org_id: &OrgId, id: &str) -> Result<Optio
 pub async fn set_conversation_contact(
     db: &Db,
     org_id: &OrgId,
-    id: &str,
+    id: &ConversationId,
     contact_id: &str,
 ) -> Result<()> {
     sqlx::query("UPDATE conversations SET creatio_contact_id = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
@@ -175,7 +179,7 @@ pub async fn set_conversation_contact(
 pub async fn link_case(
     db: &Db,
     org_id: &OrgId,
-    id: &str,
+    id: &ConversationId,
     case_id: &str,
     number: Option<&str>,
 ) -> Result<()> {
@@ -197,7 +201,7 @@ pub async fn link_case(
 pub async fn set_conversation_state(
     db: &Db,
     org_id: &OrgId,
-    id: &str,
+    id: &ConversationId,
     state: ConversationState,
 ) -> Result<()> {
     let mut tx = db.write().await?;
@@ -209,7 +213,7 @@ pub async fn set_conversation_state(
 pub async fn set_state_in(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    id: &str,
+    id: &ConversationId,
     state: ConversationState,
 ) -> Result<()> {
     sqlx::query(
@@ -228,8 +232,8 @@ pub async fn set_state_in(
 pub async fn conversations_among(
     db: &Db,
     org_id: &OrgId,
-    ids: &[&str],
-) -> Result<std::collections::HashMap<String, Conversation>> {
+    ids: &[&ConversationId],
+) -> Result<std::collections::HashMap<ConversationId, Conversation>> {
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND id IN ({{ids}})"
     );

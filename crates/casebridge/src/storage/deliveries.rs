@@ -14,7 +14,7 @@ use super::{now_ms, Db, Result, WriteQuery};
 
 use super::outbox::{Verdict, DELIVERIES};
 use super::WriteTx;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// The org's delivery endpoint as stored.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ async fn disable_endpoint(tx: &mut WriteTx, org_id: &OrgId, reason: &str) -> Res
 /// A delivery to queue.
 pub struct NewDelivery<'a> {
     pub org_id: &'a OrgId,
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub dedupe_key: &'a str,
     pub event_type: &'a str,
     /// Builds the payload from the delivery's id (the webhook-id).
@@ -165,7 +165,7 @@ pub async fn queued_among(db: &Db, org_id: &OrgId, keys: &[String]) -> Result<Ve
 pub struct Delivery {
     pub id: String,
     pub org_id: OrgId,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub seq: i64,
     pub event_type: String,
     pub payload: String,
@@ -218,7 +218,7 @@ pub async fn release(db: &Db, id: &str) -> Result<()> {
 pub struct Attempt<'a> {
     pub delivery_id: &'a str,
     pub org_id: &'a OrgId,
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     /// Which attempt of the delivery this was.
     pub number: i64,
     pub url: &'a str,

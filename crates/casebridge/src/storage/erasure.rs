@@ -13,7 +13,7 @@ use sqlx::Row;
 
 use super::WriteTx;
 use super::{now_ms, value_rows, Db, Result, ROWS_PER_STATEMENT};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// Rows removed, per kind.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -33,7 +33,7 @@ fn chunk_query<'q>(
     sql: &'q mut String,
     template: &str,
     org_id: &'q OrgId,
-    chunk: &'q [String],
+    chunk: &'q [ConversationId],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     *sql = super::for_backend(
         tx,
@@ -47,7 +47,12 @@ fn chunk_query<'q>(
 }
 
 /// Runs `sql` for every chunk of `ids` in `tx`; returns the rows it changed.
-async fn for_chunks(tx: &mut WriteTx, sql: &str, org_id: &OrgId, ids: &[String]) -> Result<u64> {
+async fn for_chunks(
+    tx: &mut WriteTx,
+    sql: &str,
+    org_id: &OrgId,
+    ids: &[ConversationId],
+) -> Result<u64> {
     let mut changed = 0;
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let mut text = String::new();
@@ -62,7 +67,7 @@ async fn rows_for_chunks(
     tx: &mut WriteTx,
     sql: &str,
     org_id: &OrgId,
-    ids: &[String],
+    ids: &[ConversationId],
 ) -> Result<Vec<sqlx::any::AnyRow>> {
     let mut rows = Vec::new();
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -75,7 +80,12 @@ async fn rows_for_chunks(
 
 /// Deletes the rows of `table` (with `org_id` and `conversation_id`
 /// columns) that belong to the org's conversations `ids`.
-async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &OrgId, ids: &[String]) -> Result<u64> {
+async fn delete_in(
+    tx: &mut WriteTx,
+    table: &str,
+    org_id: &OrgId,
+    ids: &[ConversationId],
+) -> Result<u64> {
     let sql = format!("DELETE FROM {table} WHERE org_id = $1 AND conversation_id IN ({{ids}})");
     for_chunks(tx, &sql, org_id, ids).await
 }
@@ -86,7 +96,7 @@ async fn delete_in(tx: &mut WriteTx, table: &str, org_id: &OrgId, ids: &[String]
 pub(super) async fn remove_texts(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    ids: &[String],
+    ids: &[ConversationId],
 ) -> Result<Removed> {
     let messages = delete_in(tx, "messages", org_id, ids).await?;
     let ai_evaluations = delete_in(tx, "ai_evaluations", org_id, ids).await?;
@@ -108,7 +118,7 @@ pub(super) async fn remove_texts(
 /// A conversation whose sync is still running: what is open.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StillSyncing {
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub open_jobs: i64,
     pub undelivered: i64,
 }
@@ -139,7 +149,7 @@ pub struct Erased {
 pub async fn erase_conversations(
     db: &Db,
     org_id: &OrgId,
-    ids: &[String],
+    ids: &[ConversationId],
     request: &Request<'_>,
 ) -> Result<std::result::Result<Erased, Vec<StillSyncing>>> {
     let now = now_ms();
@@ -227,9 +237,9 @@ pub async fn erase_conversations(
 async fn still_syncing(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    ids: &[String],
+    ids: &[ConversationId],
 ) -> Result<Vec<StillSyncing>> {
-    let mut open: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    let mut open: std::collections::BTreeMap<ConversationId, (i64, i64)> = Default::default();
     for (sql, jobs) in [
         (
             "SELECT conversation_id, COUNT(*) AS n FROM jobs WHERE org_id = $1 AND conversation_id IN ({ids}) \

@@ -4,12 +4,12 @@
 use sqlx::Row;
 
 use super::{for_backend, now_ms, value_rows, Result, WriteTx, ROWS_PER_STATEMENT};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
     pub id: &'a str,
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub kind: &'a str,
 }
 

@@ -14,11 +14,11 @@ use super::conversations::take_seq;
 use super::outbox::{Verdict, JOBS};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::JobKind;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// A job to queue.
 pub struct JobIn<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub seq: i64,
     pub kind: JobKind,
     pub payload: String,
@@ -69,7 +69,7 @@ async fn insert_jobs_due(
 async fn insert_job(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     seq: i64,
     kind: JobKind,
     payload: &str,
@@ -94,7 +94,7 @@ async fn insert_job(
 pub struct Job {
     pub id: String,
     pub org_id: OrgId,
-    pub conversation_id: String,
+    pub conversation_id: ConversationId,
     pub seq: i64,
     pub kind: JobKind,
     pub payload: String,
@@ -229,7 +229,7 @@ pub enum Queued {
 pub async fn queue_check(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     kind: JobKind,
     payload: &str,
     debounce_ms: i64,

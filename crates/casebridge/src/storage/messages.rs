@@ -7,10 +7,10 @@ use super::timeline::add_timeline;
 use super::written::{remember_all, Remembered};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::MessageRole;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 pub struct MessageIn<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub id: &'a str,
     pub seq: i64,
     pub role: MessageRole,
@@ -59,7 +59,7 @@ pub async fn insert_messages(
 pub async fn unwritten_message_role(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     seq: i64,
 ) -> Result<Option<MessageRole>> {
     let row = sqlx::query(
@@ -89,7 +89,7 @@ pub struct Message {
 pub async fn unwritten_messages(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     up_to_seq: i64,
 ) -> Result<Vec<Message>> {
     let rows = sqlx::query(
@@ -110,7 +110,7 @@ pub async fn unwritten_messages(
 pub async fn unwritten_messages_before_barrier(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     seq: i64,
 ) -> Result<Vec<Message>> {
     let rows = sqlx::query(
@@ -142,7 +142,11 @@ pub(super) fn message_from(r: &sqlx::any::AnyRow) -> Result<Message> {
 
 /// Whether the conversation has any message already written (the first
 /// activity carries the deep link).
-pub async fn any_message_written(db: &Db, org_id: &OrgId, conversation_id: &str) -> Result<bool> {
+pub async fn any_message_written(
+    db: &Db,
+    org_id: &OrgId,
+    conversation_id: &ConversationId,
+) -> Result<bool> {
     // One row at most: a long conversation is not counted through.
     let row = sqlx::query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages WHERE org_id = $1 AND conversation_id = $2 AND written = 1 LIMIT 1) t")
         .bind(org_id)
@@ -156,7 +160,7 @@ pub async fn any_message_written(db: &Db, org_id: &OrgId, conversation_id: &str)
 pub async fn first_customer_text(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
 ) -> Result<Option<String>> {
     let row = sqlx::query(
         "SELECT text FROM messages WHERE org_id = $1 AND conversation_id = $2 AND role = 'customer' ORDER BY seq LIMIT 1",
@@ -186,7 +190,7 @@ pub struct Written<'a> {
 pub async fn record_written(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     w: Written<'_>,
 ) -> Result<()> {
     let now = now_ms();
@@ -256,7 +260,7 @@ pub async fn record_written(
 pub async fn mark_written(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     messages: &[Message],
 ) -> Result<()> {
     record_written(

@@ -12,7 +12,7 @@
 use sqlx::Row;
 
 use super::{now_ms, value_rows, Backend, Db, Result, ROWS_PER_STATEMENT};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// Deletes up to `limit` rows of `table` matching `filter` (which binds
 /// `$1`, the cutoff), oldest first as the filter's index gives them.
@@ -160,7 +160,7 @@ pub async fn purge_conversation_texts(db: &Db, cutoff: i64, limit: usize) -> Res
     .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;
-    let mut by_org: std::collections::BTreeMap<OrgId, Vec<String>> = Default::default();
+    let mut by_org: std::collections::BTreeMap<OrgId, Vec<ConversationId>> = Default::default();
     let mut taken = 0;
     let mut budget = limit as i64;
     for r in &rows {

@@ -13,19 +13,19 @@ use super::written::{remember_all, Remembered};
 use super::{
     for_backend, now_ms, rows_for, value_rows, Backend, Db, Result, WriteTx, ROWS_PER_STATEMENT,
 };
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// What a batch of message jobs needs to know of their conversations'
 /// messages, read in three statements for the whole batch.
 #[derive(Default)]
 pub struct Backlog {
     /// Messages not yet written, per conversation, in order.
-    pub unwritten: std::collections::HashMap<String, Vec<Message>>,
+    pub unwritten: std::collections::HashMap<ConversationId, Vec<Message>>,
     /// The position of the conversation's next queued hand-off or
     /// resolution (messages behind it wait for it).
-    pub barrier: std::collections::HashMap<String, i64>,
+    pub barrier: std::collections::HashMap<ConversationId, i64>,
     /// Conversations with a message written already.
-    pub started: std::collections::HashSet<String>,
+    pub started: std::collections::HashSet<ConversationId>,
 }
 
 /// A batch's unwritten messages (through `messages_unwritten`: a
@@ -34,7 +34,11 @@ const BACKLOG_MESSAGES_SQL: &str =
     "SELECT conversation_id, id, seq, role, text, attachments, occurred_at, activity_id FROM messages \
      WHERE org_id = $1 AND conversation_id IN ({ids}) AND written = 0 ORDER BY conversation_id, seq";
 
-pub async fn backlog(db: &Db, org_id: &OrgId, conversation_ids: &[&str]) -> Result<Backlog> {
+pub async fn backlog(
+    db: &Db,
+    org_id: &OrgId,
+    conversation_ids: &[&ConversationId],
+) -> Result<Backlog> {
     let mut b = Backlog::default();
     for r in rows_for(db, BACKLOG_MESSAGES_SQL, org_id, conversation_ids).await? {
         b.unwritten
@@ -97,7 +101,7 @@ pub async fn record_batch(
     let links = link_conversations(tx, org_id, writes, now).await?;
     let mut remembered: Vec<Remembered> = Vec::new();
     for w in links {
-        let conversation_id = w.job.conversation_id.as_str();
+        let conversation_id = &w.job.conversation_id;
         if let Some((id, true)) = &w.contact {
             remembered.push((id, "Contact", Some(conversation_id)));
         }

@@ -4,11 +4,11 @@
 use sqlx::{Any, Row};
 
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// A timeline line to add.
 pub struct TimelineIn<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub kind: &'a str,
     pub summary: String,
     pub attempts: Option<i64>,
@@ -47,7 +47,7 @@ pub async fn add_timelines(
 pub async fn add_timeline(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     kind: &str,
     summary: &str,
     attempts: Option<i64>,
@@ -62,7 +62,7 @@ pub async fn add_timeline(
 pub async fn add_timeline_alone(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     kind: &str,
     summary: &str,
     attempts: Option<i64>,
@@ -75,7 +75,7 @@ pub async fn add_timeline_alone(
 
 fn insert_line<'q>(
     org_id: &'q OrgId,
-    conversation_id: &'q str,
+    conversation_id: &'q ConversationId,
     kind: &'q str,
     summary: &'q str,
     attempts: Option<i64>,
@@ -100,7 +100,7 @@ fn insert_line<'q>(
 pub async fn add_or_repeat_timeline(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     kind: &str,
     summary: &str,
     attempts: Option<i64>,
@@ -147,7 +147,7 @@ pub async fn add_or_repeat_timeline(
 pub async fn note_webhook_call(
     tx: &mut WriteTx,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     summary: &str,
     window_ms: i64,
 ) -> Result<()> {

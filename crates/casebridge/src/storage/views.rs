@@ -6,13 +6,13 @@ use sqlx::Row;
 use super::conversations::{conversation_from, Conversation, CONVERSATION_COLUMNS};
 use super::{Db, Result};
 use crate::domain::ConversationState;
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// Jobs of a conversation by state.
 pub async fn job_counts(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
 ) -> Result<Vec<(String, i64)>> {
     let rows = sqlx::query(
         "SELECT state, COUNT(*) AS n FROM jobs WHERE org_id = $1 AND conversation_id = $2 GROUP BY state ORDER BY state",
@@ -40,7 +40,7 @@ pub struct TimelineEntry {
 pub async fn timeline_page(
     db: &Db,
     org_id: &OrgId,
-    conversation_id: &str,
+    conversation_id: &ConversationId,
     before: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<TimelineEntry>, bool)> {
@@ -82,7 +82,11 @@ pub async fn timeline_page(
 }
 
 /// How many messages a conversation has, and how many reached Creatio.
-pub async fn message_counts(db: &Db, org_id: &OrgId, conversation_id: &str) -> Result<(i64, i64)> {
+pub async fn message_counts(
+    db: &Db,
+    org_id: &OrgId,
+    conversation_id: &ConversationId,
+) -> Result<(i64, i64)> {
     // COUNT, not SUM: PostgreSQL sums BIGINT as NUMERIC, which `Any` cannot read.
     let row = sqlx::query(
         "SELECT COUNT(*) AS total, COUNT(CASE WHEN written = 1 THEN 1 END) AS written \
@@ -107,7 +111,11 @@ pub struct JobView {
 
 /// The conversation's jobs that are not done (queued, running, dead), in
 /// order, at most 50.
-pub async fn open_jobs(db: &Db, org_id: &OrgId, conversation_id: &str) -> Result<Vec<JobView>> {
+pub async fn open_jobs(
+    db: &Db,
+    org_id: &OrgId,
+    conversation_id: &ConversationId,
+) -> Result<Vec<JobView>> {
     let rows = sqlx::query(
         "SELECT seq, kind, state, attempts, run_after, last_error FROM jobs \
          WHERE org_id = $1 AND conversation_id = $2 AND state IN ('pending', 'running', 'dead') \

@@ -3,10 +3,10 @@
 //! agent's reply.
 
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 
 /// A record casebridge wrote: its id, entity and conversation.
-pub(super) type Remembered<'a> = (&'a str, &'static str, Option<&'a str>);
+pub(super) type Remembered<'a> = (&'a str, &'static str, Option<&'a ConversationId>);
 
 /// Remembers records casebridge wrote (the echo guard's memory), a few
 /// hundred per statement.
@@ -43,7 +43,7 @@ pub async fn remember_written(
     org_id: &OrgId,
     record_id: &str,
     entity: &'static str,
-    conversation_id: Option<&str>,
+    conversation_id: Option<&ConversationId>,
 ) -> Result<()> {
     let mut tx = db.write().await?;
     remember_all(&mut tx, org_id, &[(record_id, entity, conversation_id)]).await?;

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::context::{contact_uuid, created_once};
 use super::context::{timeline, Context, JobError};
 use super::records::{created_contact, matched_contact, new_contact};
+use crate::domain::ConversationId;
 use crate::storage::conversations;
 use crate::storage::conversations::Conversation;
 use crate::storage::jobs::Job;
@@ -72,7 +73,7 @@ const PHONES_PER_QUERY: usize = 7;
 pub(super) async fn match_contacts(
     client: &Client,
     conversations: &[&Conversation],
-) -> Result<HashMap<String, Uuid>, CreatioError> {
+) -> Result<HashMap<ConversationId, Uuid>, CreatioError> {
     let mut found = HashMap::new();
     let emails: Vec<String> = unique(
         conversations

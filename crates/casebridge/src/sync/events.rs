@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::ConversationIn;
@@ -41,7 +41,7 @@ pub struct EventIn {
 
 #[derive(Debug, Deserialize)]
 pub struct ConversationJson {
-    pub id: String,
+    pub id: ConversationId,
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
@@ -259,7 +259,11 @@ fn check_conversation(
     conversation: &ConversationJson,
     errors: &mut Vec<Invalid>,
 ) -> String {
-    check_id(&format!("{at}.conversation.id"), &conversation.id, errors);
+    check_id(
+        &format!("{at}.conversation.id"),
+        conversation.id.as_str(),
+        errors,
+    );
     let channel = conversation
         .channel
         .as_deref()
@@ -577,29 +581,27 @@ async fn take_positions(
     org_id: &OrgId,
     fresh: &[&Event],
 ) -> StorageResult<Vec<i64>> {
-    let case_ids: BTreeMap<&str, String> = fresh
+    let case_ids: BTreeMap<&ConversationId, String> = fresh
         .iter()
         .map(|e| {
-            let id = e.conversation.id.as_str();
+            let id = &e.conversation.id;
             (id, super::ids::case_id(org_id, id).to_string())
         })
         .collect();
-    let mut conversations: BTreeMap<&str, ConversationIn> = BTreeMap::new();
+    let mut conversations: BTreeMap<&ConversationId, ConversationIn> = BTreeMap::new();
     for e in fresh {
         let c = &e.conversation;
         let contact = c.contact.as_ref();
-        let row = conversations
-            .entry(c.id.as_str())
-            .or_insert(ConversationIn {
-                id: &c.id,
-                channel: &e.channel,
-                url: None,
-                contact_name: None,
-                contact_email: None,
-                contact_phone: None,
-                case_id: &case_ids[c.id.as_str()],
-                seqs: 0,
-            });
+        let row = conversations.entry(&c.id).or_insert(ConversationIn {
+            id: &c.id,
+            channel: &e.channel,
+            url: None,
+            contact_name: None,
+            contact_email: None,
+            contact_phone: None,
+            case_id: &case_ids[&c.id],
+            seqs: 0,
+        });
         row.seqs += 1;
         row.url = c.url.as_deref().or(row.url);
         row.contact_name = detail(contact.and_then(|c| c.name.as_ref())).or(row.contact_name);
@@ -608,7 +610,7 @@ async fn take_positions(
     }
     let rows: Vec<ConversationIn> = conversations.into_values().collect();
     let last_seq = conversations::upsert_conversations(tx, org_id, &rows).await?;
-    let mut next_seq: HashMap<&str, i64> = rows
+    let mut next_seq: HashMap<&ConversationId, i64> = rows
         .iter()
         .map(|c| (c.id, last_seq.get(c.id).copied().unwrap_or(0) - c.seqs + 1))
         .collect();
@@ -616,7 +618,7 @@ async fn take_positions(
         .iter()
         .map(|e| {
             let n = next_seq
-                .get_mut(e.conversation.id.as_str())
+                .get_mut(&e.conversation.id)
                 .expect("every conversation was upserted");
             *n += 1;
             *n - 1
@@ -682,12 +684,12 @@ async fn queue_jobs(
     org_id: &OrgId,
     fresh: &[&Event],
     seqs: &[i64],
-    new: impl Fn(usize, &str, &str) -> bool,
+    new: impl Fn(usize, &ConversationId, &str) -> bool,
 ) -> StorageResult<()> {
     let mut jobs = Vec::new();
     let mut lines = Vec::new();
     for (i, e) in fresh.iter().enumerate() {
-        let conversation_id = e.conversation.id.as_str();
+        let conversation_id = &e.conversation.id;
         let (payload, summary) = match &e.body {
             EventBody::Message { role, message: m } => {
                 if !new(i, conversation_id, &m.id) {

@@ -2,14 +2,14 @@
 //! the org's and the platform's ids): a retried create finds its own record
 //! instead of writing a second one.
 
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use uuid::Uuid;
 
 /// The namespace of casebridge's deterministic ids.
 const NAMESPACE: Uuid = uuid::uuid!("6f0b4d55-5c8e-4d4b-9c57-2f3f3b0c6a11");
 
 /// The Case Id of a conversation.
-pub fn case_id(org_id: &OrgId, conversation_id: &str) -> Uuid {
+pub fn case_id(org_id: &OrgId, conversation_id: &ConversationId) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("case\n{org_id}\n{conversation_id}").as_bytes(),
@@ -17,7 +17,7 @@ pub fn case_id(org_id: &OrgId, conversation_id: &str) -> Uuid {
 }
 
 /// The Activity Id of a message.
-pub fn activity_id(org_id: &OrgId, conversation_id: &str, message_id: &str) -> Uuid {
+pub fn activity_id(org_id: &OrgId, conversation_id: &ConversationId, message_id: &str) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("activity\n{org_id}\n{conversation_id}\n{message_id}").as_bytes(),
@@ -25,7 +25,7 @@ pub fn activity_id(org_id: &OrgId, conversation_id: &str, message_id: &str) -> U
 }
 
 /// The Activity Id of a hand-off note.
-pub fn handoff_note_id(org_id: &OrgId, conversation_id: &str, event_id: &str) -> Uuid {
+pub fn handoff_note_id(org_id: &OrgId, conversation_id: &ConversationId, event_id: &str) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("handoff\n{org_id}\n{conversation_id}\n{event_id}").as_bytes(),
@@ -43,17 +43,23 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        assert_eq!(case_id(&"o".into(), "c"), case_id(&"o".into(), "c"));
-        assert_ne!(case_id(&"o".into(), "c"), case_id(&"o2".into(), "c"));
+        assert_eq!(
+            case_id(&"o".into(), &"c".into()),
+            case_id(&"o".into(), &"c".into())
+        );
         assert_ne!(
-            activity_id(&"o".into(), "c", "m1"),
-            activity_id(&"o".into(), "c", "m2")
+            case_id(&"o".into(), &"c".into()),
+            case_id(&"o2".into(), &"c".into())
+        );
+        assert_ne!(
+            activity_id(&"o".into(), &"c".into(), "m1"),
+            activity_id(&"o".into(), &"c".into(), "m2")
         );
         // No ambiguity from joining: ("a", "b\nc") ≠ ("a\nb", "c") is not
         // needed (ids cannot contain newlines), but the kinds never collide.
         assert_ne!(
-            case_id(&"o".into(), "c").to_string(),
-            handoff_note_id(&"o".into(), "c", "").to_string()
+            case_id(&"o".into(), &"c".into()).to_string(),
+            handoff_note_id(&"o".into(), &"c".into(), "").to_string()
         );
     }
 }

@@ -299,7 +299,7 @@ mod tests {
             contact_email: Some("Ann@Example.com".into()),
             contact_phone: Some("+1 617 440 2498".into()),
             state: crate::domain::ConversationState::Open,
-            case_id: super::super::ids::case_id(&"org".into(), "conv-1").to_string(),
+            case_id: super::super::ids::case_id(&"org".into(), &"conv-1".into()).to_string(),
             case_created: false,
             case_number: None,
             creatio_contact_id: Some(Uuid::from_u128(7).to_string()),
@@ -329,7 +329,7 @@ mod tests {
         assert_eq!(case.subject.as_deref(), Some("My order never arrived"));
         assert_eq!(
             case.id,
-            Some(super::super::ids::case_id(&"org".into(), "conv-1"))
+            Some(super::super::ids::case_id(&"org".into(), &"conv-1".into()))
         );
         assert_eq!(case.origin_id, Some(case_origin::SOCIAL_NETWORKS));
         assert_eq!(case.contact_id, Some(Uuid::from_u128(7)));

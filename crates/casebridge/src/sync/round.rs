@@ -27,7 +27,7 @@ use super::{contacts, records};
 use crate::connection::Settings;
 use crate::deliver;
 use crate::domain::OrgId;
-use crate::domain::{JobKind, MessageRole};
+use crate::domain::{ConversationId, JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::Conversation;
 use crate::storage::jobs::Job;
@@ -84,7 +84,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec
         // Not connected now, or the store failed: the per-job path says so.
         Err(_) => return jobs,
     };
-    let ids: Vec<&str> = jobs.iter().map(|j| j.conversation_id.as_str()).collect();
+    let ids: Vec<&ConversationId> = jobs.iter().map(|j| &j.conversation_id).collect();
     let read = async {
         let conversations = conversations::conversations_among(&services.db, org_id, &ids).await?;
         let backlog = rounds::backlog(&services.db, org_id, &ids).await?;
@@ -149,7 +149,7 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec
 /// conversation) are returned for the per-job path.
 fn plan<'a>(
     settings: &Settings,
-    conversations: &HashMap<String, Conversation>,
+    conversations: &HashMap<ConversationId, Conversation>,
     backlog: &'a rounds::Backlog,
     jobs: Vec<Job>,
 ) -> (Vec<(Job, Plan<'a>)>, Vec<Job>) {
@@ -211,8 +211,8 @@ async fn contacts_for_new_cases(
     org: &context::OrgClient,
     org_id: &OrgId,
     plans: &[(Job, Plan<'_>)],
-    conversations: &HashMap<String, Conversation>,
-) -> (ContactsFound, HashMap<String, CreatioError>) {
+    conversations: &HashMap<ConversationId, Conversation>,
+) -> (ContactsFound, HashMap<ConversationId, CreatioError>) {
     let needing: Vec<&Conversation> = plans
         .iter()
         .filter(|(_, p)| p.creates_case())
@@ -220,7 +220,7 @@ async fn contacts_for_new_cases(
         .filter(|c| c.creatio_contact_id.is_none())
         .collect();
     let mut contacts: ContactsFound = HashMap::new();
-    let mut failed: HashMap<String, CreatioError> = HashMap::new();
+    let mut failed: HashMap<ConversationId, CreatioError> = HashMap::new();
     let found = match contacts::match_contacts(&org.client, &needing).await {
         Ok(found) => found,
         Err(e) => {
@@ -264,7 +264,7 @@ async fn contacts_for_new_cases(
 }
 
 /// Each conversation's Contact id, and whether casebridge created it.
-type ContactsFound = HashMap<String, (Uuid, bool)>;
+type ContactsFound = HashMap<ConversationId, (Uuid, bool)>;
 
 /// Sends each writing conversation's case and activities as one atomic
 /// group, all groups in shared `$batch` requests. Returns each plan's
@@ -274,9 +274,9 @@ type ContactsFound = HashMap<String, (Uuid, bool)>;
 async fn write_groups(
     org: &context::OrgClient,
     plans: &[(Job, Plan<'_>)],
-    conversations: &HashMap<String, Conversation>,
+    conversations: &HashMap<ConversationId, Conversation>,
     backlog: &rounds::Backlog,
-    failed: &mut HashMap<String, CreatioError>,
+    failed: &mut HashMap<ConversationId, CreatioError>,
 ) -> HashMap<usize, Result<Option<String>, CreatioError>> {
     let mut groups: Vec<Vec<BatchOp>> = Vec::new();
     let mut grouped: Vec<usize> = Vec::new();
@@ -318,9 +318,9 @@ async fn write_groups(
 /// with Creatio's error, to settle.
 fn collect<'a>(
     plans: &'a [(Job, Plan<'a>)],
-    conversations: &HashMap<String, Conversation>,
+    conversations: &HashMap<ConversationId, Conversation>,
     contacts: &ContactsFound,
-    failed: &mut HashMap<String, CreatioError>,
+    failed: &mut HashMap<ConversationId, CreatioError>,
     outcome: &mut HashMap<usize, Result<Option<String>, CreatioError>>,
 ) -> (Vec<BatchWrite<'a>>, Vec<(&'a Job, CreatioError)>) {
     let mut writes: Vec<BatchWrite> = Vec::new();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::limit::RateLimiter;
 use super::parse::{self, Kind, Problem};
-use crate::domain::OrgId;
+use crate::domain::{ConversationId, OrgId};
 use crate::secrets::token_hash;
 use crate::storage::{conversations, jobs, timeline, webhook_tokens, Db, StorageError};
 use crate::sync::events::JobPayload;
@@ -29,7 +29,7 @@ pub enum Accepted {
     /// A look at the case is queued: now, after the debounce, or `already`
     /// waiting from an earlier call.
     Queued {
-        conversation_id: String,
+        conversation_id: ConversationId,
         case_id: String,
         already: bool,
     },

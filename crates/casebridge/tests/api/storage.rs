@@ -87,7 +87,7 @@ async fn a_write_wakes_the_workers_only_when_it_commits(backend: Backend) {
     let queued = casebridge::deliver::queue(
         &mut tx,
         &org.id,
-        "a",
+        &"a".into(),
         "reply:1",
         casebridge::deliver::AGENT_REPLY,
         json!({"text": "hello"}),
@@ -130,7 +130,7 @@ async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
     let first_of = |claimed: &[jobs::Job]| {
         let mut v: Vec<(String, i64, i64)> = claimed
             .iter()
-            .map(|j| (j.conversation_id.clone(), j.seq, j.attempts))
+            .map(|j| (j.conversation_id.to_string(), j.seq, j.attempts))
             .collect();
         v.sort();
         v
@@ -165,7 +165,10 @@ async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
         "a live lease is not reaped"
     );
     // `first_messages` (a round's claim) takes only first attempts.
-    let a1 = claimed.iter().find(|j| j.conversation_id == "a").unwrap();
+    let a1 = claimed
+        .iter()
+        .find(|j| j.conversation_id.as_str() == "a")
+        .unwrap();
     jobs::finish_job(db, &a1.id).await.unwrap();
     let claimed = jobs::claim_batch(db, 60_000, 10, true).await.unwrap();
     assert_eq!(first_of(&claimed), [("a".into(), 2, 1)]);
@@ -180,7 +183,7 @@ async fn deliveries_are_claimed_in_order_leased_and_reaped(backend: Backend) {
         casebridge::deliver::queue(
             &mut tx,
             &org.id,
-            conv,
+            &conv.into(),
             key,
             casebridge::deliver::AGENT_REPLY,
             json!({"text": key}),
@@ -199,7 +202,7 @@ async fn deliveries_are_claimed_in_order_leased_and_reaped(backend: Backend) {
 
     let mut claimed = Vec::new();
     while let Some(d) = deliveries::claim_next(db, -1_000).await.unwrap() {
-        claimed.push((d.conversation_id, d.seq, d.attempts));
+        claimed.push((d.conversation_id.to_string(), d.seq, d.attempts));
     }
     claimed.sort();
     assert_eq!(
@@ -230,7 +233,7 @@ async fn a_claimed_item_is_settled_once(backend: Backend) {
     let id = |conv: &str| {
         claimed
             .iter()
-            .find(|j| j.conversation_id == conv)
+            .find(|j| j.conversation_id.as_str() == conv)
             .unwrap()
             .id
             .clone()

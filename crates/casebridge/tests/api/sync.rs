@@ -598,7 +598,7 @@ async fn a_conversation_failing_inside_a_shared_batch_fails_alone(backend: Backe
     let app = TestApp::spawn(backend).await;
     let org = app.create_org("Acme").await;
     app.connect(&org.key).await;
-    let made_earlier = casebridge::sync::ids::case_id(&org.id, "shared-0");
+    let made_earlier = casebridge::sync::ids::case_id(&org.id, &"shared-0".into());
     app.creatio()
         .create(&Case {
             id: Some(made_earlier),
@@ -663,7 +663,7 @@ async fn a_group_failing_midway_leaves_nothing_duplicated_or_lost(backend: Backe
         .await;
     let case = case_id_of(&app.settled(&org.key, "mid").await);
     // A run that died after writing m2's activity, before recording it.
-    let m2 = casebridge::sync::ids::activity_id(&org.id, "mid", "m2");
+    let m2 = casebridge::sync::ids::activity_id(&org.id, &"mid".into(), "m2");
     app.creatio()
         .create(&Activity {
             id: Some(m2),
@@ -704,7 +704,7 @@ async fn a_group_failing_midway_leaves_nothing_duplicated_or_lost(backend: Backe
     let written = activities(&app, case).await;
     let ids: Vec<Uuid> = written.iter().filter_map(|a| a.id).collect();
     let expected: Vec<Uuid> = (0..4)
-        .map(|i| casebridge::sync::ids::activity_id(&org.id, "mid", &format!("m{i}")))
+        .map(|i| casebridge::sync::ids::activity_id(&org.id, &"mid".into(), &format!("m{i}")))
         .collect();
     let mut sorted = ids.clone();
     sorted.sort();
