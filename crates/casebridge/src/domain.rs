@@ -1,8 +1,10 @@
 //! casebridge's domain words as types.
 //!
 //! - [`OrgId`] and [`ConversationId`]: which tenant, and which of its
-//!   conversations, a row, a job or a request belongs to; each a type of
-//!   its own so that one cannot be passed where the other is meant.
+//!   conversations, a row, a job or a request belongs to; [`CaseId`]: the
+//!   Creatio Case a conversation is on; [`EventId`] and [`MessageId`]: the
+//!   platform's events and messages. Each a type of its own so that one
+//!   cannot be passed where another is meant.
 //! - The closed sets: who wrote a message, where a conversation stands,
 //!   what a job does. Each is stored and sent as the same lower-case word
 //!   (`handed_off`, `reply_check`), parsed once where it comes in (a
@@ -71,6 +73,55 @@ text_id!(
 text_id!(
     /// A conversation's id, as the platform names it (unique in its org).
     ConversationId
+);
+
+/// A Creatio Case's Id: the conversation's own (derived from the org and
+/// conversation ids, [`crate::sync::ids`]) or, after a case append, the
+/// contact's open case.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(transparent)]
+pub struct CaseId(pub uuid::Uuid);
+
+impl CaseId {
+    /// A stored id (text), if it is one.
+    pub fn parse(text: &str) -> Option<CaseId> {
+        uuid::Uuid::parse_str(text).ok().map(CaseId)
+    }
+}
+
+impl From<uuid::Uuid> for CaseId {
+    fn from(id: uuid::Uuid) -> Self {
+        CaseId(id)
+    }
+}
+
+impl std::fmt::Display for CaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+text_id!(
+    /// A platform event's id: its idempotency key (unique in its org).
+    EventId
+);
+
+text_id!(
+    /// A message's id, as the platform names it (unique in its
+    /// conversation).
+    MessageId
 );
 
 impl OrgId {

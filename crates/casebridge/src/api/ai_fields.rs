@@ -267,10 +267,7 @@ pub async fn rerun(
             "Save mappings with PUT /v1/creatio/ai-fields first.",
         ));
     }
-    let case_id: Uuid = c
-        .case_id
-        .parse()
-        .map_err(|e| ApiError::internal("Reading the conversation's case id", &e))?;
+    let case_id: Uuid = c.case_id.0;
     let client = creatio_client(&state, org).await?;
     let transcript = Transcript {
         lines: ai_fields::transcript_lines(&state.app.db, org, &id, None).await?,

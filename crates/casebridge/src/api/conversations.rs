@@ -14,8 +14,8 @@ use super::events::MessageCountsOut;
 use super::extract::{Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::domain::ConversationId;
 use crate::domain::ConversationState;
+use crate::domain::{CaseId, ConversationId};
 use crate::storage::connections;
 use crate::storage::rfc3339;
 use crate::storage::views;
@@ -45,7 +45,7 @@ pub struct ConversationSummaryOut {
     pub mode: &'static str,
     pub contact_name: Option<String>,
     /// The Case Id, once the case exists.
-    pub case_id: Option<String>,
+    pub case_id: Option<CaseId>,
     pub case_number: Option<String>,
     /// `synced`, `syncing` or `failed` (a job was dead-lettered).
     pub sync: &'static str,
@@ -80,7 +80,7 @@ impl ConversationSummaryOut {
             state: c.state,
             mode,
             contact_name: c.contact_name.clone(),
-            case_id: c.case_created.then(|| c.case_id.clone()),
+            case_id: c.case_created.then_some(c.case_id),
             case_number: c.case_number.clone(),
             sync: sync_state(s),
             messages: MessageCountsOut {

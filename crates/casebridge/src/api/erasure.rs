@@ -20,7 +20,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin, Operator, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::domain::ConversationId;
+use crate::domain::{CaseId, ConversationId};
 use crate::retention::format_duration;
 use crate::storage::erasure::{self, Erased, Request, StillSyncing};
 use crate::storage::{conversations, rfc3339};
@@ -31,7 +31,7 @@ pub struct CreatioUntouchedOut {
     /// Always false: casebridge never changes Creatio on an erasure.
     pub changed: bool,
     /// The Case Ids of the erased conversations.
-    pub cases: Vec<String>,
+    pub cases: Vec<CaseId>,
     /// The Contact Ids linked to them.
     pub contacts: Vec<String>,
     pub hint: &'static str,
@@ -82,10 +82,10 @@ pub struct AuditLineOut {
 impl CreatioUntouchedOut {
     fn of(conversations: &[conversations::Conversation]) -> Self {
         // Conversations joined to one case (case-append) name it once.
-        let mut cases: Vec<String> = conversations
+        let mut cases: Vec<CaseId> = conversations
             .iter()
             .filter(|c| c.case_created)
-            .map(|c| c.case_id.clone())
+            .map(|c| c.case_id)
             .collect();
         cases.sort_unstable();
         cases.dedup();

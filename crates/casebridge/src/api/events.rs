@@ -14,7 +14,7 @@ use super::extract::{parse_json_named, Admin, QueryParams};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::domain::ConversationState;
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{CaseId, ConversationId, OrgId};
 use crate::storage::connections::{self, Status};
 use crate::storage::conversations;
 use crate::storage::orgs::Caller;
@@ -64,7 +64,7 @@ pub struct ConversationOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CaseLinkOut {
     /// The Case Id (derived from the org and conversation ids).
-    pub id: String,
+    pub id: CaseId,
     pub number: Option<String>,
     /// Whether the case exists in Creatio yet.
     pub created: bool,

@@ -14,7 +14,7 @@ use super::error::{ApiError, ApiResult, Code};
 use super::extract::Admin;
 use super::openapi::ErrorBody;
 use super::AppState;
-use crate::domain::ConversationId;
+use crate::domain::{CaseId, ConversationId};
 use crate::storage::connections;
 use crate::webhook::accept::{self, Accepted, Refused};
 use crate::webhook::templates::{templates, ProcessTemplates};
@@ -30,7 +30,7 @@ pub struct CallOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<ConversationId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub case_id: Option<String>,
+    pub case_id: Option<CaseId>,
 }
 
 /// The largest body a process call may have.

@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{now_ms, Db, Result, StorageError, WriteQuery};
 use crate::ai::{Line, Mapping, Speaker};
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{ConversationId, EventId, OrgId};
 
 /// The org's mappings; none saved is an empty list.
 pub async fn mappings(db: &Db, org_id: &OrgId) -> Result<Vec<Mapping>> {
@@ -45,7 +45,7 @@ pub async fn evaluation(
     db: &Db,
     org_id: &OrgId,
     conversation_id: &ConversationId,
-    event_id: &str,
+    event_id: &EventId,
 ) -> Result<Option<String>> {
     let row = sqlx::query(
         "SELECT result FROM ai_evaluations WHERE org_id = $1 AND conversation_id = $2 AND event_id = $3",
@@ -64,7 +64,7 @@ pub async fn save_evaluation(
     db: &Db,
     org_id: &OrgId,
     conversation_id: &ConversationId,
-    event_id: &str,
+    event_id: &EventId,
     result: &str,
 ) -> Result<bool> {
     let done = sqlx::query(

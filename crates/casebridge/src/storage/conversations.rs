@@ -7,7 +7,7 @@ use super::{
     for_backend, now_ms, rows_for, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT,
 };
 use crate::domain::ConversationState;
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{CaseId, ConversationId, OrgId};
 
 /// A conversation as stored.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Conversation {
     pub contact_email: Option<String>,
     pub contact_phone: Option<String>,
     pub state: ConversationState,
-    pub case_id: String,
+    pub case_id: CaseId,
     pub case_created: bool,
     pub case_number: Option<String>,
     pub creatio_contact_id: Option<String>,
@@ -49,7 +49,11 @@ pub(super) fn conversation_from(r: &sqlx::any::AnyRow) -> Result<Conversation> {
             "conversations.state",
             ConversationState::parse,
         )?,
-        case_id: r.try_get("case_id")?,
+        case_id: super::stored(
+            r.try_get("case_id")?,
+            "conversations.case_id",
+            CaseId::parse,
+        )?,
         case_created: created != 0,
         case_number: r.try_get("case_number")?,
         creatio_contact_id: r.try_get("creatio_contact_id")?,
@@ -68,7 +72,7 @@ pub struct ConversationIn<'a> {
     pub contact_name: Option<&'a str>,
     pub contact_email: Option<&'a str>,
     pub contact_phone: Option<&'a str>,
-    pub case_id: &'a str,
+    pub case_id: CaseId,
     /// Job positions to take.
     pub seqs: i64,
 }
@@ -112,7 +116,7 @@ pub async fn upsert_conversations(
                 .bind(c.contact_email)
                 .bind(c.contact_phone)
                 .bind(c.seqs)
-                .bind(c.case_id)
+                .bind(c.case_id.to_string())
                 .bind(now)
                 .bind(now);
         }
@@ -180,14 +184,14 @@ pub async fn link_case(
     db: &Db,
     org_id: &OrgId,
     id: &ConversationId,
-    case_id: &str,
+    case_id: CaseId,
     number: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
         "UPDATE conversations SET case_id = $1, case_created = 1, case_number = COALESCE($2, case_number), \
          updated_at = $3 WHERE org_id = $4 AND id = $5",
     )
-    .bind(case_id)
+    .bind(case_id.to_string())
     .bind(number)
     .bind(now_ms())
     .bind(org_id)
@@ -267,14 +271,14 @@ pub async fn conversations_with_contact_details(
 pub async fn conversation_for_case(
     db: &Db,
     org_id: &OrgId,
-    case_id: &str,
+    case_id: CaseId,
 ) -> Result<Option<Conversation>> {
     let row = sqlx::query(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE org_id = $1 AND case_id = $2 \
          ORDER BY created_at DESC, id DESC LIMIT 1"
     ))
     .bind(org_id)
-    .bind(case_id)
+    .bind(case_id.to_string())
     .fetch_optional(db.pool())
     .await?;
     row.as_ref().map(conversation_from).transpose()

@@ -4,11 +4,11 @@
 use sqlx::Row;
 
 use super::{for_backend, now_ms, value_rows, Result, WriteTx, ROWS_PER_STATEMENT};
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{ConversationId, EventId, OrgId};
 
 /// An event id as ingest records it.
 pub struct EventRow<'a> {
-    pub id: &'a str,
+    pub id: &'a EventId,
     pub conversation_id: &'a ConversationId,
     pub kind: &'a str,
 }
@@ -19,7 +19,7 @@ pub async fn insert_events(
     tx: &mut WriteTx,
     org_id: &OrgId,
     rows: &[EventRow<'_>],
-) -> Result<std::collections::HashSet<String>> {
+) -> Result<std::collections::HashSet<EventId>> {
     let now = now_ms();
     let mut fresh = std::collections::HashSet::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -41,7 +41,7 @@ pub async fn insert_events(
                 .bind(e.kind);
         }
         for r in q.fetch_all(&mut **tx).await? {
-            fresh.insert(r.try_get::<String, _>("id")?);
+            fresh.insert(r.try_get::<EventId, _>("id")?);
         }
     }
     Ok(fresh)

@@ -7,11 +7,11 @@ use super::timeline::add_timeline;
 use super::written::{remember_all, Remembered};
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::MessageRole;
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{ConversationId, MessageId, OrgId};
 
 pub struct MessageIn<'a> {
     pub conversation_id: &'a ConversationId,
-    pub id: &'a str,
+    pub id: &'a MessageId,
     pub seq: i64,
     pub role: MessageRole,
     pub text: &'a str,
@@ -26,7 +26,7 @@ pub async fn insert_messages(
     tx: &mut WriteTx,
     org_id: &OrgId,
     rows: &[MessageIn<'_>],
-) -> Result<std::collections::HashSet<(String, String)>> {
+) -> Result<std::collections::HashSet<(ConversationId, MessageId)>> {
     let mut fresh = std::collections::HashSet::new();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -76,7 +76,7 @@ pub async fn unwritten_message_role(
 
 #[derive(Debug, Clone)]
 pub struct Message {
-    pub id: String,
+    pub id: MessageId,
     pub seq: i64,
     pub role: MessageRole,
     pub text: String,

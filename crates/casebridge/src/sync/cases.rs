@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::contacts::ensure_contact;
-use super::context::case_uuid;
 use super::context::{timeline, Context, JobError};
 use super::events::HandoffJson;
 use super::records::{case_body, created_case, new_case, smaller_ai_text};
+use crate::domain::CaseId;
 use crate::storage::conversations;
 use crate::storage::jobs::Job;
 use crate::storage::messages;
@@ -45,7 +45,7 @@ pub(super) async fn ensure_case(
     let first =
         messages::first_customer_text(&ctx.services.db, &job.org_id, &job.conversation_id).await?;
     let case = new_case(&c, &ctx.settings, first.as_deref(), handoff)?;
-    let case_id = case_uuid(&c)?;
+    let case_id = c.case_id.0;
     let created = with_ai_text_fallback(ctx, job, ai_columns, |columns| {
         let client = ctx.client.clone();
         let case = case.clone();
@@ -63,7 +63,7 @@ pub(super) async fn ensure_case(
     written::remember_written(
         &ctx.services.db,
         &job.org_id,
-        &c.case_id,
+        &c.case_id.to_string(),
         "Case",
         Some(&c.id),
     )
@@ -72,7 +72,7 @@ pub(super) async fn ensure_case(
         &ctx.services.db,
         &job.org_id,
         &c.id,
-        &c.case_id,
+        c.case_id,
         number.as_deref(),
     )
     .await?;
@@ -158,7 +158,7 @@ async fn announce_case(ctx: &Context<'_>, job: &Job) -> Result<(), JobError> {
         &mut tx,
         &job.org_id,
         &c.id,
-        &c.case_id,
+        &c.case_id.to_string(),
         c.case_number.as_deref(),
     )
     .await?;
@@ -195,11 +195,11 @@ async fn append_to_open_case(
         &ctx.services.db,
         &job.org_id,
         &job.conversation_id,
-        &case_id.to_string(),
+        CaseId(case_id),
         case.number.as_deref(),
     )
     .await?;
-    ctx.conversation.case_id = case_id.to_string();
+    ctx.conversation.case_id = CaseId(case_id);
     ctx.conversation.case_created = true;
     ctx.conversation.case_number = case.number.clone();
     announce_case(ctx, job).await?;

@@ -8,7 +8,7 @@ use creatio::models::{Case, CaseStatus};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::context::{case_uuid, timeline, Context, JobError};
+use super::context::{timeline, Context, JobError};
 use crate::deliver;
 use crate::domain::ConversationState;
 use crate::storage::conversations;
@@ -31,7 +31,7 @@ pub async fn check_closure(
         .await;
         return Ok(());
     }
-    let case_id = case_uuid(&ctx.conversation)?;
+    let case_id = ctx.conversation.case_id.0;
     let Some(status) = case_status(ctx, job, case_id, reported).await? else {
         return Ok(());
     };

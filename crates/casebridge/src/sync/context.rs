@@ -110,11 +110,6 @@ pub(super) async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: 
     }
 }
 
-/// The conversation's Case Id (stored as text).
-pub(super) fn case_uuid(c: &Conversation) -> Result<Uuid, JobError> {
-    Uuid::parse_str(&c.case_id).map_err(|e| JobError::Permanent(format!("bad case id: {e}")))
-}
-
 /// The Creatio Contact linked to the conversation, if any.
 pub(super) fn contact_uuid(c: &Conversation) -> Option<Uuid> {
     c.creatio_contact_id

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{CaseId, ConversationId, EventId, MessageId, OrgId};
 use crate::domain::{JobKind, MessageRole};
 use crate::storage::conversations;
 use crate::storage::conversations::ConversationIn;
@@ -27,7 +27,7 @@ const MAX_ID: usize = 200;
 
 #[derive(Debug, Deserialize)]
 pub struct EventIn {
-    pub id: String,
+    pub id: EventId,
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -62,7 +62,7 @@ pub struct ContactJson {
 
 #[derive(Debug, Deserialize)]
 pub struct MessageJson {
-    pub id: String,
+    pub id: MessageId,
     pub role: String,
     #[serde(default)]
     pub text: String,
@@ -92,15 +92,15 @@ pub struct HandoffJson {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobPayload {
     Message {
-        event_id: String,
-        message_id: String,
+        event_id: EventId,
+        message_id: MessageId,
     },
     Handoff {
-        event_id: String,
+        event_id: EventId,
         handoff: HandoffJson,
     },
     Resolve {
-        event_id: String,
+        event_id: EventId,
     },
     /// Creatio said an activity was added to the case: look for agent replies.
     ReplyCheck {
@@ -137,7 +137,7 @@ pub struct Invalid {
 /// An event that passed validation.
 #[derive(Debug)]
 pub struct Event {
-    pub id: String,
+    pub id: EventId,
     pub occurred_at: DateTime<Utc>,
     pub conversation: ConversationJson,
     /// The conversation's channel, lower-cased (`web` when not given).
@@ -224,7 +224,7 @@ pub fn validate(at: &str, e: EventIn) -> Result<Event, Vec<Invalid>> {
         message,
         handoff,
     } = e;
-    check_id(&format!("{at}.id"), &id, &mut errors);
+    check_id(&format!("{at}.id"), id.as_str(), &mut errors);
     let channel = check_conversation(at, &conversation, &mut errors);
     let occurred_at = match occurred_at.as_deref() {
         None => Utc::now(),
@@ -362,7 +362,7 @@ fn check_body(
 /// Checks a `message.created` event's message; its body when the role is
 /// one casebridge knows.
 fn check_message(at: &str, m: MessageJson, errors: &mut Vec<Invalid>) -> Option<EventBody> {
-    check_id(&format!("{at}.message.id"), &m.id, errors);
+    check_id(&format!("{at}.message.id"), m.id.as_str(), errors);
     let role = MessageRole::parse(&m.role);
     if role.is_none() {
         errors.push(Invalid {
@@ -496,7 +496,7 @@ pub fn parse_body(body: &Value) -> Result<Vec<Event>, Vec<Invalid>> {
 /// The outcome of ingesting one event.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Ingested {
-    pub id: String,
+    pub id: EventId,
     /// `accepted`, or `duplicate` for an event id seen before.
     pub status: &'static str,
 }
@@ -529,7 +529,7 @@ pub async fn ingest_all(
         &fresh,
         &seqs,
         |i, conversation_id, message_id| {
-            carries[i] && stored.contains(&(conversation_id.to_string(), message_id.to_string()))
+            carries[i] && stored.contains(&(conversation_id.clone(), message_id.clone()))
         },
     )
     .await?;
@@ -581,11 +581,11 @@ async fn take_positions(
     org_id: &OrgId,
     fresh: &[&Event],
 ) -> StorageResult<Vec<i64>> {
-    let case_ids: BTreeMap<&ConversationId, String> = fresh
+    let case_ids: BTreeMap<&ConversationId, CaseId> = fresh
         .iter()
         .map(|e| {
             let id = &e.conversation.id;
-            (id, super::ids::case_id(org_id, id).to_string())
+            (id, CaseId(super::ids::case_id(org_id, id)))
         })
         .collect();
     let mut conversations: BTreeMap<&ConversationId, ConversationIn> = BTreeMap::new();
@@ -599,7 +599,7 @@ async fn take_positions(
             contact_name: None,
             contact_email: None,
             contact_phone: None,
-            case_id: &case_ids[&c.id],
+            case_id: case_ids[&c.id],
             seqs: 0,
         });
         row.seqs += 1;
@@ -634,7 +634,7 @@ async fn store_messages(
     org_id: &OrgId,
     fresh: &[&Event],
     seqs: &[i64],
-) -> StorageResult<(HashSet<(String, String)>, Vec<bool>)> {
+) -> StorageResult<(HashSet<(ConversationId, MessageId)>, Vec<bool>)> {
     let attachments: Vec<Option<String>> = fresh
         .iter()
         .map(|e| {
@@ -684,7 +684,7 @@ async fn queue_jobs(
     org_id: &OrgId,
     fresh: &[&Event],
     seqs: &[i64],
-    new: impl Fn(usize, &ConversationId, &str) -> bool,
+    new: impl Fn(usize, &ConversationId, &MessageId) -> bool,
 ) -> StorageResult<()> {
     let mut jobs = Vec::new();
     let mut lines = Vec::new();

@@ -6,23 +6,24 @@ use creatio::ids::{activity_category, activity_status, activity_type};
 use creatio::models::{Activity, Case};
 
 use super::cases::with_ai_text_fallback;
-use super::context::{case_uuid, timeline, Context, JobError};
 use super::context::{contact_uuid, created_once};
+use super::context::{timeline, Context, JobError};
 use super::events::HandoffJson;
 use super::records::{case_body, first_line, symptoms, MAX_TITLE};
 use super::triage::Triage;
+use crate::domain::EventId;
 use crate::storage::jobs::Job;
 use crate::storage::written;
 
 pub(super) async fn write_handoff(
     ctx: &mut Context<'_>,
     job: &Job,
-    event_id: &str,
+    event_id: &EventId,
     h: &HandoffJson,
     triage: &Triage,
 ) -> Result<(), JobError> {
     let c = ctx.conversation.clone();
-    let case_id = case_uuid(&c)?;
+    let case_id = c.case_id.0;
     let note_id = super::ids::handoff_note_id(&job.org_id, &c.id, event_id);
     let mut notes = format!("Summary: {}", h.summary.trim());
     if !h.reason.trim().is_empty() {

@@ -2,7 +2,7 @@
 //! the org's and the platform's ids): a retried create finds its own record
 //! instead of writing a second one.
 
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{ConversationId, EventId, MessageId, OrgId};
 use uuid::Uuid;
 
 /// The namespace of casebridge's deterministic ids.
@@ -17,7 +17,11 @@ pub fn case_id(org_id: &OrgId, conversation_id: &ConversationId) -> Uuid {
 }
 
 /// The Activity Id of a message.
-pub fn activity_id(org_id: &OrgId, conversation_id: &ConversationId, message_id: &str) -> Uuid {
+pub fn activity_id(
+    org_id: &OrgId,
+    conversation_id: &ConversationId,
+    message_id: &MessageId,
+) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("activity\n{org_id}\n{conversation_id}\n{message_id}").as_bytes(),
@@ -25,7 +29,11 @@ pub fn activity_id(org_id: &OrgId, conversation_id: &ConversationId, message_id:
 }
 
 /// The Activity Id of a hand-off note.
-pub fn handoff_note_id(org_id: &OrgId, conversation_id: &ConversationId, event_id: &str) -> Uuid {
+pub fn handoff_note_id(
+    org_id: &OrgId,
+    conversation_id: &ConversationId,
+    event_id: &EventId,
+) -> Uuid {
     Uuid::new_v5(
         &NAMESPACE,
         format!("handoff\n{org_id}\n{conversation_id}\n{event_id}").as_bytes(),
@@ -52,14 +60,14 @@ mod tests {
             case_id(&"o2".into(), &"c".into())
         );
         assert_ne!(
-            activity_id(&"o".into(), &"c".into(), "m1"),
-            activity_id(&"o".into(), &"c".into(), "m2")
+            activity_id(&"o".into(), &"c".into(), &"m1".into()),
+            activity_id(&"o".into(), &"c".into(), &"m2".into())
         );
         // No ambiguity from joining: ("a", "b\nc") ≠ ("a\nb", "c") is not
         // needed (ids cannot contain newlines), but the kinds never collide.
         assert_ne!(
             case_id(&"o".into(), &"c".into()).to_string(),
-            handoff_note_id(&"o".into(), &"c".into(), "").to_string()
+            handoff_note_id(&"o".into(), &"c".into(), &"".into()).to_string()
         );
     }
 }

@@ -6,7 +6,7 @@ use creatio::models::Activity;
 use creatio::{BatchOp, Error as CreatioError};
 use uuid::Uuid;
 
-use super::context::{case_uuid, contact_uuid, created_once, Context, JobError};
+use super::context::{contact_uuid, created_once, Context, JobError};
 use super::records::{activity_for, wrote_activities};
 use crate::domain::JobKind;
 use crate::storage::jobs::Job;
@@ -63,7 +63,7 @@ pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<b
         }
     }
     let c = ctx.conversation.clone();
-    let case_id = case_uuid(&c)?;
+    let case_id = c.case_id.0;
     let contact_id = contact_uuid(&c);
     let mut first = !messages::any_message_written(db, &job.org_id, &job.conversation_id).await?;
     let activities: Vec<Activity> = pending

@@ -11,11 +11,11 @@ use creatio::Error as CreatioError;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::context::{case_uuid, contact_uuid, JobError};
+use super::context::{contact_uuid, JobError};
 use super::events::HandoffJson;
 use crate::connection::Settings;
-use crate::domain::MessageRole;
 use crate::domain::OrgId;
+use crate::domain::{MessageId, MessageRole};
 use crate::storage::conversations::Conversation;
 use crate::storage::messages::Message;
 
@@ -27,7 +27,7 @@ pub(super) const MAX_TITLE: usize = 250;
 pub(super) fn stored_until_case(
     settings: &Settings,
     role: Option<MessageRole>,
-    message_id: &str,
+    message_id: &MessageId,
 ) -> Option<String> {
     let why = if settings.create_case_only_on_handoff {
         "the case is created at hand-off"
@@ -132,7 +132,7 @@ pub(super) fn new_case(
         .or(first_customer_text)
         .unwrap_or_default();
     Ok(Case {
-        id: Some(case_uuid(c)?),
+        id: Some(c.case_id.0),
         subject: Some(subject),
         symptoms: Some(symptoms(c, lead)),
         origin_id: Some(origin(&c.channel)),
@@ -299,7 +299,10 @@ mod tests {
             contact_email: Some("Ann@Example.com".into()),
             contact_phone: Some("+1 617 440 2498".into()),
             state: crate::domain::ConversationState::Open,
-            case_id: super::super::ids::case_id(&"org".into(), &"conv-1".into()).to_string(),
+            case_id: crate::domain::CaseId(super::super::ids::case_id(
+                &"org".into(),
+                &"conv-1".into(),
+            )),
             case_created: false,
             case_number: None,
             creatio_contact_id: Some(Uuid::from_u128(7).to_string()),
@@ -452,15 +455,16 @@ mod tests {
     #[test]
     fn messages_wait_for_the_case_as_the_org_decided() {
         assert_eq!(
-            stored_until_case(&settings(false), Some(MessageRole::Customer), "m1"),
+            stored_until_case(&settings(false), Some(MessageRole::Customer), &"m1".into()),
             None
         );
         assert_eq!(
-            stored_until_case(&settings(false), Some(MessageRole::Ai), "m1").as_deref(),
+            stored_until_case(&settings(false), Some(MessageRole::Ai), &"m1".into()).as_deref(),
             Some("Message m1 stored; the case is created with the first customer message")
         );
         assert_eq!(
-            stored_until_case(&settings(true), Some(MessageRole::Customer), "m1").as_deref(),
+            stored_until_case(&settings(true), Some(MessageRole::Customer), &"m1".into())
+                .as_deref(),
             Some("Message m1 stored; the case is created at hand-off")
         );
     }

@@ -30,7 +30,7 @@ use creatio::Error as CreatioError;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::context::{case_uuid, repeatable_timeline, timeline, Context, JobError};
+use super::context::{repeatable_timeline, timeline, Context, JobError};
 use crate::deliver;
 use crate::storage::deliveries;
 use crate::storage::jobs::Job;
@@ -58,7 +58,7 @@ pub async fn check_replies(
         .await;
         return Ok(());
     }
-    let case_id = case_uuid(&ctx.conversation)?;
+    let case_id = ctx.conversation.case_id.0;
     let activities = case_activities(ctx, case_id).await?;
     let found = agents_replies(ctx, job, &activities, hint).await?;
     // Replies delivered before cost nothing more: no author lookup, no write.

@@ -3,7 +3,7 @@
 
 use creatio::models::Case;
 
-use super::context::{case_uuid, timeline, Context, JobError};
+use super::context::{timeline, Context, JobError};
 use crate::domain::ConversationState;
 use crate::storage::conversations;
 use crate::storage::jobs::Job;
@@ -38,7 +38,7 @@ pub(super) async fn resolve(ctx: &mut Context<'_>, job: &Job) -> Result<(), JobE
         .await;
         return Ok(());
     };
-    let case_id = case_uuid(&ctx.conversation)?;
+    let case_id = ctx.conversation.case_id.0;
     ctx.client
         .update(
             case_id,

@@ -362,10 +362,10 @@ fn collect<'a>(
                             },
                         ));
                     }
-                    let case_id = context::case_uuid(c).unwrap_or_default();
+                    let case_id = c.case_id.0;
                     w.timeline
                         .push(("creatio", records::created_case(number.as_deref(), case_id)));
-                    w.case = Some((c.case_id.clone(), number));
+                    w.case = Some((c.case_id.to_string(), number));
                 }
                 w.messages = messages;
                 w.timeline
@@ -453,7 +453,7 @@ fn write_ops(
     messages: &[Message],
     started: bool,
 ) -> Result<Vec<BatchOp>, JobError> {
-    let case_id = context::case_uuid(c)?;
+    let case_id = c.case_id.0;
     let contact_id = context::contact_uuid(c);
     let mut ops = Vec::with_capacity(messages.len() + 1);
     if new_case {

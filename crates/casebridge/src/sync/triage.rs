@@ -13,6 +13,7 @@ use super::context::{timeline, Context, JobError};
 use super::events::HandoffJson;
 use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
 use crate::ai::{Evaluation, Transcript};
+use crate::domain::EventId;
 use crate::storage::ai_fields;
 use crate::storage::jobs::Job;
 
@@ -59,7 +60,7 @@ fn decode(stored: &str) -> Result<Triage, JobError> {
 pub async fn at_handoff(
     ctx: &Context<'_>,
     job: &Job,
-    event_id: &str,
+    event_id: &EventId,
     h: &HandoffJson,
 ) -> Result<Triage, JobError> {
     let db = &ctx.services.db;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::limit::RateLimiter;
 use super::parse::{self, Kind, Problem};
-use crate::domain::{ConversationId, OrgId};
+use crate::domain::{CaseId, ConversationId, OrgId};
 use crate::secrets::token_hash;
 use crate::storage::{conversations, jobs, timeline, webhook_tokens, Db, StorageError};
 use crate::sync::events::JobPayload;
@@ -25,12 +25,12 @@ const TIMELINE_WINDOW_MS: i64 = 60_000;
 pub enum Accepted {
     /// The case is no casebridge conversation's (a broad process filter):
     /// nothing to do.
-    Ignored { case_id: String },
+    Ignored { case_id: CaseId },
     /// A look at the case is queued: now, after the debounce, or `already`
     /// waiting from an earlier call.
     Queued {
         conversation_id: ConversationId,
-        case_id: String,
+        case_id: CaseId,
         already: bool,
     },
 }
@@ -80,8 +80,8 @@ pub async fn accept(db: &Db, org_id: &OrgId, body: &[u8]) -> Result<Accepted, Re
         tracing::info!(%org_id, field = %p.field, problem = %p.message, "Refused a Creatio webhook call.");
         Refused::Invalid(p)
     })?;
-    let case_id = call.case_id.to_string();
-    let Some(conversation) = conversations::conversation_for_case(db, org_id, &case_id).await?
+    let case_id = CaseId(call.case_id);
+    let Some(conversation) = conversations::conversation_for_case(db, org_id, case_id).await?
     else {
         count(&call.event_type, "ignored");
         tracing::debug!(%org_id, %case_id, event_type = %call.event_type, "Webhook call for a case without a conversation; ignored.");

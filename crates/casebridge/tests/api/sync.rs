@@ -663,7 +663,7 @@ async fn a_group_failing_midway_leaves_nothing_duplicated_or_lost(backend: Backe
         .await;
     let case = case_id_of(&app.settled(&org.key, "mid").await);
     // A run that died after writing m2's activity, before recording it.
-    let m2 = casebridge::sync::ids::activity_id(&org.id, &"mid".into(), "m2");
+    let m2 = casebridge::sync::ids::activity_id(&org.id, &"mid".into(), &"m2".into());
     app.creatio()
         .create(&Activity {
             id: Some(m2),
@@ -704,7 +704,9 @@ async fn a_group_failing_midway_leaves_nothing_duplicated_or_lost(backend: Backe
     let written = activities(&app, case).await;
     let ids: Vec<Uuid> = written.iter().filter_map(|a| a.id).collect();
     let expected: Vec<Uuid> = (0..4)
-        .map(|i| casebridge::sync::ids::activity_id(&org.id, &"mid".into(), &format!("m{i}")))
+        .map(|i| {
+            casebridge::sync::ids::activity_id(&org.id, &"mid".into(), &format!("m{i}").into())
+        })
         .collect();
     let mut sorted = ids.clone();
     sorted.sort();
