@@ -9,7 +9,9 @@
 //! [`secrets`] (sealing secrets at rest, tokens and their hashes),
 //! [`outbound`] (the guard that keeps tenant URLs off private networks),
 //! [`metrics`] (the Prometheus names and their rendering), [`domain`] (the
-//! closed sets: message roles, conversation states, job kinds), [`ai`] (AI
+//! ids of orgs, conversations, cases, events and messages as types of their
+//! own; the closed sets: message roles, conversation states, job kinds),
+//! [`ai`] (AI
 //! fields and their mappings checked against Creatio, the offline scorer or
 //! an OpenAI-compatible model, language and sentiment) and [`allocator`].
 //!
@@ -17,7 +19,9 @@
 //! module per table or concern. Every write goes through
 //! [`storage::WriteTx`], which holds SQLite's write turn, commits, and then
 //! wakes the workers whose queues it added to. Storage calls no business
-//! code.
+//! code. The two queues, jobs toward Creatio and deliveries toward the
+//! platform, share one set of outbox rules ([`storage::outbox`]: claim,
+//! lease, settle, reap).
 //!
 //! **Domain services** over storage: [`connection`] (an org's Creatio
 //! connection settings, their checks for Test & Save and `casebridge

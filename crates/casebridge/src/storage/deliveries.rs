@@ -179,8 +179,7 @@ pub struct Delivery {
     pub delivered_at: Option<i64>,
 }
 
-pub(super) const COLUMNS: &str =
-    "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
+const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
 
 fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
