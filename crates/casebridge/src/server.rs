@@ -139,19 +139,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (stop, stopped) = oneshot::channel::<()>();
     let (stop_metrics, metrics_stopped) = watch_stop();
     if let Some(metrics_addr) = config.metrics_listen {
-        let metrics_listener = TcpListener::bind(metrics_addr).await.with_context(|| {
-            format!("could not listen on {metrics_addr} (CASEBRIDGE_METRICS_LISTEN)")
-        })?;
-        tracing::info!(addr = %metrics_listener.local_addr()?, "Metrics are served on their own address.");
+        serve_metrics(&config, metrics_addr, state, metrics_stopped).await?;
         router = router.layer(axum::middleware::from_fn(api::health::metrics_elsewhere));
-        let metrics_app = api::metrics_router(state);
-        let limits = config.http.clone();
-        tokio::spawn(async move {
-            let stopped = wait_stop(metrics_stopped);
-            if let Err(e) = listener::serve(metrics_listener, metrics_app, limits, stopped).await {
-                tracing::error!(error = %e, "The metrics listener stopped.");
-            }
-        });
     }
     let limits = config.http.clone();
     let task = tokio::spawn(async move {
@@ -223,6 +212,29 @@ fn spawn_workers(
         stop,
     ));
     tasks
+}
+
+/// `/metrics` on its own address (`CASEBRIDGE_METRICS_LISTEN`), until
+/// `stopped` turns true.
+async fn serve_metrics(
+    config: &Config,
+    addr: SocketAddr,
+    state: api::AppState,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let metrics_listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("could not listen on {addr} (CASEBRIDGE_METRICS_LISTEN)"))?;
+    tracing::info!(addr = %metrics_listener.local_addr()?, "Metrics are served on their own address.");
+    let metrics_app = api::metrics_router(state);
+    let limits = config.http.clone();
+    tokio::spawn(async move {
+        let stopped = wait_stop(stopped);
+        if let Err(e) = listener::serve(metrics_listener, metrics_app, limits, stopped).await {
+            tracing::error!(error = %e, "The metrics listener stopped.");
+        }
+    });
+    Ok(())
 }
 
 fn watch_stop() -> (

@@ -98,82 +98,87 @@ pub fn check_shape(fields: &[MappingIn]) -> Result<(), Refused> {
         return Err(Refused::TooMany(fields.len()));
     }
     for (i, f) in fields.iter().enumerate() {
-        match (f.kind, f.max_length) {
-            (FieldType::Dropdown, Some(_)) => problems.push(problem(
-                i,
-                "max_length",
-                "max_length is for text fields; a dropdown's value is an option".to_string(),
-                "Leave max_length out of dropdown fields.",
-            )),
-            (FieldType::Text, Some(n)) if !(1..=MAX_TEXT_LENGTH).contains(&n) => {
-                problems.push(problem(
-                    i,
-                    "max_length",
-                    format!("max_length {n} is not from 1 to {MAX_TEXT_LENGTH}"),
-                    "Give the Creatio column's size: 50, 250 or 500 characters (the object designer shows the text type).",
-                ))
-            }
-            _ => {}
-        }
-        let name = f.field_name.trim();
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.len() <= 128
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            problems.push(problem(
-                i,
-                "field_name",
-                format!("{name:?} is not a column name"),
-                "Use the column's code as Creatio's object designer shows it (PriorityId, UsrOrderNumber), not its caption.",
-            ));
-        }
-        if f.title
-            .as_deref()
-            .is_some_and(|t| t.chars().count() > MAX_TITLE)
-        {
-            problems.push(problem(
-                i,
-                "title",
-                format!("is longer than {MAX_TITLE} characters"),
-                "Use a short label such as Priority.",
-            ));
-        }
-        let d = f.description.trim();
-        if d.is_empty() || d.chars().count() > MAX_DESCRIPTION {
-            problems.push(problem(
-                i,
-                "description",
-                format!("must have 1 to {MAX_DESCRIPTION} characters"),
-                "Describe how to choose the value; for a dropdown one line per option, like \"High if a key feature is broken\".",
-            ));
-        }
-        match (&f.options, f.kind) {
-            (Some(_), FieldType::Text) => problems.push(problem(
-                i,
-                "options",
-                "a text field has no options".into(),
-                "Remove options, or make the field a dropdown.",
-            )),
-            (Some(o), FieldType::Dropdown)
-                if o.is_empty()
-                    || o.len() > MAX_OPTIONS
-                    || o.iter()
-                        .any(|n| n.trim().is_empty() || n.chars().count() > 250) =>
-            {
-                problems.push(problem(
-                    i,
-                    "options",
-                    format!("must list 1 to {MAX_OPTIONS} non-empty names"),
-                    "List the lookup values by name, as Creatio shows them.",
-                ))
-            }
-            _ => {}
-        }
+        check_field(i, f, &mut problems);
     }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(Refused::Problems(problems))
+    }
+}
+
+/// What is wrong with mapping `i`, as far as it shows without Creatio.
+fn check_field(i: usize, f: &MappingIn, problems: &mut Vec<Problem>) {
+    match (f.kind, f.max_length) {
+        (FieldType::Dropdown, Some(_)) => problems.push(problem(
+            i,
+            "max_length",
+            "max_length is for text fields; a dropdown's value is an option".to_string(),
+            "Leave max_length out of dropdown fields.",
+        )),
+        (FieldType::Text, Some(n)) if !(1..=MAX_TEXT_LENGTH).contains(&n) => {
+            problems.push(problem(
+                i,
+                "max_length",
+                format!("max_length {n} is not from 1 to {MAX_TEXT_LENGTH}"),
+                "Give the Creatio column's size: 50, 250 or 500 characters (the object designer shows the text type).",
+            ))
+        }
+        _ => {}
+    }
+    let name = f.field_name.trim();
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        problems.push(problem(
+            i,
+            "field_name",
+            format!("{name:?} is not a column name"),
+            "Use the column's code as Creatio's object designer shows it (PriorityId, UsrOrderNumber), not its caption.",
+        ));
+    }
+    if f.title
+        .as_deref()
+        .is_some_and(|t| t.chars().count() > MAX_TITLE)
+    {
+        problems.push(problem(
+            i,
+            "title",
+            format!("is longer than {MAX_TITLE} characters"),
+            "Use a short label such as Priority.",
+        ));
+    }
+    let d = f.description.trim();
+    if d.is_empty() || d.chars().count() > MAX_DESCRIPTION {
+        problems.push(problem(
+            i,
+            "description",
+            format!("must have 1 to {MAX_DESCRIPTION} characters"),
+            "Describe how to choose the value; for a dropdown one line per option, like \"High if a key feature is broken\".",
+        ));
+    }
+    match (&f.options, f.kind) {
+        (Some(_), FieldType::Text) => problems.push(problem(
+            i,
+            "options",
+            "a text field has no options".into(),
+            "Remove options, or make the field a dropdown.",
+        )),
+        (Some(o), FieldType::Dropdown)
+            if o.is_empty()
+                || o.len() > MAX_OPTIONS
+                || o.iter()
+                    .any(|n| n.trim().is_empty() || n.chars().count() > 250) =>
+        {
+            problems.push(problem(
+                i,
+                "options",
+                format!("must list 1 to {MAX_OPTIONS} non-empty names"),
+                "List the lookup values by name, as Creatio shows them.",
+            ))
+        }
+        _ => {}
     }
 }
 

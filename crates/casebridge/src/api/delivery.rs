@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin, QueryParams};
@@ -206,7 +206,7 @@ pub async fn read(
 async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
     let text = raw.trim();
     let invalid = |message: String, hint: &str| {
-        ApiError::invalid(message, hint.to_string()).with("field", json!("url"))
+        ApiError::invalid(message, hint.to_string()).with_data("field", "url")
     };
     let url = reqwest::Url::parse(text).map_err(|e| {
         invalid(

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, Code};
 use super::extract::{parse_json, Admin, Operator, QueryParams};
@@ -119,7 +119,7 @@ fn syncing_error(busy: Vec<StillSyncing>) -> ApiError {
          (normally seconds), then repeat. If Creatio is unreachable and the jobs keep retrying, disconnect (DELETE /v1/creatio/connection) \
          to cancel them, then erase.",
     )
-    .with("still_syncing", json!(busy))
+    .with_data("still_syncing", &busy)
 }
 
 impl ErasedOut {

@@ -109,6 +109,13 @@ impl ApiError {
         self.with("fields", list)
     }
 
+    /// A member of the error body beside `code`, `message` and `hint`:
+    /// the field at fault, the conversations still syncing.
+    pub fn with_data<T: serde::Serialize + ?Sized>(self, key: &str, value: &T) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.with(key, value)
+    }
+
     pub fn with(mut self, key: &str, value: Value) -> Self {
         self.extra.insert(key.into(), value);
         self

@@ -7,7 +7,6 @@ use axum::extract::{Path, State};
 use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::connection::current_webhook_url;
 use super::error::{ApiError, ApiResult, Code};
@@ -103,7 +102,7 @@ fn refusal(refused: Refused) -> Response {
                 .into_response()
         }
         Refused::Invalid(p) => ApiError::invalid(p.message, p.hint)
-            .with("field", json!(p.field))
+            .with_data("field", &p.field)
             .into_response(),
         Refused::Storage(e) => ApiError::from(e).into_response(),
     }

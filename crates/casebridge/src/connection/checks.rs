@@ -290,28 +290,34 @@ async fn rights_checks(client: &Client, settings: &Settings, r: &mut Recorder) {
         .into_iter()
         .flatten()
         .collect();
-        let missing: Vec<&str> = needed
-            .iter()
-            .filter(|(_, held)| !held)
-            .map(|(name, _)| *name)
-            .collect();
-        if missing.is_empty() {
-            let names: Vec<String> = needed.iter().map(|(n, _)| n.to_lowercase()).collect();
-            r.pass(check, format!("May {} {object}", spoken_list(&names)));
-        } else {
-            r.fail(
-                check,
-                format!(
-                    "The technical user may not {} {object} records",
-                    missing.join(" / ").to_lowercase()
-                ),
-                format!(
-                    "In Creatio, System Designer → Object permissions → {object}: give the OAuth app's technical user the {} operation permission{} (or the system operations \"Add any data\" / \"Edit any data\"), then Test & Save again.",
-                    missing.join(", "),
-                    if missing.len() > 1 { "s" } else { "" }
-                ),
-            );
-        }
+        report_rights(r, check, object, &needed);
+    }
+}
+
+/// The check's line for one object: the rights held, or those missing and
+/// where to grant them.
+fn report_rights(r: &mut Recorder, check: &'static str, object: &str, needed: &[(&str, bool)]) {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(_, held)| !held)
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        let names: Vec<String> = needed.iter().map(|(n, _)| n.to_lowercase()).collect();
+        r.pass(check, format!("May {} {object}", spoken_list(&names)));
+    } else {
+        r.fail(
+            check,
+            format!(
+                "The technical user may not {} {object} records",
+                missing.join(" / ").to_lowercase()
+            ),
+            format!(
+                "In Creatio, System Designer → Object permissions → {object}: give the OAuth app's technical user the {} operation permission{} (or the system operations \"Add any data\" / \"Edit any data\"), then Test & Save again.",
+                missing.join(", "),
+                if missing.len() > 1 { "s" } else { "" }
+            ),
+        );
     }
 }
 
@@ -402,6 +408,27 @@ async fn write_checks(client: &Client, settings: &Settings, r: &mut Recorder) ->
         }
     }
 
+    report_writes(
+        r,
+        case_id,
+        reused,
+        case_updated,
+        activity_result,
+        &leftovers,
+    );
+    technical_user
+}
+
+/// The write checks' lines: Case, Activity, and any record the cleanup
+/// left behind.
+fn report_writes(
+    r: &mut Recorder,
+    case_id: Uuid,
+    reused: bool,
+    case_updated: creatio::Result<()>,
+    activity_result: creatio::Result<()>,
+    leftovers: &[(String, Error)],
+) {
     let kept = format!(
         "the check case \"{CHECK_CASE_SUBJECT}\" ({case_id}) stays cancelled and is reused by \
          every later check, because Creatio does not let a saved case be deleted"
@@ -435,7 +462,6 @@ async fn write_checks(client: &Client, settings: &Settings, r: &mut Recorder) ->
             Some("Delete the activity and close the case by hand in Creatio, or give the technical user the delete right on Activity and the edit right on Case.".into()),
         );
     }
-    technical_user
 }
 
 /// Creates, updates and deletes an Activity on the check case; the

@@ -196,6 +196,26 @@ pub async fn erase_conversations(
         "UPDATE conversations SET url = NULL, erased_at = {now} WHERE org_id = $1 AND id IN ({{ids}})"
     );
     for_chunks(&mut tx, &mark, org_id, &sorted).await?;
+    let audit_id = audit(&mut tx, org_id, &sorted, removed, request, now).await?;
+    tx.commit().await?;
+    db.flush_erased().await;
+    Ok(Ok(Erased {
+        audit_id,
+        at: now,
+        removed,
+    }))
+}
+
+/// The erasure's audit line (no personal data) and each conversation's
+/// timeline line; returns the audit line's id.
+async fn audit(
+    tx: &mut WriteTx,
+    org_id: &OrgId,
+    sorted: &[ConversationId],
+    removed: Removed,
+    request: &Request<'_>,
+    now: i64,
+) -> Result<String> {
     let audit_id = uuid::Uuid::now_v7().to_string();
     let counts = serde_json::json!({"conversations": sorted.len(), "removed": removed});
     sqlx::query(
@@ -208,7 +228,7 @@ pub async fn erase_conversations(
     .bind(request.scope)
     .bind(request.subject)
     .bind(counts.to_string())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let lines: Vec<super::timeline::TimelineIn> = sorted
         .iter()
@@ -222,14 +242,8 @@ pub async fn erase_conversations(
             attempts: None,
         })
         .collect();
-    super::timeline::add_timelines(&mut tx, org_id, &lines).await?;
-    tx.commit().await?;
-    db.flush_erased().await;
-    Ok(Ok(Erased {
-        audit_id,
-        at: now,
-        removed,
-    }))
+    super::timeline::add_timelines(tx, org_id, &lines).await?;
+    Ok(audit_id)
 }
 
 /// Which of `ids` have a job pending or running, or a delivery pending or

@@ -136,15 +136,12 @@ impl Queue {
         only: &str,
     ) -> Result<Vec<sqlx::any::AnyRow>> {
         let now = now_ms();
-        let mut tx = db.write().await?;
-        let rows = sqlx::query(&self.claim_sql(db.backend(), only))
+        sqlx::query(&self.claim_sql(db.backend(), only))
             .bind(now + lease_ms)
             .bind(now)
             .bind(limit as i64)
-            .fetch_all(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(rows)
+            .write_returning(db)
+            .await
     }
 
     /// Gives claimed items back untouched, their attempt too (the claimant

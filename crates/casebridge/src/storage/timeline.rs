@@ -1,7 +1,7 @@
 //! The `timeline` table: what happened to a conversation, in words, for the
 //! admin page and the API.
 
-use sqlx::{Any, Row};
+use sqlx::Row;
 
 use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::{ConversationId, OrgId};
@@ -52,9 +52,18 @@ pub async fn add_timeline(
     summary: &str,
     attempts: Option<i64>,
 ) -> Result<()> {
-    insert_line(org_id, conversation_id, kind, summary, attempts)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO timeline (id, org_id, conversation_id, at, kind, summary, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(org_id)
+    .bind(conversation_id)
+    .bind(now_ms())
+    .bind(kind)
+    .bind(summary)
+    .bind(attempts)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -67,29 +76,9 @@ pub async fn add_timeline_alone(
     summary: &str,
     attempts: Option<i64>,
 ) -> Result<()> {
-    insert_line(org_id, conversation_id, kind, summary, attempts)
-        .write_on(db)
-        .await?;
-    Ok(())
-}
-
-fn insert_line<'q>(
-    org_id: &'q OrgId,
-    conversation_id: &'q ConversationId,
-    kind: &'q str,
-    summary: &'q str,
-    attempts: Option<i64>,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    sqlx::query(
-        "INSERT INTO timeline (id, org_id, conversation_id, at, kind, summary, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(org_id)
-    .bind(conversation_id)
-    .bind(now_ms())
-    .bind(kind)
-    .bind(summary)
-    .bind(attempts)
+    let mut tx = db.write().await?;
+    add_timeline(&mut tx, org_id, conversation_id, kind, summary, attempts).await?;
+    tx.commit().await
 }
 
 /// Appends a line, unless the conversation's newest line says the same

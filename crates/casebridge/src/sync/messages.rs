@@ -13,6 +13,48 @@ use crate::storage::jobs::Job;
 use crate::storage::messages;
 use crate::storage::messages::Message;
 
+/// Creates `activities` (those of `pending`, in order): one create, or a
+/// `$batch` that stops at the first failure so nothing overtakes it; what
+/// landed before a failure is recorded written.
+async fn create_activities(
+    ctx: &Context<'_>,
+    job: &Job,
+    activities: &[Activity],
+    pending: &[Message],
+) -> Result<(), JobError> {
+    if let [one] = activities {
+        let body = serde_json::to_value(one)
+            .map_err(|e| JobError::Permanent(format!("cannot encode an activity: {e}")))?;
+        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "single").increment(1);
+        return created_once(ctx.client.create_value("Activity", &body).await);
+    }
+    let ops: Vec<BatchOp> = activities
+        .iter()
+        .map(BatchOp::create)
+        .collect::<Result<_, _>>()?;
+    metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "batch").increment(1);
+    metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops.len() as f64);
+    let results = ctx.client.batch_with(&ops, false).await;
+    // Record what landed, up to the first failure, in one transaction.
+    let mut landed = 0;
+    for r in results {
+        match r {
+            Ok(_) | Err(CreatioError::AlreadyExists { .. }) => landed += 1,
+            Err(e) => {
+                messages::mark_written(
+                    &ctx.services.db,
+                    &job.org_id,
+                    &job.conversation_id,
+                    &pending[..landed],
+                )
+                .await?;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A retry: an earlier run may have written some of `pending` before it
 /// failed or its process died. Asks Creatio which exist and records them
 /// written, so the batch does not stop at the first duplicate again and
@@ -74,38 +116,7 @@ pub(super) async fn write_messages(ctx: &mut Context<'_>, job: &Job) -> Result<b
             a
         })
         .collect();
-    if activities.len() == 1 {
-        let body = serde_json::to_value(&activities[0])
-            .map_err(|e| JobError::Permanent(format!("cannot encode an activity: {e}")))?;
-        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "single").increment(1);
-        created_once(ctx.client.create_value("Activity", &body).await)?;
-    } else {
-        let ops: Vec<BatchOp> = activities
-            .iter()
-            .map(BatchOp::create)
-            .collect::<Result<_, _>>()?;
-        metrics::counter!(crate::metrics::CREATIO_REQUESTS, "kind" => "batch").increment(1);
-        metrics::histogram!(crate::metrics::BATCH_SIZE).record(ops.len() as f64);
-        // Stop at the first failure: later activities must not overtake it.
-        let results = ctx.client.batch_with(&ops, false).await;
-        // Record what landed, up to the first failure, in one transaction.
-        let mut landed = 0;
-        let mut failure = None;
-        for r in results {
-            match r {
-                Ok(_) | Err(CreatioError::AlreadyExists { .. }) => landed += 1,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failure {
-            messages::mark_written(db, &job.org_id, &job.conversation_id, &pending[..landed])
-                .await?;
-            return Err(e.into());
-        }
-    }
+    create_activities(ctx, job, &activities, &pending).await?;
     let last = pending[pending.len() - 1].seq;
     let summary = wrote_activities(&pending);
     // Everything this write means, in one transaction: messages written,

@@ -160,37 +160,7 @@ pub(super) async fn settle(
         }
         // Keep the job, look again shortly.
         Verdict::Raced(why) => jobs::retry_job(db, &job.id, now_ms() + 5_000, &why, false).await,
-        Verdict::Retry(e) => {
-            // An operation the server skipped because an earlier one in its
-            // $batch failed has not failed itself: try again soon.
-            let delay = if matches!(e, creatio::Error::NotExecuted) {
-                policy.backoff_ms(1, None)
-            } else {
-                policy.backoff_ms(job.attempts, e.retry_after())
-            };
-            let until = now_ms() + delay;
-            tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
-                delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
-            note(
-                "error",
-                format!(
-                    "Creatio write failed ({e}); retrying in {:.1} s",
-                    delay as f64 / 1000.0
-                ),
-            )
-            .await;
-            let r = jobs::retry_job(db, &job.id, until, &e.to_string(), true).await;
-            // Creatio as a whole is struggling: hold the org's other work too.
-            if matches!(
-                e,
-                creatio::Error::Unavailable { .. }
-                    | creatio::Error::Unreachable { .. }
-                    | creatio::Error::Token(_)
-            ) {
-                let _ = jobs::hold_org(db, &job.org_id, until).await;
-            }
-            r
-        }
+        Verdict::Retry(e) => retry(services, policy, job, e).await,
         Verdict::Dead(why) => {
             tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, job_id = %job.id, error = %why,
                 "Sync job failed for good; dead-lettered.");
@@ -202,6 +172,51 @@ pub(super) async fn settle(
         // The job stays running; its lease expires and it runs again.
         tracing::warn!(job_id = %job.id, error = %e, "Could not record a job's outcome.");
     }
+}
+
+/// A retryable failure: the job waits by the backoff (or `Retry-After`),
+/// and an outage holds the org's other work for as long (the circuit
+/// breaker).
+async fn retry(
+    services: &Services,
+    policy: &Policy,
+    job: &Job,
+    e: creatio::Error,
+) -> crate::storage::Result<()> {
+    let db = &services.db;
+    // An operation the server skipped because an earlier one in its $batch
+    // failed has not failed itself: try again soon.
+    let delay = if matches!(e, creatio::Error::NotExecuted) {
+        policy.backoff_ms(1, None)
+    } else {
+        policy.backoff_ms(job.attempts, e.retry_after())
+    };
+    let until = now_ms() + delay;
+    tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,
+        delay_ms = delay, error = %e, "Creatio write failed; retrying later.");
+    let _ = timeline::add_timeline_alone(
+        db,
+        &job.org_id,
+        &job.conversation_id,
+        "error",
+        &format!(
+            "Creatio write failed ({e}); retrying in {:.1} s",
+            delay as f64 / 1000.0
+        ),
+        Some(job.attempts),
+    )
+    .await;
+    let r = jobs::retry_job(db, &job.id, until, &e.to_string(), true).await;
+    // Creatio as a whole is struggling: hold the org's other work too.
+    if matches!(
+        e,
+        creatio::Error::Unavailable { .. }
+            | creatio::Error::Unreachable { .. }
+            | creatio::Error::Token(_)
+    ) {
+        let _ = jobs::hold_org(db, &job.org_id, until).await;
+    }
+    r
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ fn syntax_error(pos: usize, text: &str) -> OdataError {
     OdataError::bad_request(format!("Syntax error at position {pos} in '{text}'."))
 }
 
+/// The `$filter` text as tokens. Long because it is a lexer: one arm per
+/// kind of token (strings with doubled quotes, numbers, GUIDs, dates,
+/// keywords, punctuation), each where the next character decides it.
 fn lex(text: &str) -> Result<Vec<(usize, Token)>, OdataError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();

@@ -41,6 +41,15 @@ pub enum Body {
 }
 
 impl OdataResponse {
+    /// `204 No Content`: what an update or a delete answers.
+    fn no_content() -> Self {
+        OdataResponse {
+            status: StatusCode::NO_CONTENT,
+            headers: vec![("odata-version", "4.0".into())],
+            body: Body::Empty,
+        }
+    }
+
     fn json(status: StatusCode, body: Value) -> Self {
         OdataResponse {
             status,
@@ -754,11 +763,7 @@ impl Call<'_> {
         if schema.name == "Case" && old.get("StatusId") != new.get("StatusId") {
             events.push(ProcessEvent::CaseStatusChanged { case: new });
         }
-        Ok(OdataResponse {
-            status: StatusCode::NO_CONTENT,
-            headers: vec![("odata-version", "4.0".into())],
-            body: Body::Empty,
-        })
+        Ok(OdataResponse::no_content())
     }
 
     /// `DELETE <set>(<id>)`.
@@ -772,11 +777,7 @@ impl Call<'_> {
         let mut store = shared.store.write().expect("store lock");
         record_right(client, schema, id, &store, RecordRight::Delete)?;
         store.delete(schema, id)?;
-        Ok(OdataResponse {
-            status: StatusCode::NO_CONTENT,
-            headers: vec![("odata-version", "4.0".into())],
-            body: Body::Empty,
-        })
+        Ok(OdataResponse::no_content())
     }
 }
 
