@@ -2,6 +2,11 @@
 //! a chat platform call it. `casebridge demo` and the integration tests
 //! both use it, so the requests they send are built in one place, each
 //! operation by its name, and the answers are read the same way.
+//!
+//! Answers are JSON values ([`Answer::body`]; [`Answer::expect_as`] reads
+//! one as a type of the caller's). The API's answer structs serialize only:
+//! several carry `&'static str` constants, and typed answers for
+//! integrators come from the OpenAPI document's generated clients.
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;

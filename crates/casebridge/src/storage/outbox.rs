@@ -2,8 +2,12 @@
 //! toward Creatio ([`super::jobs`]) and deliveries toward the chat platform
 //! ([`super::deliveries`]).
 //!
-//! - **Enqueue** in the caller's transaction (each queue has its own rows),
-//!   which wakes that queue's workers on commit ([`super::WriteTx`]).
+//! - **Enqueue** in the caller's transaction, which wakes that queue's
+//!   workers on commit ([`super::WriteTx`]). It stays with each queue
+//!   (`jobs::insert_jobs`, `deliveries::enqueue`) rather than a generic
+//!   `enqueue(tx, task)`: a delivery dedupes on its key and takes its
+//!   position in one statement, jobs go in multi-row batches; the rules
+//!   below are shared once the row exists.
 //! - **Claim**: an item is claimable when it is pending and due, when its
 //!   destination can take it now (the gate: the org's Creatio connection is
 //!   active, or its delivery URL enabled), and when no earlier item of its
