@@ -1,6 +1,7 @@
 //! The HTTP API (DESIGN.md §4): one module per resource, one error shape
 //! ([`error::ApiError`]), extractors for bodies and callers ([`extract`]).
 
+pub mod access;
 pub mod admin_page;
 pub mod ai_fields;
 pub mod connection;
@@ -62,7 +63,9 @@ pub fn ops_router(state: AppState) -> Router {
                 "Send API requests to a process with CASEBRIDGE_ROLE=all or api.",
             )
         })
+        .route_layer(axum::middleware::from_fn(access::note_route))
         .layer(axum::middleware::from_fn(error::framework_errors_as_json))
+        .layer(axum::middleware::from_fn(access::request_id_and_access_log))
         .with_state(state)
 }
 
@@ -76,7 +79,9 @@ pub fn metrics_router(state: AppState) -> Router {
                 "Send API requests to CASEBRIDGE_LISTEN.",
             )
         })
+        .route_layer(axum::middleware::from_fn(access::note_route))
         .layer(axum::middleware::from_fn(error::framework_errors_as_json))
+        .layer(axum::middleware::from_fn(access::request_id_and_access_log))
         .with_state(state)
 }
 
@@ -89,6 +94,7 @@ pub fn router(state: AppState) -> Router {
             .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
     ));
     router
+        .route_layer(axum::middleware::from_fn(access::note_route))
         .layer(axum::Extension(doc))
         .fallback(|| async {
             ApiError::not_found(
@@ -105,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(axum::middleware::from_fn(error::framework_errors_as_json))
         .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
+        .layer(axum::middleware::from_fn(access::request_id_and_access_log))
         .with_state(state)
 }
 

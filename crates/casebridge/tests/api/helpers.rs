@@ -201,6 +201,35 @@ impl TestApp {
         (answer.status, answer.body)
     }
 
+    /// A request with a JSON body and the caller's own `x-request-id`.
+    pub async fn call_with_request_id(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Value,
+        request_id: &str,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .header("x-request-id", request_id)
+            .json(&body)
+            .send()
+            .await
+            .expect("service answers");
+        let status = resp.status();
+        assert_eq!(
+            resp.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some(request_id),
+            "the answer carries the caller's request id"
+        );
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
         self.call(Method::GET, path, Some(key), None).await
     }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod access;
 mod admin_page;
 mod ai_fields;
 mod connection;
