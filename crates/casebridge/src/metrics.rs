@@ -29,6 +29,8 @@ pub const PURGE_LAST_RUN: &str = "casebridge_purge_last_run_timestamp_seconds";
 pub const STORED_ROWS: &str = "casebridge_stored_rows";
 pub const DATABASE_BYTES: &str = "casebridge_database_bytes";
 pub const BUILD_INFO: &str = "casebridge_build_info";
+pub const HTTP_REQUESTS: &str = "casebridge_http_requests_total";
+pub const HTTP_SECONDS: &str = "casebridge_http_request_duration_seconds";
 
 /// How old the job gauges may get. Counting jobs by state scans the jobs
 /// table (12.6 ms at 180k jobs), so a scrape must not do it every time:
@@ -66,6 +68,14 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 fn describe() {
+    metrics::describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by method, route template and status."
+    );
+    metrics::describe_histogram!(
+        HTTP_SECONDS,
+        "Time to answer an HTTP request, by method and route template."
+    );
     metrics::describe_counter!(
         EVENTS_RECEIVED,
         "Events received on POST /v1/events, by outcome (accepted, duplicate)."

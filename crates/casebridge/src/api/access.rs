@@ -6,7 +6,9 @@
 //! while the request is served carries it (a `request` span). When the
 //! answer is sent, one access line records the method, the route template
 //! (`/webhooks/creatio/{token}`, never the path itself, which holds the
-//! webhook token and ids), the status, the time taken and the id.
+//! webhook token and ids), the status, the time taken and the id; the same
+//! labels count it in `casebridge_http_requests_total{method, route,
+//! status}` and time it in `casebridge_http_request_duration_seconds`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -62,6 +64,14 @@ pub async fn request_id_and_access_log(mut request: Request, next: Next) -> Resp
     span.in_scope(|| {
         tracing::info!(target: "casebridge::access", %method, %route, status, latency_ms, "{method} {route} {status}");
     });
+    let labels = [("method", method.as_str().to_string()), ("route", route)];
+    metrics::histogram!(crate::metrics::HTTP_SECONDS, &labels).record(latency_ms / 1000.0);
+    let [method, route] = labels;
+    metrics::counter!(
+        crate::metrics::HTTP_REQUESTS,
+        &[method, route, ("status", status.to_string())]
+    )
+    .increment(1);
     response
 }
 

@@ -1,6 +1,7 @@
 //! Request ids and the access log: an id on every answer (the caller's
 //! when usable), on every log line of the request, and one access line per
-//! request naming the route's template, never the path with its token.
+//! request naming the route's template, never the path with its token; the
+//! HTTP metrics use the same labels.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -110,5 +111,25 @@ async fn the_access_log_names_the_route_not_the_path(backend: Backend) {
     line(&["Accepted events.", &rid]);
     line(&["POST /webhooks/creatio/{token} 404"]);
     assert!(!log.contains(&secret), "the webhook token reached the log");
+    // The same labels count and time the request in /metrics.
+    let metrics = app.metrics_text().await;
+    let counted = |route: &str, status: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("casebridge_http_requests_total{")
+                && l.contains("method=\"POST\"")
+                && l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    assert!(counted("/v1/events", "202"), "{metrics}");
+    assert!(counted("/webhooks/creatio/{token}", "404"), "{metrics}");
+    assert!(
+        metrics.contains("casebridge_http_request_duration_seconds"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&secret),
+        "the webhook token reached /metrics"
+    );
     app.finish().await;
 }
