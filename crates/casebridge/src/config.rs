@@ -673,6 +673,43 @@ fn retention<E: Fn(&str) -> Option<String>>(
     })
 }
 
+/// The example configuration: every setting, its variable, default and
+/// meaning (a test keeps it complete and valid).
+const EXAMPLE: &str = include_str!("../../../casebridge.example.toml");
+
+/// Every setting, for `serve --help`: its environment variable (or TOML
+/// key, the variable's name without `CASEBRIDGE_`, lower case), what it
+/// does, and its default or an example value, read from the example
+/// configuration so the two cannot drift apart.
+pub fn settings_help() -> String {
+    let mut out = String::from(
+        "Settings: each an environment variable, or the same name without CASEBRIDGE_, lower \
+         case, as a key of the --config file (casebridge.example.toml has them all).\n",
+    );
+    // Inside a setting's description (after its CASEBRIDGE_ line, before
+    // its example key), where comment lines continue the description.
+    let mut describing = false;
+    for line in EXAMPLE.lines() {
+        let Some(text) = line.strip_prefix('#').map(str::trim) else {
+            describing = false;
+            continue;
+        };
+        if let Some(section) = text.strip_prefix("── ") {
+            out.push_str(&format!("\n{}:\n", section.trim_end_matches(['─', ' '])));
+            describing = false;
+        } else if text.starts_with("CASEBRIDGE_") {
+            out.push_str(&format!("  {text}\n"));
+            describing = true;
+        } else if let Some((key, value)) = text.split_once(" = ") {
+            out.push_str(&format!("      e.g. {key} = {value}\n"));
+            describing = false;
+        } else if describing && !text.is_empty() {
+            out.push_str(&format!("    {text}\n"));
+        }
+    }
+    out
+}
+
 fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
     let setting = format!("config file {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| err(&setting, e.to_string()))?;

@@ -34,6 +34,7 @@ struct Cli {
 enum Command {
     /// Run the service: configuration from --config (default casebridge.toml
     /// when present) and CASEBRIDGE_* environment variables.
+    #[command(after_long_help = casebridge::config::settings_help())]
     Serve(ServeArgs),
     /// Check a Creatio connection the way Test & Save does and print the
     /// report; exits 0 only when every required check passes.

@@ -124,6 +124,37 @@ fn emulator_command_refuses_a_zero_token_lifetime() {
     assert!(stderr.contains("--token-lifetime-secs"), "{stderr}");
 }
 
+#[test]
+fn serve_help_lists_every_setting_of_the_example_configuration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("the binary starts");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let example = include_str!("../../../casebridge.example.toml");
+    let names = regex::Regex::new(r"CASEBRIDGE_[A-Z0-9_]+").unwrap();
+    let mut seen = 0;
+    for name in names.find_iter(example) {
+        assert!(
+            help.contains(name.as_str()),
+            "serve --help omits {}:\n{help}",
+            name.as_str()
+        );
+        seen += 1;
+    }
+    assert!(seen > 30, "the example names only {seen} settings");
+    // A setting's meaning and an example value come with its name.
+    assert!(
+        help.contains("CASEBRIDGE_WORKERS: sync jobs run at a time"),
+        "{help}"
+    );
+    assert!(
+        help.contains("e.g. allow_private_targets = [\"127.0.0.0/8\"]"),
+        "{help}"
+    );
+}
+
 /// Runs the binary to completion off the async runtime.
 async fn run(args: Vec<String>, env_remove: &[&str]) -> std::process::Output {
     let removed: Vec<String> = env_remove.iter().map(|s| s.to_string()).collect();
