@@ -4,6 +4,7 @@
 //! - `check`: diagnose a Creatio connection from the terminal.
 //! - `emulator`: run the local Creatio emulator (tests, demos, exploration).
 //! - `demo`: the whole story on loopback, every step verified.
+//! - `config`: the effective configuration, where each value came from.
 //! - `migrate`: bring the database's schema up to this version, no serving.
 //! - `backup` / `restore`: SQLite's database and key, online.
 //!
@@ -45,6 +46,10 @@ enum Command {
     /// Play the whole story on loopback (emulator, service, a receiver):
     /// every step verified; exits 0 only if all were.
     Demo(DemoArgs),
+    /// Print the effective configuration: every setting's value as serve
+    /// would use it, where it came from (file, env, default), secrets
+    /// masked; exits 1 naming the setting when the configuration is invalid.
+    Config(ServeArgs),
     /// Apply the database migrations this version brings, then exit
     /// (`serve` applies them too; this runs them as their own step).
     Migrate(ServeArgs),
@@ -175,6 +180,10 @@ async fn run_emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How to choose the operator token or replace a lost one, printed with
+/// a generated token.
+const RESET_HINT: &str = "To choose your own, or to replace a lost one: set CASEBRIDGE_ADMIN_TOKEN (16 characters or more, e.g. `openssl rand -hex 24`) and restart; it takes the generated token's place.";
+
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config.log, config.log_format);
@@ -188,12 +197,14 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
                 serde_json::json!({
                     "message": "Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN).",
                     "operator_token": token,
+                    "reset": RESET_HINT,
                     "create_org": create_org,
                 }),
             );
         } else {
             println!("Generated the operator admin token (shown once; store it, or set CASEBRIDGE_ADMIN_TOKEN):");
             println!("  {token}");
+            println!("{RESET_HINT}");
             println!("Create an org with:");
             println!("  {create_org}");
         }
@@ -221,7 +232,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn run_migrate(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    let url = casebridge::server::redact_url(&config.database_url);
+    let url = casebridge::config::redact_url(&config.database_url);
     let before = casebridge::storage::Db::schema_version_of(&config.database_url)
         .await
         .with_context(|| format!("could not open the database ({url})"))?;
@@ -405,6 +416,11 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             } else {
                 std::process::ExitCode::FAILURE
             })
+        }
+        Command::Config(args) => {
+            let explained = Config::explain(args.config.as_deref(), |k| std::env::var(k).ok())?;
+            print!("{}", explained.render());
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Migrate(args) => {
             init_logging("warn", LogFormat::Text);

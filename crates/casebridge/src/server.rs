@@ -90,7 +90,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let db = Db::connect(&config.database_url).await.with_context(|| {
         format!(
             "could not open the database (CASEBRIDGE_DATABASE_URL={})",
-            redact_url(&config.database_url)
+            crate::config::redact_url(&config.database_url)
         )
     })?;
     let secrets = secret_box(&config)?;
@@ -170,7 +170,10 @@ async fn operator_token(config: &Config, db: &Db) -> anyhow::Result<(String, Opt
     Ok(match &config.admin_token {
         Some(t) => (token_hash(t.expose_secret()), None),
         None => match orgs::admin_token_hash(db).await? {
-            Some(h) => (h, None),
+            Some(h) => {
+                tracing::info!("The operator token is the one generated at first start (printed then); to replace it, lost or not, set CASEBRIDGE_ADMIN_TOKEN and restart.");
+                (h, None)
+            }
             None => {
                 let token = random_token("cba_");
                 let hash = orgs::init_admin_token_hash(db, &token_hash(&token)).await?;
@@ -246,17 +249,6 @@ fn watch_stop() -> (
 
 async fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
-}
-
-/// A database URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// How often expired leases are looked for.

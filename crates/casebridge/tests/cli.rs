@@ -155,6 +155,56 @@ fn serve_help_lists_every_setting_of_the_example_configuration() {
     );
 }
 
+#[test]
+fn config_prints_the_effective_settings_masked_and_refuses_invalid_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cb.toml");
+    std::fs::write(&file, "workers = 3\nai_api_key = \"sk-file-secret\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["config", "--config", file.to_str().unwrap()])
+        .env("CASEBRIDGE_ADMIN_TOKEN", "env-operator-token-secret")
+        .env("CASEBRIDGE_LISTEN", "127.0.0.1:9191")
+        .output()
+        .expect("the binary starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(!stdout.contains("secret"), "a secret is shown:\n{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("CASEBRIDGE_LISTEN").contains("127.0.0.1:9191  [env]"),
+        "{stdout}"
+    );
+    assert!(line("CASEBRIDGE_WORKERS").contains("3  [file "), "{stdout}");
+    assert!(
+        line("CASEBRIDGE_ADMIN_TOKEN").contains("(set, hidden)  [env]"),
+        "{stdout}"
+    );
+    assert!(
+        line("CASEBRIDGE_AI_API_KEY").contains("(set, hidden)  [file "),
+        "{stdout}"
+    );
+    assert!(
+        line("CASEBRIDGE_ROLE").contains("all  [default]"),
+        "{stdout}"
+    );
+
+    std::fs::write(&file, "workers = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["config", "--config", file.to_str().unwrap()])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the binary starts");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CASEBRIDGE_WORKERS"), "{stderr}");
+}
+
 /// Runs the binary to completion off the async runtime.
 async fn run(args: Vec<String>, env_remove: &[&str]) -> std::process::Output {
     let removed: Vec<String> = env_remove.iter().map(|s| s.to_string()).collect();
@@ -290,6 +340,12 @@ async fn serve_generates_the_operator_token_once_and_stops_on_sigterm() {
         .trim()
         .to_string();
     assert!(token.starts_with("cba_"), "{token}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("replace a lost one: set CASEBRIDGE_ADMIN_TOKEN")),
+        "the token comes with how to set or replace it: {banner:?}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -800,6 +856,12 @@ async fn json_log_mode_prints_only_json_and_text_logs_to_a_pipe_have_no_colour()
         .find_map(|v| v["fields"]["operator_token"].as_str())
         .unwrap_or_else(|| panic!("the token is on a line of its own: {lines:?}"));
     assert!(token.starts_with("cba_"), "{token}");
+    assert!(
+        parsed.iter().any(|v| v["fields"]["reset"]
+            .as_str()
+            .is_some_and(|h| h.contains("CASEBRIDGE_ADMIN_TOKEN"))),
+        "the token comes with how to set or replace it: {lines:?}"
+    );
     let listening = parsed.last().unwrap();
     assert_eq!(listening["fields"]["message"], "casebridge listening");
     assert!(listening["fields"]["addr"]

@@ -2,12 +2,15 @@
 //! variables (DESIGN.md §5). Every setting has a default that works on one
 //! machine with SQLite; every error names the setting and the accepted form.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use secrecy::SecretString;
 use serde::Deserialize;
+
+pub mod effective;
 
 /// The settings as a TOML file spells them (keys = env names without the
 /// `CASEBRIDGE_` prefix, lower case).
@@ -239,14 +242,31 @@ impl Config {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let file_settings = match file {
-            Some(path) => read_file(path)?,
-            None if Path::new("casebridge.toml").exists() => {
-                read_file(Path::new("casebridge.toml"))?
-            }
-            None => FileSettings::default(),
+        Config::explain(file, env).map(|e| e.config)
+    }
+
+    /// As [`Config::load`], and what each setting's effective value is and
+    /// where it came from (`casebridge config`).
+    pub fn explain(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<effective::Explained, ConfigError> {
+        let file = match file {
+            Some(path) => Some(path.to_path_buf()),
+            None if Path::new("casebridge.toml").exists() => Some(PathBuf::from("casebridge.toml")),
+            None => None,
         };
-        Config::from_parts(file_settings, env)
+        let (file_settings, file_keys) = match &file {
+            Some(path) => read_file(path)?,
+            None => Default::default(),
+        };
+        let config = Config::from_parts(file_settings, &env)?;
+        let settings = effective::settings(&config, &file_keys, &env);
+        Ok(effective::Explained {
+            config,
+            file,
+            settings,
+        })
     }
 
     /// The settings from `f` and the environment, each checked; one
@@ -675,7 +695,7 @@ fn retention<E: Fn(&str) -> Option<String>>(
 
 /// The example configuration: every setting, its variable, default and
 /// meaning (a test keeps it complete and valid).
-const EXAMPLE: &str = include_str!("../../../casebridge.example.toml");
+const EXAMPLE: &str = include_str!("../../../../casebridge.example.toml");
 
 /// Every setting, for `serve --help`: its environment variable (or TOML
 /// key, the variable's name without `CASEBRIDGE_`, lower case), what it
@@ -710,10 +730,29 @@ pub fn settings_help() -> String {
     out
 }
 
-fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The file's settings, and the keys it sets.
+fn read_file(path: &Path) -> Result<(FileSettings, BTreeSet<String>), ConfigError> {
     let setting = format!("config file {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| err(&setting, e.to_string()))?;
-    toml::from_str(&text).map_err(|e| err(&setting, e.to_string()))
+    let settings = toml::from_str(&text).map_err(|e| err(&setting, e.to_string()))?;
+    let keys = text
+        .parse::<toml::Table>()
+        .map_err(|e| err(&setting, e.to_string()))?
+        .keys()
+        .cloned()
+        .collect();
+    Ok((settings, keys))
 }
 
 fn parse_net(s: &str) -> Result<IpNet, ConfigError> {
@@ -786,7 +825,7 @@ mod tests {
     /// setting is added), and each names its environment variable.
     #[test]
     fn the_example_file_documents_every_setting_validly() {
-        let example = include_str!("../../../casebridge.example.toml");
+        let example = include_str!("../../../../casebridge.example.toml");
         let settings: Vec<&str> = example
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
