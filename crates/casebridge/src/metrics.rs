@@ -1,6 +1,7 @@
 //! Prometheus metrics at `GET /metrics`: events received, jobs by state,
 //! sync job outcomes and durations, Creatio writes per request (batch
-//! sizes), and queue lag (from an event's arrival to its job starting).
+//! sizes), queue lag (from an event's arrival to its job starting), HTTP
+//! requests, connections by status, and the process (CPU, memory, files).
 //!
 //! One recorder per process (the `metrics` facade is global); every service
 //! started in the process reports into it.
@@ -11,6 +12,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const EVENTS_RECEIVED: &str = "casebridge_events_received_total";
 pub const JOBS: &str = "casebridge_jobs";
+pub const CONNECTIONS: &str = "casebridge_connections";
 pub const JOB_RUNS: &str = "casebridge_sync_job_runs_total";
 pub const JOB_SECONDS: &str = "casebridge_sync_job_duration_seconds";
 pub const QUEUE_LAG_SECONDS: &str = "casebridge_sync_queue_lag_seconds";
@@ -61,6 +63,7 @@ pub fn handle() -> &'static PrometheusHandle {
         // program's own): then ours renders what it has, nothing is lost.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        process().describe();
         metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
             .set(1.0);
         handle
@@ -81,6 +84,10 @@ fn describe() {
         "Events received on POST /v1/events, by outcome (accepted, duplicate)."
     );
     metrics::describe_gauge!(JOBS, "Sync jobs in the database, by state.");
+    metrics::describe_gauge!(
+        CONNECTIONS,
+        "Orgs' Creatio connections, by status (active, needs_attention, disconnected)."
+    );
     metrics::describe_counter!(
         JOB_RUNS,
         "Sync job runs, by kind and outcome (done, retry, paused, dead)."
@@ -179,6 +186,15 @@ pub async fn render(refresh: impl std::future::Future<Output = ()>) -> String {
             *refreshed = Some(std::time::Instant::now());
         }
     }
+    process().collect();
     h.run_upkeep();
     h.render()
+}
+
+/// The process metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, `process_max_fds`,
+/// `process_threads`, …), read from `/proc` at each scrape.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
 }

@@ -41,7 +41,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl axum::response::Into
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(crate::sync::worker::report_job_gauges(&state.app.db)).await,
+        crate::metrics::render(crate::sync::worker::report_stored_gauges(&state.app.db)).await,
     )
 }
 

@@ -193,17 +193,26 @@ async fn run_job(ctx: &mut Context<'_>, job: &Job) -> Result<bool, JobError> {
     }
 }
 
-/// Sets the `casebridge_jobs{state}` gauges from the jobs table (for
-/// [`crate::metrics::render`], which calls it at most every few seconds).
-pub async fn report_job_gauges(db: &crate::storage::Db) {
+/// Sets the gauges read from the database, `casebridge_jobs{state}` and
+/// `casebridge_connections{status}` (for [`crate::metrics::render`], which
+/// calls it at most every few seconds).
+pub async fn report_stored_gauges(db: &crate::storage::Db) {
     if let Ok(counts) = jobs::job_counts_by_state(db).await {
         for state in ["pending", "running", "done", "dead", "cancelled"] {
-            let n = counts
-                .iter()
-                .find(|(s, _)| s == state)
-                .map(|(_, n)| *n)
-                .unwrap_or(0);
-            metrics::gauge!(crate::metrics::JOBS, "state" => state).set(n as f64);
+            metrics::gauge!(crate::metrics::JOBS, "state" => state).set(count_of(&counts, state));
         }
     }
+    if let Ok(counts) = crate::storage::connections::count_by_status(db).await {
+        for status in ["active", "needs_attention", "disconnected"] {
+            metrics::gauge!(crate::metrics::CONNECTIONS, "status" => status)
+                .set(count_of(&counts, status));
+        }
+    }
+}
+
+fn count_of(counts: &[(String, i64)], key: &str) -> f64 {
+    counts
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or(0.0, |(_, n)| *n as f64)
 }

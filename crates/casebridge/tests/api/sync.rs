@@ -1091,6 +1091,11 @@ async fn metrics_count_events_and_jobs(backend: Backend) {
         "casebridge_sync_job_runs_total{kind=\"message\",outcome=\"done\"}",
         "casebridge_sync_queue_lag_seconds_bucket",
         "casebridge_creatio_write_requests_total",
+        "casebridge_connections{status=\"active\"}",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_cpu_seconds_total",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
