@@ -41,11 +41,18 @@ fn git_commit() -> Option<String> {
         let common = Path::new(&common);
         files.push(common.join("packed-refs"));
         if let Some(branch) = git(&["rev-parse", "--symbolic-full-name", "HEAD"]) {
-            files.push(common.join(branch));
+            let branch = common.join(branch);
+            // A branch only in packed-refs gets its own file at its next
+            // commit: watch its folder (Cargo scans a watched folder's
+            // files) until it has one.
+            match branch.parent() {
+                Some(folder) if !branch.is_file() => files.push(folder.to_path_buf()),
+                _ => files.push(branch),
+            }
         }
     }
     for file in files {
-        if file.is_file() {
+        if file.exists() {
             println!("cargo:rerun-if-changed={}", file.display());
         }
     }
