@@ -26,7 +26,7 @@ fn event(run: &str, conv: u64, i: u64) -> Value {
         "id": format!("{run}-{conv}-{i}"), "type": "message.created",
         "conversation": {"id": format!("{run}-{conv}"), "channel": "web",
                          "contact": {"name": format!("Customer {conv}"), "email": format!("c{conv}@bench.example.com")}},
-        "message": {"id": format!("m{i}"), "role": if i % 2 == 0 { "customer" } else { "ai" }, "text": format!("benchmark message {i}")}
+        "message": {"id": format!("m{i}"), "role": if i.is_multiple_of(2) { "customer" } else { "ai" }, "text": format!("benchmark message {i}")}
     })
 }
 

@@ -5,6 +5,7 @@
 //! - `emulator`: run the local Creatio emulator (tests, demos, exploration).
 //! - `demo`: the whole story on loopback, every step verified.
 //! - `config`: the effective configuration, where each value came from.
+//! - `ready`: ask a running service's /readyz (container health checks).
 //! - `migrate`: bring the database's schema up to this version, no serving.
 //! - `backup` / `restore`: SQLite's database and key, online.
 //!
@@ -50,6 +51,9 @@ enum Command {
     /// would use it, where it came from (file, env, default), secrets
     /// masked; exits 1 naming the setting when the configuration is invalid.
     Config(ServeArgs),
+    /// Ask a running service's /readyz (a container's HEALTHCHECK); exits 0
+    /// when it answers 200, 1 otherwise, saying why.
+    Ready(ReadyArgs),
     /// Apply the database migrations this version brings, then exit
     /// (`serve` applies them too; this runs them as their own step).
     Migrate(ServeArgs),
@@ -65,6 +69,18 @@ enum Command {
 struct BackupArgs {
     /// The backup file (its key is FILE.key beside it).
     file: std::path::PathBuf,
+    /// TOML configuration file, as for serve.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReadyArgs {
+    /// The service's base URL. Default: http:// and the listen address of
+    /// the configuration (--config, CASEBRIDGE_LISTEN), an unspecified
+    /// address (0.0.0.0, [::]) as loopback.
+    #[arg(long)]
+    url: Option<String>,
     /// TOML configuration file, as for serve.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
@@ -228,6 +244,43 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await?;
     tracing::info!("Shutting down: finishing requests in flight.");
     running.shutdown().await
+}
+
+async fn run_ready(args: ReadyArgs) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    let base = match args.url {
+        Some(url) => url,
+        None => {
+            let mut addr = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(match addr {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{addr}")
+        }
+    };
+    let url = format!("{}/readyz", base.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    match client.get(&url).send().await {
+        Ok(answer) if answer.status().is_success() => {
+            println!("ready: {url}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(answer) => {
+            let status = answer.status();
+            let body = answer.text().await.unwrap_or_default();
+            eprintln!("not ready: {url} answered {status}: {body}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("not ready: {url}: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn run_migrate(args: ServeArgs) -> anyhow::Result<()> {
@@ -422,6 +475,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             print!("{}", explained.render());
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Ready(args) => run_ready(args).await,
         Command::Migrate(args) => {
             init_logging("warn", LogFormat::Text);
             run_migrate(args)

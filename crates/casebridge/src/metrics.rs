@@ -64,6 +64,11 @@ pub fn handle() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         describe();
         process().describe();
+        // Counters without labels exist from the start, at 0, so that a
+        // dashboard's rate() has a series before the first event.
+        for counter in [HTTP_CONNECTIONS_EVICTED, HTTP_CONNECTIONS_REFUSED] {
+            metrics::counter!(counter).increment(0);
+        }
         metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => crate::COMMIT)
             .set(1.0);
         handle

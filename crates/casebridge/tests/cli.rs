@@ -205,6 +205,37 @@ fn config_prints_the_effective_settings_masked_and_refuses_invalid_ones() {
     assert!(stderr.contains("CASEBRIDGE_WORKERS"), "{stderr}");
 }
 
+#[tokio::test]
+async fn ready_exits_zero_only_while_the_service_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (running, _, addr) = tokio::task::spawn_blocking(move || start_serve(&path))
+        .await
+        .unwrap();
+    let ready = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_casebridge"))
+            .args(["ready", "--url", &url])
+            .output()
+            .expect("the binary starts")
+    };
+    let url = format!("http://{addr}");
+    let up = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || ready(url)
+    })
+    .await
+    .unwrap();
+    assert!(up.status.success(), "{up:?}");
+    assert!(String::from_utf8_lossy(&up.stdout).contains("ready: "));
+    drop(running);
+    let down = tokio::task::spawn_blocking(move || ready(url))
+        .await
+        .unwrap();
+    assert!(!down.status.success());
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(stderr.contains("not ready: http://"), "{stderr}");
+}
+
 /// Runs the binary to completion off the async runtime.
 async fn run(args: Vec<String>, env_remove: &[&str]) -> std::process::Output {
     let removed: Vec<String> = env_remove.iter().map(|s| s.to_string()).collect();

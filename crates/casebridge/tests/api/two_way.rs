@@ -358,7 +358,57 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
         text.contains("casebridge_delivery_attempts_total"),
         "{text}"
     );
+    every_metric_the_dashboard_and_alerts_name_exists(&text);
     app.finish().await;
+}
+
+/// Every metric that `deploy/grafana/casebridge.json`'s panels and
+/// `deploy/prometheus/alerts.yaml`'s rules query is in `/metrics` after
+/// the whole two-way story (a histogram by its `_bucket` series).
+fn every_metric_the_dashboard_and_alerts_name_exists(metrics: &str) {
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let names = regex::Regex::new(r"\b(?:casebridge|process)_[a-z_]+\b").unwrap();
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../../deploy/grafana/casebridge.json"))
+            .expect("the dashboard is JSON");
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let title = format!("dashboard panel {:?}", panel["title"]);
+            queries.push((title, target["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    let panels_with_queries = queries.len();
+    assert!(panels_with_queries > 20, "{panels_with_queries} queries");
+    let alerts = include_str!("../../../../deploy/prometheus/alerts.yaml");
+    let mut alert = String::new();
+    for line in alerts.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            alert = name.to_string();
+        } else if !line.trim_start().starts_with('#') && !alert.is_empty() {
+            queries.push((format!("alert {alert}"), line.to_string()));
+        }
+    }
+    assert!(
+        queries.len() > panels_with_queries + 8,
+        "no alert rule read"
+    );
+    let mut checked = std::collections::BTreeSet::new();
+    for (origin, query) in &queries {
+        for name in names.find_iter(query) {
+            let name = name.as_str();
+            assert!(
+                exported.contains(name),
+                "{origin} queries {name}, which /metrics does not have:\n{metrics}"
+            );
+            checked.insert(name);
+        }
+    }
+    assert!(checked.len() >= 20, "only {checked:?}");
 }
 
 async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Backend) {
