@@ -237,3 +237,22 @@ mod tests {
         assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
     }
 }
+
+tokio::task_local! {
+    /// The id of the request whose work the current task does.
+    static REQUEST_ID: Option<String>;
+}
+
+/// The id of the HTTP request (`x-request-id`) whose work is being done:
+/// set by the API for each request, and by the workers for a job the
+/// request queued, so that what that work queues in turn (a job, a
+/// delivery) records the same id without every function in between
+/// passing it on. `None` outside such work.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok().flatten()
+}
+
+/// Runs `work` as the work of request `id` (see [`current_request_id`]).
+pub async fn with_request_id<F: std::future::Future>(id: Option<String>, work: F) -> F::Output {
+    REQUEST_ID.scope(id, work).await
+}

@@ -3,7 +3,9 @@
 //! Every request gets an id: the caller's `x-request-id` when it is a
 //! usable one (1 to 128 visible ASCII characters), else a new one. The id
 //! goes back on the answer's `x-request-id`, and every log line written
-//! while the request is served carries it (a `request` span). When the
+//! while the request is served carries it (a `request` span), and so do the
+//! jobs and deliveries it queues ([`crate::domain::current_request_id`]):
+//! a job's log lines and a delivery's `x-request-id` header. When the
 //! answer is sent, one access line records the method, the route template
 //! (`/webhooks/creatio/{token}`, never the path itself, which holds the
 //! webhook token and ids), the status, the time taken and the id; the same
@@ -49,7 +51,9 @@ pub async fn request_id_and_access_log(mut request: Request, next: Next) -> Resp
         request.headers_mut().insert(REQUEST_ID.clone(), value);
     }
     let span = tracing::info_span!("request", request_id = %id);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = crate::domain::with_request_id(Some(id.clone()), next.run(request))
+        .instrument(span.clone())
+        .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }

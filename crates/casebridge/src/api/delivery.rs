@@ -99,6 +99,8 @@ pub struct DeliveryOut {
     pub created_at: String,
     pub updated_at: String,
     pub delivered_at: Option<String>,
+    /// The request whose work queued it (`x-request-id`, sent on with it).
+    pub request_id: Option<String>,
 }
 
 impl From<&Delivery> for DeliveryOut {
@@ -116,6 +118,7 @@ impl From<&Delivery> for DeliveryOut {
             created_at: rfc3339(d.created_at),
             updated_at: rfc3339(d.updated_at),
             delivered_at: d.delivered_at.map(rfc3339),
+            request_id: d.request_id.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{secret_context, signature, Schedule, Verdict};
 use crate::app::App;
@@ -63,7 +64,18 @@ pub fn spawn(
                     }
                     let lease = schedule.lease.as_millis() as i64;
                     match deliveries::claim_next(&services.db, lease).await {
-                        Ok(Some(d)) => attempt(&services, &schedule, d).await,
+                        Ok(Some(d)) => {
+                            // Its log lines carry the request that caused it.
+                            let span = tracing::info_span!(
+                                "delivery",
+                                id = %d.id,
+                                request_id = tracing::field::Empty
+                            );
+                            if let Some(id) = &d.request_id {
+                                span.record("request_id", id.as_str());
+                            }
+                            attempt(&services, &schedule, d).instrument(span).await
+                        }
                         Ok(None) => {
                             tokio::select! {
                                 _ = services.db.deliveries_queued() => {}
@@ -285,7 +297,7 @@ async fn post(
         Ok(s) => s,
         Err(e) => return Answer::unsendable(format!("could not sign the delivery: {e}")),
     };
-    let sent = services
+    let mut request = services
         .http
         .post(url)
         .timeout(schedule.timeout)
@@ -295,10 +307,13 @@ async fn post(
             standardwebhooks::HEADER_WEBHOOK_TIMESTAMP,
             timestamp.to_string(),
         )
-        .header(standardwebhooks::HEADER_WEBHOOK_SIGNATURE, signature)
-        .body(d.payload.clone())
-        .send()
-        .await;
+        .header(standardwebhooks::HEADER_WEBHOOK_SIGNATURE, signature);
+    // The request whose work this delivery reports, for the receiver's
+    // logs to meet casebridge's.
+    if let Some(id) = &d.request_id {
+        request = request.header("x-request-id", id);
+    }
+    let sent = request.body(d.payload.clone()).send().await;
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();

@@ -134,8 +134,8 @@ pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<Str
     let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let done = sqlx::query(
         "INSERT INTO deliveries (id, org_id, conversation_id, seq, dedupe_key, event_type, payload, state, \
-         attempts, next_attempt_at, created_at, updated_at) \
-         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, 'pending', 0, $7, $7, $7 \
+         attempts, next_attempt_at, created_at, updated_at, request_id) \
+         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, 'pending', 0, $7, $7, $7, $8 \
          FROM deliveries WHERE org_id = $2 AND conversation_id = $3 \
          ON CONFLICT (org_id, dedupe_key) DO NOTHING",
     )
@@ -146,6 +146,7 @@ pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<Str
     .bind(d.event_type)
     .bind(d.payload)
     .bind(now)
+    .bind(crate::domain::current_request_id())
     .execute(&mut **tx)
     .await?;
     let queued = done.rows_affected() == 1;
@@ -177,10 +178,12 @@ pub struct Delivery {
     pub created_at: i64,
     pub updated_at: i64,
     pub delivered_at: Option<i64>,
+    /// The request whose work queued it (sent as `x-request-id`), if any.
+    pub request_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
-    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
+    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, request_id";
 
 fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
     Ok(Delivery {
@@ -198,6 +201,7 @@ fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         delivered_at: r.try_get("delivered_at")?,
+        request_id: r.try_get("request_id")?,
     })
 }
 

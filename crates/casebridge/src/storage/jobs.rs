@@ -37,11 +37,12 @@ async fn insert_jobs_due(
     due: i64,
 ) -> Result<()> {
     let now = now_ms();
+    let request_id = crate::domain::current_request_id();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at) \
+            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at, request_id) \
              VALUES {}",
-            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", chunk.len(), 1)
+            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
         let mut q = super::rows_query(&sql, chunk.len());
@@ -55,7 +56,8 @@ async fn insert_jobs_due(
                 .bind(j.kind.as_str())
                 .bind(j.payload.as_str())
                 .bind(now)
-                .bind(now);
+                .bind(now)
+                .bind(request_id.as_deref());
         }
         q.execute(&mut **tx).await?;
     }
@@ -100,6 +102,8 @@ pub struct Job {
     pub payload: String,
     pub attempts: i64,
     pub created_at: i64,
+    /// The request that queued it (`x-request-id`), if one did.
+    pub request_id: Option<String>,
 }
 
 /// Claims up to `limit` runnable jobs, each the first unfinished job of its
@@ -125,6 +129,7 @@ pub async fn claim_batch(
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
+                request_id: r.try_get("request_id")?,
             })
         })
         .collect::<Result<_>>()?;

@@ -84,6 +84,16 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec
         // Not connected now, or the store failed: the per-job path says so.
         Err(_) => return jobs,
     };
+    for job in &jobs {
+        // A round does many requests' work at once: one line per job names
+        // the request that queued it.
+        tracing::debug!(
+            job = %job.id,
+            conversation = %job.conversation_id,
+            request_id = job.request_id.as_deref().unwrap_or("none"),
+            "Running the job in a round."
+        );
+    }
     let ids: Vec<&ConversationId> = jobs.iter().map(|j| &j.conversation_id).collect();
     let read = async {
         let conversations = conversations::conversations_among(&services.db, org_id, &ids).await?;
@@ -390,14 +400,15 @@ async fn record(
     if announce {
         for w in writes {
             if let Some((case_id, number)) = &w.case {
-                deliver::queue_case_linked(
+                // Queued as the work of the request that queued the job.
+                let queue = deliver::queue_case_linked(
                     &mut tx,
                     org_id,
                     &w.job.conversation_id,
                     case_id,
                     number.as_deref(),
-                )
-                .await?;
+                );
+                crate::domain::with_request_id(w.job.request_id.clone(), queue).await?;
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 use super::context::{org_client, timeline, Context, JobError, Services};
 use super::events::JobPayload;
@@ -117,11 +118,29 @@ async fn claim_loop(
     while alone.join_next().await.is_some() {}
 }
 
+/// Runs a job as the work of the request that queued it: its log lines
+/// carry the request's id (a `job` span), and what it queues records it.
 async fn run_one(services: &Services, policy: &Policy, job: Job) {
-    let started = std::time::Instant::now();
-    let outcome = prepare_and_run(services, &job).await;
-    metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
-    settle(services, policy, &job, outcome).await;
+    let span = tracing::info_span!(
+        "job",
+        id = %job.id,
+        kind = job.kind.as_str(),
+        request_id = tracing::field::Empty
+    );
+    if let Some(id) = &job.request_id {
+        span.record("request_id", id.as_str());
+    }
+    let request_id = job.request_id.clone();
+    let run = async {
+        tracing::debug!(conversation = %job.conversation_id, attempt = job.attempts, "Running the job.");
+        let started = std::time::Instant::now();
+        let outcome = prepare_and_run(services, &job).await;
+        metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
+        settle(services, policy, &job, outcome).await;
+    };
+    crate::domain::with_request_id(request_id, run)
+        .instrument(span)
+        .await;
 }
 
 async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobError> {

@@ -11,7 +11,7 @@ use creatio::ids::case_status;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, Org, TestApp};
+use crate::helpers::{logs, Backend, Org, TestApp};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -22,6 +22,7 @@ on_both_backends!(
     gone_disables_the_endpoint_and_dead_letters_replay,
     a_technical_user_without_a_contact_gets_no_echo,
     an_agent_reply_is_visible_only_with_view_any_data,
+    a_request_id_follows_its_jobs_into_the_deliveries,
 );
 
 #[tokio::test]
@@ -409,6 +410,60 @@ fn every_metric_the_dashboard_and_alerts_name_exists(metrics: &str) {
         }
     }
     assert!(checked.len() >= 20, "only {checked:?}");
+}
+
+/// A request's id goes with the work it caused: the events request's to
+/// the jobs it queued (their log lines) and to the `case.linked` delivery
+/// they queued (its `x-request-id`); Creatio's webhook call's to the reply
+/// check it queued and to the `agent.reply` that check found.
+async fn a_request_id_follows_its_jobs_into_the_deliveries(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, false).await;
+    let rid = format!("events-{}", uuid::Uuid::new_v4().simple());
+    let (status, body) = app
+        .call_with_request_id(
+            Method::POST,
+            "/v1/events",
+            &org.key,
+            json!([customer("e1", "c1", "My router is broken.")]),
+            &rid,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let linked = receiver.first("case.linked").await;
+    assert_eq!(linked.header("x-request-id"), rid);
+    let log = deliveries_settled(&app, &org).await;
+    let linked_out = log.iter().find(|d| d["type"] == "case.linked").unwrap();
+    assert_eq!(linked_out["request_id"], rid.as_str(), "{linked_out}");
+    // The job's own log line carries the id.
+    let job_line = logs()
+        .lines()
+        .any(|l| l.contains("Running the job") && l.contains(&rid));
+    assert!(job_line, "no log line of the request's job names {rid}");
+
+    // An agent replies: Creatio's process calls the webhook (the id is
+    // casebridge's own, as Creatio sends none), whose reply check finds
+    // the reply; the delivery carries the webhook request's id.
+    let conv = app.settled(&org.key, "c1").await;
+    let case_id = conv["case"]["id"].as_str().unwrap().to_string();
+    calls_settled(&app, &org, "c1", 1).await;
+    app.emulator_op(
+        Method::POST,
+        "agent-reply",
+        Some(json!({"case_id": case_id, "text": "Unplug it and wait."})),
+    )
+    .await;
+    let reply = receiver.first("agent.reply").await;
+    let reply_rid = reply.header("x-request-id");
+    assert_ne!(reply_rid, rid);
+    let access = logs()
+        .lines()
+        .any(|l| l.contains("POST /webhooks/creatio/{token} 20") && l.contains(&reply_rid));
+    assert!(
+        access,
+        "no webhook call with request id {reply_rid} in the access log"
+    );
+    app.finish().await;
 }
 
 async fn the_minimal_body_works_and_a_repeated_webhook_delivers_once(backend: Backend) {
