@@ -119,12 +119,7 @@ pub async fn get(db: &Db, org_id: &OrgId) -> Result<Option<Connection>> {
 /// Connections by status (`active`, `needs_attention`, `disconnected`),
 /// for the `casebridge_connections{status}` gauge.
 pub async fn count_by_status(db: &Db) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM creatio_connections GROUP BY status")
-        .fetch_all(db.pool())
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
-        .collect()
+    super::count_by(db, "creatio_connections", "status").await
 }
 
 /// Inserts or replaces the org's connection (Test & Save, PATCH).

@@ -203,12 +203,7 @@ pub async fn cancel_pending_jobs(tx: &mut WriteTx, org_id: &OrgId) -> Result<u64
 
 /// All jobs by state (for metrics).
 pub async fn job_counts_by_state(db: &Db) -> Result<Vec<(String, i64)>> {
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        .fetch_all(db.pool())
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
-        .collect()
+    super::count_by(db, "jobs", "state").await
 }
 
 /// What [`queue_check`] did.

@@ -403,6 +403,24 @@ pub fn known_schema_version() -> i64 {
 }
 
 /// The migrations this casebridge applies: version and description.
+/// Rows of `table` counted by the values of `column` (for gauges); both
+/// are the caller's constants, never input.
+pub(crate) async fn count_by(
+    db: &Db,
+    table: &'static str,
+    column: &'static str,
+) -> Result<Vec<(String, i64)>> {
+    use sqlx::Row;
+    let rows = sqlx::query(&format!(
+        "SELECT {column} AS k, COUNT(*) AS n FROM {table} GROUP BY {column}"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+        .collect()
+}
+
 pub fn known_migrations() -> Vec<(i64, String)> {
     MIGRATOR
         .iter()
