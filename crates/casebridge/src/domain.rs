@@ -238,21 +238,34 @@ mod tests {
     }
 }
 
+/// The request whose work the current task does: its id
+/// (`x-request-id`) and its trace context (a W3C `traceparent`, when
+/// traces are on). Set by the API for each request, and by the workers
+/// for a job or delivery the request caused, so that what that work
+/// queues in turn records the same cause without every function in
+/// between passing it on.
+#[derive(Debug, Clone, Default)]
+pub struct Cause {
+    pub request_id: Option<String>,
+    /// The span the queued work's span becomes a child of.
+    pub traceparent: Option<String>,
+}
+
 tokio::task_local! {
-    /// The id of the request whose work the current task does.
-    static REQUEST_ID: Option<String>;
+    static CAUSE: Cause;
 }
 
-/// The id of the HTTP request (`x-request-id`) whose work is being done:
-/// set by the API for each request, and by the workers for a job the
-/// request queued, so that what that work queues in turn (a job, a
-/// delivery) records the same id without every function in between
-/// passing it on. `None` outside such work.
+/// The cause of the work being done (empty outside such work).
+pub fn current_cause() -> Cause {
+    CAUSE.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The id of the request whose work is being done (see [`Cause`]).
 pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok().flatten()
+    current_cause().request_id
 }
 
-/// Runs `work` as the work of request `id` (see [`current_request_id`]).
-pub async fn with_request_id<F: std::future::Future>(id: Option<String>, work: F) -> F::Output {
-    REQUEST_ID.scope(id, work).await
+/// Runs `work` as work `cause` caused.
+pub async fn with_cause<F: std::future::Future>(cause: Cause, work: F) -> F::Output {
+    CAUSE.scope(cause, work).await
 }

@@ -81,4 +81,5 @@ pub mod secrets;
 pub mod server;
 pub mod storage;
 pub mod sync;
+pub mod telemetry;
 pub mod webhook;

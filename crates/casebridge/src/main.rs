@@ -20,6 +20,8 @@ use casebridge::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use creatio_emulator::identity::MAX_TOKEN_LIFETIME;
 use creatio_emulator::{ClientConfig, Emulator, EmulatorConfig};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Parser)]
 #[command(
@@ -202,7 +204,17 @@ const RESET_HINT: &str = "To choose your own, or to replace a lost one: set CASE
 
 async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    init_logging(&config.log, config.log_format);
+    // The exporter's blocking HTTP client is made and dropped off the
+    // async runtime (reqwest's blocking client may not be dropped on it).
+    let traces = match config.otlp_endpoint.clone() {
+        Some(endpoint) => Some(
+            tokio::task::spawn_blocking(move || casebridge::telemetry::Traces::start(&endpoint))
+                .await?
+                .map_err(|e| anyhow::anyhow!("CASEBRIDGE_OTLP_ENDPOINT: {e}"))?,
+        ),
+        None => None,
+    };
+    init_logging_and_traces(&config.log, config.log_format, traces.as_ref());
     let json = config.log_format == LogFormat::Json;
     let running = casebridge::server::start(config).await?;
     if let Some(token) = &running.generated_admin_token {
@@ -243,7 +255,11 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     shutdown_signal().await?;
     tracing::info!("Shutting down: finishing requests in flight.");
-    running.shutdown().await
+    let stopped = running.shutdown().await;
+    if let Some(traces) = traces {
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
+    stopped
 }
 
 async fn run_ready(args: ReadyArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -415,16 +431,38 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 /// Logs to stdout: JSON lines, or text with colours only when stdout is a
 /// terminal (a log file or journal gets no escape codes).
 fn init_logging(filter: &str, format: LogFormat) {
+    init_logging_and_traces(filter, format, None);
+}
+
+/// Logs to stdout through `filter`; with `traces`, casebridge's and the
+/// Creatio client's spans (info and up) also go to the OTLP exporter,
+/// whatever the log filter says.
+fn init_logging_and_traces(
+    filter: &str,
+    format: LogFormat,
+    traces: Option<&casebridge::telemetry::Traces>,
+) {
     use std::io::IsTerminal;
+    use tracing_subscriber::{filter::Targets, Layer, Registry};
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder
+    let log = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stdout().is_terminal())
-            .try_init(),
+            .boxed(),
     };
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
+        vec![log.with_filter(filter).boxed()];
+    if let Some(traces) = traces {
+        let ours = Targets::new()
+            .with_target("casebridge", tracing::Level::INFO)
+            .with_target("creatio", tracing::Level::INFO);
+        layers.push(traces.layer().with_filter(ours).boxed());
+    }
+    let _ = tracing_subscriber::Registry::default()
+        .with(layers)
+        .try_init();
 }
 
 /// A line `serve` prints whatever the log level (its address, a generated

@@ -914,3 +914,157 @@ async fn json_log_mode_prints_only_json_and_text_logs_to_a_pipe_have_no_colour()
     assert!(text.contains("casebridge is listening."), "{text}");
     assert!(!text.contains('\u{1b}'), "no colour codes: {text:?}");
 }
+
+/// What an in-test OTLP/HTTP collector received, decoded.
+type Spans = std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>;
+
+/// An OTLP/HTTP collector on loopback: decodes each protobuf export of
+/// `/v1/traces` and keeps its spans.
+async fn otlp_collector() -> (String, Spans) {
+    use axum::body::Bytes;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use prost::Message;
+    let spans: Spans = Default::default();
+    let kept = spans.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: Bytes| {
+            let kept = kept.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        kept.lock().unwrap().extend(scope.spans);
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    ExportTraceServiceResponse::default().encode_to_vec(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, spans)
+}
+
+/// The chat platform's receiver: keeps each delivery's type and headers.
+async fn delivery_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap)>>>,
+) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<(String, axum::http::HeaderMap)>>> =
+        Default::default();
+    let kept = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
+                let kept = kept.clone();
+                async move {
+                    let kind = body["type"].as_str().unwrap_or_default().to_string();
+                    kept.lock().unwrap().push((kind, headers));
+                    StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+/// With `CASEBRIDGE_OTLP_ENDPOINT` set, one event's work is one trace: the
+/// events request's span, the round that did its work (a child, though it
+/// ran later), the Creatio calls beneath the round, and the `case.linked`
+/// delivery, whose span id the receiver gets in `traceparent`.
+#[tokio::test]
+async fn traces_follow_an_event_to_creatio_and_to_the_delivery() {
+    let (collector, spans) = otlp_collector().await;
+    let (hook, deliveries) = delivery_receiver().await;
+    let mut fleet = Fleet::new("sqlite://casebridge.db".into()).await;
+    fleet
+        .env
+        .push(("CASEBRIDGE_OTLP_ENDPOINT".into(), collector.clone()));
+    let (running, base) = fleet.start().await;
+    let key = fleet.org(&base).await;
+    ApiClient::new(&base)
+        .put_delivery(&key, &hook)
+        .await
+        .and_then(|a| a.expect(StatusCode::CREATED))
+        .unwrap_or_else(|e| panic!("{e}"));
+    fleet.send(&base, &key, fleet_events(0, 1, 1)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let linked = loop {
+        let found = deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(kind, _)| kind == "case.linked")
+            .map(|(_, headers)| headers.clone());
+        if let Some(headers) = found {
+            break headers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no case.linked delivery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // SIGTERM: the service exports what it still holds before it exits.
+    let pid = running.0.id().to_string();
+    let mut running = running;
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let exited = tokio::task::spawn_blocking(move || running.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exited.success(), "{exited:?}");
+
+    let spans = spans.lock().unwrap().clone();
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let request = *named("POST /v1/events")
+        .first()
+        .unwrap_or_else(|| panic!("no request span in {names:?}"));
+    let children = |parent: &opentelemetry_proto::tonic::trace::v1::Span| {
+        spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent.span_id && s.trace_id == parent.trace_id)
+            .collect::<Vec<_>>()
+    };
+    let round = *children(request)
+        .iter()
+        .find(|s| s.name == "round")
+        .unwrap_or_else(|| panic!("no round under the request in {names:?}"));
+    let beneath: Vec<&str> = children(round).iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        beneath
+            .iter()
+            .any(|n| n.starts_with("POST /0/odata/") || n.starts_with("POST /0/")),
+        "no Creatio call under the round: {beneath:?}"
+    );
+    let delivery = *children(round)
+        .iter()
+        .find(|s| s.name == "deliver case.linked")
+        .unwrap_or_else(|| panic!("no delivery under the round: {beneath:?}"));
+    let traceparent = linked
+        .get("traceparent")
+        .expect("the delivery carries a traceparent")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        traceparent,
+        format!(
+            "00-{}-{}-01",
+            hex(&delivery.trace_id),
+            hex(&delivery.span_id)
+        )
+    );
+}

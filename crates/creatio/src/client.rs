@@ -13,6 +13,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{from_status, transport_reason, Error, Result};
@@ -345,10 +346,30 @@ impl Client {
                     )
                     .body(bytes);
             }
-            let response = request.send().await.map_err(|e| unreachable(url, &e))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let bytes = response.bytes().await.map_err(|e| unreachable(url, &e))?;
+            // One span per request to Creatio (a child of the job's, with
+            // traces on), named by the path: the query may hold a
+            // customer's e-mail address.
+            let path = reqwest::Url::parse(url)
+                .map(|u| span_path(u.path()))
+                .unwrap_or_default();
+            let span = tracing::info_span!(
+                "creatio",
+                otel.name = %format!("{method} {path}"),
+                otel.kind = "client",
+                http.request.method = %method,
+                url.path = %path,
+                http.response.status_code = tracing::field::Empty,
+            );
+            let (status, headers, bytes) = async {
+                let response = request.send().await.map_err(|e| unreachable(url, &e))?;
+                let status = response.status().as_u16();
+                tracing::Span::current().record("http.response.status_code", status);
+                let headers = response.headers().clone();
+                let bytes = response.bytes().await.map_err(|e| unreachable(url, &e))?;
+                Ok::<_, Error>((status, headers, bytes))
+            }
+            .instrument(span)
+            .await?;
             if (200..300).contains(&status) {
                 return Ok(Answer {
                     status,
@@ -389,6 +410,17 @@ impl Client {
             Ok(r) => r.status().is_success(),
             Err(_) => false,
         }
+    }
+}
+
+/// A request's path as a span names it: a record's key in parentheses
+/// becomes `({id})`, so that spans of one kind share one name.
+fn span_path(path: &str) -> String {
+    match (path.find('('), path.rfind(')')) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}({{id}}){}", &path[..open], &path[close + 1..])
+        }
+        _ => path.to_string(),
     }
 }
 
@@ -478,5 +510,23 @@ fn unexpected(answer: &Answer, detail: &str) -> Error {
     Error::UnexpectedResponse {
         status: answer.status,
         detail: format!("{detail} ({content_type})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span_path;
+
+    #[test]
+    fn span_names_hide_record_keys() {
+        assert_eq!(
+            span_path("/0/odata/Case(82760f65-067e-501e-b153-bd58f0186717)"),
+            "/0/odata/Case({id})"
+        );
+        assert_eq!(span_path("/0/odata/$batch"), "/0/odata/$batch");
+        assert_eq!(
+            span_path("/0/odata/Activity(1)/CaseId"),
+            "/0/odata/Activity({id})/CaseId"
+        );
     }
 }

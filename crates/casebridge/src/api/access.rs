@@ -4,7 +4,7 @@
 //! usable one (1 to 128 visible ASCII characters), else a new one. The id
 //! goes back on the answer's `x-request-id`, and every log line written
 //! while the request is served carries it (a `request` span), and so do the
-//! jobs and deliveries it queues ([`crate::domain::current_request_id`]):
+//! jobs and deliveries it queues ([`crate::domain::Cause`]):
 //! a job's log lines and a delivery's `x-request-id` header. When the
 //! answer is sent, one access line records the method, the route template
 //! (`/webhooks/creatio/{token}`, never the path itself, which holds the
@@ -50,8 +50,30 @@ pub async fn request_id_and_access_log(mut request: Request, next: Next) -> Resp
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID.clone(), value);
     }
-    let span = tracing::info_span!("request", request_id = %id);
-    let mut response = crate::domain::with_request_id(Some(id.clone()), next.run(request))
+    // With traces on, the request's span: a child of the caller's
+    // `traceparent` when it sent one; named by its route once routing
+    // found it.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        otel.name = %method,
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    crate::telemetry::set_parent(&span, traceparent);
+    // The trace context joins the cause once routing named the span
+    // ([`note_route`]): a span's name is fixed once its context is read.
+    let cause = crate::domain::Cause {
+        request_id: Some(id.clone()),
+        traceparent: None,
+    };
+    let mut response = crate::domain::with_cause(cause, next.run(request))
         .instrument(span.clone())
         .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -65,6 +87,9 @@ pub async fn request_id_and_access_log(mut request: Request, next: Next) -> Resp
         .unwrap_or_else(|| "(no route)".into());
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("http.route", route.as_str());
+    span.record("http.response.status_code", status);
     span.in_scope(|| {
         tracing::info!(target: "casebridge::access", %method, %route, status, latency_ms, "{method} {route} {status}");
     });
@@ -80,13 +105,25 @@ pub async fn request_id_and_access_log(mut request: Request, next: Next) -> Resp
 }
 
 /// Route middleware: leaves the matched route's template where the outer
-/// middleware finds it (routing happens inside it, so it cannot see it).
+/// middleware finds it (routing happens inside it, so it cannot see it),
+/// names the request's span by it, and puts the span's trace context in
+/// the request's cause, for the jobs and deliveries it queues.
 pub async fn note_route(request: Request, next: Next) -> Response {
+    let span = tracing::Span::current();
     if let (Some(path), Some(route)) = (
         request.extensions().get::<MatchedPath>(),
         request.extensions().get::<Route>(),
     ) {
         *route.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.as_str().to_string());
+        span.record(
+            "otel.name",
+            format!("{} {}", request.method(), path.as_str()),
+        );
+        span.record("http.route", path.as_str());
     }
-    next.run(request).await
+    let cause = crate::domain::Cause {
+        traceparent: crate::telemetry::traceparent_of(&span),
+        ..crate::domain::current_cause()
+    };
+    crate::domain::with_cause(cause, next.run(request)).await
 }

@@ -199,6 +199,13 @@ fn values(c: &Config) -> Vec<(&'static str, String)> {
             }
             .into(),
         ),
+        (
+            "otlp_endpoint",
+            optional(
+                c.otlp_endpoint.as_deref().map(redact_url),
+                "none (traces off)",
+            ),
+        ),
     ]
 }
 

@@ -51,6 +51,7 @@ struct FileSettings {
     retain_dead_jobs: Option<String>,
     purge_interval: Option<String>,
     purge_batch: Option<u64>,
+    otlp_endpoint: Option<String>,
 }
 
 /// A list in the file: an array of strings, or one string whose items are
@@ -132,6 +133,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How long each kind of data is kept, and the purge's pace.
     pub retention: crate::retention::Settings,
+    /// The OTLP/HTTP collector traces go to; `None`: traces off.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Who fills AI fields (`CASEBRIDGE_AI_*`).
@@ -233,6 +236,7 @@ impl Config {
             http: Default::default(),
             metrics_listen: None,
             retention: Default::default(),
+            otlp_endpoint: None,
         }
     }
 
@@ -285,6 +289,7 @@ impl Config {
         let delivery = delivery(&src, &mut f)?;
         let http = limits(&src, &mut f)?;
         let retention = retention(&src, &mut f)?;
+        let otlp_endpoint = otlp_endpoint(&src, &mut f)?;
         Ok(Config {
             listen,
             public_url,
@@ -302,6 +307,7 @@ impl Config {
             http,
             metrics_listen,
             retention,
+            otlp_endpoint,
         })
     }
 }
@@ -693,6 +699,30 @@ fn retention<E: Fn(&str) -> Option<String>>(
     })
 }
 
+/// Where traces go, if anywhere: an http(s) URL, the collector's base
+/// (`/v1/traces` is added) or its traces URL.
+fn otlp_endpoint<E: Fn(&str) -> Option<String>>(
+    src: &Source<E>,
+    f: &mut FileSettings,
+) -> Result<Option<String>, ConfigError> {
+    let Some(url) = src.pick("OTLP_ENDPOINT", f.otlp_endpoint.take()) else {
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(&url).map_err(|e| {
+        err(
+            "CASEBRIDGE_OTLP_ENDPOINT",
+            format!("{url:?} is not a URL ({e}); use the collector's OTLP/HTTP address, e.g. http://127.0.0.1:4318"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(err(
+            "CASEBRIDGE_OTLP_ENDPOINT",
+            format!("{url:?} must be an http(s) URL such as http://127.0.0.1:4318 (OTLP over HTTP, not gRPC)"),
+        ));
+    }
+    Ok(Some(url))
+}
+
 /// The example configuration: every setting, its variable, default and
 /// meaning (a test keeps it complete and valid).
 const EXAMPLE: &str = include_str!("../../../../casebridge.example.toml");
@@ -871,6 +901,7 @@ mod tests {
             retain_dead_jobs,
             purge_interval,
             purge_batch,
+            otlp_endpoint,
         } = toml::from_str(&file).unwrap();
         for (key, set) in [
             ("listen", listen.is_some()),
@@ -907,6 +938,7 @@ mod tests {
             ("retain_dead_jobs", retain_dead_jobs.is_some()),
             ("purge_interval", purge_interval.is_some()),
             ("purge_batch", purge_batch.is_some()),
+            ("otlp_endpoint", otlp_endpoint.is_some()),
         ] {
             assert!(set, "{key} is missing from casebridge.example.toml");
             let var = format!("CASEBRIDGE_{}", key.to_uppercase());

@@ -69,11 +69,15 @@ pub fn spawn(
                             let span = tracing::info_span!(
                                 "delivery",
                                 id = %d.id,
-                                request_id = tracing::field::Empty
+                                request_id = tracing::field::Empty,
+                                otel.name = %format!("deliver {}", d.event_type),
+                                otel.kind = "client",
+                                http.response.status_code = tracing::field::Empty,
                             );
                             if let Some(id) = &d.request_id {
                                 span.record("request_id", id.as_str());
                             }
+                            crate::telemetry::set_parent(&span, d.traceparent.as_deref());
                             attempt(&services, &schedule, d).instrument(span).await
                         }
                         Ok(None) => {
@@ -313,10 +317,16 @@ async fn post(
     if let Some(id) = &d.request_id {
         request = request.header("x-request-id", id);
     }
+    // With traces on, the receiver's work joins this delivery's trace.
+    let span = tracing::Span::current();
+    if let Some(traceparent) = crate::telemetry::traceparent_of(&span) {
+        request = request.header("traceparent", traceparent);
+    }
     let sent = request.body(d.payload.clone()).send().await;
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)

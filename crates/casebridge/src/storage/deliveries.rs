@@ -132,10 +132,11 @@ pub struct NewDelivery<'a> {
 pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<String>> {
     let now = now_ms();
     let id = format!("msg_{}", uuid::Uuid::now_v7().simple());
+    let cause = crate::domain::current_cause();
     let done = sqlx::query(
         "INSERT INTO deliveries (id, org_id, conversation_id, seq, dedupe_key, event_type, payload, state, \
-         attempts, next_attempt_at, created_at, updated_at, request_id) \
-         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, 'pending', 0, $7, $7, $7, $8 \
+         attempts, next_attempt_at, created_at, updated_at, request_id, traceparent) \
+         SELECT $1, $2, $3, COALESCE(MAX(seq), 0) + 1, $4, $5, $6, 'pending', 0, $7, $7, $7, $8, $9 \
          FROM deliveries WHERE org_id = $2 AND conversation_id = $3 \
          ON CONFLICT (org_id, dedupe_key) DO NOTHING",
     )
@@ -146,7 +147,8 @@ pub async fn enqueue(tx: &mut WriteTx, d: &NewDelivery<'_>) -> Result<Option<Str
     .bind(d.event_type)
     .bind(d.payload)
     .bind(now)
-    .bind(crate::domain::current_request_id())
+    .bind(cause.request_id)
+    .bind(cause.traceparent)
     .execute(&mut **tx)
     .await?;
     let queued = done.rows_affected() == 1;
@@ -180,10 +182,12 @@ pub struct Delivery {
     pub delivered_at: Option<i64>,
     /// The request whose work queued it (sent as `x-request-id`), if any.
     pub request_id: Option<String>,
+    /// The span that queued it (W3C), with traces on.
+    pub traceparent: Option<String>,
 }
 
 const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
-    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, request_id";
+    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, request_id, traceparent";
 
 fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
     Ok(Delivery {
@@ -202,6 +206,7 @@ fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
         updated_at: r.try_get("updated_at")?,
         delivered_at: r.try_get("delivered_at")?,
         request_id: r.try_get("request_id")?,
+        traceparent: r.try_get("traceparent")?,
     })
 }
 

@@ -37,12 +37,12 @@ async fn insert_jobs_due(
     due: i64,
 ) -> Result<()> {
     let now = now_ms();
-    let request_id = crate::domain::current_request_id();
+    let cause = crate::domain::current_cause();
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at, request_id) \
+            "INSERT INTO jobs (org_id, run_after, id, conversation_id, seq, kind, payload, state, attempts, created_at, updated_at, request_id, traceparent) \
              VALUES {}",
-            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)", chunk.len(), 1)
+            value_rows("(?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)", chunk.len(), 1)
         );
         let sql = for_backend(tx, sql);
         let mut q = super::rows_query(&sql, chunk.len());
@@ -57,7 +57,8 @@ async fn insert_jobs_due(
                 .bind(j.payload.as_str())
                 .bind(now)
                 .bind(now)
-                .bind(request_id.as_deref());
+                .bind(cause.request_id.as_deref())
+                .bind(cause.traceparent.as_deref());
         }
         q.execute(&mut **tx).await?;
     }
@@ -104,6 +105,8 @@ pub struct Job {
     pub created_at: i64,
     /// The request that queued it (`x-request-id`), if one did.
     pub request_id: Option<String>,
+    /// The span that queued it (W3C), with traces on.
+    pub traceparent: Option<String>,
 }
 
 /// Claims up to `limit` runnable jobs, each the first unfinished job of its
@@ -130,6 +133,7 @@ pub async fn claim_batch(
                 attempts: r.try_get("attempts")?,
                 created_at: r.try_get("created_at")?,
                 request_id: r.try_get("request_id")?,
+                traceparent: r.try_get("traceparent")?,
             })
         })
         .collect::<Result<_>>()?;

@@ -56,7 +56,7 @@ pub const JOBS: Queue = Queue {
     settle_from: "('running', 'cancelled')",
     due: "run_after",
     gate: "JOIN creatio_connections c ON c.org_id = x.org_id AND c.status = 'active'",
-    returning: "id, org_id, conversation_id, seq, kind, payload, attempts, created_at, request_id",
+    returning: "id, org_id, conversation_id, seq, kind, payload, attempts, created_at, request_id, traceparent",
 };
 
 /// Deliveries toward the chat platform.

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use creatio::models::Contact;
 use creatio::{BatchOp, Error as CreatioError};
 use serde_json::Map;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::context::{self, JobError, Services};
@@ -52,9 +53,26 @@ pub async fn run(services: &Services, policy: &Policy, jobs: Vec<Job>) -> Vec<Jo
     }
     let mut rest = Vec::new();
     for (org_id, jobs) in by_org {
-        rest.extend(run_org(services, policy, &org_id, jobs).await);
+        let span = round_span(&jobs);
+        rest.extend(
+            run_org(services, policy, &org_id, jobs)
+                .instrument(span)
+                .await,
+        );
     }
     rest
+}
+
+/// A round's span: with traces on, a child of the first job's request
+/// and linked to the others' (a round does several requests' work).
+fn round_span(jobs: &[Job]) -> tracing::Span {
+    let span = tracing::info_span!("round", jobs = jobs.len(), otel.name = "round");
+    let mut traceparents = jobs.iter().filter_map(|j| j.traceparent.as_deref());
+    crate::telemetry::set_parent(&span, traceparents.next());
+    for other in traceparents {
+        crate::telemetry::add_link(&span, Some(other));
+    }
+    span
 }
 
 /// What a job of the round comes to.
@@ -408,7 +426,11 @@ async fn record(
                     case_id,
                     number.as_deref(),
                 );
-                crate::domain::with_request_id(w.job.request_id.clone(), queue).await?;
+                let cause = crate::domain::Cause {
+                    request_id: w.job.request_id.clone(),
+                    traceparent: crate::telemetry::traceparent_of(&tracing::Span::current()),
+                };
+                crate::domain::with_cause(cause, queue).await?;
             }
         }
     }

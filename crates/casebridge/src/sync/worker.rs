@@ -119,18 +119,24 @@ async fn claim_loop(
 }
 
 /// Runs a job as the work of the request that queued it: its log lines
-/// carry the request's id (a `job` span), and what it queues records it.
+/// carry the request's id (a `job` span, with traces on a child of the
+/// request's), and what it queues records the same cause.
 async fn run_one(services: &Services, policy: &Policy, job: Job) {
     let span = tracing::info_span!(
         "job",
         id = %job.id,
         kind = job.kind.as_str(),
-        request_id = tracing::field::Empty
+        request_id = tracing::field::Empty,
+        otel.name = %format!("job {}", job.kind.as_str()),
     );
     if let Some(id) = &job.request_id {
         span.record("request_id", id.as_str());
     }
-    let request_id = job.request_id.clone();
+    crate::telemetry::set_parent(&span, job.traceparent.as_deref());
+    let cause = crate::domain::Cause {
+        request_id: job.request_id.clone(),
+        traceparent: crate::telemetry::traceparent_of(&span),
+    };
     let run = async {
         tracing::debug!(conversation = %job.conversation_id, attempt = job.attempts, "Running the job.");
         let started = std::time::Instant::now();
@@ -138,9 +144,7 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
         metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
         settle(services, policy, &job, outcome).await;
     };
-    crate::domain::with_request_id(request_id, run)
-        .instrument(span)
-        .await;
+    crate::domain::with_cause(cause, run).instrument(span).await;
 }
 
 async fn prepare_and_run(services: &Services, job: &Job) -> Result<bool, JobError> {
