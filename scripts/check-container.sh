@@ -56,8 +56,8 @@ podman build "${limits[@]}" --network host --format docker \
 inspect() { podman image inspect localhost/casebridge:ci --format "$1"; }
 [ "$(inspect '{{.Config.User}}')" = "10001:10001" ] || { echo "the image does not run as 10001"; exit 1; }
 [ "$(inspect '{{.Config.StopSignal}}')" = "SIGTERM" ] || { echo "STOPSIGNAL is not SIGTERM"; exit 1; }
-inspect '{{json .Config.Volumes}}' | grep -q /var/lib/casebridge || { echo "no volume at /var/lib/casebridge"; exit 1; }
-inspect '{{json .Config.Healthcheck}}' | grep -q '"casebridge","ready"' || { echo "no HEALTHCHECK"; exit 1; }
+grep -q /var/lib/casebridge <<<"$(inspect '{{json .Config.Volumes}}')" || { echo "no volume at /var/lib/casebridge"; exit 1; }
+grep -q '"casebridge","ready"' <<<"$(inspect '{{json .Config.Healthcheck}}')" || { echo "no HEALTHCHECK"; exit 1; }
 echo "user 10001, STOPSIGNAL SIGTERM, volume /var/lib/casebridge, HEALTHCHECK casebridge ready"
 
 echo "== podman run: /readyz through a published port, the HEALTHCHECK, SIGTERM"
@@ -84,7 +84,9 @@ echo "HEALTHCHECK passes"
 [ "$(podman exec "$name" id -u)" = 10001 ]
 podman exec "$name" test -f /var/lib/casebridge/casebridge.db
 # JSON log mode: the generated operator token is a JSON line of its own.
-podman logs "$name" 2>/dev/null | grep -q '"operator_token":"cba_' || { podman logs "$name"; echo "no operator token line"; exit 1; }
+# (Read whole first: grep -q stopping early would fail the pipe.)
+logs=$(podman logs "$name" 2>/dev/null)
+grep -q '"operator_token":"cba_' <<<"$logs" || { echo "$logs"; echo "no operator token line"; exit 1; }
 podman stop -t 30 "$name" >/dev/null
 code=$(podman inspect "$name" --format '{{.State.ExitCode}}')
 [ "$code" = 0 ] || { podman logs "$name"; echo "exit code $code after SIGTERM"; exit 1; }

@@ -29,7 +29,7 @@ expected="casebridge $(sed -n 's/^version = "\(.*\)"/\1/p' crates/casebridge/Car
 if git rev-parse HEAD >/dev/null 2>&1; then
     expected="$expected (commit $(git rev-parse --short=12 HEAD))"
 fi
-/usr/bin/casebridge --version | grep -qF "$expected" || { echo "expected $expected"; exit 1; }
+grep -qF "$expected" <<<"$(/usr/bin/casebridge --version)" || { echo "expected $expected"; exit 1; }
 
 echo "== installed: casebridge config --config /etc/casebridge/casebridge.toml"
 config=$(CASEBRIDGE_ADMIN_TOKEN=package-check-operator-token /usr/bin/casebridge config --config /etc/casebridge/casebridge.toml)
