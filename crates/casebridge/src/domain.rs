@@ -10,6 +10,8 @@
 //!   (`handed_off`, `reply_check`), parsed once where it comes in (a
 //!   request, a row), so code past that point matches on variants instead
 //!   of comparing strings.
+//! - [`Cause`]: the request whose work a task does, which what it queues
+//!   records (its id, and its trace context with traces on).
 
 /// An id as stored and sent: a type of its own per kind, so one kind of
 /// id cannot be passed where another is meant.
@@ -212,32 +214,6 @@ word_enum!(
     }
 );
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_word_parses_back_to_its_value() {
-        for role in MessageRole::ALL {
-            assert_eq!(MessageRole::parse(role.as_str()), Some(*role));
-        }
-        for state in ConversationState::ALL {
-            assert_eq!(ConversationState::parse(state.as_str()), Some(*state));
-        }
-        for kind in JobKind::ALL {
-            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
-            assert_eq!(
-                serde_json::to_value(kind).unwrap(),
-                serde_json::json!(kind.as_str())
-            );
-        }
-        assert_eq!(MessageRole::parse("bot"), None);
-        assert_eq!(MessageRole::parse("Customer"), None, "words are exact");
-        assert_eq!(MessageRole::listed(), "customer, ai or agent");
-        assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
-    }
-}
-
 /// The request whose work the current task does: its id
 /// (`x-request-id`) and its trace context (a W3C `traceparent`, when
 /// traces are on). Set by the API for each request, and by the workers
@@ -260,12 +236,45 @@ pub fn current_cause() -> Cause {
     CAUSE.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// The id of the request whose work is being done (see [`Cause`]).
-pub fn current_request_id() -> Option<String> {
-    current_cause().request_id
-}
-
 /// Runs `work` as work `cause` caused.
 pub async fn with_cause<F: std::future::Future>(cause: Cause, work: F) -> F::Output {
     CAUSE.scope(cause, work).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_cause_holds_within_its_work_only() {
+        assert!(current_cause().request_id.is_none());
+        let cause = Cause {
+            request_id: Some("r1".into()),
+            traceparent: None,
+        };
+        let seen = with_cause(cause, async { current_cause().request_id }).await;
+        assert_eq!(seen.as_deref(), Some("r1"));
+        assert!(current_cause().request_id.is_none());
+    }
+
+    #[test]
+    fn every_word_parses_back_to_its_value() {
+        for role in MessageRole::ALL {
+            assert_eq!(MessageRole::parse(role.as_str()), Some(*role));
+        }
+        for state in ConversationState::ALL {
+            assert_eq!(ConversationState::parse(state.as_str()), Some(*state));
+        }
+        for kind in JobKind::ALL {
+            assert_eq!(JobKind::parse(kind.as_str()), Some(*kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        assert_eq!(MessageRole::parse("bot"), None);
+        assert_eq!(MessageRole::parse("Customer"), None, "words are exact");
+        assert_eq!(MessageRole::listed(), "customer, ai or agent");
+        assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
+    }
 }
