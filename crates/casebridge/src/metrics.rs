@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const EVENTS_RECEIVED: &str = "casebridge_events_received_total";
 pub const JOBS: &str = "casebridge_jobs";
 pub const CONNECTIONS: &str = "casebridge_connections";
+pub const CREATIO_CONCURRENCY_LIMIT: &str = "casebridge_creatio_concurrency_limit";
+pub const CREATIO_IN_FLIGHT: &str = "casebridge_creatio_in_flight";
 pub const JOB_RUNS: &str = "casebridge_sync_job_runs_total";
 pub const JOB_SECONDS: &str = "casebridge_sync_job_duration_seconds";
 pub const QUEUE_LAG_SECONDS: &str = "casebridge_sync_queue_lag_seconds";
@@ -89,6 +91,14 @@ fn describe() {
         "Events received on POST /v1/events, by outcome (accepted, duplicate)."
     );
     metrics::describe_gauge!(JOBS, "Sync jobs in the database, by state.");
+    metrics::describe_gauge!(
+        CREATIO_CONCURRENCY_LIMIT,
+        "Requests (rounds or jobs) that may be in flight to an org's Creatio at once: adaptive, lowered when Creatio is overloaded or slows down."
+    );
+    metrics::describe_gauge!(
+        CREATIO_IN_FLIGHT,
+        "Requests (rounds or jobs) in flight to an org's Creatio."
+    );
     metrics::describe_gauge!(
         CONNECTIONS,
         "Orgs' Creatio connections, by status (active, needs_attention, disconnected)."

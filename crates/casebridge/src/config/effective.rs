@@ -155,6 +155,14 @@ fn values(c: &Config) -> Vec<(&'static str, String)> {
             (c.sync_policy.lease_ms / 1000).to_string(),
         ),
         (
+            "creatio_min_concurrency",
+            c.sync_policy.concurrency.floor.to_string(),
+        ),
+        (
+            "creatio_max_concurrency",
+            c.sync_policy.concurrency.ceiling.to_string(),
+        ),
+        (
             "delivery_retry_schedule",
             c.delivery
                 .delays

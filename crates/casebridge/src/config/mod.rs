@@ -52,6 +52,8 @@ struct FileSettings {
     purge_interval: Option<String>,
     purge_batch: Option<u64>,
     otlp_endpoint: Option<String>,
+    creatio_min_concurrency: Option<u64>,
+    creatio_max_concurrency: Option<u64>,
 }
 
 /// A list in the file: an array of strings, or one string whose items are
@@ -599,9 +601,30 @@ fn sync_policy<E: Fn(&str) -> Option<String>>(
             ),
         ));
     }
+    let floor = src.number(
+        "CREATIO_MIN_CONCURRENCY",
+        f.creatio_min_concurrency.take(),
+        1..=64,
+        1,
+        "a number of requests",
+    )? as usize;
+    let ceiling = src.number(
+        "CREATIO_MAX_CONCURRENCY",
+        f.creatio_max_concurrency.take(),
+        1..=64,
+        8,
+        "a number of requests",
+    )? as usize;
+    if floor > ceiling {
+        return Err(err(
+            "CREATIO_MIN_CONCURRENCY",
+            format!("{floor} is above CASEBRIDGE_CREATIO_MAX_CONCURRENCY ({ceiling}); the floor of the adaptive limit must not exceed its ceiling"),
+        ));
+    }
     Ok(crate::sync::settle::Policy {
         give_up_ms: give_up as i64 * 1000,
         lease_ms: lease as i64 * 1000,
+        concurrency: crate::sync::limiter::Bounds { floor, ceiling },
         ..Default::default()
     })
 }
@@ -902,6 +925,8 @@ mod tests {
             purge_interval,
             purge_batch,
             otlp_endpoint,
+            creatio_min_concurrency,
+            creatio_max_concurrency,
         } = toml::from_str(&file).unwrap();
         for (key, set) in [
             ("listen", listen.is_some()),
@@ -939,6 +964,8 @@ mod tests {
             ("purge_interval", purge_interval.is_some()),
             ("purge_batch", purge_batch.is_some()),
             ("otlp_endpoint", otlp_endpoint.is_some()),
+            ("creatio_min_concurrency", creatio_min_concurrency.is_some()),
+            ("creatio_max_concurrency", creatio_max_concurrency.is_some()),
         ] {
             assert!(set, "{key} is missing from casebridge.example.toml");
             let var = format!("CASEBRIDGE_{}", key.to_uppercase());

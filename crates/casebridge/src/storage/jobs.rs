@@ -118,8 +118,29 @@ pub async fn claim_batch(
     limit: usize,
     first_messages: bool,
 ) -> Result<Vec<Job>> {
-    let only = if first_messages { FIRST_MESSAGES } else { "" };
-    let rows = JOBS.claim(db, lease_ms, limit, only).await?;
+    claim_batch_skipping(db, lease_ms, limit, first_messages, &[]).await
+}
+
+/// As [`claim_batch`], skipping the jobs of `skip`'s orgs (those whose
+/// Creatio has all it may take now: their jobs stay pending and take no
+/// claim from other orgs').
+pub async fn claim_batch_skipping(
+    db: &Db,
+    lease_ms: i64,
+    limit: usize,
+    first_messages: bool,
+    skip: &[OrgId],
+) -> Result<Vec<Job>> {
+    let mut only = if first_messages { FIRST_MESSAGES } else { "" }.to_string();
+    if !skip.is_empty() {
+        // Org ids are casebridge's own (`org_<hex>`); quoted all the same.
+        let list: Vec<String> = skip
+            .iter()
+            .map(|o| format!("'{}'", o.as_str().replace('\'', "''")))
+            .collect();
+        only.push_str(&format!(" AND x.org_id NOT IN ({})", list.join(", ")));
+    }
+    let rows = JOBS.claim(db, lease_ms, limit, &only).await?;
     let mut jobs: Vec<Job> = rows
         .iter()
         .map(|r| {

@@ -35,6 +35,7 @@ pub mod context;
 pub mod events;
 pub mod handoff;
 pub mod ids;
+pub mod limiter;
 pub mod messages;
 pub mod records;
 pub mod replies;

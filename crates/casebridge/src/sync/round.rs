@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::context::{self, JobError, Services};
 use super::events::JobPayload;
+use super::limiter::{self, Permit, Signal};
 use super::settle::{self, Policy};
 use super::{contacts, records};
 use crate::connection::Settings;
@@ -44,23 +45,20 @@ pub fn fits(job: &Job) -> bool {
     job.kind == JobKind::Message && job.attempts == 1
 }
 
-/// Runs `jobs` (all [`fits`]) as rounds, one per org; returns those a round
-/// cannot do, for the per-job path.
-pub async fn run(services: &Services, policy: &Policy, jobs: Vec<Job>) -> Vec<Job> {
-    let mut by_org: HashMap<OrgId, Vec<Job>> = HashMap::new();
-    for job in jobs {
-        by_org.entry(job.org_id.clone()).or_default().push(job);
-    }
-    let mut rest = Vec::new();
-    for (org_id, jobs) in by_org {
-        let span = round_span(&jobs);
-        rest.extend(
-            run_org(services, policy, &org_id, jobs)
-                .instrument(span)
-                .await,
-        );
-    }
-    rest
+/// Runs `jobs` (all [`fits`], all `org_id`'s) as a round, with a permit
+/// of the org's lane; returns those a round cannot do, for the per-job
+/// path.
+pub async fn run(
+    services: &Services,
+    policy: &Policy,
+    org_id: &OrgId,
+    jobs: Vec<Job>,
+    lane: &Permit,
+) -> Vec<Job> {
+    let span = round_span(&jobs);
+    run_org(services, policy, org_id, jobs, lane)
+        .instrument(span)
+        .await
 }
 
 /// A round's span: with traces on, a child of the first job's request
@@ -96,7 +94,13 @@ impl Plan<'_> {
 /// A round of one org's jobs: read, plan, write to Creatio, record. Each
 /// phase is a function below; a failure to read or to plan hands the jobs
 /// to the per-job path, which says what went wrong.
-async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec<Job>) -> Vec<Job> {
+async fn run_org(
+    services: &Services,
+    policy: &Policy,
+    org_id: &OrgId,
+    jobs: Vec<Job>,
+    lane: &Permit,
+) -> Vec<Job> {
     let org = match context::org_client(services, org_id).await {
         Ok(org) => org,
         // Not connected now, or the store failed: the per-job path says so.
@@ -148,7 +152,19 @@ async fn run_org(services: &Services, policy: &Policy, org_id: &OrgId, jobs: Vec
             c.creatio_contact_id = Some(id.to_string());
         }
     }
-    let mut outcome = write_groups(&org, &plans, &conversations, &backlog, &mut failed).await;
+    let sent = std::time::Instant::now();
+    let (mut outcome, requests) =
+        write_groups(&org, &plans, &conversations, &backlog, &mut failed).await;
+    if requests > 0 {
+        let overloaded = outcome
+            .values()
+            .filter_map(|r| r.as_ref().err())
+            .map(limiter::signal_of)
+            .find(|s| *s == Signal::Overloaded);
+        lane.observe(
+            overloaded.unwrap_or(Signal::Answered(Some(sent.elapsed() / requests as u32))),
+        );
+    }
     let (writes, failures) = collect(&plans, &conversations, &contacts, &mut failed, &mut outcome);
     if let Err(e) = record(&services.db, org_id, &writes, announce).await {
         // The jobs stay running; their leases expire and they run again,
@@ -296,16 +312,16 @@ type ContactsFound = HashMap<ConversationId, (Uuid, bool)>;
 
 /// Sends each writing conversation's case and activities as one atomic
 /// group, all groups in shared `$batch` requests. Returns each plan's
-/// outcome by its index: the case number when it created the case, or the
-/// error of its group. A conversation whose operations cannot be built
-/// joins `failed`.
+/// outcome by its index (the case number when it created the case, or the
+/// error of its group) and about how many requests it sent. A
+/// conversation whose operations cannot be built joins `failed`.
 async fn write_groups(
     org: &context::OrgClient,
     plans: &[(Job, Plan<'_>)],
     conversations: &HashMap<ConversationId, Conversation>,
     backlog: &rounds::Backlog,
     failed: &mut HashMap<ConversationId, CreatioError>,
-) -> HashMap<usize, Result<Option<String>, CreatioError>> {
+) -> (HashMap<usize, Result<Option<String>, CreatioError>>, usize) {
     let mut groups: Vec<Vec<BatchOp>> = Vec::new();
     let mut grouped: Vec<usize> = Vec::new();
     for (i, (job, plan)) in plans.iter().enumerate() {
@@ -333,13 +349,15 @@ async fn write_groups(
     for g in &groups {
         metrics::histogram!(crate::metrics::BATCH_SIZE).record(g.len() as f64);
     }
-    count_request(groups.iter().map(Vec::len).sum());
+    let ops: usize = groups.iter().map(Vec::len).sum();
+    count_request(ops);
     let results = org.client.batch_groups(&groups).await;
-    grouped
+    let outcome = grouped
         .into_iter()
         .zip(results)
         .map(|(i, results)| (i, group_outcome(results, plans[i].1.creates_case())))
-        .collect()
+        .collect();
+    (outcome, ops.div_ceil(creatio::batch::MAX_BATCH_OPERATIONS))
 }
 
 /// What the round wrote, per job, to record; and the jobs that failed,

@@ -32,6 +32,9 @@ pub struct Policy {
     /// (its worker died). Longer than any job takes; a job run twice is
     /// harmless (deterministic ids), only slower.
     pub lease_ms: i64,
+    /// How many requests (rounds or jobs) each org's Creatio may have in
+    /// flight: the adaptive limit's floor and ceiling.
+    pub concurrency: super::limiter::Bounds,
 }
 
 impl Default for Policy {
@@ -41,6 +44,7 @@ impl Default for Policy {
             max_delay_ms: 5 * 60_000,
             give_up_ms: 3 * 24 * 3_600_000,
             lease_ms: 120_000,
+            concurrency: Default::default(),
         }
     }
 }

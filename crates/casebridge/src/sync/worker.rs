@@ -2,6 +2,7 @@
 //! run message jobs in rounds ([`super::round`]) and every other job on
 //! its own, and settle each outcome ([`super::settle`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,10 @@ use tracing::Instrument;
 
 use super::context::{org_client, timeline, Context, JobError, Services};
 use super::events::JobPayload;
+use super::limiter::{signal_of, Lanes, Permit, Signal};
 use super::settle::{settle, Policy};
 use super::{cases, closure, handoff, messages, records, replies, resolve, round, triage};
-use crate::domain::ConversationState;
+use crate::domain::{ConversationState, OrgId};
 use crate::storage::conversations;
 use crate::storage::jobs;
 use crate::storage::jobs::Job;
@@ -39,12 +41,14 @@ pub fn spawn(
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let slots = Arc::new(Semaphore::new(n.max(1)));
+    let lanes = Lanes::new(policy.concurrency);
     (0..CLAIMERS)
         .map(|i| {
             tokio::spawn(claim_loop(
                 i,
                 services.clone(),
                 slots.clone(),
+                lanes.clone(),
                 policy,
                 stop.clone(),
             ))
@@ -56,72 +60,140 @@ async fn claim_loop(
     claimer: usize,
     services: Arc<Services>,
     slots: Arc<Semaphore>,
+    lanes: Arc<Lanes>,
     policy: Policy,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut alone: JoinSet<()> = JoinSet::new();
+    // Rounds run side by side, one org's each, so that a slow Creatio
+    // delays only its own org; each returns the jobs it could not do.
+    let mut rounds: JoinSet<Vec<Job>> = JoinSet::new();
+    let mut handed_back: Vec<Job> = Vec::new();
     while !*stop.borrow() {
         while alone.try_join_next().is_some() {}
-        // With every slot busy, only what a round does is worth claiming.
+        while let Some(done) = rounds.try_join_next() {
+            handed_back.extend(done.unwrap_or_default());
+        }
+        // With every slot busy, only what a round does is worth claiming;
+        // an org whose lane is full gets nothing more until it has room.
         let busy = slots.available_permits() == 0;
-        let jobs = match jobs::claim_batch(&services.db, policy.lease_ms, CLAIM, busy).await {
+        let full = lanes.full();
+        let claimed = match jobs::claim_batch_skipping(
+            &services.db,
+            policy.lease_ms,
+            CLAIM,
+            busy,
+            &full,
+        )
+        .await
+        {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(claimer, error = %e, "Could not claim sync jobs; retrying shortly.");
                 Vec::new()
             }
         };
-        if jobs.is_empty() {
+        if claimed.is_empty() && handed_back.is_empty() {
             tokio::select! {
                 _ = services.db.jobs_queued() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
                 _ = stop.changed() => {}
                 _ = slots.acquire(), if busy => {}
+                Some(done) = rounds.join_next(), if !rounds.is_empty() => {
+                    handed_back.extend(done.unwrap_or_default());
+                }
             }
             continue;
         }
         let now = now_ms();
-        for job in &jobs {
+        for job in &claimed {
             let lag = (now - job.created_at).max(0) as f64 / 1000.0;
             metrics::histogram!(crate::metrics::QUEUE_LAG_SECONDS).record(lag);
         }
-        let (batched, mut single): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(round::fits);
-        if !batched.is_empty() {
-            single.extend(round::run(&services, &policy, batched).await);
+        let (batched, mut single): (Vec<Job>, Vec<Job>) =
+            claimed.into_iter().partition(round::fits);
+        single.append(&mut handed_back);
+        let mut back = start_rounds(&services, &lanes, &policy, &mut rounds, batched);
+        // Start the jobs alone that have a slot and room in their org's
+        // lane; give the rest back rather than hold their leases while
+        // they wait (an AI-filled hand-off can take a while), and look
+        // again when a slot frees or shortly.
+        let mut start = Vec::new();
+        for job in single {
+            if start.len() < slots.available_permits() {
+                if let Some(lane) = lanes.try_acquire(&job.org_id) {
+                    start.push((job, lane));
+                    continue;
+                }
+            }
+            back.push(job);
         }
-        // Start what can start now; give the rest back rather than hold
-        // their leases while they wait (an AI-filled hand-off can take a
-        // while), and look again when a slot frees or shortly.
-        let free = slots.available_permits();
-        if single.len() > free {
-            let back: Vec<&str> = single[free..].iter().map(|j| j.id.as_str()).collect();
-            if let Err(e) = jobs::unclaim(&services.db, &back).await {
+        if !back.is_empty() {
+            let ids: Vec<&str> = back.iter().map(|j| j.id.as_str()).collect();
+            if let Err(e) = jobs::unclaim(&services.db, &ids).await {
                 tracing::warn!(claimer, error = %e, "Could not give back claimed jobs; they run when their lease expires.");
             }
-            single.truncate(free);
-            tokio::select! {
-                _ = slots.acquire() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
+            if start.is_empty() {
+                tokio::select! {
+                    _ = slots.acquire() => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                }
             }
         }
-        for job in single {
+        for (job, lane) in start {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 break;
             };
             let services = services.clone();
             alone.spawn(async move {
-                run_one(&services, &policy, job).await;
+                run_one(&services, &policy, job, lane).await;
                 drop(permit);
             });
+        }
+    }
+    while let Some(done) = rounds.join_next().await {
+        let rest = done.unwrap_or_default();
+        let ids: Vec<&str> = rest.iter().map(|j| j.id.as_str()).collect();
+        if !ids.is_empty() {
+            let _ = jobs::unclaim(&services.db, &ids).await;
         }
     }
     while alone.join_next().await.is_some() {}
 }
 
+/// Starts a round per org whose lane has room; returns the jobs of the
+/// orgs whose lane is full, to give back.
+fn start_rounds(
+    services: &Arc<Services>,
+    lanes: &Arc<Lanes>,
+    policy: &Policy,
+    rounds: &mut JoinSet<Vec<Job>>,
+    batched: Vec<Job>,
+) -> Vec<Job> {
+    let mut by_org: HashMap<OrgId, Vec<Job>> = HashMap::new();
+    for job in batched {
+        by_org.entry(job.org_id.clone()).or_default().push(job);
+    }
+    let mut back = Vec::new();
+    for (org_id, jobs) in by_org {
+        match lanes.try_acquire(&org_id) {
+            Some(lane) => {
+                let services = services.clone();
+                let policy = *policy;
+                rounds.spawn(
+                    async move { round::run(&services, &policy, &org_id, jobs, &lane).await },
+                );
+            }
+            None => back.extend(jobs),
+        }
+    }
+    back
+}
+
 /// Runs a job as the work of the request that queued it: its log lines
 /// carry the request's id (a `job` span, with traces on a child of the
 /// request's), and what it queues records the same cause.
-async fn run_one(services: &Services, policy: &Policy, job: Job) {
+async fn run_one(services: &Services, policy: &Policy, job: Job, lane: Permit) {
     let span = tracing::info_span!(
         "job",
         id = %job.id,
@@ -141,6 +213,13 @@ async fn run_one(services: &Services, policy: &Policy, job: Job) {
         tracing::debug!(conversation = %job.conversation_id, attempt = job.attempts, "Running the job.");
         let started = std::time::Instant::now();
         let outcome = prepare_and_run(services, &job).await;
+        // A job alone may make several calls: its time is no measure of
+        // one request's, its errors are.
+        lane.observe(match &outcome {
+            Err(JobError::Creatio(e)) => signal_of(e),
+            _ => Signal::Answered(None),
+        });
+        drop(lane);
         metrics::histogram!(crate::metrics::JOB_SECONDS).record(started.elapsed().as_secs_f64());
         settle(services, policy, &job, outcome).await;
     };

@@ -18,6 +18,7 @@ on_both_backends!(
     jobs_are_claimed_in_order_leased_and_reaped,
     deliveries_are_claimed_in_order_leased_and_reaped,
     a_claimed_item_is_settled_once,
+    a_backlog_in_one_org_takes_no_claims_from_another_whose_lane_has_room,
 );
 
 /// A service without workers, and a connected org.
@@ -274,5 +275,45 @@ async fn a_claimed_item_is_settled_once(backend: Backend) {
         conversation["open_jobs"][0]["attempts"], 0,
         "{conversation}"
     );
+    app.finish().await;
+}
+
+/// Org A has a backlog of 300 conversations, older than org B's 5. A
+/// claim takes the oldest first, so without a lane A would have every
+/// claim; with A's lane full the claim skips A and B's jobs all go,
+/// counted, not timed. A claim is bounded by its limit either way.
+async fn a_backlog_in_one_org_takes_no_claims_from_another_whose_lane_has_room(backend: Backend) {
+    use casebridge::sync::limiter::{Bounds, Lanes};
+    let (app, a) = api_only(backend).await;
+    let b = app.create_org("Beta").await;
+    app.connect(&b.key).await;
+    let db = &app.db.clone();
+    let backlog: Vec<Value> = (0..300).map(|c| message(&format!("a{c}"), 1)).collect();
+    app.send(&a.key, Value::Array(backlog)).await;
+    let fresh: Vec<Value> = (0..5).map(|c| message(&format!("b{c}"), 1)).collect();
+    app.send(&b.key, Value::Array(fresh)).await;
+    let orgs_of = |claimed: &[jobs::Job]| {
+        let from_a = claimed.iter().filter(|j| j.org_id == a.id).count();
+        (from_a, claimed.len() - from_a)
+    };
+
+    // Without lanes: the oldest 100 are all A's.
+    let claimed = jobs::claim_batch(db, 60_000, 100, false).await.unwrap();
+    assert_eq!(orgs_of(&claimed), (100, 0), "bounded by the limit, all A's");
+    let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+    jobs::unclaim(db, &ids).await.unwrap();
+
+    // A's lane full (a limit of 1 with one round in flight): B's jobs go.
+    let lanes = Lanes::new(Bounds {
+        floor: 1,
+        ceiling: 1,
+    });
+    let _in_flight = lanes.try_acquire(&a.id).expect("room for one");
+    assert!(lanes.try_acquire(&a.id).is_none());
+    assert!(lanes.try_acquire(&b.id).is_some(), "B's lane is its own");
+    let claimed = jobs::claim_batch_skipping(db, 60_000, 100, false, &lanes.full())
+        .await
+        .unwrap();
+    assert_eq!(orgs_of(&claimed), (0, 5), "every one of B's, none of A's");
     app.finish().await;
 }
