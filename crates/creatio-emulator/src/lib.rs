@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cost;
 pub mod error;
 pub mod faults;
 pub mod identity;
@@ -106,6 +107,8 @@ pub struct Shared {
     /// retries forever.
     missing_object_right_status: std::sync::atomic::AtomicU16,
     faults: Mutex<faults::Faults>,
+    /// The cost model, off until the operator sets one ([`cost`]).
+    cost: Arc<cost::Cost>,
     stats: stats::Stats,
     processes: Mutex<Vec<ProcessDef>>,
     process_calls: Mutex<Vec<ProcessCall>>,
@@ -125,6 +128,7 @@ impl Shared {
             batch_groups_transactional: std::sync::atomic::AtomicBool::new(false),
             missing_object_right_status: std::sync::atomic::AtomicU16::new(403),
             faults: Mutex::default(),
+            cost: Arc::default(),
             stats: stats::Stats::default(),
             processes: Mutex::default(),
             process_calls: Mutex::default(),
@@ -155,6 +159,7 @@ impl Shared {
         self.missing_object_right_status
             .store(403, Ordering::Relaxed);
         self.faults.lock().expect("fault lock").clear();
+        self.cost.set(None);
         self.processes.lock().expect("process lock").clear();
         self.process_calls.lock().expect("call log lock").clear();
         self.stats.reset();

@@ -16,6 +16,7 @@
 //! | `POST /agent-reply` | an agent adds an activity to a case (fires processes) |
 //! | `POST /case-status` | an agent changes a case's status (fires processes) |
 //! | `GET/POST/DELETE /faults` | fault injection |
+//! | `GET/PUT/DELETE /cost` | the cost model ([`crate::cost`]): time per request and per `$batch` operation, a per-client concurrency limit (queue, 429 or 503), slowdown past a knee; `GET` adds each client's load |
 //! | `GET/DELETE /stats` | request counters |
 //! | `POST /reset` | back to a freshly seeded tenant |
 
@@ -63,6 +64,7 @@ pub fn router() -> Router<Arc<Shared>> {
             "/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/cost", get(get_cost).put(put_cost).delete(clear_cost))
         .route("/stats", get(stats).delete(reset_stats))
         .route("/reset", post(reset))
 }
@@ -104,7 +106,7 @@ async fn index() -> Json<Value> {
     Json(json!({
         "emulator": "casebridge Creatio emulator",
         "endpoints": ["/clients", "/tokens/revoke", "/settings", "/processes", "/process-calls",
-            "/agent-reply", "/case-status", "/faults", "/stats", "/reset"],
+            "/agent-reply", "/case-status", "/faults", "/cost", "/stats", "/reset"],
     }))
 }
 
@@ -600,6 +602,32 @@ async fn add_fault(State(shared): AppState, body: axum::body::Bytes) -> Answer {
         .add(request)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, e))?;
     Ok(StatusCode::CREATED.into_response())
+}
+
+/// The cost model in force (`null`: off) and each client's requests in
+/// flight now and at most since it was set.
+async fn get_cost(State(shared): AppState) -> Json<Value> {
+    let load: serde_json::Map<String, Value> = shared
+        .cost
+        .load()
+        .into_iter()
+        .map(|(client, (now, peak))| (client, json!({"in_flight": now, "peak": peak})))
+        .collect();
+    Json(json!({"model": shared.cost.model(), "load": load}))
+}
+
+async fn put_cost(State(shared): AppState, body: axum::body::Bytes) -> Answer {
+    let model: crate::cost::CostModel = parse(&body)?;
+    model
+        .check()
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, e))?;
+    shared.cost.set(Some(model));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn clear_cost(State(shared): AppState) -> StatusCode {
+    shared.cost.set(None);
+    StatusCode::NO_CONTENT
 }
 
 async fn clear_faults(State(shared): AppState) -> StatusCode {

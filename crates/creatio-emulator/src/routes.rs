@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::faults::Endpoint;
 use crate::identity::{parse_basic, ClientSnapshot, TokenError, TokenRequest};
 use crate::odata::{self, batch, metadata, Body, OdataError, OdataRequest, OdataResponse};
-use crate::{operator, processes, Shared};
+use crate::{cost, operator, processes, Shared};
 
 type AppState = State<Arc<Shared>>;
 
@@ -51,6 +51,24 @@ fn unavailable() -> Response {
         "<html><body><h1>Service Unavailable</h1></body></html>",
     )
         .into_response()
+}
+
+/// A request the cost model refuses: 429 with `Retry-After`, as
+/// [`injected_fault`]'s rate limit, or the web server's 503.
+fn overloaded(how: cost::OverLimit, retry_after: u64) -> Response {
+    match how {
+        cost::OverLimit::Unavailable | cost::OverLimit::Queue => unavailable(),
+        cost::OverLimit::TooManyRequests => {
+            let e = OdataError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests. Retry later.",
+            );
+            let mut r = odata_response(OdataResponse::error(&e));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            r
+        }
+    }
 }
 
 /// Applies the faults in force; `Some` is the response to send instead.
@@ -316,6 +334,27 @@ async fn odata_request(
         Ok(c) => c,
         Err(failure) => return failure.into_response(),
     };
+    // Under the cost model the request waits for room, or is refused, and
+    // takes its time once served.
+    let ticket = match shared.cost.admit(&client.client_id).await {
+        None => None,
+        Some(cost::Admission::Go(ticket)) => Some(ticket),
+        Some(cost::Admission::Refused(how, retry_after)) => {
+            shared.stats.record_fault();
+            return overloaded(how, retry_after);
+        }
+    };
+    if let Some(ticket) = &ticket {
+        let ops = if uri.path().ends_with("/$batch") {
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|b| b["requests"].as_array().map(Vec::len))
+                .unwrap_or(1)
+        } else {
+            1
+        };
+        ticket.serve(ops).await;
+    }
     let path = percent_decode(
         uri.path()
             .trim_start_matches("/0/odata")

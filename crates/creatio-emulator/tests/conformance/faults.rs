@@ -127,3 +127,78 @@ async fn bad_fault_requests_are_refused_with_a_reason() {
         json!([])
     );
 }
+
+/// The cost model: refused over the per-client limit (429 with
+/// `Retry-After`, or 503), or queued so that never more than the limit
+/// run at once; a bad model is refused and changes nothing; `DELETE` ends
+/// it. Checked by answers and counts, not times.
+#[tokio::test]
+async fn the_cost_model_limits_each_clients_requests_in_flight() {
+    let app = spawn_emulator().await;
+    let token = app.token().await;
+    let set = |model: Value| {
+        let app = &app;
+        async move { app.operator(Method::PUT, "/cost", Some(model)).await }
+    };
+    let r = set(json!({"base_ms": 100, "jitter": 2.0})).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.operator_json(Method::GET, "/cost", None).await["model"],
+        Value::Null
+    );
+
+    for (over_limit, status) in [
+        ("429", StatusCode::TOO_MANY_REQUESTS),
+        ("503", StatusCode::SERVICE_UNAVAILABLE),
+    ] {
+        let r = set(json!({"base_ms": 800, "max_concurrent": 1, "over_limit": over_limit, "retry_after_secs": 4})).await;
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let (first, second) =
+            tokio::join!(app.odata_as(&token, Method::GET, "Case", None), async {
+                // The first is in flight for 800 ms; this one comes 100 ms in.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                app.odata_as(&token, Method::GET, "Case", None).await
+            });
+        assert_eq!(first.status(), StatusCode::OK);
+        assert_eq!(second.status(), status);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(second.headers()["retry-after"], "4");
+        }
+    }
+
+    set(json!({"base_ms": 20, "max_concurrent": 2, "over_limit": "queue"})).await;
+    let all = futures_join_all(&app, &token, 6).await;
+    assert!(all.iter().all(|s| *s == StatusCode::OK), "{all:?}");
+    let load = app.operator_json(Method::GET, "/cost", None).await;
+    assert_eq!(load["load"]["casebridge"]["peak"], 2, "{load}");
+    assert_eq!(load["model"]["max_concurrent"], 2);
+
+    app.operator(Method::DELETE, "/cost", None).await;
+    assert_eq!(
+        app.operator_json(Method::GET, "/cost", None).await["model"],
+        Value::Null
+    );
+}
+
+/// `n` reads at once; their statuses.
+async fn futures_join_all(app: &TestEmulator, token: &str, n: usize) -> Vec<StatusCode> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let url = app.url("/0/odata/Case");
+        let token = token.to_string();
+        set.spawn(async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(s) = set.join_next().await {
+        statuses.push(s.unwrap());
+    }
+    statuses
+}
