@@ -118,29 +118,46 @@ pub async fn claim_batch(
     limit: usize,
     first_messages: bool,
 ) -> Result<Vec<Job>> {
-    claim_batch_skipping(db, lease_ms, limit, first_messages, &[]).await
+    let only = if first_messages { FIRST_MESSAGES } else { "" };
+    claim_where(db, lease_ms, limit, only).await
 }
 
-/// As [`claim_batch`], skipping the jobs of `skip`'s orgs (those whose
-/// Creatio has all it may take now: their jobs stay pending and take no
-/// claim from other orgs').
-pub async fn claim_batch_skipping(
+/// The orgs with jobs due and an active connection: each claims its own
+/// ([`claim_for_org`]). One index seek per connected org.
+pub async fn orgs_ready(db: &Db) -> Result<Vec<OrgId>> {
+    let rows = sqlx::query(&db.for_backend(
+        "SELECT c.org_id FROM creatio_connections c WHERE c.status = 'active' AND EXISTS ( \
+           SELECT 1 FROM jobs j WHERE j.org_id = c.org_id AND j.state = 'pending' AND j.run_after <= $1) \
+         ORDER BY c.org_id"
+            .to_string(),
+    ))
+    .bind(now_ms())
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("org_id")?)).collect()
+}
+
+/// As [`claim_batch`], one org's jobs only: up to `limit` of them, read
+/// through the org's own part of the queue (`jobs_org_ready`), so another
+/// org's backlog costs this claim nothing.
+pub async fn claim_for_org(
     db: &Db,
     lease_ms: i64,
+    org_id: &OrgId,
     limit: usize,
     first_messages: bool,
-    skip: &[OrgId],
 ) -> Result<Vec<Job>> {
-    let mut only = if first_messages { FIRST_MESSAGES } else { "" }.to_string();
-    if !skip.is_empty() {
-        // Org ids are casebridge's own (`org_<hex>`); quoted all the same.
-        let list: Vec<String> = skip
-            .iter()
-            .map(|o| format!("'{}'", o.as_str().replace('\'', "''")))
-            .collect();
-        only.push_str(&format!(" AND x.org_id NOT IN ({})", list.join(", ")));
-    }
-    let rows = JOBS.claim(db, lease_ms, limit, &only).await?;
+    // Org ids are casebridge's own (`org_<hex>`); quoted all the same.
+    let only = format!(
+        "{} AND x.org_id = '{}'",
+        if first_messages { FIRST_MESSAGES } else { "" },
+        org_id.as_str().replace('\'', "''")
+    );
+    claim_where(db, lease_ms, limit, &only).await
+}
+
+async fn claim_where(db: &Db, lease_ms: i64, limit: usize, only: &str) -> Result<Vec<Job>> {
+    let rows = JOBS.claim(db, lease_ms, limit, only).await?;
     let mut jobs: Vec<Job> = rows
         .iter()
         .map(|r| {
@@ -322,5 +339,10 @@ mod tests {
             );
             assert!(!claim.contains("SCAN e"), "{claim}");
         }
+        // A claim per org reads that org's part of the queue only: another
+        // org's backlog is never walked.
+        let only = "AND x.org_id = 'org_a'";
+        let claim = plan(&db, &JOBS.claim_sql(Backend::Sqlite, only), 3).await;
+        assert!(claim.contains("INDEX jobs_org_ready (org_id=?"), "{claim}");
     }
 }

@@ -11,11 +11,15 @@
 //!
 //! The limit adapts as TCP's congestion window does, and as Vector's
 //! Adaptive Request Concurrency: additive increase (+1 per limit's worth
-//! of good answers) while Creatio answers well; multiplicative decrease
-//! (halved) when it says it is overloaded (429, 503, a timeout), and by a
-//! tenth when its latency rises well above the lowest seen. After a
-//! decrease, the answers to requests sent before it cannot decrease it
-//! again: the next decrease waits for a limit's worth of answers.
+//! of good answers, and only while the lane was full: an org that uses
+//! two requests at once shows nothing about a third) while Creatio
+//! answers well; multiplicative decrease (halved) when it says it is
+//! overloaded (429, 503, a timeout), and by a tenth when its latency
+//! rises above the lowest seen for requests of that size (each operation
+//! of a `$batch` costs Creatio time, so a full request is no slower for
+//! being full). After a decrease, the answers to requests sent before it
+//! cannot decrease it again: the next decrease waits for a limit's worth
+//! of answers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,11 +30,26 @@ use crate::domain::OrgId;
 /// What one answer from Creatio says about its load.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Signal {
-    /// It answered (an error or not, but not for load), in this time per
-    /// request when measured.
-    Answered(Option<Duration>),
+    /// It answered (an error or not, but not for load), in this time
+    /// when measured.
+    Answered(Option<Timing>),
     /// 429, 503 or a timeout: it is overloaded.
     Overloaded,
+}
+
+/// How long one request of `ops` operations took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub latency: Duration,
+    pub ops: usize,
+}
+
+impl Timing {
+    /// Requests whose sizes are within 5 % of each other share a class:
+    /// their costs are compared with each other only.
+    fn class(&self) -> u16 {
+        ((self.ops.max(1) as f64).ln() / 1.05f64.ln()) as u16
+    }
 }
 
 /// What an answer did to the limit.
@@ -57,9 +76,12 @@ impl Default for Bounds {
     }
 }
 
-/// Latency this much above the lowest seen (and at least [`SLACK`] more)
-/// counts as Creatio slowing down under load.
-const SLOWER: f64 = 2.0;
+/// Latency this much above the lowest seen for requests of the same size
+/// (and at least [`SLACK`] more) counts as Creatio slowing down under
+/// load. Jitter of ±10 % puts two answers at most 1.22 apart; a Creatio
+/// past its knee by one request is 1.5 times slower in the emulator's
+/// model (README, "Benchmark against a slow Creatio").
+const SLOWER: f64 = 1.35;
 /// Latency differences below this are noise (a loopback Creatio answers
 /// in a millisecond, a busy machine varies by more).
 const SLACK: Duration = Duration::from_millis(20);
@@ -69,9 +91,10 @@ const SLACK: Duration = Duration::from_millis(20);
 pub struct Aimd {
     limit: f64,
     bounds: Bounds,
-    /// The lowest latency seen, drifting up slowly so that a Creatio that
-    /// became slower for good is the new normal.
-    baseline: Option<Duration>,
+    /// The lowest latency seen per request size ([`Timing::class`]),
+    /// drifting up slowly so that a Creatio that became slower for good
+    /// is the new normal.
+    baselines: HashMap<u16, Duration>,
     /// Answers since the last decrease; another waits for `limit` of them.
     since_decrease: usize,
 }
@@ -82,7 +105,7 @@ impl Aimd {
             // Start where a round and a job alone can run side by side.
             limit: 2f64.clamp(bounds.floor as f64, bounds.ceiling as f64),
             bounds,
-            baseline: None,
+            baselines: HashMap::new(),
             since_decrease: usize::MAX,
         }
     }
@@ -92,13 +115,16 @@ impl Aimd {
         self.limit as usize
     }
 
-    pub fn observe(&mut self, signal: Signal) -> Step {
+    /// What an answer says; `full` when the lane had all its limit in
+    /// flight as it came (only then can an increase be earned).
+    pub fn observe(&mut self, signal: Signal, full: bool) -> Step {
         self.since_decrease = self.since_decrease.saturating_add(1);
         let slower = match signal {
             Signal::Overloaded => return self.decrease(0.5),
             Signal::Answered(None) => false,
-            Signal::Answered(Some(latency)) => {
-                let baseline = self.baseline.get_or_insert(latency);
+            Signal::Answered(Some(timing)) => {
+                let latency = timing.latency;
+                let baseline = self.baselines.entry(timing.class()).or_insert(latency);
                 let slower = latency.as_secs_f64() > baseline.as_secs_f64() * SLOWER
                     && latency > *baseline + SLACK;
                 *baseline = if latency < *baseline {
@@ -112,6 +138,9 @@ impl Aimd {
         };
         if slower {
             return self.decrease(0.9);
+        }
+        if !full {
+            return Step::Held;
         }
         let before = self.limit();
         self.limit = (self.limit + 1.0 / self.limit).min(self.bounds.ceiling as f64);
@@ -193,6 +222,14 @@ impl Lanes {
             .collect()
     }
 
+    /// How many more requests `org`'s Creatio may take now.
+    pub fn room(&self, org: &OrgId) -> usize {
+        self.lock().get(org).map_or_else(
+            || Aimd::new(self.bounds).limit(),
+            |l| l.aimd.limit().saturating_sub(l.in_flight),
+        )
+    }
+
     /// `org`'s current limit.
     pub fn limit_of(&self, org: &OrgId) -> usize {
         self.lock()
@@ -210,13 +247,19 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// Another permit for the same org, if its lane has room.
+    pub fn another(&self) -> Option<Permit> {
+        self.lanes.try_acquire(&self.org)
+    }
+
     /// What an answer said about the org's Creatio.
     pub fn observe(&self, signal: Signal) -> Step {
         let mut lanes = self.lanes.lock();
         let Some(lane) = lanes.get_mut(&self.org) else {
             return Step::Held;
         };
-        let step = lane.aimd.observe(signal);
+        let full = lane.in_flight >= lane.aimd.limit();
+        let step = lane.aimd.observe(signal, full);
         if step != Step::Held {
             tracing::debug!(org_id = %self.org, limit = lane.aimd.limit(), ?signal, "Concurrency toward Creatio changed.");
         }
@@ -260,7 +303,14 @@ mod tests {
     use super::*;
 
     fn ms(n: u64) -> Signal {
-        Signal::Answered(Some(Duration::from_millis(n)))
+        sized(n, 10)
+    }
+
+    fn sized(n: u64, ops: usize) -> Signal {
+        Signal::Answered(Some(Timing {
+            latency: Duration::from_millis(n),
+            ops,
+        }))
     }
 
     #[test]
@@ -272,17 +322,17 @@ mod tests {
         assert_eq!(a.limit(), 2);
         // +1/limit per answer: about a limit's worth of answers per step
         // (2 → 2.5 → 2.9 → 3.24, then 3.55 → 3.83 → 4.09).
-        assert_eq!(a.observe(ms(10)), Step::Held);
-        assert_eq!(a.observe(ms(10)), Step::Held);
-        assert_eq!(a.observe(ms(10)), Step::Increased);
+        assert_eq!(a.observe(ms(10), true), Step::Held);
+        assert_eq!(a.observe(ms(10), true), Step::Held);
+        assert_eq!(a.observe(ms(10), true), Step::Increased);
         assert_eq!(a.limit(), 3);
         for _ in 0..2 {
-            assert_eq!(a.observe(Signal::Answered(None)), Step::Held);
+            assert_eq!(a.observe(Signal::Answered(None), true), Step::Held);
         }
-        assert_eq!(a.observe(Signal::Answered(None)), Step::Increased);
+        assert_eq!(a.observe(Signal::Answered(None), true), Step::Increased);
         assert_eq!(a.limit(), 4);
         for _ in 0..50 {
-            a.observe(ms(10));
+            a.observe(ms(10), true);
         }
         assert_eq!(a.limit(), 4, "the ceiling holds");
     }
@@ -294,20 +344,20 @@ mod tests {
             ceiling: 16,
         });
         for _ in 0..200 {
-            a.observe(ms(10));
+            a.observe(ms(10), true);
         }
         assert_eq!(a.limit(), 16);
-        assert_eq!(a.observe(Signal::Overloaded), Step::Decreased);
+        assert_eq!(a.observe(Signal::Overloaded, true), Step::Decreased);
         assert_eq!(a.limit(), 8);
         // Answers to requests sent before the decrease: no second cut.
         for _ in 0..7 {
-            assert_eq!(a.observe(Signal::Overloaded), Step::Held);
+            assert_eq!(a.observe(Signal::Overloaded, true), Step::Held);
         }
         assert_eq!(a.limit(), 8);
-        assert_eq!(a.observe(Signal::Overloaded), Step::Decreased);
+        assert_eq!(a.observe(Signal::Overloaded, true), Step::Decreased);
         assert_eq!(a.limit(), 4);
         for _ in 0..10 {
-            a.observe(Signal::Overloaded);
+            a.observe(Signal::Overloaded, true);
         }
         assert_eq!(a.limit(), 1, "down to the floor and no further");
     }
@@ -319,18 +369,54 @@ mod tests {
             ceiling: 8,
         });
         for _ in 0..100 {
-            a.observe(ms(5));
+            a.observe(ms(5), true);
         }
         assert_eq!(a.limit(), 8);
         // Noise on a fast Creatio is not a slowdown.
-        assert_ne!(a.observe(ms(15)), Step::Decreased);
-        assert_eq!(a.observe(ms(200)), Step::Decreased);
+        assert_ne!(a.observe(ms(15), true), Step::Decreased);
+        assert_eq!(a.observe(ms(200), true), Step::Decreased);
         assert_eq!(a.limit(), 7);
         // Slow for good: the baseline follows, and the limit grows again.
         for _ in 0..2_000 {
-            a.observe(ms(200));
+            a.observe(ms(200), true);
         }
         assert_eq!(a.limit(), 8);
+    }
+
+    #[test]
+    fn a_bigger_request_is_compared_with_requests_of_its_size() {
+        let mut a = Aimd::new(Bounds {
+            floor: 1,
+            ceiling: 8,
+        });
+        for _ in 0..50 {
+            a.observe(sized(102, 1), true);
+        }
+        assert_eq!(a.limit(), 8);
+        // 100 ms a request and 2 ms an operation: a full one takes 300 ms
+        // and says nothing about load.
+        assert_ne!(a.observe(sized(300, 100), true), Step::Decreased);
+        assert_eq!(a.observe(sized(310, 100), true), Step::Held);
+        assert_eq!(a.limit(), 8);
+        // One past the knee: half again as long, for its size.
+        assert_eq!(a.observe(sized(450, 100), true), Step::Decreased);
+        assert_eq!(a.limit(), 7);
+    }
+
+    #[test]
+    fn the_limit_grows_only_while_the_lane_is_full() {
+        let mut a = Aimd::new(Bounds {
+            floor: 1,
+            ceiling: 8,
+        });
+        for _ in 0..50 {
+            assert_eq!(a.observe(ms(10), false), Step::Held);
+        }
+        assert_eq!(a.limit(), 2, "two at a time say nothing about a third");
+        for _ in 0..3 {
+            a.observe(ms(10), true);
+        }
+        assert_eq!(a.limit(), 3);
     }
 
     #[test]

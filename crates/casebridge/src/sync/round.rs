@@ -152,19 +152,7 @@ async fn run_org(
             c.creatio_contact_id = Some(id.to_string());
         }
     }
-    let sent = std::time::Instant::now();
-    let (mut outcome, requests) =
-        write_groups(&org, &plans, &conversations, &backlog, &mut failed).await;
-    if requests > 0 {
-        let overloaded = outcome
-            .values()
-            .filter_map(|r| r.as_ref().err())
-            .map(limiter::signal_of)
-            .find(|s| *s == Signal::Overloaded);
-        lane.observe(
-            overloaded.unwrap_or(Signal::Answered(Some(sent.elapsed() / requests as u32))),
-        );
-    }
+    let mut outcome = write_groups(&org, lane, &plans, &conversations, &backlog, &mut failed).await;
     let (writes, failures) = collect(&plans, &conversations, &contacts, &mut failed, &mut outcome);
     if let Err(e) = record(&services.db, org_id, &writes, announce).await {
         // The jobs stay running; their leases expire and they run again,
@@ -311,17 +299,18 @@ async fn contacts_for_new_cases(
 type ContactsFound = HashMap<ConversationId, (Uuid, bool)>;
 
 /// Sends each writing conversation's case and activities as one atomic
-/// group, all groups in shared `$batch` requests. Returns each plan's
-/// outcome by its index (the case number when it created the case, or the
-/// error of its group) and about how many requests it sent. A
-/// conversation whose operations cannot be built joins `failed`.
+/// group, all groups in shared `$batch` requests ([`send_requests`]).
+/// Returns each plan's outcome by its index (the case number when it
+/// created the case, or the error of its group). A conversation whose
+/// operations cannot be built joins `failed`.
 async fn write_groups(
     org: &context::OrgClient,
+    lane: &Permit,
     plans: &[(Job, Plan<'_>)],
     conversations: &HashMap<ConversationId, Conversation>,
     backlog: &rounds::Backlog,
     failed: &mut HashMap<ConversationId, CreatioError>,
-) -> (HashMap<usize, Result<Option<String>, CreatioError>>, usize) {
+) -> HashMap<usize, Result<Option<String>, CreatioError>> {
     let mut groups: Vec<Vec<BatchOp>> = Vec::new();
     let mut grouped: Vec<usize> = Vec::new();
     for (i, (job, plan)) in plans.iter().enumerate() {
@@ -351,13 +340,98 @@ async fn write_groups(
     }
     let ops: usize = groups.iter().map(Vec::len).sum();
     count_request(ops);
-    let results = org.client.batch_groups(&groups).await;
-    let outcome = grouped
+    let results = send_requests(&org.client, lane, groups).await;
+    grouped
         .into_iter()
         .zip(results)
         .map(|(i, results)| (i, group_outcome(results, plans[i].1.creates_case())))
-        .collect();
-    (outcome, ops.div_ceil(creatio::batch::MAX_BATCH_OPERATIONS))
+        .collect()
+}
+
+/// Groups packed whole, in order, into requests of at most
+/// [`creatio::batch::MAX_BATCH_OPERATIONS`] operations: each request's
+/// group indexes. A group too big for one request goes alone (and is
+/// refused unsent).
+fn pack(groups: &[Vec<BatchOp>]) -> Vec<Vec<usize>> {
+    let mut requests: Vec<Vec<usize>> = Vec::new();
+    let mut ops = 0;
+    for (g, group) in groups.iter().enumerate() {
+        let fits = ops + group.len() <= creatio::batch::MAX_BATCH_OPERATIONS;
+        match requests.last_mut() {
+            Some(last) if fits => last.push(g),
+            _ => {
+                requests.push(vec![g]);
+                ops = 0;
+            }
+        }
+        ops += group.len();
+    }
+    requests
+}
+
+/// Sends the groups, a request each [`pack`]ed, side by side as far as
+/// the org's lane has room (the round's own permit, and another for each
+/// request more while there is one); each answer tells the lane how long
+/// a request of its size took, or that Creatio is overloaded. Returns
+/// each group's results, in order.
+async fn send_requests(
+    client: &creatio::Client,
+    lane: &Permit,
+    groups: Vec<Vec<BatchOp>>,
+) -> Vec<Vec<creatio::batch::BatchResult>> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let requests = pack(&groups);
+    let mut results: Vec<Vec<creatio::batch::BatchResult>> = vec![Vec::new(); groups.len()];
+    let mut slots: Vec<Option<Vec<BatchOp>>> = groups.into_iter().map(Some).collect();
+    let mut waiting = requests.into_iter().peekable();
+    let mut in_flight = FuturesUnordered::new();
+    // Whether the round's own permit is free for the next request.
+    let mut own = true;
+    loop {
+        while waiting.peek().is_some() {
+            let extra = if own {
+                own = false;
+                None
+            } else {
+                match lane.another() {
+                    Some(permit) => Some(permit),
+                    None => break,
+                }
+            };
+            let members = waiting.next().unwrap_or_default();
+            let request: Vec<Vec<BatchOp>> = members
+                .iter()
+                .map(|&g| slots[g].take().unwrap_or_default())
+                .collect();
+            in_flight.push(async move {
+                let ops: usize = request.iter().map(Vec::len).sum();
+                let sent = std::time::Instant::now();
+                let answers = client.batch_groups(&request).await;
+                (members, answers, ops, sent.elapsed(), extra)
+            });
+        }
+        let Some((members, answers, ops, latency, extra)) = in_flight.next().await else {
+            break;
+        };
+        let overloaded = answers
+            .iter()
+            .flatten()
+            .filter_map(|r| r.as_ref().err())
+            .map(limiter::signal_of)
+            .find(|s| *s == Signal::Overloaded);
+        if ops > 0 {
+            let timing = limiter::Timing { latency, ops };
+            lane.observe(overloaded.unwrap_or(Signal::Answered(Some(timing))));
+        }
+        match extra {
+            Some(permit) => drop(permit),
+            None => own = true,
+        }
+        for (g, answer) in members.into_iter().zip(answers) {
+            results[g] = answer;
+        }
+    }
+    results
 }
 
 /// What the round wrote, per job, to record; and the jobs that failed,
@@ -528,6 +602,28 @@ fn write_ops(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_are_packed_whole_into_requests_in_order() {
+        let group = |n: usize| -> Vec<BatchOp> {
+            (0..n)
+                .map(|_| BatchOp::create_json("Activity", serde_json::json!({})))
+                .collect()
+        };
+        let groups = vec![
+            group(60),
+            group(40),
+            group(1),
+            group(100),
+            group(101),
+            group(2),
+        ];
+        assert_eq!(
+            pack(&groups),
+            vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5]]
+        );
+        assert!(pack(&[]).is_empty());
+    }
 
     #[test]
     fn a_group_reports_the_failure_not_the_rollback() {

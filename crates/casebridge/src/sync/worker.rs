@@ -25,8 +25,11 @@ use crate::storage::{self, now_ms};
 /// jobs, retries coming due); local ingests wake it at once.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// Jobs claimed at once: a round's worth.
-const CLAIM: usize = 500;
+/// Jobs in one round: about one `$batch` request of a case and an activity
+/// per conversation; an org claims at most this many per request its lane
+/// has room for, so what is claimed and held is bounded by the lanes,
+/// whatever the backlog.
+pub const ROUND: usize = creatio::batch::MAX_BATCH_OPERATIONS / 2;
 /// Claimers per process: while one round waits for Creatio, the next one
 /// reads and records.
 const CLAIMERS: usize = 2;
@@ -42,6 +45,9 @@ pub fn spawn(
 ) -> Vec<JoinHandle<()>> {
     let slots = Arc::new(Semaphore::new(n.max(1)));
     let lanes = Lanes::new(policy.concurrency);
+    // One claimer at a time claims and takes its lanes' permits, so that
+    // two never both claim the same room.
+    let turn = Arc::new(tokio::sync::Mutex::new(()));
     (0..CLAIMERS)
         .map(|i| {
             tokio::spawn(claim_loop(
@@ -49,6 +55,7 @@ pub fn spawn(
                 services.clone(),
                 slots.clone(),
                 lanes.clone(),
+                turn.clone(),
                 policy,
                 stop.clone(),
             ))
@@ -61,6 +68,7 @@ async fn claim_loop(
     services: Arc<Services>,
     slots: Arc<Semaphore>,
     lanes: Arc<Lanes>,
+    turn: Arc<tokio::sync::Mutex<()>>,
     policy: Policy,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -75,18 +83,11 @@ async fn claim_loop(
             handed_back.extend(done.unwrap_or_default());
         }
         // With every slot busy, only what a round does is worth claiming;
-        // an org whose lane is full gets nothing more until it has room.
+        // each org claims as much as its lane has room for, and an org
+        // whose lane is full gets nothing more until it has room.
         let busy = slots.available_permits() == 0;
-        let full = lanes.full();
-        let claimed = match jobs::claim_batch_skipping(
-            &services.db,
-            policy.lease_ms,
-            CLAIM,
-            busy,
-            &full,
-        )
-        .await
-        {
+        let my_turn = turn.lock().await;
+        let claimed = match claim_with_room(&services.db, &lanes, policy.lease_ms, busy).await {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(claimer, error = %e, "Could not claim sync jobs; retrying shortly.");
@@ -94,6 +95,7 @@ async fn claim_loop(
             }
         };
         if claimed.is_empty() && handed_back.is_empty() {
+            drop(my_turn);
             tokio::select! {
                 _ = services.db.jobs_queued() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -128,6 +130,7 @@ async fn claim_loop(
             }
             back.push(job);
         }
+        drop(my_turn);
         if !back.is_empty() {
             let ids: Vec<&str> = back.iter().map(|j| j.id.as_str()).collect();
             if let Err(e) = jobs::unclaim(&services.db, &ids).await {
@@ -161,6 +164,34 @@ async fn claim_loop(
     while alone.join_next().await.is_some() {}
 }
 
+/// Claims, for each org with jobs due, as many as its lane has room for:
+/// [`ROUND`] per request it may still send. An org whose lane is full is
+/// not read at all, and another org's backlog is never walked (a claim
+/// per org). `first_messages` claims only what a round runs.
+pub async fn claim_with_room(
+    db: &storage::Db,
+    lanes: &Lanes,
+    lease_ms: i64,
+    first_messages: bool,
+) -> Result<Vec<Job>, storage::StorageError> {
+    let mut claimed = Vec::new();
+    for org in jobs::orgs_ready(db).await? {
+        let room = lanes.room(&org);
+        if room == 0 {
+            continue;
+        }
+        match jobs::claim_for_org(db, lease_ms, &org, room * ROUND, first_messages).await {
+            Ok(jobs) => claimed.extend(jobs),
+            // What was claimed stays claimed, to run; the rest waits.
+            Err(e) if !claimed.is_empty() => {
+                tracing::warn!(org_id = %org, error = %e, "Could not claim an org's sync jobs; retrying shortly.");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(claimed)
+}
+
 /// Starts a round per org whose lane has room; returns the jobs of the
 /// orgs whose lane is full, to give back.
 fn start_rounds(
@@ -175,16 +206,22 @@ fn start_rounds(
         by_org.entry(job.org_id.clone()).or_default().push(job);
     }
     let mut back = Vec::new();
-    for (org_id, jobs) in by_org {
-        match lanes.try_acquire(&org_id) {
-            Some(lane) => {
-                let services = services.clone();
-                let policy = *policy;
-                rounds.spawn(
-                    async move { round::run(&services, &policy, &org_id, jobs, &lane).await },
-                );
-            }
-            None => back.extend(jobs),
+    for (org_id, mut jobs) in by_org {
+        // A round of one `$batch` request's worth: its answer comes in one
+        // round trip however slow the org's Creatio, and what it records
+        // holds the database briefly; more of the org's jobs go in more
+        // rounds side by side, as far as its lane has room.
+        while !jobs.is_empty() {
+            let Some(lane) = lanes.try_acquire(&org_id) else {
+                back.append(&mut jobs);
+                break;
+            };
+            let round: Vec<Job> = jobs.drain(..jobs.len().min(ROUND)).collect();
+            let services = services.clone();
+            let policy = *policy;
+            let org_id = org_id.clone();
+            rounds
+                .spawn(async move { round::run(&services, &policy, &org_id, round, &lane).await });
         }
     }
     back

@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, Org, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(the_limit_halves_on_429_and_503_shrinks_on_latency_and_grows_back,);
+on_both_backends!(
+    the_limit_halves_on_429_and_503_shrinks_on_latency_and_grows_back,
+    a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_send,
+);
 
 fn message(conv: &str) -> Value {
     json!([{
@@ -89,5 +92,67 @@ async fn the_limit_halves_on_429_and_503_shrinks_on_latency_and_grows_back(backe
     app.send(&org.key, message("c3")).await;
     app.settled(&org.key, "c3").await;
     limit_becomes(&app, &org, 1, "a slow answer").await;
+    app.finish().await;
+}
+
+/// 400 conversations wait behind a Creatio that takes 300 ms a request,
+/// with at most 2 requests in flight: the jobs claimed (running) at any
+/// moment never exceed what 2 requests carry, so what a process holds is
+/// bounded by its lanes, not by the backlog. Counted, never timed.
+async fn a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_send(
+    backend: Backend,
+) {
+    use casebridge::sync::limiter::Bounds;
+    use casebridge::sync::worker::ROUND;
+    use sqlx::Row;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.sync_policy.concurrency = Bounds {
+            floor: 1,
+            ceiling: 2,
+        }
+    })
+    .await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    app.emulator_op(Method::PUT, "cost", Some(json!({"base_ms": 300})))
+        .await;
+    let backlog: Vec<Value> = (0..400)
+        .flat_map(|c| {
+            message(&format!("c{c}"))
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    app.send(&org.key, Value::Array(backlog)).await;
+    let count = |state: &'static str| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query(&format!(
+                "SELECT COUNT(*) AS n FROM jobs WHERE state = '{state}'"
+            ))
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut most = 0;
+    loop {
+        let running = count("running").await;
+        most = most.max(running);
+        assert!(
+            running <= (2 * ROUND) as i64,
+            "{running} jobs claimed at once, more than 2 requests carry"
+        );
+        if running == 0 && count("pending").await == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the backlog did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most > 0, "the backlog was seen being worked");
+    assert_eq!(count("done").await, 400, "every job done");
     app.finish().await;
 }

@@ -279,11 +279,13 @@ async fn a_claimed_item_is_settled_once(backend: Backend) {
 }
 
 /// Org A has a backlog of 300 conversations, older than org B's 5. A
-/// claim takes the oldest first, so without a lane A would have every
-/// claim; with A's lane full the claim skips A and B's jobs all go,
-/// counted, not timed. A claim is bounded by its limit either way.
+/// claim across orgs takes the oldest first, so A would have every claim;
+/// claimed per org with room, A gets its lane's worth and B all of its
+/// own, and with A's lane full A gets nothing and B still all. Counted,
+/// not timed; what is claimed is bounded by the lanes, not the backlog.
 async fn a_backlog_in_one_org_takes_no_claims_from_another_whose_lane_has_room(backend: Backend) {
     use casebridge::sync::limiter::{Bounds, Lanes};
+    use casebridge::sync::worker::{claim_with_room, ROUND};
     let (app, a) = api_only(backend).await;
     let b = app.create_org("Beta").await;
     app.connect(&b.key).await;
@@ -296,24 +298,35 @@ async fn a_backlog_in_one_org_takes_no_claims_from_another_whose_lane_has_room(b
         let from_a = claimed.iter().filter(|j| j.org_id == a.id).count();
         (from_a, claimed.len() - from_a)
     };
+    let give_back = |claimed: Vec<jobs::Job>| async move {
+        let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+        jobs::unclaim(db, &ids).await.unwrap();
+    };
 
-    // Without lanes: the oldest 100 are all A's.
+    // Across orgs: the oldest 100 are all A's.
     let claimed = jobs::claim_batch(db, 60_000, 100, false).await.unwrap();
     assert_eq!(orgs_of(&claimed), (100, 0), "bounded by the limit, all A's");
-    let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
-    jobs::unclaim(db, &ids).await.unwrap();
+    give_back(claimed).await;
 
-    // A's lane full (a limit of 1 with one round in flight): B's jobs go.
+    // Per org with room: A's lane (1 request) bounds A's claim, and B's
+    // jobs all go.
     let lanes = Lanes::new(Bounds {
         floor: 1,
         ceiling: 1,
     });
+    let claimed = claim_with_room(db, &lanes, 60_000, false).await.unwrap();
+    assert_eq!(
+        orgs_of(&claimed),
+        (ROUND, 5),
+        "a lane's worth of A's, all of B's"
+    );
+    give_back(claimed).await;
+
+    // A's lane full (a limit of 1 with one round in flight): none of A's.
     let _in_flight = lanes.try_acquire(&a.id).expect("room for one");
     assert!(lanes.try_acquire(&a.id).is_none());
-    assert!(lanes.try_acquire(&b.id).is_some(), "B's lane is its own");
-    let claimed = jobs::claim_batch_skipping(db, 60_000, 100, false, &lanes.full())
-        .await
-        .unwrap();
+    assert_eq!(lanes.room(&b.id), 1, "B's lane is its own");
+    let claimed = claim_with_room(db, &lanes, 60_000, false).await.unwrap();
     assert_eq!(orgs_of(&claimed), (0, 5), "every one of B's, none of A's");
     app.finish().await;
 }
