@@ -468,7 +468,7 @@ async fn scenario_d() {
                 .collect();
             format!(
                 "{:.1}",
-                in_second.iter().sum::<f64>() / in_second.len().max(1) as f64
+                in_second.iter().fold(0.0, |a, b| a + b) / in_second.len().max(1) as f64
             )
         })
         .collect();
