@@ -290,7 +290,7 @@ fn message(conv: &str, i: u64) -> Value {
     json!({
         "id": format!("{conv}-e{i}"), "type": "message.created",
         "conversation": {"id": conv, "channel": "web"},
-        "message": {"id": format!("m{i}"), "role": if i % 2 == 0 { "customer" } else { "ai" },
+        "message": {"id": format!("m{i}"), "role": if i.is_multiple_of(2) { "customer" } else { "ai" },
                     "text": format!("message {i} of {conv}")}
     })
 }
@@ -494,9 +494,10 @@ async fn scenario_e() {
     let started = Instant::now();
     serve.backlog(&key, "big", conversations, per).await;
     let ingest = started.elapsed().as_secs_f64();
+    let ingest_rss = serve.process.peak_rss_mb();
     let secs = drained(&creatio, conversations * per, started).await;
     println!(
-        "(e) {} messages behind the slow Creatio of (b): ingested in {ingest:.1} s, all written in {secs:.1} s ({:.0} messages/s); peak RSS of serve {:.0} MB (target ≤ 64)",
+        "(e) {} messages behind the slow Creatio of (b): ingested in {ingest:.1} s, all written in {secs:.1} s ({:.0} messages/s); peak RSS of serve {:.0} MB (target ≤ 64; {ingest_rss:.0} MB by the end of the ingest)",
         conversations * per,
         (conversations * per) as f64 / secs,
         serve.process.peak_rss_mb()
@@ -506,7 +507,9 @@ async fn scenario_e() {
 #[tokio::main]
 async fn main() {
     let scenarios = std::env::var("SCENARIOS").unwrap_or_else(|_| "a,b,c,d,e".into());
-    println!("casebridge against Creatio, as separate processes on loopback (scenarios {scenarios})");
+    println!(
+        "casebridge against Creatio, as separate processes on loopback (scenarios {scenarios})"
+    );
     for s in scenarios.split(',').map(str::trim) {
         match s {
             "a" => scenario_a().await,

@@ -311,79 +311,88 @@ async fn write_groups(
     backlog: &rounds::Backlog,
     failed: &mut HashMap<ConversationId, CreatioError>,
 ) -> HashMap<usize, Result<Option<String>, CreatioError>> {
-    let mut groups: Vec<Vec<BatchOp>> = Vec::new();
-    let mut grouped: Vec<usize> = Vec::new();
-    for (i, (job, plan)) in plans.iter().enumerate() {
+    // Each writing plan and how many operations its group has; the
+    // operations themselves are built as their request goes (a round's
+    // whole backlog as JSON would hold megabytes per round in flight).
+    let sizes: Vec<(usize, usize)> = plans
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (job, plan))| match plan {
+            Plan::Write { new_case, messages } if !failed.contains_key(&job.conversation_id) => {
+                Some((i, messages.len() + usize::from(*new_case)))
+            }
+            _ => None,
+        })
+        .collect();
+    for (_, n) in &sizes {
+        metrics::histogram!(crate::metrics::BATCH_SIZE).record(*n as f64);
+    }
+    count_request(sizes.iter().map(|(_, n)| n).sum());
+    let build = |i: usize| {
+        let (job, plan) = &plans[i];
         let Plan::Write { new_case, messages } = plan else {
-            continue;
+            return Ok(Vec::new());
         };
-        if failed.contains_key(&job.conversation_id) {
-            continue;
-        }
         let c = &conversations[&job.conversation_id];
         let started = backlog.started.contains(&c.id);
-        match write_ops(c, &org.settings, *new_case, messages, started) {
-            Ok(ops) => {
-                groups.push(ops);
-                grouped.push(i);
+        write_ops(c, &org.settings, *new_case, messages, started)
+    };
+    let mut outcome = HashMap::new();
+    for (i, result) in send_requests(&org.client, lane, &sizes, build).await {
+        match result {
+            Ok(results) => {
+                outcome.insert(i, group_outcome(results, plans[i].1.creates_case()));
             }
             Err(e) => {
                 failed.insert(
-                    job.conversation_id.clone(),
+                    plans[i].0.conversation_id.clone(),
                     CreatioError::InvalidRequest(e.to_string()),
                 );
             }
         }
     }
-    for g in &groups {
-        metrics::histogram!(crate::metrics::BATCH_SIZE).record(g.len() as f64);
-    }
-    let ops: usize = groups.iter().map(Vec::len).sum();
-    count_request(ops);
-    let results = send_requests(&org.client, lane, groups).await;
-    grouped
-        .into_iter()
-        .zip(results)
-        .map(|(i, results)| (i, group_outcome(results, plans[i].1.creates_case())))
-        .collect()
+    outcome
 }
 
-/// Groups packed whole, in order, into requests of at most
-/// [`creatio::batch::MAX_BATCH_OPERATIONS`] operations: each request's
-/// group indexes. A group too big for one request goes alone (and is
+/// Groups (`(id, operations)`) packed whole, in order, into requests of
+/// at most [`creatio::batch::MAX_BATCH_OPERATIONS`] operations: each
+/// request's groups. A group too big for one request goes alone (and is
 /// refused unsent).
-fn pack(groups: &[Vec<BatchOp>]) -> Vec<Vec<usize>> {
+fn pack(sizes: &[(usize, usize)]) -> Vec<Vec<usize>> {
     let mut requests: Vec<Vec<usize>> = Vec::new();
     let mut ops = 0;
-    for (g, group) in groups.iter().enumerate() {
-        let fits = ops + group.len() <= creatio::batch::MAX_BATCH_OPERATIONS;
+    for &(id, n) in sizes {
+        let fits = ops + n <= creatio::batch::MAX_BATCH_OPERATIONS;
         match requests.last_mut() {
-            Some(last) if fits => last.push(g),
+            Some(last) if fits => last.push(id),
             _ => {
-                requests.push(vec![g]);
+                requests.push(vec![id]);
                 ops = 0;
             }
         }
-        ops += group.len();
+        ops += n;
     }
     requests
 }
 
+/// A group's answers, or why its operations could not be built.
+type GroupResult = Result<Vec<creatio::batch::BatchResult>, JobError>;
+
 /// Sends the groups, a request each [`pack`]ed, side by side as far as
 /// the org's lane has room (the round's own permit, and another for each
-/// request more while there is one); each answer tells the lane how long
-/// a request of its size took, or that Creatio is overloaded. Returns
-/// each group's results, in order.
+/// request more while there is one). A request's operations are built
+/// (`build`) as it goes, so what a round holds is what it has in flight.
+/// Each answer tells the lane how long a request of its size took, or that
+/// Creatio is overloaded. Returns each group's results by its id.
 async fn send_requests(
     client: &creatio::Client,
     lane: &Permit,
-    groups: Vec<Vec<BatchOp>>,
-) -> Vec<Vec<creatio::batch::BatchResult>> {
+    sizes: &[(usize, usize)],
+    build: impl Fn(usize) -> Result<Vec<BatchOp>, JobError>,
+) -> Vec<(usize, GroupResult)> {
     use futures_util::stream::{FuturesUnordered, StreamExt};
-    let requests = pack(&groups);
-    let mut results: Vec<Vec<creatio::batch::BatchResult>> = vec![Vec::new(); groups.len()];
-    let mut slots: Vec<Option<Vec<BatchOp>>> = groups.into_iter().map(Some).collect();
-    let mut waiting = requests.into_iter().peekable();
+    let mut results: Vec<(usize, GroupResult)> = Vec::with_capacity(sizes.len());
+    let mut waiting = pack(sizes).into_iter().peekable();
     let mut in_flight = FuturesUnordered::new();
     // Whether the round's own permit is free for the next request.
     let mut own = true;
@@ -398,15 +407,25 @@ async fn send_requests(
                     None => break,
                 }
             };
-            let members = waiting.next().unwrap_or_default();
-            let request: Vec<Vec<BatchOp>> = members
-                .iter()
-                .map(|&g| slots[g].take().unwrap_or_default())
-                .collect();
+            let mut members = Vec::new();
+            let mut request = Vec::new();
+            for id in waiting.next().unwrap_or_default() {
+                match build(id) {
+                    Ok(ops) => {
+                        members.push(id);
+                        request.push(ops);
+                    }
+                    Err(e) => results.push((id, Err(e))),
+                }
+            }
             in_flight.push(async move {
                 let ops: usize = request.iter().map(Vec::len).sum();
                 let sent = std::time::Instant::now();
-                let answers = client.batch_groups(&request).await;
+                let answers = if ops > 0 {
+                    client.batch_groups(&request).await
+                } else {
+                    Vec::new()
+                };
                 (members, answers, ops, sent.elapsed(), extra)
             });
         }
@@ -427,8 +446,8 @@ async fn send_requests(
             Some(permit) => drop(permit),
             None => own = true,
         }
-        for (g, answer) in members.into_iter().zip(answers) {
-            results[g] = answer;
+        for (id, answer) in members.into_iter().zip(answers) {
+            results.push((id, Ok(answer)));
         }
     }
     results
@@ -605,22 +624,10 @@ mod tests {
 
     #[test]
     fn groups_are_packed_whole_into_requests_in_order() {
-        let group = |n: usize| -> Vec<BatchOp> {
-            (0..n)
-                .map(|_| BatchOp::create_json("Activity", serde_json::json!({})))
-                .collect()
-        };
-        let groups = vec![
-            group(60),
-            group(40),
-            group(1),
-            group(100),
-            group(101),
-            group(2),
-        ];
+        let sizes = [(7, 60), (8, 40), (9, 1), (10, 100), (11, 101), (12, 2)];
         assert_eq!(
-            pack(&groups),
-            vec![vec![0, 1], vec![2], vec![3], vec![4], vec![5]]
+            pack(&sizes),
+            vec![vec![7, 8], vec![9], vec![10], vec![11], vec![12]]
         );
         assert!(pack(&[]).is_empty());
     }
