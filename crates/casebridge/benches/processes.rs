@@ -171,16 +171,15 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(database_url: &str, extra: &[(&str, String)]) -> Serve {
+    fn start(database_url: &str) -> Serve {
         let operator = format!("operator-{}", uuid::Uuid::new_v4().simple());
-        let mut env = vec![
+        let env = [
             ("CASEBRIDGE_LISTEN", "127.0.0.1:0".to_string()),
             ("CASEBRIDGE_DATABASE_URL", database_url.to_string()),
             ("CASEBRIDGE_ADMIN_TOKEN", operator.clone()),
             ("CASEBRIDGE_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8".into()),
             ("CASEBRIDGE_LOG", "error".into()),
         ];
-        env.extend(extra.iter().cloned());
         let (process, lines) = start(&["serve"], &env, "casebridge listening on");
         let addr = lines
             .last()
@@ -313,15 +312,22 @@ async fn drained(creatio: &Creatio, want: u64, since: Instant) -> f64 {
     since.elapsed().as_secs_f64()
 }
 
+/// An emulator, `serve` on `database_url`, and one org connected to the
+/// emulator; its API key.
+async fn one_org(database_url: &str) -> (Creatio, Serve, String) {
+    let creatio = Creatio::start();
+    let serve = Serve::start(database_url);
+    let key = serve.org("A", &creatio).await;
+    (creatio, serve, key)
+}
+
 fn sqlite(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("cb.db").display())
 }
 
 /// (a) on one backend.
 async fn zero_latency(backend: &str, database_url: &str) {
-    let creatio = Creatio::start();
-    let serve = Serve::start(database_url, &[]);
-    let key = serve.org("A", &creatio).await;
+    let (creatio, serve, key) = one_org(database_url).await;
     creatio
         .operator(reqwest::Method::DELETE, "stats", None)
         .await;
@@ -387,9 +393,7 @@ const SLOW_CEILING: f64 = 8.0 * 100.0 / (0.1 + 100.0 * 0.002);
 
 async fn scenario_b() {
     let dir = tempfile::tempdir().unwrap();
-    let creatio = Creatio::start();
-    let serve = Serve::start(&sqlite(&dir), &[]);
-    let key = serve.org("A", &creatio).await;
+    let (creatio, serve, key) = one_org(&sqlite(&dir)).await;
     creatio.cost(slow_model()).await;
     let (conversations, per) = (500, 40);
     let started = Instant::now();
@@ -411,7 +415,7 @@ async fn scenario_c() {
     let dir = tempfile::tempdir().unwrap();
     let healthy = Creatio::start();
     let sick = Creatio::start();
-    let serve = Serve::start(&sqlite(&dir), &[]);
+    let serve = Serve::start(&sqlite(&dir));
     let key_a = serve.org("A", &sick).await;
     let key_b = serve.org("B", &healthy).await;
     let (rate, secs, backlog) = (20, 10, 20_000);
@@ -439,9 +443,7 @@ async fn scenario_c() {
 
 async fn scenario_d() {
     let dir = tempfile::tempdir().unwrap();
-    let creatio = Creatio::start();
-    let serve = Serve::start(&sqlite(&dir), &[]);
-    let key = serve.org("A", &creatio).await;
+    let (creatio, serve, key) = one_org(&sqlite(&dir)).await;
     creatio
         .cost(json!({"base_ms": 100, "per_op_ms": 2, "jitter": 0.1, "knee": 4, "slowdown": 0.5}))
         .await;
@@ -486,9 +488,7 @@ async fn scenario_d() {
 
 async fn scenario_e() {
     let dir = tempfile::tempdir().unwrap();
-    let creatio = Creatio::start();
-    let serve = Serve::start(&sqlite(&dir), &[]);
-    let key = serve.org("A", &creatio).await;
+    let (creatio, serve, key) = one_org(&sqlite(&dir)).await;
     creatio.cost(slow_model()).await;
     let (conversations, per) = (5_000, 20);
     let started = Instant::now();

@@ -25,6 +25,40 @@ use crate::query::{col, Query};
 /// Creatio's limit on sub-requests per `$batch`.
 pub const MAX_BATCH_OPERATIONS: usize = 100;
 
+/// Why a group of `n` operations cannot be sent, when it is too big for
+/// one `$batch` (an atomic group cannot be split).
+pub fn too_big(n: usize) -> Option<Error> {
+    (n > MAX_BATCH_OPERATIONS).then(|| {
+        Error::InvalidRequest(format!(
+            "an atomic group of {n} operations does not fit one $batch (at most {MAX_BATCH_OPERATIONS})"
+        ))
+    })
+}
+
+/// Packs groups of `sizes` operations whole, in order, into requests of
+/// at most [`MAX_BATCH_OPERATIONS`]: each request's group indexes. A group
+/// that is [`too_big`] is in none; the caller refuses it unsent.
+pub fn pack(sizes: impl IntoIterator<Item = usize>) -> Vec<Vec<usize>> {
+    let mut requests: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut ops = 0;
+    for (g, n) in sizes.into_iter().enumerate() {
+        if too_big(n).is_some() {
+            continue;
+        }
+        if ops + n > MAX_BATCH_OPERATIONS {
+            requests.push(std::mem::take(&mut current));
+            ops = 0;
+        }
+        current.push(g);
+        ops += n;
+    }
+    if !current.is_empty() {
+        requests.push(current);
+    }
+    requests
+}
+
 /// One write inside a `$batch`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchOp {
@@ -155,34 +189,27 @@ impl Client {
     /// operation that failed carries its error and the others
     /// [`Error::NotExecuted`] (the server rolled them back).
     pub async fn batch_groups(&self, groups: &[Vec<BatchOp>]) -> Vec<Vec<BatchResult>> {
-        let mut results: Vec<Vec<BatchResult>> = Vec::with_capacity(groups.len());
-        let mut request: Vec<BatchOp> = Vec::new();
-        let mut members: Vec<usize> = Vec::new();
-        for (g, ops) in groups.iter().enumerate() {
-            results.push(Vec::new());
-            if ops.len() > MAX_BATCH_OPERATIONS {
-                let e = Error::InvalidRequest(format!(
-                    "an atomic group of {} operations does not fit one $batch (at most {MAX_BATCH_OPERATIONS})",
-                    ops.len()
-                ));
-                results[g] = ops.iter().map(|_| Err(e.clone())).collect();
-                continue;
-            }
-            if request.len() + ops.len() > MAX_BATCH_OPERATIONS {
+        let mut results: Vec<Vec<BatchResult>> = groups
+            .iter()
+            .map(|ops| match too_big(ops.len()) {
+                Some(e) => ops.iter().map(|_| Err(e.clone())).collect(),
+                None => Vec::new(),
+            })
+            .collect();
+        for members in pack(groups.iter().map(Vec::len)) {
+            let request: Vec<BatchOp> = members
+                .iter()
+                .flat_map(|&g| {
+                    groups[g].iter().map(move |op| BatchOp {
+                        group: Some(format!("g{g}")),
+                        ..op.clone()
+                    })
+                })
+                .collect();
+            if !request.is_empty() {
                 self.send_groups(&request, &members, groups, &mut results)
                     .await;
-                request.clear();
-                members.clear();
             }
-            members.push(g);
-            request.extend(ops.iter().map(|op| BatchOp {
-                group: Some(format!("g{g}")),
-                ..op.clone()
-            }));
-        }
-        if !request.is_empty() {
-            self.send_groups(&request, &members, groups, &mut results)
-                .await;
         }
         results
     }
@@ -352,6 +379,17 @@ fn sub_error(r: &SubResponse) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_are_packed_whole_into_requests_in_order() {
+        assert_eq!(
+            pack([60, 40, 1, 100, 101, 2]),
+            vec![vec![0, 1], vec![2], vec![3], vec![5]],
+            "a group of 101 is in no request"
+        );
+        assert!(too_big(101).is_some() && too_big(100).is_none());
+        assert!(pack([]).is_empty());
+    }
 
     #[test]
     fn sub_requests_use_service_relative_urls_and_bare_keys() {

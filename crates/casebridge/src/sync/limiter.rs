@@ -2,12 +2,12 @@
 //! concurrency limit per org (DESIGN §8; issue "Fast against a Creatio
 //! that is slow").
 //!
-//! A request to Creatio here is a round's `$batch` requests (one after
-//! another, so one in flight) or one job run alone. Each org has a lane
-//! with a limit on how many of those run at once; a round or job starts
-//! only with a permit of its org's lane, so a slow or sick Creatio holds
-//! at most its own limit of work, and the claim skips orgs whose lane is
-//! full (their jobs stay pending, costing the others nothing).
+//! A request to Creatio here is one `$batch` request of a round or one job
+//! run alone. Each org has a lane with a limit on how many of those are in
+//! flight; each starts only with a permit of its org's lane, so a slow or
+//! sick Creatio holds at most its own limit of work, and an org claims only
+//! as much as its lane has room for (none when it is full: its jobs stay
+//! pending, costing the others nothing).
 //!
 //! The limit adapts as TCP's congestion window does, and as Vector's
 //! Adaptive Request Concurrency: additive increase (+1 per limit's worth
@@ -176,6 +176,12 @@ struct Lane {
     in_flight: usize,
 }
 
+impl Lane {
+    fn room(&self) -> usize {
+        self.aimd.limit().saturating_sub(self.in_flight)
+    }
+}
+
 /// Every org's lane, shared by a process's workers.
 #[derive(Debug)]
 pub struct Lanes {
@@ -202,7 +208,7 @@ impl Lanes {
             aimd: Aimd::new(self.bounds),
             in_flight: 0,
         });
-        if lane.in_flight >= lane.aimd.limit() {
+        if lane.room() == 0 {
             return None;
         }
         lane.in_flight += 1;
@@ -213,21 +219,11 @@ impl Lanes {
         })
     }
 
-    /// The orgs whose lane is full: a claim skips their jobs.
-    pub fn full(&self) -> Vec<OrgId> {
-        self.lock()
-            .iter()
-            .filter(|(_, lane)| lane.in_flight >= lane.aimd.limit())
-            .map(|(org, _)| org.clone())
-            .collect()
-    }
-
     /// How many more requests `org`'s Creatio may take now.
     pub fn room(&self, org: &OrgId) -> usize {
-        self.lock().get(org).map_or_else(
-            || Aimd::new(self.bounds).limit(),
-            |l| l.aimd.limit().saturating_sub(l.in_flight),
-        )
+        self.lock()
+            .get(org)
+            .map_or_else(|| Aimd::new(self.bounds).limit(), Lane::room)
     }
 
     /// `org`'s current limit.
@@ -238,8 +234,8 @@ impl Lanes {
     }
 }
 
-/// Room for one request (a round or a job) toward an org's Creatio, given
-/// back when dropped.
+/// Room for one request (a round's `$batch` or a job) toward an org's
+/// Creatio, given back when dropped.
 #[derive(Debug)]
 pub struct Permit {
     lanes: Arc<Lanes>,
@@ -258,8 +254,7 @@ impl Permit {
         let Some(lane) = lanes.get_mut(&self.org) else {
             return Step::Held;
         };
-        let full = lane.in_flight >= lane.aimd.limit();
-        let step = lane.aimd.observe(signal, full);
+        let step = lane.aimd.observe(signal, lane.room() == 0);
         if step != Step::Held {
             tracing::debug!(org_id = %self.org, limit = lane.aimd.limit(), ?signal, "Concurrency toward Creatio changed.");
         }
@@ -420,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_lane_gives_no_permit_and_is_listed_until_one_is_dropped() {
+    fn a_full_lane_gives_no_permit_and_has_no_room_until_one_is_dropped() {
         let lanes = Lanes::new(Bounds {
             floor: 1,
             ceiling: 8,
@@ -430,11 +425,11 @@ mod tests {
         let first = lanes.try_acquire(&a).unwrap();
         let second = lanes.try_acquire(&a).unwrap();
         assert!(lanes.try_acquire(&a).is_none(), "a starts at 2");
-        assert_eq!(lanes.full(), vec![a.clone()]);
+        assert_eq!(lanes.room(&a), 0, "a's lane is full");
         let other = lanes.try_acquire(&b);
         assert!(other.is_some(), "another org's lane is its own");
         drop(first);
-        assert!(lanes.full().is_empty());
+        assert_eq!(lanes.room(&a), 1);
         second.observe(Signal::Overloaded);
         assert_eq!(lanes.limit_of(&a), 1);
         assert!(lanes.try_acquire(&a).is_none(), "limit 1, one in flight");

@@ -354,36 +354,17 @@ async fn write_groups(
     outcome
 }
 
-/// Groups (`(id, operations)`) packed whole, in order, into requests of
-/// at most [`creatio::batch::MAX_BATCH_OPERATIONS`] operations: each
-/// request's groups. A group too big for one request goes alone (and is
-/// refused unsent).
-fn pack(sizes: &[(usize, usize)]) -> Vec<Vec<usize>> {
-    let mut requests: Vec<Vec<usize>> = Vec::new();
-    let mut ops = 0;
-    for &(id, n) in sizes {
-        let fits = ops + n <= creatio::batch::MAX_BATCH_OPERATIONS;
-        match requests.last_mut() {
-            Some(last) if fits => last.push(id),
-            _ => {
-                requests.push(vec![id]);
-                ops = 0;
-            }
-        }
-        ops += n;
-    }
-    requests
-}
-
 /// A group's answers, or why its operations could not be built.
 type GroupResult = Result<Vec<creatio::batch::BatchResult>, JobError>;
 
-/// Sends the groups, a request each [`pack`]ed, side by side as far as
-/// the org's lane has room (the round's own permit, and another for each
-/// request more while there is one). A request's operations are built
-/// (`build`) as it goes, so what a round holds is what it has in flight.
-/// Each answer tells the lane how long a request of its size took, or that
-/// Creatio is overloaded. Returns each group's results by its id.
+/// Sends the groups (`(id, operations)`), packed whole into requests
+/// ([`creatio::batch::pack`]), side by side as far as the org's lane has
+/// room (the round's own permit, and another for each request more while
+/// there is one). A request's operations are built (`build`) as it goes,
+/// so what a round holds is what it has in flight. Each answer tells the
+/// lane how long a request of its size took, or that Creatio is
+/// overloaded. A group too big for any request is refused unsent. Returns
+/// each group's results by its id.
 async fn send_requests(
     client: &creatio::Client,
     lane: &Permit,
@@ -392,7 +373,15 @@ async fn send_requests(
 ) -> Vec<(usize, GroupResult)> {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     let mut results: Vec<(usize, GroupResult)> = Vec::with_capacity(sizes.len());
-    let mut waiting = pack(sizes).into_iter().peekable();
+    for &(id, n) in sizes {
+        if let Some(e) = creatio::batch::too_big(n) {
+            results.push((id, Ok(vec![Err(e); n])));
+        }
+    }
+    let mut waiting = creatio::batch::pack(sizes.iter().map(|&(_, n)| n))
+        .into_iter()
+        .map(|request| request.into_iter().map(|i| sizes[i].0).collect::<Vec<_>>())
+        .peekable();
     let mut in_flight = FuturesUnordered::new();
     // Whether the round's own permit is free for the next request.
     let mut own = true;
@@ -621,16 +610,6 @@ fn write_ops(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn groups_are_packed_whole_into_requests_in_order() {
-        let sizes = [(7, 60), (8, 40), (9, 1), (10, 100), (11, 101), (12, 2)];
-        assert_eq!(
-            pack(&sizes),
-            vec![vec![7, 8], vec![9], vec![10], vec![11], vec![12]]
-        );
-        assert!(pack(&[]).is_empty());
-    }
 
     #[test]
     fn a_group_reports_the_failure_not_the_rollback() {

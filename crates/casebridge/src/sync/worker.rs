@@ -132,10 +132,7 @@ async fn claim_loop(
         }
         drop(my_turn);
         if !back.is_empty() {
-            let ids: Vec<&str> = back.iter().map(|j| j.id.as_str()).collect();
-            if let Err(e) = jobs::unclaim(&services.db, &ids).await {
-                tracing::warn!(claimer, error = %e, "Could not give back claimed jobs; they run when their lease expires.");
-            }
+            give_back(&services.db, claimer, &back).await;
             if start.is_empty() {
                 tokio::select! {
                     _ = slots.acquire() => {}
@@ -155,13 +152,20 @@ async fn claim_loop(
         }
     }
     while let Some(done) = rounds.join_next().await {
-        let rest = done.unwrap_or_default();
-        let ids: Vec<&str> = rest.iter().map(|j| j.id.as_str()).collect();
-        if !ids.is_empty() {
-            let _ = jobs::unclaim(&services.db, &ids).await;
-        }
+        give_back(&services.db, claimer, &done.unwrap_or_default()).await;
     }
     while alone.join_next().await.is_some() {}
+}
+
+/// Gives claimed jobs back untouched, for another claim.
+async fn give_back(db: &storage::Db, claimer: usize, claimed: &[Job]) {
+    if claimed.is_empty() {
+        return;
+    }
+    let ids: Vec<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+    if let Err(e) = jobs::unclaim(db, &ids).await {
+        tracing::warn!(claimer, error = %e, "Could not give back claimed jobs; they run when their lease expires.");
+    }
 }
 
 /// Claims, for each org with jobs due, as many as its lane has room for:
