@@ -18,6 +18,7 @@ use crate::listener;
 use crate::outbound::{GuardedResolver, TargetPolicy};
 use crate::secrets::{random_token, token_hash, SecretBox};
 use crate::storage::{orgs, Db};
+use crate::sync::limiter::Lanes;
 
 /// A running service.
 pub struct Running {
@@ -117,18 +118,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ai: Arc::new(config.ai.provider()?),
         retention: Arc::new(crate::retention::Retention::new(config.retention.clone())),
     };
+    let runs_workers = config.role != Role::Api;
+    let lanes = Lanes::new(config.sync_policy.concurrency);
     let state = Arc::new(api::ApiState {
         app: app.clone(),
         public_url: public_url.clone(),
         admin_token_hash,
         webhook_limiter: Default::default(),
+        lanes: runs_workers.then(|| lanes.clone()),
     });
     let (stop_workers, workers_stop) = tokio::sync::watch::channel(false);
     let upkeep = crate::metrics::spawn_upkeep(workers_stop.clone());
-    let mut workers = if config.role == Role::Api {
-        Vec::new()
+    let mut workers = if runs_workers {
+        spawn_workers(&config, &app, lanes, workers_stop)
     } else {
-        spawn_workers(&config, &app, workers_stop)
+        Vec::new()
     };
     workers.push(upkeep);
     let mut router = if config.role == Role::Worker {
@@ -191,10 +195,12 @@ async fn operator_token(config: &Config, db: &Db) -> anyhow::Result<(String, Opt
 fn spawn_workers(
     config: &Config,
     app: &App,
+    lanes: Arc<Lanes>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = crate::sync::worker::spawn(
         Arc::new(crate::sync::context::Services::of(app)),
+        lanes,
         config.workers,
         config.sync_policy,
         stop.clone(),

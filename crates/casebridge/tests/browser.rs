@@ -112,6 +112,9 @@ async fn test_and_save_shows_the_hint_for_a_wrong_secret_then_active_and_the_web
         page.click("#save-connection").await?;
         page.wait_text("#status-badge", "Active").await?;
         page.wait_text("#connection-result", "Connected").await?;
+        // How much of Creatio casebridge uses: the lane starts at 2.
+        page.wait_text("#creatio-concurrency", "limit 2 (adapts between 1 and 8")
+            .await?;
         let passed = page
             .find("#check-report li[data-check='write_activity'][data-status='pass']")
             .await;

@@ -309,6 +309,32 @@
     else if (c.status === "disconnected") detail = "Credentials deleted. Test & Save with the client secret to connect again.";
     else if (c.last_check_at) detail = "Last checked " + new Date(c.last_check_at).toLocaleString() + ".";
     $("status-detail").textContent = detail;
+    renderConcurrency();
+  }
+
+  /** How many requests casebridge sends this org's Creatio at once: the
+   * adaptive limit and what is in flight (absent from an API-only process). */
+  function renderConcurrency() {
+    const c = state.connection;
+    const lane = c && c.status === "active" ? c.creatio_concurrency : null;
+    const line = $("creatio-concurrency");
+    line.hidden = !lane;
+    if (!lane) return;
+    line.dataset.limit = lane.limit;
+    line.textContent = "Requests to Creatio: " + lane.in_flight + " in flight, limit " + lane.limit +
+      " (adapts between " + lane.floor + " and " + lane.ceiling + " to how fast Creatio answers).";
+  }
+
+  /** Only the lane's figures: the form may be half edited. */
+  async function refreshConcurrency() {
+    if (!isConnected()) return;
+    try {
+      const c = await api("GET", "/v1/creatio/connection");
+      if (state.connection) state.connection.creatio_concurrency = c.creatio_concurrency;
+    } catch (e) {
+      if (state.connection) state.connection.creatio_concurrency = null;
+    }
+    renderConcurrency();
   }
 
   function renderConnection() {
@@ -964,7 +990,7 @@
   }
 
   async function refreshActivity() {
-    await Promise.all([loadConversations(), loadDeliveries(), state.openConversation ? openConversation(state.openConversation, false) : null, state.openDelivery ? openDelivery(state.openDelivery, false) : null]);
+    await Promise.all([loadConversations(), loadDeliveries(), refreshConcurrency(), state.openConversation ? openConversation(state.openConversation, false) : null, state.openDelivery ? openDelivery(state.openDelivery, false) : null]);
     $("refreshed-at").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
   }
 

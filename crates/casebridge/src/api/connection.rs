@@ -181,8 +181,27 @@ pub struct ConnectionOut {
     /// The last full check's report.
     #[schema(value_type = Option<Report>)]
     pub last_check: Option<Value>,
+    /// Requests to this org's Creatio now. Absent in a process that runs
+    /// no sync workers (`CASEBRIDGE_ROLE=api`); the metric
+    /// `casebridge_creatio_concurrency_limit` has it from each worker.
+    pub creatio_concurrency: Option<ConcurrencyOut>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An org's lane toward its Creatio (DESIGN §8): at most `limit` requests
+/// at once, a limit that adapts between `floor` and `ceiling` to how fast
+/// Creatio answers and whether it says it is overloaded.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConcurrencyOut {
+    /// How many requests may be in flight now.
+    pub limit: usize,
+    /// How many are.
+    pub in_flight: usize,
+    /// `CASEBRIDGE_CREATIO_MIN_CONCURRENCY`.
+    pub floor: usize,
+    /// `CASEBRIDGE_CREATIO_MAX_CONCURRENCY`.
+    pub ceiling: usize,
 }
 
 /// Test & Save passed.
@@ -246,6 +265,15 @@ async fn view(state: &AppState, c: &Connection) -> ApiResult<ConnectionOut> {
         webhook_url: webhook,
         last_check_at: c.last_check_at.map(rfc3339),
         last_check: report,
+        creatio_concurrency: state.lanes.as_ref().map(|lanes| {
+            let lane = lanes.view(&c.org_id);
+            ConcurrencyOut {
+                limit: lane.limit,
+                in_flight: lane.in_flight,
+                floor: lane.floor,
+                ceiling: lane.ceiling,
+            }
+        }),
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
     })

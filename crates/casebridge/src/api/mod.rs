@@ -37,6 +37,10 @@ pub struct ApiState {
     pub admin_token_hash: String,
     /// Limits calls to the Creatio webhook, per org.
     pub webhook_limiter: crate::webhook::limit::RateLimiter,
+    /// Each org's lane toward its Creatio, in a process that runs the sync
+    /// workers (none with `CASEBRIDGE_ROLE=api`: the lanes live where the
+    /// requests are sent).
+    pub lanes: Option<Arc<crate::sync::limiter::Lanes>>,
 }
 
 pub type AppState = Arc<ApiState>;

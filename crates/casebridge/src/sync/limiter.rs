@@ -228,10 +228,32 @@ impl Lanes {
 
     /// `org`'s current limit.
     pub fn limit_of(&self, org: &OrgId) -> usize {
-        self.lock()
-            .get(org)
-            .map_or_else(|| Aimd::new(self.bounds).limit(), |l| l.aimd.limit())
+        self.view(org).limit
     }
+
+    /// `org`'s lane as an admin sees it.
+    pub fn view(&self, org: &OrgId) -> LaneView {
+        let (limit, in_flight) = self.lock().get(org).map_or_else(
+            || (Aimd::new(self.bounds).limit(), 0),
+            |l| (l.aimd.limit(), l.in_flight),
+        );
+        LaneView {
+            limit,
+            in_flight,
+            floor: self.bounds.floor,
+            ceiling: self.bounds.ceiling,
+        }
+    }
+}
+
+/// One org's lane now: its limit, what it has in flight, and the bounds
+/// the limit adapts between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneView {
+    pub limit: usize,
+    pub in_flight: usize,
+    pub floor: usize,
+    pub ceiling: usize,
 }
 
 /// Room for one request (a round's `$batch` or a job) toward an org's

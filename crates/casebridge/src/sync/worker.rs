@@ -35,16 +35,18 @@ pub const ROUND: usize = creatio::batch::MAX_BATCH_OPERATIONS / 2;
 const CLAIMERS: usize = 2;
 
 /// Starts the claimers, which run message jobs in rounds and every other
-/// job on its own, at most `n` of those at a time; they stop when `stop`
-/// turns true, after the jobs they started.
+/// job on its own, at most `n` of those at a time, each request to Creatio
+/// with a permit of its org's lane in `lanes` (shared with the API, which
+/// shows them); they stop when `stop` turns true, after the jobs they
+/// started.
 pub fn spawn(
     services: Arc<Services>,
+    lanes: Arc<Lanes>,
     n: usize,
     policy: Policy,
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let slots = Arc::new(Semaphore::new(n.max(1)));
-    let lanes = Lanes::new(policy.concurrency);
     // One claimer at a time claims and takes its lanes' permits, so that
     // two never both claim the same room.
     let turn = Arc::new(tokio::sync::Mutex::new(()));

@@ -98,7 +98,8 @@ async fn the_limit_halves_on_429_and_503_shrinks_on_latency_and_grows_back(backe
 /// 400 conversations wait behind a Creatio that takes 300 ms a request,
 /// with at most 2 requests in flight: the jobs claimed (running) at any
 /// moment never exceed what 2 requests carry, so what a process holds is
-/// bounded by its lanes, not by the backlog. Counted, never timed.
+/// bounded by its lanes, not by the backlog; the connection shows the lane
+/// (in flight, within its limit). Counted, never timed.
 async fn a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_send(
     backend: Backend,
 ) {
@@ -139,6 +140,7 @@ async fn a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_sen
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut most = 0;
+    let mut most_in_flight = 0;
     loop {
         let running = count("running").await;
         most = most.max(running);
@@ -146,6 +148,20 @@ async fn a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_sen
             running <= (2 * ROUND) as i64,
             "{running} jobs claimed at once, more than 2 requests carry"
         );
+        // The admin sees the lane: its requests in flight, within its limit.
+        let (_, connection) = app.get("/v1/creatio/connection", &org.key).await;
+        let lane = &connection["creatio_concurrency"];
+        assert_eq!(
+            (lane["floor"].as_u64(), lane["ceiling"].as_u64()),
+            (Some(1), Some(2)),
+            "{lane}"
+        );
+        let (in_flight, limit) = (
+            lane["in_flight"].as_u64().unwrap(),
+            lane["limit"].as_u64().unwrap(),
+        );
+        assert!((1..=2).contains(&limit) && in_flight <= limit, "{lane}");
+        most_in_flight = most_in_flight.max(in_flight);
         if running == 0 && count("pending").await == 0 {
             break;
         }
@@ -153,6 +169,10 @@ async fn a_backlog_behind_a_slow_creatio_is_claimed_no_faster_than_its_lanes_sen
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(most > 0, "the backlog was seen being worked");
+    assert!(
+        most_in_flight > 0,
+        "the page never showed a request in flight"
+    );
     assert_eq!(count("done").await, 400, "every job done");
     app.finish().await;
 }
