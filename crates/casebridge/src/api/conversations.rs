@@ -47,7 +47,8 @@ pub struct ConversationSummaryOut {
     /// The Case Id, once the case exists.
     pub case_id: Option<CaseId>,
     pub case_number: Option<String>,
-    /// `synced`, `syncing` or `failed` (a job was dead-lettered).
+    /// `synced`, `syncing` or `failed` (a job was dead-lettered and no
+    /// later success did its work).
     pub sync: &'static str,
     pub messages: MessageCountsOut,
     pub jobs: JobCountsOut,
@@ -61,8 +62,10 @@ pub struct ConversationSummaryOut {
 pub struct JobCountsOut {
     /// Queued or running.
     pub open: i64,
-    /// Given up on.
+    /// Given up on, work not done: retry them (POST /v1/jobs/{id}/retry).
     pub dead: i64,
+    /// Given up on, but a later success did their work: nothing to do.
+    pub moot: i64,
 }
 
 /// `GET /v1/conversations`.
@@ -90,6 +93,7 @@ impl ConversationSummaryOut {
             jobs: JobCountsOut {
                 open: s.jobs_open,
                 dead: s.jobs_dead,
+                moot: s.jobs_moot,
             },
             last_event: s.last_event.clone(),
             created_at: rfc3339(c.created_at),

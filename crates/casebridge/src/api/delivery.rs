@@ -361,7 +361,19 @@ pub async fn list(
     }))
 }
 
-fn no_delivery(id: &str) -> ApiError {
+/// Why a queued delivery may still wait: no URL, or a disabled one.
+pub(super) async fn waiting_warning(
+    state: &AppState,
+    org_id: &crate::domain::OrgId,
+) -> ApiResult<Option<&'static str>> {
+    Ok(match deliveries::endpoint(&state.app.db, org_id).await? {
+        None => Some("This org has no delivery URL; the delivery waits until one is set (PUT /v1/delivery)."),
+        Some(e) if e.state != "enabled" => Some("The delivery URL is disabled (the receiver answered 410); the delivery waits until it is set again (PUT /v1/delivery)."),
+        _ => None,
+    })
+}
+
+pub(super) fn no_delivery(id: &str) -> ApiError {
     ApiError::not_found(
         format!("This org has no delivery {id:?}"),
         "List deliveries with GET /v1/deliveries; ids start with msg_.",
@@ -412,12 +424,7 @@ pub async fn replay(
             "Replay dead or delivered deliveries; a queued one goes out on its schedule.",
         )),
         Some(true) => {
-            let endpoint = deliveries::endpoint(&state.app.db, &caller.org_id).await?;
-            let warning = match &endpoint {
-                None => Some("This org has no delivery URL; the delivery waits until one is set (PUT /v1/delivery)."),
-                Some(e) if e.state != "enabled" => Some("The delivery URL is disabled (the receiver answered 410); the delivery waits until it is set again (PUT /v1/delivery)."),
-                _ => None,
-            };
+            let warning = waiting_warning(&state, &caller.org_id).await?;
             tracing::info!(org_id = %caller.org_id, delivery_id = %id, "Delivery replayed.");
             Ok((
                 StatusCode::ACCEPTED,

@@ -80,12 +80,16 @@ pub struct MessageCountsOut {
 /// A job that is not done.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OpenJobOut {
+    /// What `POST /v1/jobs/{id}/retry` takes.
+    pub id: String,
     pub seq: i64,
     pub kind: String,
     pub state: String,
     pub attempts: i64,
     pub next_attempt_at: String,
     pub last_error: Option<String>,
+    /// Dead, but a later success did its work: nothing to retry.
+    pub moot: bool,
 }
 
 /// A timeline line.
@@ -243,12 +247,14 @@ pub async fn conversation(
         .await?
         .into_iter()
         .map(|j| OpenJobOut {
+            id: j.id,
             seq: j.seq,
             kind: j.kind,
             state: j.state,
             attempts: j.attempts,
             next_attempt_at: rfc3339(j.run_after),
             last_error: j.last_error,
+            moot: j.moot,
         })
         .collect();
     let (lines, more) =

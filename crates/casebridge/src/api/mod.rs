@@ -15,6 +15,7 @@ pub mod health;
 pub mod lookups;
 pub mod openapi;
 pub mod orgs;
+pub mod recovery;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -158,6 +159,10 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(delivery::list))
         .routes(routes!(delivery::get))
         .routes(routes!(delivery::replay))
+        .routes(routes!(recovery::retry_delivery))
+        .routes(routes!(recovery::recover_deliveries))
+        .routes(routes!(recovery::retry_job))
+        .routes(routes!(recovery::retry_jobs))
         .routes(routes!(admin_page::index))
         .routes(routes!(admin_page::asset))
         .merge(events)

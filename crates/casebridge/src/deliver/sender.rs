@@ -221,7 +221,7 @@ fn decide<'a>(
         ),
         Verdict::Retry => {
             let what = describe(answer);
-            match schedule.next_delay(d.attempts, answer.retry_after) {
+            match schedule.next_delay(d.attempts - d.attempts_before, answer.retry_after) {
                 Some(delay) => (
                     Outcome::Retry {
                         at: now_ms() + delay.as_millis() as i64,

@@ -10,6 +10,7 @@
 
 use sqlx::Row;
 
+use super::timeline::add_timeline;
 use super::{now_ms, Db, Result, WriteQuery};
 
 use super::outbox::{Verdict, DELIVERIES};
@@ -173,7 +174,13 @@ pub struct Delivery {
     pub event_type: String,
     pub payload: String,
     pub state: String,
+    /// Every attempt made (the attempt log has one row each).
     pub attempts: i64,
+    /// Attempts made before the last replay or retry: the schedule counts
+    /// from here.
+    pub attempts_before: i64,
+    /// When an admin last queued it again.
+    pub retried_at: Option<i64>,
     pub next_attempt_at: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
@@ -187,7 +194,7 @@ pub struct Delivery {
 }
 
 const COLUMNS: &str = "id, org_id, conversation_id, seq, event_type, payload, state, attempts, \
-    next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, request_id, traceparent";
+    attempts_before, retried_at, next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at, request_id, traceparent";
 
 fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
     Ok(Delivery {
@@ -199,6 +206,8 @@ fn delivery_from(r: &sqlx::any::AnyRow) -> Result<Delivery> {
         payload: r.try_get("payload")?,
         state: r.try_get("state")?,
         attempts: r.try_get("attempts")?,
+        attempts_before: r.try_get("attempts_before")?,
+        retried_at: r.try_get("retried_at")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_status: r.try_get("last_status")?,
         last_error: r.try_get("last_error")?,
@@ -317,27 +326,134 @@ pub async fn record_attempt(db: &Db, a: &Attempt<'_>, outcome: Outcome<'_>) -> R
     Ok(())
 }
 
-/// Queues a dead or delivered delivery again, with a fresh schedule.
-/// `None` when the org has no such delivery; `Some(false)` when it is
-/// still queued (nothing to replay).
+/// Queues a dead or delivered delivery again, with a fresh schedule (its
+/// attempt count goes on). `None` when the org has no such delivery;
+/// `Some(false)` when it is still queued (nothing to replay).
 pub async fn replay(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<bool>> {
     let now = now_ms();
     let q = sqlx::query(
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, \
-         updated_at = $1 WHERE org_id = $2 AND id = $3 AND state IN ('dead', 'delivered')",
+        "UPDATE deliveries SET state = 'pending', attempts_before = attempts, retried_at = $1, next_attempt_at = $1, \
+         last_error = NULL, updated_at = $1 WHERE org_id = $2 AND id = $3 AND state IN ('dead', 'delivered') \
+         RETURNING conversation_id, attempts",
     )
     .bind(now)
     .bind(org_id)
     .bind(id);
     let mut tx = db.write().await?;
-    let done = q.execute(&mut *tx).await?;
-    if done.rows_affected() == 1 {
+    if let Some(row) = q.fetch_optional(&mut *tx).await? {
+        let conversation_id: ConversationId = row.try_get("conversation_id")?;
+        let attempts: i64 = row.try_get("attempts")?;
+        let line = format!("Delivery {id} replayed by an admin ({attempts} attempts before)");
+        add_timeline(&mut tx, org_id, &conversation_id, "admin", &line, None).await?;
         tx.deliveries_queued();
         tx.commit().await?;
         return Ok(Some(true));
     }
     drop(tx);
     Ok(get(db, org_id, id).await?.map(|_| false))
+}
+
+/// What [`retry_now`] found.
+#[derive(Debug, PartialEq)]
+pub enum RetryNow {
+    /// Due now, with the earlier pending deliveries of its conversation
+    /// (it goes after them): how many those were.
+    Queued { earlier: u64 },
+    /// Not pending or dead: its state.
+    Not(String),
+}
+
+/// Sends a pending delivery now rather than on its schedule, and a dead one
+/// again (as [`recover`] does). Its conversation's earlier pending ones
+/// are made due now too: they go first. `None` when the org has no such
+/// delivery.
+pub async fn retry_now(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<RetryNow>> {
+    let Some(d) = get(db, org_id, id).await? else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let mut tx = db.write().await?;
+    let line = match d.state.as_str() {
+        "pending" => {
+            sqlx::query("UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 WHERE id = $2 AND state = 'pending'")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            format!(
+                "Delivery {id} retried now by an admin ({} attempts before)",
+                d.attempts
+            )
+        }
+        "dead" => {
+            if DELIVERIES.requeue(&mut tx, org_id, &[id]).await?.is_empty() {
+                return Ok(Some(RetryNow::Not("no longer dead".into())));
+            }
+            format!(
+                "Delivery {id} retried by an admin ({} attempts before)",
+                d.attempts
+            )
+        }
+        other => return Ok(Some(RetryNow::Not(other.to_string()))),
+    };
+    let done = sqlx::query(
+        "UPDATE deliveries SET next_attempt_at = $1, updated_at = $1 WHERE org_id = $2 AND conversation_id = $3 \
+         AND state = 'pending' AND seq < $4 AND next_attempt_at > $1",
+    )
+    .bind(now)
+    .bind(org_id)
+    .bind(&d.conversation_id)
+    .bind(d.seq)
+    .execute(&mut *tx)
+    .await?;
+    let earlier = done.rows_affected();
+    add_timeline(&mut tx, org_id, &d.conversation_id, "admin", &line, None).await?;
+    tx.deliveries_queued();
+    tx.commit().await?;
+    Ok(Some(RetryNow::Queued { earlier }))
+}
+
+/// Queues again every dead delivery of the org dead-lettered at or after
+/// `since` (ms), like Svix's "recover failed messages since": each keeps
+/// its place in its conversation, its schedule starts over. One timeline
+/// line per conversation. Returns how many.
+pub async fn recover(db: &Db, org_id: &OrgId, since: i64) -> Result<Vec<super::outbox::Requeued>> {
+    let rows = sqlx::query(
+        "SELECT id FROM deliveries WHERE org_id = $1 AND state = 'dead' AND updated_at >= $2 ORDER BY conversation_id, seq",
+    )
+    .bind(org_id)
+    .bind(since)
+    .fetch_all(db.pool())
+    .await?;
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<std::result::Result<_, _>>()?;
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut tx = db.write().await?;
+    let requeued = DELIVERIES.requeue(&mut tx, org_id, &ids).await?;
+    for group in requeued.chunk_by(|a, b| a.conversation_id == b.conversation_id) {
+        let ids: Vec<&str> = group.iter().map(|r| r.id.as_str()).collect();
+        let line = format!(
+            "Recovered by an admin: {} dead deliveries queued again ({})",
+            group.len(),
+            ids.join(", ")
+        );
+        add_timeline(
+            &mut tx,
+            org_id,
+            &group[0].conversation_id,
+            "admin",
+            &line,
+            None,
+        )
+        .await?;
+    }
+    if !requeued.is_empty() {
+        tx.deliveries_queued();
+    }
+    tx.commit().await?;
+    Ok(requeued)
 }
 
 pub async fn get(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<Delivery>> {

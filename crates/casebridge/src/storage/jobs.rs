@@ -101,7 +101,12 @@ pub struct Job {
     pub seq: i64,
     pub kind: JobKind,
     pub payload: String,
+    /// Every attempt made, before an admin's retry too.
     pub attempts: i64,
+    /// Attempts made before the last retry: the schedule counts from here.
+    pub attempts_before: i64,
+    /// When an admin last queued it again.
+    pub retried_at: Option<i64>,
     pub created_at: i64,
     /// The request that queued it (`x-request-id`), if one did.
     pub request_id: Option<String>,
@@ -169,6 +174,8 @@ async fn claim_where(db: &Db, lease_ms: i64, limit: usize, only: &str) -> Result
                 kind: super::stored(r.try_get("kind")?, "jobs.kind", JobKind::parse)?,
                 payload: r.try_get("payload")?,
                 attempts: r.try_get("attempts")?,
+                attempts_before: r.try_get("attempts_before")?,
+                retried_at: r.try_get("retried_at")?,
                 created_at: r.try_get("created_at")?,
                 request_id: r.try_get("request_id")?,
                 traceparent: r.try_get("traceparent")?,
@@ -241,6 +248,119 @@ pub async fn cancel_pending_jobs(tx: &mut WriteTx, org_id: &OrgId) -> Result<u64
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
+}
+
+/// Whether a dead job's work was done by a later one (SQL on a dead job
+/// `j`): a message job's message is written (a later message job writes
+/// the messages waiting before it), or a later job of its kind (a newer
+/// hand-off, resolution or look at the case) is done.
+pub const MOOT: &str = "(CASE WHEN j.kind = 'message' THEN EXISTS (SELECT 1 FROM messages m \
+     WHERE m.org_id = j.org_id AND m.conversation_id = j.conversation_id AND m.seq = j.seq AND m.written = 1) \
+   ELSE EXISTS (SELECT 1 FROM jobs l WHERE l.org_id = j.org_id AND l.conversation_id = j.conversation_id \
+     AND l.kind = j.kind AND l.seq > j.seq AND l.state = 'done') END)";
+
+/// A dead job as a retry finds it.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    pub id: String,
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub kind: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// A later success did its work.
+    pub moot: bool,
+}
+
+/// One of the org's jobs, with whether it is moot (only a dead one can be).
+pub async fn find(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<DeadJob>> {
+    let row = sqlx::query(&format!(
+        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, \
+         CAST(CASE WHEN j.state = 'dead' AND {MOOT} THEN 1 ELSE 0 END AS BIGINT) AS moot \
+         FROM jobs j WHERE j.org_id = $1 AND j.id = $2"
+    ))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(dead_job_from).transpose()
+}
+
+fn dead_job_from(r: &sqlx::any::AnyRow) -> Result<DeadJob> {
+    Ok(DeadJob {
+        id: r.try_get("id")?,
+        conversation_id: r.try_get("conversation_id")?,
+        seq: r.try_get("seq")?,
+        kind: r.try_get("kind")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        last_error: r.try_get("last_error")?,
+        moot: r.try_get::<i64, _>("moot")? == 1,
+    })
+}
+
+/// Which dead jobs a bulk retry takes.
+#[derive(Debug, Default)]
+pub struct DeadFilter<'a> {
+    /// Dead-lettered at or after this time (ms).
+    pub since: i64,
+    pub conversation_id: Option<&'a ConversationId>,
+}
+
+/// The org's dead jobs that `filter` takes, in conversation order, moot
+/// ones included (marked).
+pub async fn dead(db: &Db, org_id: &OrgId, filter: &DeadFilter<'_>) -> Result<Vec<DeadJob>> {
+    let rows = sqlx::query(&format!(
+        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, \
+         CAST(CASE WHEN {MOOT} THEN 1 ELSE 0 END AS BIGINT) AS moot \
+         FROM jobs j WHERE j.org_id = $1 AND j.state = 'dead' AND j.updated_at >= $2 \
+         AND ($3 IS NULL OR j.conversation_id = $3) ORDER BY j.conversation_id, j.seq"
+    ))
+    .bind(org_id)
+    .bind(filter.since)
+    .bind(filter.conversation_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(dead_job_from).collect()
+}
+
+/// Queues `jobs` (dead) again, due now, each conversation's in order, with
+/// one timeline line per conversation saying what an admin did; the jobs
+/// no longer dead by then are left alone. Returns the jobs requeued.
+pub async fn retry_dead(
+    db: &Db,
+    org_id: &OrgId,
+    jobs: &[DeadJob],
+    why: &str,
+) -> Result<Vec<super::outbox::Requeued>> {
+    let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
+    let mut tx = db.write().await?;
+    let requeued = JOBS.requeue(&mut tx, org_id, &ids).await?;
+    let mut by_conversation: Vec<(&ConversationId, Vec<&DeadJob>)> = Vec::new();
+    for r in &requeued {
+        let Some(job) = jobs.iter().find(|j| j.id == r.id) else {
+            continue;
+        };
+        match by_conversation.last_mut() {
+            Some((c, list)) if *c == &r.conversation_id => list.push(job),
+            _ => by_conversation.push((&job.conversation_id, vec![job])),
+        }
+    }
+    for (conversation_id, list) in &by_conversation {
+        let what: Vec<String> = list
+            .iter()
+            .map(|j| format!("{} #{} ({} attempts before)", j.kind, j.seq, j.attempts))
+            .collect();
+        let summary = format!("Retried by an admin ({why}): {}", what.join(", "));
+        super::timeline::add_timeline(&mut tx, org_id, conversation_id, "admin", &summary, None)
+            .await?;
+    }
+    if !requeued.is_empty() {
+        tx.jobs_queued();
+    }
+    tx.commit().await?;
+    Ok(requeued)
 }
 
 /// All jobs by state (for metrics).
@@ -338,6 +458,9 @@ mod tests {
                 "{claim}"
             );
             assert!(!claim.contains("SCAN e"), "{claim}");
+            // Whether the conversation has a claimed job: the small index.
+            assert!(claim.contains("INDEX jobs_running"), "{claim}");
+            assert!(!claim.contains("SCAN r"), "{claim}");
         }
         // A claim per org reads that org's part of the queue only: another
         // org's backlog is never walked.

@@ -101,12 +101,15 @@ pub async fn message_counts(
 
 /// A job as the conversation view shows it.
 pub struct JobView {
+    pub id: String,
     pub seq: i64,
     pub kind: String,
     pub state: String,
     pub attempts: i64,
     pub run_after: i64,
     pub last_error: Option<String>,
+    /// Dead, and a later success did its work ([`super::jobs::MOOT`]).
+    pub moot: bool,
 }
 
 /// The conversation's jobs that are not done (queued, running, dead), in
@@ -116,11 +119,13 @@ pub async fn open_jobs(
     org_id: &OrgId,
     conversation_id: &ConversationId,
 ) -> Result<Vec<JobView>> {
-    let rows = sqlx::query(
-        "SELECT seq, kind, state, attempts, run_after, last_error FROM jobs \
-         WHERE org_id = $1 AND conversation_id = $2 AND state IN ('pending', 'running', 'dead') \
-         ORDER BY seq LIMIT 50",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT j.id, j.seq, j.kind, j.state, j.attempts, j.run_after, j.last_error, \
+         CAST(CASE WHEN j.state = 'dead' AND {} THEN 1 ELSE 0 END AS BIGINT) AS moot FROM jobs j \
+         WHERE j.org_id = $1 AND j.conversation_id = $2 AND j.state IN ('pending', 'running', 'dead') \
+         ORDER BY j.seq LIMIT 50",
+        super::jobs::MOOT
+    ))
     .bind(org_id)
     .bind(conversation_id)
     .fetch_all(db.pool())
@@ -128,12 +133,14 @@ pub async fn open_jobs(
     rows.iter()
         .map(|r| {
             Ok(JobView {
+                id: r.try_get("id")?,
                 seq: r.try_get("seq")?,
                 kind: r.try_get("kind")?,
                 state: r.try_get("state")?,
                 attempts: r.try_get("attempts")?,
                 run_after: r.try_get("run_after")?,
                 last_error: r.try_get("last_error")?,
+                moot: r.try_get::<i64, _>("moot")? == 1,
             })
         })
         .collect()
@@ -147,8 +154,11 @@ pub struct ConversationSummary {
     pub messages_written: i64,
     /// Jobs queued or running: the conversation is still syncing.
     pub jobs_open: i64,
-    /// Jobs given up on: something needs a person.
+    /// Jobs given up on whose work no later success did: something
+    /// needs a person.
     pub jobs_dead: i64,
+    /// Jobs given up on whose work a later success did.
+    pub jobs_moot: i64,
     /// The newest timeline line, if any.
     pub last_event: Option<String>,
 }
@@ -172,11 +182,13 @@ pub async fn recent_conversations(
          (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id) AS messages, \
          (SELECT COUNT(*) FROM messages m WHERE m.org_id = c.org_id AND m.conversation_id = c.id AND m.written = 1) AS messages_written, \
          (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state IN ('pending', 'running')) AS jobs_open, \
-         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead') AS jobs_dead, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead' AND NOT {moot}) AS jobs_dead, \
+         (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead' AND {moot}) AS jobs_moot, \
          (SELECT t.summary FROM timeline t WHERE t.org_id = c.org_id AND t.conversation_id = c.id ORDER BY t.id DESC LIMIT 1) AS last_event \
          FROM conversations c WHERE c.org_id = $1 AND ($2 = '' OR c.state = $2) \
          ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
-        columns.join(", ")
+        columns.join(", "),
+        moot = super::jobs::MOOT
     );
     let rows = sqlx::query(&sql)
         .bind(org_id)
@@ -192,6 +204,7 @@ pub async fn recent_conversations(
                 messages_written: r.try_get("messages_written")?,
                 jobs_open: r.try_get("jobs_open")?,
                 jobs_dead: r.try_get("jobs_dead")?,
+                jobs_moot: r.try_get("jobs_moot")?,
                 last_event: r.try_get("last_event")?,
             })
         })

@@ -88,7 +88,8 @@ impl Verdict {
             Err(JobError::Creatio(e)) if e.is_dead_credentials() => Verdict::Paused(e),
             Err(JobError::NotConnected(why)) => Verdict::Raced(why),
             Err(JobError::Creatio(e)) if e.is_retryable() => {
-                let age = now_ms() - job.created_at;
+                // From an admin's retry, if any: it starts the schedule over.
+                let age = now_ms() - job.retried_at.unwrap_or(job.created_at);
                 if age > policy.give_up_ms {
                     Verdict::Dead(format!(
                         "gave up after {} attempts over {} s: {}",
@@ -193,7 +194,7 @@ async fn retry(
     let delay = if matches!(e, creatio::Error::NotExecuted) {
         policy.backoff_ms(1, None)
     } else {
-        policy.backoff_ms(job.attempts, e.retry_after())
+        policy.backoff_ms(job.attempts - job.attempts_before, e.retry_after())
     };
     let until = now_ms() + delay;
     tracing::info!(org_id = %job.org_id, conversation_id = %job.conversation_id, attempts = job.attempts,

@@ -14,6 +14,7 @@ mod erasure;
 mod hardening;
 mod openapi;
 mod orgs;
+mod recovery;
 mod retention;
 mod storage;
 mod sync;
