@@ -105,7 +105,10 @@ async fn a_dead_job_is_retried_after_its_cause_is_fixed_and_ends_synced(backend:
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert!(
-        again["error"]["message"].as_str().unwrap().contains("is done"),
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is done"),
         "{again}"
     );
     app.finish().await;
@@ -234,7 +237,10 @@ async fn bad_retry_requests_are_refused_and_change_nothing(backend: Backend) {
             answer["error"]["message"].as_str().unwrap().contains(part),
             "{body}: {answer}"
         );
-        assert!(!answer["error"]["hint"].as_str().unwrap().is_empty(), "{answer}");
+        assert!(
+            !answer["error"]["hint"].as_str().unwrap().is_empty(),
+            "{answer}"
+        );
     }
     let (status, answer) = app.post("/v1/jobs/nope/retry", &org.key, json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");

@@ -20,6 +20,8 @@ on_both_backends!(
     a_resolution_from_the_platform_is_not_echoed,
     a_receiver_that_is_down_gets_the_delivery_later_with_the_same_id,
     gone_disables_the_endpoint_and_dead_letters_replay,
+    a_pending_delivery_is_retried_now_behind_the_earlier_ones_of_its_conversation,
+    dead_deliveries_are_recovered_since_a_time,
     a_technical_user_without_a_contact_gets_no_echo,
     an_agent_reply_is_visible_only_with_view_any_data,
     a_request_id_follows_its_jobs_into_the_deliveries,
@@ -1001,6 +1003,175 @@ async fn an_agent_reply_is_visible_only_with_view_any_data(backend: Backend) {
     assert!(
         ids.contains(&hidden["Id"]),
         "the earlier reply arrives once visible: {ids:?}"
+    );
+    app.finish().await;
+}
+
+/// A receiver that was down is fixed: the admin sends the waiting reply
+/// now rather than in a minute. The conversation's earlier delivery
+/// (case.linked), which holds it, goes first.
+async fn a_pending_delivery_is_retried_now_behind_the_earlier_ones_of_its_conversation(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.delivery.delays = vec![Duration::from_secs(60); 3];
+    })
+    .await;
+    let (org, receiver, _) = two_way_org(&app, false).await;
+    receiver.answer(503);
+    let case_id = first_message(&app, &org, "Hello?").await;
+    app.emulator_op(
+        Method::POST,
+        "agent-reply",
+        Some(json!({"case_id": case_id, "text": "Hi, Sarah here."})),
+    )
+    .await;
+    receiver
+        .wait_for("a failed attempt", |all| {
+            all.iter().any(|r| r.answered == 503)
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reply = loop {
+        let pending = deliveries(&app, &org, "?status=pending").await;
+        if let Some(r) = pending.iter().find(|d| d["type"] == "agent.reply") {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "no pending reply: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let reply_id = reply["id"].as_str().unwrap();
+
+    receiver.answer(200);
+    let (status, answer) = app
+        .post(
+            &format!("/v1/deliveries/{reply_id}/retry"),
+            &org.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["earlier"], 1, "case.linked goes first: {answer}");
+    // Both go out now, in order, long before the schedule's minute.
+    let got = receiver
+        .wait_for("both deliveries", |all| {
+            all.iter().filter(|r| r.answered == 200).count() == 2
+        })
+        .await;
+    let ok: Vec<&Received> = got.iter().filter(|r| r.answered == 200).collect();
+    assert_eq!(ok[0].kind(), "case.linked");
+    assert_eq!(ok[1].kind(), "agent.reply");
+    let linked = delivery_in_state(&app, &org, &ok[0].header("webhook-id"), "delivered").await;
+    assert_eq!(linked["attempts"], 2, "{linked}");
+    assert_eq!(
+        linked["attempt_log"].as_array().unwrap().len(),
+        2,
+        "{linked}"
+    );
+    let (_, c1) = app.get("/v1/conversations/c1", &org.key).await;
+    assert!(
+        c1["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["summary"]
+                .as_str()
+                .unwrap()
+                .contains("retried now by an admin")),
+        "{c1}"
+    );
+
+    // Delivered: nothing to retry (replay sends it again); unknown: 404.
+    delivery_in_state(&app, &org, reply_id, "delivered").await;
+    let (status, conflict) = app
+        .post(
+            &format!("/v1/deliveries/{reply_id}/retry"),
+            &org.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{conflict}");
+    assert!(
+        conflict["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("replay"),
+        "{conflict}"
+    );
+    let (status, _) = app
+        .post("/v1/deliveries/msg_nope/retry", &org.key, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.finish().await;
+}
+
+/// Svix's "recover failed messages since": what died after the time is
+/// queued again (and delivered once the receiver is back), what died
+/// before stays dead; the attempt count goes on.
+async fn dead_deliveries_are_recovered_since_a_time(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (org, receiver, _) = two_way_org(&app, false).await;
+    receiver.answer(500);
+    let dead_in = |conv: &'static str| {
+        let (app, org) = (&app, &org);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let dead =
+                    deliveries(app, org, &format!("?status=dead&conversation_id={conv}")).await;
+                if let Some(d) = dead.first() {
+                    return d["id"].as_str().unwrap().to_string();
+                }
+                assert!(Instant::now() < deadline, "{conv} never dead-lettered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    app.send(&org.key, customer("e1", "c1", "Before")).await;
+    let before = dead_in("c1").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let since = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    app.send(&org.key, customer("e2", "c2", "After")).await;
+    let after = dead_in("c2").await;
+
+    for (body, part) in [
+        (json!({"since": "not a time"}), "RFC 3339"),
+        (json!({"since": "2999-01-01T00:00:00Z"}), "in the future"),
+        (json!({"since": since, "state": "dead"}), "state"),
+    ] {
+        let (status, answer) = app
+            .post("/v1/deliveries/recover", &org.key, body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(part),
+            "{answer}"
+        );
+    }
+
+    receiver.answer(200);
+    let (status, answer) = app
+        .post("/v1/deliveries/recover", &org.key, json!({"since": since}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(answer["recovered"], 1, "{answer}");
+    let one = delivery_in_state(&app, &org, &after, "delivered").await;
+    // Four failed attempts, then the recovered one: counted on, not from 1.
+    assert_eq!(one["attempts"], 5, "{one}");
+    assert_eq!(one["attempt_log"].as_array().unwrap().len(), 5, "{one}");
+    let (_, still) = app.get(&format!("/v1/deliveries/{before}"), &org.key).await;
+    assert_eq!(still["state"], "dead", "{still}");
+    let (_, c2) = app.get("/v1/conversations/c2", &org.key).await;
+    assert!(
+        c2["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["summary"]
+                .as_str()
+                .unwrap()
+                .contains("Recovered by an admin")),
+        "{c2}"
     );
     app.finish().await;
 }
