@@ -25,7 +25,7 @@ use creatio_emulator::seed::demo::AGENT_SARAH;
 use fantoccini::Locator;
 use serde_json::{json, Value};
 
-use harness::{connection, run, run_checked, Session};
+use harness::{connection, run, run_checked, run_with, Session};
 
 fn message(event: &str, conversation: &str, id: &str, text: &str) -> Value {
     json!({
@@ -460,6 +460,98 @@ async fn a_dead_delivery_is_replayed_from_the_page_and_then_delivered() {
             .await?;
         page.wait_text("#delivery-attempts", "HTTP 200").await?;
         page.wait_text("#delivery-attempts", "HTTP 400").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_dead_job_is_retried_from_the_page_after_the_cause_is_fixed() {
+    run("retry_job", |s| async move {
+        s.app.connect(&s.org.key).await;
+        // The integration user lost the right to add activities: the
+        // message's job fails for good.
+        s.app
+            .change_creatio_client(json!({"rights": {"Activity": {"create": false}}}))
+            .await;
+        s.app
+            .send(&s.org.key, json!([message("evt_j1", "c_retry", "m_1", "Where is my parcel?")]))
+            .await;
+        s.app.settled(&s.org.key, "c_retry").await;
+
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='activity']").await?;
+        let row = "#conversations tr[data-conversation='c_retry']";
+        page.wait_text(&format!("{row} .sync"), "Failed").await?;
+        page.click(&format!("{row} button.link")).await?;
+        let dead = "#conversation-jobs li[data-state='dead']";
+        page.wait_text(dead, "Failed").await?;
+        page.wait_text(dead, "Message #").await?;
+
+        // Fixed in Creatio; retried from the page; synced.
+        s.app
+            .change_creatio_client(json!({"rights": {"Activity": {"create": true}}}))
+            .await;
+        page.click(&format!("{dead} button")).await?;
+        page.wait_text("#conversation-jobs-result", "Queued again")
+            .await?;
+        page.wait_text(&format!("{row} .sync"), "Synced").await?;
+        page.wait_text("#conversation-timeline", "Retried by an admin")
+            .await?;
+        ensure!(
+            !page.find("#conversation-jobs-box").await?.is_displayed().await?,
+            "jobs are still listed as not done"
+        );
+        let c = s.app.settled(&s.org.key, "c_retry").await;
+        ensure!(c["messages"]["written"] == 1, "{c}");
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_pending_delivery_is_sent_now_from_the_page() {
+    // The schedule's next try is an hour after a failure.
+    let hour = |c: &mut casebridge::config::Config| {
+        c.delivery.delays = vec![std::time::Duration::from_secs(3600); 3]
+    };
+    run_with("retry_delivery", hour, |s| async move {
+        // The receiver is down.
+        let receiver = Receiver::start(503).await;
+        let app = &s.app;
+        app.connect(&s.org.key).await;
+        let (status, saved) = app
+            .put("/v1/delivery", &s.org.key, json!({"url": receiver.url}))
+            .await;
+        ensure!(status.is_success(), "{saved}");
+        app.send(&s.org.key, json!([message("evt_d1", "c_now", "m_1", "Hello?")]))
+            .await;
+
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='activity']").await?;
+        let pending = "#deliveries tr[data-state='pending']";
+        page.wait_text(pending, "HTTP 503").await?;
+        let id = page
+            .find(pending)
+            .await?
+            .attr("data-delivery")
+            .await?
+            .context("the row names no delivery")?;
+
+        receiver.status.store(200, Ordering::SeqCst);
+        let row = format!("#deliveries tr[data-delivery='{id}']");
+        page.click(&format!("{row} button.retry-now")).await?;
+        page.wait_text("#deliveries-result", "Sending").await?;
+        page.wait_attr(&row, "data-state", "delivered").await?;
+        let got = receiver.got.lock().unwrap().clone();
+        let ours: Vec<u16> = got
+            .iter()
+            .filter(|(webhook_id, _, _)| *webhook_id == id)
+            .map(|(_, _, status)| *status)
+            .collect();
+        ensure!(ours == [503, 200], "the receiver got {got:?}");
         Ok(())
     })
     .await

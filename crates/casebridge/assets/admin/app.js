@@ -1066,10 +1066,11 @@
           ["Jobs", Object.entries(c.jobs).map(([k, n]) => n + " " + k).join(", ") || "none"],
         ];
         $("conversation-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
-        const problems = (c.open_jobs || []).filter((j) => j.last_error);
+        const jobs = c.open_jobs || [];
+        $("conversation-jobs-box").hidden = jobs.length === 0;
+        $("conversation-jobs").replaceChildren(...jobs.map((j) => jobItem(c.id, j)));
         $("conversation-timeline").replaceChildren(
-          ...c.timeline.map((t) => el("li", {}, when(t.at), el("span", { class: "kind" }, t.kind), t.summary, t.kind !== "webhook" && t.attempts > 1 ? " (attempt " + t.attempts + ")" : "")),
-          ...problems.map((j) => el("li", { class: "error-text" }, el("span", { class: "kind" }, j.kind + " " + j.state), j.last_error))
+          ...c.timeline.map((t) => el("li", {}, when(t.at), el("span", { class: "kind" }, t.kind), t.summary, t.kind !== "webhook" && t.attempts > 1 ? " (attempt " + t.attempts + ")" : ""))
         );
       }
       detail.hidden = false;
@@ -1078,6 +1079,79 @@
       showError($("conversations-result"), e, "The conversation could not be read");
     }
   }
+
+  /** A job not done: queued, running, or dead (with Retry, unless a later
+   * success already did its work). */
+  function jobItem(conversationId, j) {
+    const label = j.moot ? "Done by a later job" : j.state === "dead" ? "Failed" : j.state === "running" ? "Running" : "Queued";
+    const retry = j.state === "dead" && !j.moot
+      ? el("button", { type: "button", class: "button small", dataset: { job: j.id }, "aria-label": "Retry " + j.kind + " job " + j.seq, onclick: (e) => retryJob(conversationId, j.id, e.target) }, "Retry")
+      : null;
+    return el(
+      "li",
+      { dataset: { job: j.id, state: j.state, moot: String(!!j.moot) } },
+      badge(j.moot ? "done" : j.state === "dead" ? "failed" : j.state, label),
+      " " + humanize(j.kind) + " #" + j.seq + (j.attempts ? " · " + j.attempts + (j.attempts === 1 ? " attempt" : " attempts") : ""),
+      j.last_error ? el("span", { class: "error-text" }, j.last_error) : null,
+      retry
+    );
+  }
+
+  async function retryJob(conversationId, id, button) {
+    const box = $("conversation-jobs-result");
+    await busy(button, async () => {
+      try {
+        const answer = await api("POST", "/v1/jobs/" + encodeURIComponent(id) + "/retry");
+        showResult(box, answer.warning ? "warn" : "ok", "Queued again; it runs now, in its place in the conversation.", answer.warning);
+      } catch (e) {
+        showError(box, e, "Not retried");
+      }
+    });
+    for (const delay of [300, 1000, 2500]) window.setTimeout(() => state.key && refreshActivity(), delay);
+  }
+
+  /** The recovery time as RFC 3339, or null with the field flagged. */
+  function recoverSince() {
+    const input = $("recover-since");
+    const at = input.value ? new Date(input.value) : null;
+    if (!at || isNaN(at.getTime())) {
+      showResult($("recover-result"), "error", "Pick the time since when failures are recovered.", "Usually just before the problem began.");
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+      return null;
+    }
+    input.removeAttribute("aria-invalid");
+    return at.toISOString();
+  }
+
+  $("retry-dead-jobs").addEventListener("click", (e) => {
+    const since = recoverSince();
+    if (!since) return;
+    busy(e.target, async () => {
+      try {
+        const a = await api("POST", "/v1/jobs/retry", { state: "dead", since });
+        const moot = a.moot_left ? " " + a.moot_left + " left alone: a later success did their work." : "";
+        showResult($("recover-result"), a.warning ? "warn" : "ok", a.retried + " dead " + (a.retried === 1 ? "job" : "jobs") + " of " + a.conversations + " " + (a.conversations === 1 ? "conversation" : "conversations") + " queued again." + moot, a.warning);
+      } catch (err) {
+        showError($("recover-result"), err, "Not retried");
+      }
+      refreshActivity();
+    });
+  });
+
+  $("recover-deliveries").addEventListener("click", (e) => {
+    const since = recoverSince();
+    if (!since) return;
+    busy(e.target, async () => {
+      try {
+        const a = await api("POST", "/v1/deliveries/recover", { since });
+        showResult($("recover-result"), a.warning ? "warn" : "ok", a.recovered + " dead " + (a.recovered === 1 ? "delivery" : "deliveries") + " queued again.", a.warning);
+      } catch (err) {
+        showError($("recover-result"), err, "Not recovered");
+      }
+      refreshActivity();
+    });
+  });
 
   $("conversation-close").addEventListener("click", () => {
     const id = state.openConversation;
@@ -1120,9 +1194,26 @@
         el("button", { type: "button", class: "button small", dataset: { focusKey: "details:" + d.id }, "aria-label": "Attempts of delivery " + d.id, onclick: () => openDelivery(d.id, true) }, "Attempts"),
         canReplay
           ? el("button", { type: "button", class: "button small replay", dataset: { focusKey: "replay:" + d.id }, "aria-label": "Replay delivery " + d.id, onclick: (e) => replay(d.id, e.target) }, "Replay")
+          : null,
+        d.state === "pending"
+          ? el("button", { type: "button", class: "button small retry-now", dataset: { focusKey: "retry:" + d.id }, "aria-label": "Send delivery " + d.id + " now", onclick: (e) => retryDelivery(d.id, e.target) }, "Retry now")
           : null
       )
     );
+  }
+
+  async function retryDelivery(id, button) {
+    const box = $("deliveries-result");
+    await busy(button, async () => {
+      try {
+        const a = await api("POST", "/v1/deliveries/" + encodeURIComponent(id) + "/retry");
+        const earlier = a.earlier ? " " + a.earlier + " earlier " + (a.earlier === 1 ? "delivery" : "deliveries") + " of its conversation go first." : "";
+        showResult(box, a.warning ? "warn" : "ok", "Sending " + id + " now." + earlier, a.warning);
+      } catch (e) {
+        showError(box, e, "Not retried");
+      }
+    });
+    for (const delay of [300, 1000, 2500]) window.setTimeout(() => state.key && refreshActivity(), delay);
   }
 
   async function replay(id, button) {

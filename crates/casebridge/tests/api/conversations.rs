@@ -72,7 +72,7 @@ async fn recent_conversations_list_newest_first_with_their_case_and_sync_state(b
     assert_eq!(listed_b["contact_name"], "Ada Lovelace");
     assert_eq!(listed_b["sync"], "synced", "{list}");
     assert_eq!(listed_b["messages"], json!({"received": 2, "written": 2}));
-    assert_eq!(listed_b["jobs"], json!({"open": 0, "dead": 0}));
+    assert_eq!(listed_b["jobs"], json!({"open": 0, "dead": 0, "moot": 0}));
     assert!(
         listed_b["last_event"].as_str().unwrap().contains("activit"),
         "{list}"

@@ -303,7 +303,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn start() -> Result<Session> {
+    /// A session against a service whose configuration `tweak` changed.
+    pub async fn start(tweak: impl FnOnce(&mut casebridge::config::Config)) -> Result<Session> {
         let driver = Chromedriver::start().await?;
         let chromium = program(
             "CASEBRIDGE_CHROMIUM",
@@ -339,7 +340,7 @@ impl Session {
         .connect(&driver.url)
         .await
         .with_context(|| format!("chromedriver could not start {}", chromium.display()))?;
-        let app = TestApp::spawn(Backend::Sqlite).await;
+        let app = TestApp::spawn_with(Backend::Sqlite, tweak).await;
         let org = app.create_org("Browser Co").await;
         let page = Page {
             browser,
@@ -374,7 +375,20 @@ where
     F: FnOnce(Arc<Session>) -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
-    let session = match Session::start().await {
+    run_checked_with(name, |_| {}, body).await
+}
+
+/// [`run_checked`] against a service whose configuration `tweak` changed.
+pub async fn run_checked_with<F, Fut>(
+    name: &str,
+    tweak: impl FnOnce(&mut casebridge::config::Config),
+    body: F,
+) -> Result<(), String>
+where
+    F: FnOnce(Arc<Session>) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let session = match Session::start(tweak).await {
         Ok(s) => Arc::new(s),
         Err(e) => return Err(format!("{e:#}")),
     };
@@ -410,7 +424,19 @@ where
     F: FnOnce(Arc<Session>) -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
-    if let Err(why) = run_checked(name, body).await {
+    run_with(name, |_| {}, body).await
+}
+
+/// [`run`] against a service whose configuration `tweak` changed.
+pub async fn run_with<F, Fut>(
+    name: &str,
+    tweak: impl FnOnce(&mut casebridge::config::Config),
+    body: F,
+) where
+    F: FnOnce(Arc<Session>) -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    if let Err(why) = run_checked_with(name, tweak, body).await {
         panic!("browser test {name} failed: {why}");
     }
 }
