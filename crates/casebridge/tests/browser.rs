@@ -475,7 +475,10 @@ async fn a_dead_job_is_retried_from_the_page_after_the_cause_is_fixed() {
             .change_creatio_client(json!({"rights": {"Activity": {"create": false}}}))
             .await;
         s.app
-            .send(&s.org.key, json!([message("evt_j1", "c_retry", "m_1", "Where is my parcel?")]))
+            .send(
+                &s.org.key,
+                json!([message("evt_j1", "c_retry", "m_1", "Where is my parcel?")]),
+            )
             .await;
         s.app.settled(&s.org.key, "c_retry").await;
 
@@ -500,7 +503,11 @@ async fn a_dead_job_is_retried_from_the_page_after_the_cause_is_fixed() {
         page.wait_text("#conversation-timeline", "Retried by an admin")
             .await?;
         ensure!(
-            !page.find("#conversation-jobs-box").await?.is_displayed().await?,
+            !page
+                .find("#conversation-jobs-box")
+                .await?
+                .is_displayed()
+                .await?,
             "jobs are still listed as not done"
         );
         let c = s.app.settled(&s.org.key, "c_retry").await;
@@ -525,8 +532,11 @@ async fn a_pending_delivery_is_sent_now_from_the_page() {
             .put("/v1/delivery", &s.org.key, json!({"url": receiver.url}))
             .await;
         ensure!(status.is_success(), "{saved}");
-        app.send(&s.org.key, json!([message("evt_d1", "c_now", "m_1", "Hello?")]))
-            .await;
+        app.send(
+            &s.org.key,
+            json!([message("evt_d1", "c_now", "m_1", "Hello?")]),
+        )
+        .await;
 
         let page = &s.page;
         page.sign_in(&s.org.key).await?;
