@@ -22,6 +22,7 @@ use crate::storage::connections::{self, Status};
 use crate::storage::deliveries::{self, RetryNow};
 use crate::storage::jobs::{self, DeadFilter};
 use crate::storage::now_ms;
+use crate::storage::outbox::Requeued;
 
 /// A job queued again.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -164,9 +165,6 @@ pub async fn retry_jobs(
         .partition(|j| input.include_moot || !j.moot);
     let why = format!("recovery since {}", input.since);
     let requeued = jobs::retry_dead(&state.app.db, &caller.org_id, &take, &why).await?;
-    let mut conversations: Vec<&ConversationId> =
-        requeued.iter().map(|r| &r.conversation_id).collect();
-    conversations.dedup();
     tracing::info!(org_id = %caller.org_id, retried = requeued.len(), moot_left = moot.len(), "Dead jobs retried.");
     let warning = if requeued.is_empty() {
         None
@@ -177,11 +175,18 @@ pub async fn retry_jobs(
         StatusCode::ACCEPTED,
         Json(RetriedJobsOut {
             retried: requeued.len(),
-            conversations: conversations.len(),
+            conversations: conversations(&requeued),
             moot_left: moot.len(),
             warning,
         }),
     ))
+}
+
+/// How many conversations requeued items (in conversation order) span.
+fn conversations(requeued: &[Requeued]) -> usize {
+    requeued
+        .chunk_by(|a, b| a.conversation_id == b.conversation_id)
+        .count()
 }
 
 /// `since`, as milliseconds: RFC 3339, not in the future.
@@ -275,9 +280,6 @@ pub async fn recover_deliveries(
 ) -> ApiResult<(StatusCode, Json<RecoveredOut>)> {
     let since = since_ms(&input.since)?;
     let requeued = deliveries::recover(&state.app.db, &caller.org_id, since).await?;
-    let mut conversations: Vec<&ConversationId> =
-        requeued.iter().map(|r| &r.conversation_id).collect();
-    conversations.dedup();
     tracing::info!(org_id = %caller.org_id, recovered = requeued.len(), "Dead deliveries recovered.");
     let warning = if requeued.is_empty() {
         None
@@ -288,7 +290,7 @@ pub async fn recover_deliveries(
         StatusCode::ACCEPTED,
         Json(RecoveredOut {
             recovered: requeued.len(),
-            conversations: conversations.len(),
+            conversations: conversations(&requeued),
             warning,
         }),
     ))

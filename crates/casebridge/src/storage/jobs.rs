@@ -337,22 +337,21 @@ pub async fn retry_dead(
     let ids: Vec<&str> = jobs.iter().map(|j| j.id.as_str()).collect();
     let mut tx = db.write().await?;
     let requeued = JOBS.requeue(&mut tx, org_id, &ids).await?;
-    let mut by_conversation: Vec<(&ConversationId, Vec<&DeadJob>)> = Vec::new();
-    for r in &requeued {
-        let Some(job) = jobs.iter().find(|j| j.id == r.id) else {
-            continue;
-        };
-        match by_conversation.last_mut() {
-            Some((c, list)) if *c == &r.conversation_id => list.push(job),
-            _ => by_conversation.push((&job.conversation_id, vec![job])),
-        }
-    }
-    for (conversation_id, list) in &by_conversation {
-        let what: Vec<String> = list
+    let kinds: std::collections::HashMap<&str, &str> = jobs
+        .iter()
+        .map(|j| (j.id.as_str(), j.kind.as_str()))
+        .collect();
+    // Requeued comes in conversation order: one line per conversation.
+    for group in requeued.chunk_by(|a, b| a.conversation_id == b.conversation_id) {
+        let what: Vec<String> = group
             .iter()
-            .map(|j| format!("{} #{} ({} attempts before)", j.kind, j.seq, j.attempts))
+            .map(|r| {
+                let kind = kinds.get(r.id.as_str()).copied().unwrap_or("job");
+                format!("{kind} #{} ({} attempts before)", r.seq, r.attempts)
+            })
             .collect();
         let summary = format!("Retried by an admin ({why}): {}", what.join(", "));
+        let conversation_id = &group[0].conversation_id;
         super::timeline::add_timeline(&mut tx, org_id, conversation_id, "admin", &summary, None)
             .await?;
     }
