@@ -21,6 +21,7 @@ pub const QUEUE_LAG_SECONDS: &str = "casebridge_sync_queue_lag_seconds";
 pub const CREATIO_REQUESTS: &str = "casebridge_creatio_write_requests_total";
 pub const BATCH_SIZE: &str = "casebridge_creatio_batch_operations";
 pub const WEBHOOK_CALLS: &str = "casebridge_creatio_webhook_calls_total";
+pub const REPLY_CHECKS: &str = "casebridge_reply_checks_total";
 pub const DELIVERY_ATTEMPTS: &str = "casebridge_delivery_attempts_total";
 pub const DELIVERY_SECONDS: &str = "casebridge_delivery_attempt_duration_seconds";
 pub const AI_REQUESTS: &str = "casebridge_ai_requests_total";
@@ -123,6 +124,10 @@ fn describe() {
     metrics::describe_counter!(
         WEBHOOK_CALLS,
         "Calls from Creatio business processes, by event and outcome (queued, coalesced, ignored, invalid, limited)."
+    );
+    metrics::describe_counter!(
+        REPLY_CHECKS,
+        "Looks for agents' replies on a case after Creatio reported an activity, by outcome (replies: some queued for delivery; nothing_new: the activity was casebridge's own write, or delivered before). Most activities Creatio reports are casebridge's own writes, so nothing_new is the usual outcome and is not written on the timeline."
     );
     metrics::describe_counter!(
         DELIVERY_ATTEMPTS,

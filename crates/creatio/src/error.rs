@@ -92,12 +92,22 @@ pub enum TokenError {
         location: String,
     },
     /// The endpoint answered 408, 429 or a 5xx: try again later.
-    #[error("the token endpoint {url} is unavailable (HTTP {status})")]
+    #[error("the token endpoint {url} {} (HTTP {status})", busy_or_unavailable(*.status))]
     Unavailable {
         url: String,
         status: u16,
         retry_after: Option<Duration>,
     },
+}
+
+/// How a 408, 429 or 5xx reads: a 429 is Creatio limiting the rate, not
+/// Creatio down.
+fn busy_or_unavailable(status: u16) -> &'static str {
+    match status {
+        429 => "is limiting the request rate",
+        408 => "timed out the request",
+        _ => "is unavailable",
+    }
 }
 
 /// A failed call to Creatio.
@@ -133,7 +143,7 @@ pub enum Error {
     #[error("Creatio rejected the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
     /// 408, 429 or a 5xx other than 501: retry, after `retry_after` if given.
-    #[error("Creatio is unavailable (HTTP {status}): {message}")]
+    #[error("Creatio {} (HTTP {status}): {message}", busy_or_unavailable(*.status))]
     Unavailable {
         status: u16,
         message: String,
@@ -615,6 +625,19 @@ mod tests {
         );
         assert_eq!(error_message(b"  "), "(empty body)");
         assert_eq!(error_message(b"Bad gateway"), "Bad gateway");
+    }
+
+    #[test]
+    fn a_429_reads_as_a_rate_limit_not_an_outage() {
+        let h = HeaderMap::new();
+        assert_eq!(
+            from_status(429, &h, b"Too many requests").to_string(),
+            "Creatio is limiting the request rate (HTTP 429): Too many requests"
+        );
+        assert_eq!(
+            from_status(503, &h, b"Down").to_string(),
+            "Creatio is unavailable (HTTP 503): Down"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{for_backend, now_ms, value_rows, Db, Result, WriteQuery, WriteTx, ROWS_PER_STATEMENT};
+use super::{for_backend, now_ms, value_rows, Db, Result, WriteTx, ROWS_PER_STATEMENT};
 use crate::domain::{ConversationId, OrgId};
 
 /// A timeline line to add.
@@ -79,54 +79,6 @@ pub async fn add_timeline_alone(
     let mut tx = db.write().await?;
     add_timeline(&mut tx, org_id, conversation_id, kind, summary, attempts).await?;
     tx.commit().await
-}
-
-/// Appends a line, unless the conversation's newest line says the same
-/// (`kind` and `summary`) and is younger than `window_ms`: then that line
-/// counts one more (`… (×3)`). For lines a loop would repeat — a look at a
-/// case that found nothing new — so a timeline grows with what happened,
-/// not with how often it was asked.
-pub async fn add_or_repeat_timeline(
-    db: &Db,
-    org_id: &OrgId,
-    conversation_id: &ConversationId,
-    kind: &str,
-    summary: &str,
-    attempts: Option<i64>,
-    window_ms: i64,
-) -> Result<()> {
-    let now = now_ms();
-    let newest = sqlx::query(
-        "SELECT id, kind, summary, at FROM timeline WHERE org_id = $1 AND conversation_id = $2 \
-         ORDER BY id DESC LIMIT 1",
-    )
-    .bind(org_id)
-    .bind(conversation_id)
-    .fetch_optional(db.pool())
-    .await?;
-    if let Some(row) = newest {
-        let said: String = row.try_get("summary")?;
-        let times = match said.strip_prefix(summary) {
-            Some("") => Some(1),
-            Some(rest) => rest
-                .strip_prefix(" (×")
-                .and_then(|r| r.strip_suffix(')'))
-                .and_then(|n| n.parse::<i64>().ok()),
-            None => None,
-        };
-        let recent = row.try_get::<i64, _>("at")? > now - window_ms;
-        if let (Some(times), true, true) =
-            (times, recent, row.try_get::<String, _>("kind")? == kind)
-        {
-            sqlx::query("UPDATE timeline SET summary = $1 WHERE id = $2")
-                .bind(format!("{summary} (×{})", times + 1))
-                .bind(row.try_get::<String, _>("id")?)
-                .write_on(db)
-                .await?;
-            return Ok(());
-        }
-    }
-    add_timeline_alone(db, org_id, conversation_id, kind, summary, attempts).await
 }
 
 /// Notes a call from Creatio on the conversation's timeline: calls within

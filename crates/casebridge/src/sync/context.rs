@@ -76,25 +76,6 @@ pub struct Context<'a> {
     pub technical_user: Option<Uuid>,
 }
 
-/// A line that a loop of identical checks would repeat: counted on the
-/// newest line when it says the same within a minute
-/// ([`timeline::add_or_repeat_timeline`]).
-pub(super) async fn repeatable_timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
-    if let Err(e) = timeline::add_or_repeat_timeline(
-        &ctx.services.db,
-        &job.org_id,
-        &job.conversation_id,
-        kind,
-        summary,
-        Some(job.attempts),
-        60_000,
-    )
-    .await
-    {
-        tracing::warn!(org_id = %job.org_id, conversation_id = %job.conversation_id, error = %e, "Could not write the timeline.");
-    }
-}
-
 pub(super) async fn timeline(ctx: &Context<'_>, kind: &str, summary: &str, job: &Job) {
     if let Err(e) = timeline::add_timeline_alone(
         &ctx.services.db,

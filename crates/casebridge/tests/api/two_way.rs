@@ -310,6 +310,16 @@ async fn agent_replies_and_closures_reach_the_platform_signed(backend: Backend) 
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.accepted("agent.reply").is_empty(), "echo!");
+    // Those two looks found nothing new: counted, not written on the
+    // timeline, where they read like a fault.
+    let looked = app.settled(&org.key, "c1").await["timeline"].to_string();
+    assert!(!looked.contains("agent reply"), "{looked}");
+    assert!(
+        app.metrics_text()
+            .await
+            .contains("casebridge_reply_checks_total{outcome=\"nothing_new\"}"),
+        "the looks are not counted"
+    );
 
     // An agent answers in Creatio (an e-mail with an HTML body).
     let reply = app.emulator_op(Method::POST, "agent-reply", Some(json!({"case_id": case_id, "text": "<p>Hello Ada,</p><p>unplug it &amp; step back.</p>"})),
