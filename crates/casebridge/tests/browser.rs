@@ -567,6 +567,339 @@ async fn a_pending_delivery_is_sent_now_from_the_page() {
     .await
 }
 
+/// Evaluates a JavaScript expression on the page.
+async fn js(s: &Session, expression: &str) -> Result<Value> {
+    Ok(s.page
+        .browser
+        .execute(&format!("return {expression};"), vec![])
+        .await?)
+}
+
+#[tokio::test]
+async fn api_keys_are_created_shown_once_and_revoked_from_the_page() {
+    run("api_keys", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='keys']").await?;
+        page.wait_text("#keys tbody", "this page is signed in with it")
+            .await?;
+
+        // An ingest key for the chat platform, shown once.
+        page.fill("#key-name", "Chat platform (production)").await?;
+        page.choose("#key-role", "Ingest: send events only").await?;
+        page.click("#create-key").await?;
+        page.wait_text("#key-result", "Created ingest key").await?;
+        page.wait_text("#key-result", "shown only once").await?;
+        let key = page.value("#new-key-value").await?;
+        ensure!(key.starts_with("cbk_"), "{key:?}");
+        page.wait_text("#keys tbody", "Chat platform (production)")
+            .await?;
+
+        // It sends events, and nothing else.
+        let (status, body) = s
+            .app
+            .post(
+                "/v1/events",
+                &key,
+                json!([message("evt_k1", "c_k", "m_1", "Hi")]),
+            )
+            .await;
+        ensure!(status == StatusCode::ACCEPTED, "{status} {body}");
+        let (status, _) = s.app.get("/v1/creatio/connection", &key).await;
+        ensure!(
+            status == StatusCode::FORBIDDEN,
+            "an ingest key read settings: {status}"
+        );
+
+        // Revoked after a confirmation: refused from then on.
+        let (_, keys) = s.app.get("/v1/api-keys", &s.org.key).await;
+        let id = keys["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["role"] == "ingest")
+            .context("no ingest key listed")?["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let revoke = format!("#keys tr[data-key='{id}'] button");
+        page.click(&revoke).await?;
+        page.wait_text("#revoke-text", "refused from now on")
+            .await?;
+        page.click("#revoke-cancel").await?;
+        let (status, _) = s.app.post("/v1/events", &key, json!([])).await;
+        ensure!(status != StatusCode::UNAUTHORIZED, "cancel revoked the key");
+        page.click(&revoke).await?;
+        page.click("#revoke-confirm").await?;
+        page.wait_text("#key-result", "Revoked").await?;
+        let (status, _) = s
+            .app
+            .post(
+                "/v1/events",
+                &key,
+                json!([message("evt_k2", "c_k", "m_2", "Hi")]),
+            )
+            .await;
+        ensure!(
+            status == StatusCode::UNAUTHORIZED,
+            "a revoked key: {status}"
+        );
+        ensure!(
+            !page
+                .find("#keys tbody")
+                .await?
+                .text()
+                .await?
+                .contains("Chat platform"),
+            "the revoked key is still listed"
+        );
+
+        // The org's last admin key cannot go: the page says why.
+        let mine = "#keys tbody tr button";
+        page.click(mine).await?;
+        page.wait_text("#revoke-text", "you will be signed out")
+            .await?;
+        page.click("#revoke-confirm").await?;
+        page.wait_text("#key-result", "last admin key").await?;
+
+        // Shown once: after signing in again it is gone.
+        page.click("#sign-out").await?;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='keys']").await?;
+        ensure!(page.value("#new-key-value").await?.is_empty());
+        ensure!(js(&s, "document.getElementById('new-key').hidden").await? == json!(true));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn connection_errors_are_shown_beside_each_field_in_words() {
+    run("inline_errors", |s| async move {
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#instance-url-error", "Instance URL is required.")
+            .await?;
+        page.wait_text(
+            "#instance-url-error",
+            "Use the address of your Creatio site",
+        )
+        .await?;
+        page.wait_text("#client-id-error", "Client ID is required.")
+            .await?;
+        page.wait_text("#client-secret-error", "Client Secret is required.")
+            .await?;
+        page.wait_attr("#instance-url", "aria-invalid", "true")
+            .await?;
+        let describedby = page
+            .find("#instance-url")
+            .await?
+            .attr("aria-describedby")
+            .await?
+            .unwrap_or_default();
+        ensure!(
+            describedby.starts_with("instance-url-error"),
+            "{describedby:?}"
+        );
+        let result = page
+            .wait_text("#connection-result", "3 fields need a change")
+            .await?;
+        ensure!(!result.contains("instance_url"), "raw names: {result}");
+        ensure!(
+            js(&s, "document.activeElement.id").await? == json!("instance-url"),
+            "focus is not on the first wrong field"
+        );
+
+        // A channel the page offers is valid; the Identity Service URL is
+        // checked too, beside its own field.
+        page.fill("#instance-url", s.app.emulator.url()).await?;
+        page.fill("#identity-service-url", "not a url").await?;
+        page.fill("#client-id", helpers::CLIENT_ID).await?;
+        page.fill("#client-secret", &s.app.client_secret).await?;
+        page.click("#save-connection").await?;
+        page.wait_attr("#identity-service-url", "aria-invalid", "true")
+            .await?;
+        page.wait_text("#identity-service-url-error", "OAuth20IdentityServerUrl")
+            .await?;
+        ensure!(
+            js(&s, "document.getElementById('instance-url-error').hidden").await? == json!(true),
+            "a fixed field still shows its error"
+        );
+        page.wait_text("#connection-result", "one field needs a change")
+            .await?;
+
+        page.fill("#identity-service-url", "").await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.wait_text("#connection-result", "pick the case defaults")
+            .await?;
+        ensure!(
+            js(
+                &s,
+                "document.querySelectorAll('[aria-invalid=\"true\"]').length"
+            )
+            .await?
+                == json!(0),
+            "fields are still marked"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn contact_creation_and_case_append_channels_are_set_from_the_page() {
+    run("contact_settings", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.wait_text("#status-badge", "Active").await?;
+        ensure!(js(&s, "document.getElementById('create-contacts').checked").await? == json!(true));
+        ensure!(
+            js(
+                &s,
+                "document.querySelector('input[name=append-channel][value=email]').checked"
+            )
+            .await?
+                == json!(true)
+        );
+        page.click("#create-contacts").await?;
+        page.click("input[name='append-channel'][value='whatsapp']")
+            .await?;
+        page.click("#save-connection").await?;
+        page.wait_text("#connection-result", "Saved").await?;
+        let c = connection(&s).await;
+        ensure!(c["create_missing_contacts"] == false, "{c}");
+        ensure!(
+            c["case_append_channels"] == json!(["email", "whatsapp"]),
+            "{c}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn needs_attention_shows_the_problem_not_the_passing_report_from_before() {
+    run("needs_attention", |s| async move {
+        let app = &s.app;
+        app.connect(&s.org.key).await;
+        // The OAuth app is switched off in Creatio: the next job pauses the org.
+        app.change_creatio_client(json!({"active": false})).await;
+        app.emulator_op(axum::http::Method::POST, "tokens/revoke", Some(json!({})))
+            .await;
+        app.send(
+            &s.org.key,
+            json!([message("evt_n1", "c_n", "m_1", "Hello")]),
+        )
+        .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while connection(&s).await["status"] != "needs_attention" {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "never needs attention"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.wait_text("#status-badge", "Needs attention").await?;
+        let detail = page
+            .wait_text("#status-detail", "Sync is paused until")
+            .await?;
+        ensure!(!detail.contains(".."), "{detail}");
+        page.wait_text("#report-empty", "passed, but since then")
+            .await?;
+        ensure!(
+            js(&s, "document.querySelectorAll('#check-report li').length").await? == json!(0),
+            "the old all-pass report stands beside the warning"
+        );
+
+        // Fixed in Creatio; Re-test shows a fresh report and Active.
+        app.change_creatio_client(json!({"active": true})).await;
+        page.click("#retest").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.find("#check-report li[data-check='token'][data-status='pass']")
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn when_the_server_is_down_the_page_says_so_and_claims_no_empty_lists() {
+    run("server_down", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='activity']").await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.wait_text("#deliveries-empty", "No deliveries yet")
+            .await?;
+
+        s.app.stop().await;
+        page.wait_text("#status-badge", "Not answering").await?;
+        page.wait_text("#status-detail", "not answering this page")
+            .await?;
+        page.wait_text("#deliveries-result", "could not be read")
+            .await?;
+        page.wait_text("#conversations-result", "could not be read")
+            .await?;
+        for empty in ["deliveries-empty", "conversations-empty"] {
+            ensure!(
+                js(&s, &format!("document.getElementById('{empty}').hidden")).await? == json!(true),
+                "{empty} claims an empty list under an error"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn at_390_px_wide_no_tab_scrolls_sideways() {
+    run("narrow", |s| async move {
+        let app = &s.app;
+        app.connect(&s.org.key).await;
+        app.send(
+            &s.org.key,
+            json!([message("evt_w1", "conversation-with-a-rather-long-identifier-0001", "m_1", "Hello")]),
+        )
+        .await;
+        app.settled(&s.org.key, "conversation-with-a-rather-long-identifier-0001")
+            .await;
+        let page = &s.page;
+        page.browser.set_window_size(390, 844).await?;
+        page.sign_in(&s.org.key).await?;
+        let inner = js(&s, "window.innerWidth").await?;
+        ensure!(inner.as_u64().is_some_and(|w| w <= 390), "innerWidth {inner}");
+        for tab in ["connection", "webhook", "ai-fields", "activity", "keys"] {
+            page.click(&format!("a[data-tab='{tab}']")).await?;
+            page.visible(&format!("#panel-{tab} h2")).await?;
+            // Let the tab's data arrive and render.
+            tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+            let widths = js(
+                &s,
+                "[document.documentElement.scrollWidth, window.innerWidth, \
+                 [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && e.parentElement.getBoundingClientRect().right <= window.innerWidth + 1).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)]",
+            )
+            .await?;
+            ensure!(
+                widths[0].as_u64() <= widths[1].as_u64(),
+                "the {tab} tab scrolls sideways at 390 px: scrollWidth {} > innerWidth {}; too wide: {}",
+                widths[0],
+                widths[1],
+                widths[2]
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_failing_or_panicking_browser_test_leaves_a_screenshot() {
     let name = "deliberately_failing";

@@ -25,6 +25,10 @@
     openDelivery: null,
     timer: null,
     lastSignature: {},
+    /** casebridge did not answer the last request (down or unreachable). */
+    offline: false,
+    /** While offline: the timer that asks again. */
+    retryTimer: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -72,6 +76,7 @@
     try {
       response = await fetch(path, init);
     } catch (e) {
+      setOffline(true);
       throw new ApiError(0, {
         error: {
           message: "casebridge did not answer (" + e.message + ")",
@@ -79,6 +84,7 @@
         },
       });
     }
+    setOffline(false);
     const text = await response.text();
     let data = null;
     if (text) {
@@ -220,8 +226,10 @@
     state.lookupsLoadedFor = null;
     state.lastSignature = {};
     stopPolling();
-    for (const id of ["client-secret", "delivery-secret-value", "webhook-url"]) $(id).value = "";
+    for (const id of ["client-secret", "delivery-secret-value", "webhook-url", "new-key-value"]) $(id).value = "";
     $("delivery-secret").hidden = true;
+    $("new-key").hidden = true;
+    setOffline(false);
     $("app-view").hidden = true;
     $("session").hidden = true;
     $("sign-in-view").hidden = false;
@@ -255,7 +263,7 @@
 
   // ---------------------------------------------------------------- tabs
 
-  const TABS = ["connection", "webhook", "ai-fields", "activity"];
+  const TABS = ["connection", "webhook", "ai-fields", "activity", "keys"];
 
   function currentTab() {
     const name = window.location.hash.replace("#", "");
@@ -272,6 +280,7 @@
     stopPolling();
     if (name === "webhook") loadWebhookPanel();
     if (name === "ai-fields") loadAiFields();
+    if (name === "keys") loadKeys();
     if (name === "activity") {
       refreshActivity();
       startPolling();
@@ -297,15 +306,53 @@
     return !!c && (c.status === "active" || c.status === "needs_attention");
   }
 
+  /** casebridge stopped (or started again) answering this page: the status
+   * says so instead of the last one it knew, and it is asked again every
+   * few seconds until it answers. */
+  function setOffline(offline) {
+    if (state.offline === offline) return;
+    state.offline = offline;
+    if (offline && !state.retryTimer) {
+      state.retryTimer = window.setInterval(async () => {
+        if (!state.key) return;
+        try {
+          state.connection = await api("GET", "/v1/creatio/connection");
+        } catch (e) {
+          if (e.status === 404) state.connection = null;
+        }
+        if (!state.offline) renderStatus();
+      }, REFRESH_MS);
+    }
+    if (!offline && state.retryTimer) {
+      window.clearInterval(state.retryTimer);
+      state.retryTimer = null;
+    }
+    if (state.signedIn) renderStatus();
+  }
+
+  /** A sentence as the server wrote it, without its own full stop, to be
+   * followed by more. */
+  function clause(text) {
+    return String(text || "").trim().replace(/[.\s]+$/, "");
+  }
+
   function renderStatus() {
     const c = state.connection;
     const status = c ? c.status : "none";
     const b = $("status-badge");
+    if (state.offline) {
+      b.dataset.status = "down";
+      b.textContent = "Not answering";
+      $("status-detail").textContent = "casebridge is not answering this page: the service is stopped or cannot be reached. " +
+        "What is shown below may be out of date; the page asks again every 5 seconds.";
+      $("creatio-concurrency").hidden = true;
+      return;
+    }
     b.dataset.status = status === "none" ? "disconnected" : status;
     b.textContent = STATUS_LABELS[status] || humanize(status);
     let detail = "";
     if (!c) detail = "Fill in the connection and press Test & Save.";
-    else if (c.status === "needs_attention") detail = (c.status_detail || "A check failed") + ". Sync is paused until Test & Save or Re-test passes.";
+    else if (c.status === "needs_attention") detail = clause(c.status_detail || "A check failed") + ". Sync is paused until Test & Save or Re-test passes.";
     else if (c.status === "disconnected") detail = "Credentials deleted. Test & Save with the client secret to connect again.";
     else if (c.last_check_at) detail = "Last checked " + new Date(c.last_check_at).toLocaleString() + ".";
     $("status-detail").textContent = detail;
@@ -345,6 +392,9 @@
     $("client-id").value = (c && c.client_id) || "";
     $("client-secret").value = "";
     $("handoff-only").checked = !!(c && c.create_case_only_on_handoff);
+    $("create-contacts").checked = c ? c.create_missing_contacts !== false : true;
+    const appendTo = c ? c.case_append_channels || [] : ["email"];
+    for (const box of appendChannelBoxes()) box.checked = appendTo.includes(box.value);
     const saved = c && c.status !== "disconnected" && c.client_secret;
     $("client-secret").placeholder = saved ? "Saved: " + c.client_secret : "";
     $("client-secret-help").textContent = saved
@@ -367,7 +417,29 @@
       if (state.lookupsLoadedFor !== c.instance_url) loadLookups();
       else selectSavedLookups();
     }
-    if (c && c.last_check && !$("check-report").childElementCount) renderReport(c.last_check);
+    if (c && c.status === "needs_attention") {
+      // The last report passed before whatever went wrong since: beside the
+      // warning it would say all is well. Only a failed one still tells.
+      if (c.last_check && !c.last_check.ok) renderReport(c.last_check);
+      else {
+        renderReport(null);
+        $("report-empty").textContent = "The last full check" + (c.last_check_at ? " (" + new Date(c.last_check_at).toLocaleString() + ")" : "") +
+          " passed, but since then: " + clause(c.status_detail || "a check failed") + ". Press Re-test to run every check now.";
+      }
+    } else {
+      $("report-empty").textContent = REPORT_EMPTY;
+      if (c && c.last_check && !$("check-report").childElementCount) renderReport(c.last_check);
+    }
+  }
+
+  const REPORT_EMPTY = $("report-empty").textContent;
+
+  function appendChannelBoxes() {
+    return [...document.querySelectorAll('input[name="append-channel"]')];
+  }
+
+  function appendChannels() {
+    return appendChannelBoxes().filter((b) => b.checked).map((b) => b.value);
   }
 
   function renderReport(report) {
@@ -481,6 +553,8 @@
       client_id: $("client-id").value.trim(),
       client_secret: $("client-secret").value,
       create_case_only_on_handoff: $("handoff-only").checked,
+      create_missing_contacts: $("create-contacts").checked,
+      case_append_channels: appendChannels(),
     };
     const identity = $("identity-service-url").value.trim();
     if (identity) body.identity_service_url = identity;
@@ -504,6 +578,13 @@
     if ($("handoff-only").checked !== !!c.create_case_only_on_handoff) {
       changes.create_case_only_on_handoff = $("handoff-only").checked;
     }
+    if ($("create-contacts").checked !== (c.create_missing_contacts !== false)) {
+      changes.create_missing_contacts = $("create-contacts").checked;
+    }
+    const channels = appendChannels();
+    if ([...channels].sort().join() !== [...(c.case_append_channels || [])].sort().join()) {
+      changes.case_append_channels = channels;
+    }
     if (state.lookupsLoadedFor) {
       for (const [name, selectId] of LOOKUP_FIELDS) {
         const value = $(selectId).value;
@@ -521,15 +602,58 @@
     default_owner_id: "owner-select",
     default_group_id: "group-select",
     resolved_status_id: "resolved-status-select",
+    case_append_channels: "append-channels",
+    create_missing_contacts: "create-contacts",
   };
 
-  function markInvalid(error) {
-    for (const id of Object.values(FIELD_INPUTS)) $(id).removeAttribute("aria-invalid");
+  /** What each field is called on the page, for its errors. */
+  const FIELD_LABELS = {
+    instance_url: "Instance URL",
+    identity_service_url: "Identity Service URL",
+    client_id: "Client ID",
+    client_secret: "Client Secret",
+    default_owner_id: "Default case owner",
+    default_group_id: "Default case group",
+    resolved_status_id: "Resolved status",
+    case_append_channels: "Channels",
+    create_missing_contacts: "Create missing contacts",
+  };
+
+  /** A field's error beside it, in words: "Instance URL is required. The
+   * address you open Creatio at…" instead of the API's field names. */
+  function fieldErrorText(f) {
+    let message = String(f.message || "");
+    for (const [name, label] of Object.entries(FIELD_LABELS)) message = message.split(name).join(label);
+    message = message.charAt(0).toUpperCase() + message.slice(1);
+    return clause(message) + "." + (f.hint ? " " + f.hint : "");
+  }
+
+  /** Marks the fields an error names, each with its message beside it
+   * (a `.field-error` after the input, tied to it by aria-describedby);
+   * clears the marks of the others. Returns how many it marked. */
+  function markFields(inputs, error) {
     const fields = (error && error.body && error.body.fields) || [];
-    for (const f of fields) {
-      const id = FIELD_INPUTS[f.field];
-      if (id) $(id).setAttribute("aria-invalid", "true");
+    let marked = 0;
+    for (const [name, id] of Object.entries(inputs)) {
+      const input = $(id);
+      const box = $(id + "-error");
+      const problems = fields.filter((f) => f.field === name || f.field.startsWith(name + "["));
+      if (problems.length) {
+        input.setAttribute("aria-invalid", "true");
+        marked += 1;
+      } else input.removeAttribute("aria-invalid");
+      if (!box) continue;
+      box.textContent = problems.map(fieldErrorText).join(" ");
+      box.hidden = !problems.length;
+      const described = (input.getAttribute("aria-describedby") || "").split(" ").filter((d) => d && d !== box.id);
+      if (problems.length) described.unshift(box.id);
+      input.setAttribute("aria-describedby", described.join(" "));
     }
+    return marked;
+  }
+
+  function markInvalid(error) {
+    return markFields(FIELD_INPUTS, error);
   }
 
   function reportSummary(report) {
@@ -555,11 +679,15 @@
         answer = await api("PATCH", "/v1/creatio/connection", changes);
       }
     } catch (e) {
-      markInvalid(e);
+      const marked = markInvalid(e);
       // A failed check's message already says nothing was saved.
       const report = e.body && e.body.report;
       if (report) renderReport(report);
-      showError(box, e, report ? null : "Not saved");
+      if (marked) {
+        showResult(box, "error", "Not saved: " + (marked === 1 ? "one field needs" : marked + " fields need") + " a change; each says what beside it.");
+        const first = document.querySelector('#connection-form [aria-invalid="true"]');
+        if (first) first.focus();
+      } else showError(box, e, report ? null : "Not saved");
       return;
     }
     markInvalid(null);
@@ -572,7 +700,11 @@
       ? el("p", {}, "Webhook URL for Creatio's business processes: ", el("code", { id: "saved-webhook-url" }, webhook), " — see ", el("a", { href: "#webhook" }, "Webhook & delivery"), ".")
       : null;
     const summary = answer.report ? " " + reportSummary(answer.report) + "." : "";
-    showResult(box, "ok", (firstSave ? "Connected: the connection is active." : "Saved.") + summary, null, extra);
+    const pick = firstSave && !answer.connection.default_owner_id
+      ? "Now pick the case defaults below (owner, group, resolved status: optional) and press Test & Save to keep them."
+      : null;
+    showResult(box, "ok", (firstSave ? "Connected: the connection is active." : "Saved.") + summary, pick, extra);
+    if (pick) $("owner-search").focus();
   }
 
   $("connection-form").addEventListener("submit", (event) => {
@@ -637,6 +769,7 @@
     const unavailable = $("webhook-unavailable");
     const url = state.connection && state.connection.webhook_url;
     $("webhook-card").hidden = !url;
+    $("templates-card").hidden = !url;
     $("webhook-url").value = url || "";
     if (!url) {
       showResult(unavailable, "info", "There is no webhook URL yet.", "Connect Creatio first (Connection, Test & Save): the webhook URL and the process templates are created then.");
@@ -899,6 +1032,13 @@
       showResult(box);
       $("ai-provider").textContent = "Provider: " + answer.provider;
       renderAiFields(answer.fields || []);
+      // The fields are checked against the connected Creatio's Case
+      // columns: without a connection they can be previewed, not saved.
+      const connected = isConnected();
+      for (const id of ["ai-add", "ai-save"]) $(id).disabled = !connected;
+      if (!connected) {
+        showResult(box, "info", "Connect Creatio first to change the AI fields.", "They are checked against your Creatio's Case columns when saved. The preview below works without a connection.");
+      }
     } catch (e) {
       state.aiAvailable = false;
       $("ai-provider").textContent = "";
@@ -1019,6 +1159,8 @@
       $("conversations-empty").hidden = list.length > 0;
       replaceRows($("conversations").tBodies[0], "conversations", list, list.map(conversationRow));
     } catch (e) {
+      // Not "No conversations yet" under an error: nothing is known.
+      $("conversations-empty").hidden = true;
       showError(box, e, "Conversations could not be read");
     }
   }
@@ -1167,11 +1309,15 @@
     const filter = $("delivery-filter").value;
     try {
       const answer = await api("GET", "/v1/deliveries?limit=50" + (filter ? "&status=" + encodeURIComponent(filter) : ""));
+      // A read error goes once the list is read again; a replay's or a
+      // retry's outcome stays.
+      if (box.dataset.kind === "error") showResult(box);
       const list = answer.deliveries;
       $("deliveries-empty").hidden = list.length > 0;
       $("deliveries-empty").textContent = filter === "dead" ? "No dead letters." : "No deliveries yet.";
       replaceRows($("deliveries").tBodies[0], "deliveries", list, list.map(deliveryRow));
     } catch (e) {
+      $("deliveries-empty").hidden = true;
       showError(box, e, "Deliveries could not be read");
     }
   }
@@ -1275,6 +1421,89 @@
   $("conversation-state").addEventListener("change", loadConversations);
   $("delivery-filter").addEventListener("change", loadDeliveries);
   $("auto-refresh").addEventListener("change", () => announce($("auto-refresh").checked ? "Refreshing every 5 seconds." : "Automatic refresh off."));
+
+  // ---------------------------------------------------------------- API keys
+
+  const ROLE_LABELS = { admin: "Admin", ingest: "Ingest" };
+
+  async function loadKeys() {
+    const box = $("keys-result");
+    try {
+      const answer = await api("GET", "/v1/api-keys");
+      if (box.dataset.kind === "error") showResult(box);
+      const keys = answer.api_keys.slice().sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+      const signedInWith = state.key.slice(0, keys.length ? keys[0].prefix.length : 0);
+      $("keys").tBodies[0].replaceChildren(...keys.map((k) => keyRow(k, k.prefix === signedInWith)));
+    } catch (e) {
+      showError(box, e, "The keys could not be read");
+    }
+  }
+
+  function keyRow(k, mine) {
+    const name = k.name || "(no name)";
+    return el(
+      "tr",
+      { dataset: { key: k.id } },
+      el("td", {}, name, mine ? el("span", { class: "sub" }, "this page is signed in with it") : null),
+      el("td", {}, el("span", { class: "pill" }, ROLE_LABELS[k.role] || k.role)),
+      el("td", {}, el("code", {}, k.prefix + "…")),
+      el("td", { title: k.created_at }, when(k.created_at)),
+      el(
+        "td",
+        { class: "row-actions" },
+        el("button", { type: "button", class: "button small danger", "aria-label": "Revoke key " + name + " (" + k.prefix + "…)", onclick: () => askRevoke(k, mine) }, "Revoke…")
+      )
+    );
+  }
+
+  let revoking = null;
+
+  function askRevoke(k, mine) {
+    revoking = k;
+    $("revoke-text").textContent = "Requests with " + (k.name ? "“" + k.name + "”" : "this key") + " (" + k.prefix + "…, " + (ROLE_LABELS[k.role] || k.role).toLowerCase() + ") are refused from now on; this cannot be undone." +
+      (mine ? " This page is signed in with it: you will be signed out." : "");
+    $("revoke-dialog").showModal();
+  }
+
+  $("revoke-dialog").addEventListener("close", async () => {
+    const k = revoking;
+    revoking = null;
+    if (!k || $("revoke-dialog").returnValue !== "confirm") return;
+    const box = $("key-result");
+    try {
+      await api("DELETE", "/v1/api-keys/" + encodeURIComponent(k.id));
+      showResult(box, "ok", "Revoked " + (k.name ? "“" + k.name + "”" : k.prefix + "…") + ": requests with it are refused now.");
+      await loadKeys();
+    } catch (e) {
+      if (state.signedIn) showError(box, e, "Not revoked");
+    }
+  });
+
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy($("create-key"), async () => {
+      const box = $("key-result");
+      const body = { role: $("key-role").value };
+      const name = $("key-name").value.trim();
+      if (name) body.name = name;
+      $("new-key").hidden = true;
+      $("new-key-value").value = "";
+      try {
+        const k = await api("POST", "/v1/api-keys", body);
+        markFields({ name: "key-name" }, null);
+        $("new-key-value").value = k.key;
+        $("new-key").hidden = false;
+        $("key-name").value = "";
+        showResult(box, "ok", "Created " + (ROLE_LABELS[k.role] || k.role).toLowerCase() + " key " + (k.name ? "“" + k.name + "”" : k.prefix + "…") + ".", k.note);
+        $("new-key-value").focus();
+        $("new-key-value").select();
+        await loadKeys();
+      } catch (e) {
+        if (markFields({ name: "key-name" }, e)) showResult(box, "error", "Not created: the name needs a change.");
+        else showError(box, e, "Not created");
+      }
+    });
+  });
 
   // ---------------------------------------------------------------- start
 

@@ -21,8 +21,9 @@ const NEGATIVE_AT: f64 = -0.05;
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Language {
-    /// ISO 639-3 code (`eng`, `deu`, …) when detected; what the platform
-    /// sent when given.
+    /// ISO 639-1 code (`en`, `de`, …), the form platforms send (BCP 47's
+    /// primary subtag); ISO 639-3 for a language without a two-letter code.
+    /// What the platform sent when given, a three-letter code made two.
     pub code: String,
     /// English name of the language, when known.
     pub name: Option<String>,
@@ -79,11 +80,25 @@ pub fn detect_language(t: &Transcript) -> Option<Language> {
         return None;
     }
     Some(Language {
-        code: info.lang().code().to_string(),
+        code: two_letter(info.lang().code()),
         name: Some(info.lang().eng_name().to_string()),
         source: "detected".into(),
         confidence: Some((info.confidence() * 100.0).round() / 100.0),
     })
+}
+
+/// An ISO 639-3 code (`eng`) as ISO 639-1 (`en`) when the language has
+/// one; anything else (`en`, `pt-BR`, a code isolang does not know) as it
+/// is.
+pub fn two_letter(code: &str) -> String {
+    if code.len() == 3 {
+        if let Some(two) =
+            isolang::Language::from_639_3(&code.to_ascii_lowercase()).and_then(|l| l.to_639_1())
+        {
+            return two.to_string();
+        }
+    }
+    code.to_string()
 }
 
 /// The customer's sentiment over their messages: the mean of VADER's
@@ -139,13 +154,23 @@ mod tests {
             "My order never arrived and nobody answers my e-mails about it.",
         ]))
         .unwrap();
-        assert_eq!(en.code, "eng");
-        assert_eq!(en.display(), "English (eng, detected)");
+        assert_eq!(en.code, "en");
+        assert_eq!(en.display(), "English (en, detected)");
         let de = detect_language(&said(&[
             "Meine Bestellung ist nie angekommen und niemand beantwortet meine E-Mails.",
         ]))
         .unwrap();
-        assert_eq!(de.code, "deu");
+        assert_eq!(de.code, "de");
+    }
+
+    #[test]
+    fn three_letter_codes_become_two_and_others_stay() {
+        assert_eq!(two_letter("eng"), "en");
+        assert_eq!(two_letter("DEU"), "de");
+        assert_eq!(two_letter("en"), "en");
+        assert_eq!(two_letter("pt-BR"), "pt-BR");
+        // No two-letter code (Hawaiian): the three letters stay.
+        assert_eq!(two_letter("haw"), "haw");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult, Code};
+use super::error::{ApiError, ApiResult, Code, FieldProblem};
 use super::extract::{Admin, Body, Operator};
 use super::openapi::ErrorBody;
 use super::AppState;
@@ -103,10 +103,15 @@ const SHOWN_ONCE: &str = "Store this key now: it is shown only once.";
 fn check_name(field: &str, name: &str, max: usize) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > max {
-        return Err(ApiError::invalid(
-            format!("{field} must be 1 to {max} characters"),
-            format!("Give a {field} a person will recognise, e.g. the company name."),
-        ));
+        let message = format!("{field} must be 1 to {max} characters");
+        let hint = format!("Give a {field} a person will recognise, e.g. the company name.");
+        return Err(
+            ApiError::invalid(message.clone(), hint.clone()).with_fields(vec![FieldProblem {
+                field: field.to_string(),
+                message,
+                hint: Some(hint),
+            }]),
+        );
     }
     Ok(name.to_string())
 }

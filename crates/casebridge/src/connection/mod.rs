@@ -232,11 +232,7 @@ impl RawSettings {
             .iter()
             .map(|c| {
                 let c = c.trim().to_ascii_lowercase();
-                let ok = !c.is_empty()
-                    && c.len() <= 32
-                    && c.chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-');
-                if ok {
+                if crate::domain::KNOWN_CHANNELS.contains(&c.as_str()) {
                     Ok(c)
                 } else {
                     Err(c)
@@ -248,8 +244,11 @@ impl RawSettings {
             Err(bad) => {
                 errors.push(FieldError {
                     field: "case_append_channels",
-                    message: format!("{bad:?} is not a channel name"),
-                    hint: "List channels as the events name them, e.g. [\"email\"] or [\"email\", \"whatsapp\"]; [] turns case-append off.".into(),
+                    message: format!("{bad:?} is not a channel casebridge knows"),
+                    hint: format!(
+                        "List channels as the events name them, among {}; e.g. [\"email\"] or [\"email\", \"whatsapp\"]; [] turns case-append off.",
+                        crate::domain::KNOWN_CHANNELS.join(", ")
+                    ),
                 });
                 None
             }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::context::{timeline, Context, JobError};
 use super::events::HandoffJson;
-use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
+use crate::ai::signals::{detect_language, detect_sentiment, two_letter, Language, Sentiment};
 use crate::ai::{Evaluation, Transcript};
 use crate::domain::EventId;
 use crate::storage::ai_fields;
@@ -110,7 +110,7 @@ fn signals(h: &HandoffJson, transcript: &Transcript) -> (Option<Language>, Optio
     };
     let language = match given(&h.language) {
         Some(code) => Some(Language {
-            code,
+            code: two_letter(&code),
             name: None,
             source: "event".into(),
             confidence: None,

@@ -399,7 +399,7 @@ async fn provider_timeout(backend: Backend) {
     assert_eq!(fake.requests().len(), 2, "retried once, then gave up");
     // The hand-off said neither language nor sentiment: detected.
     let note = handoff_note(&app, case_id).await;
-    assert!(note.contains("Language: English (eng, detected)"), "{note}");
+    assert!(note.contains("Language: English (en, detected)"), "{note}");
     assert!(note.contains("Sentiment: negative ("), "{note}");
     app.finish().await;
 }
@@ -579,7 +579,7 @@ async fn offline_at_handoff(backend: Backend) {
         timeline.contains("AI field Category (CategoryId) left empty"),
         "{timeline}"
     );
-    assert!(timeline.contains("The hand-off did not say; detected language English (eng, detected) and sentiment negative"), "{timeline}");
+    assert!(timeline.contains("The hand-off did not say; detected language English (en, detected) and sentiment negative"), "{timeline}");
     let note = handoff_note(&app, case_id).await;
     assert!(note.contains("Order number: ORD-482913"), "{note}");
     app.finish().await;
@@ -620,7 +620,7 @@ async fn preview_and_rerun(backend: Backend) {
     );
     assert_eq!(preview["values"][2]["value"], "ORD-100200");
     assert_eq!(preview["sentiment"]["label"], "positive");
-    assert_eq!(preview["language"]["code"], "eng");
+    assert_eq!(preview["language"]["code"], "en");
     let (_, read) = app.get("/v1/creatio/ai-fields", &org.key).await;
     assert_eq!(read["fields"], json!([]), "a preview saves nothing");
     let (status, body) = app

@@ -88,7 +88,8 @@ pub struct TestApp {
     pub backend: Backend,
     pub db: Db,
     config: Config,
-    running: Option<Running>,
+    /// The service; a mutex so that [`TestApp::stop`] works through `&self`.
+    running: tokio::sync::Mutex<Option<Running>>,
     sqlite_dir: Option<tempfile::TempDir>,
     postgres_db: Option<String>,
 }
@@ -161,7 +162,7 @@ impl TestApp {
             backend,
             db: running.db.clone(),
             config,
-            running: Some(running),
+            running: tokio::sync::Mutex::new(Some(running)),
             sqlite_dir,
             postgres_db,
         }
@@ -171,7 +172,7 @@ impl TestApp {
     /// key and emulator, with its configuration changed by `tweak` (as an
     /// operator's restart with new settings).
     pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestApp {
-        if let Some(r) = self.running.take() {
+        if let Some(r) = self.running.get_mut().take() {
             r.shutdown().await.unwrap();
         }
         tweak(&mut self.config);
@@ -181,7 +182,7 @@ impl TestApp {
         self.url = format!("http://{}", running.addr);
         self.api = ApiClient::new(self.url.clone());
         self.db = running.db.clone();
-        self.running = Some(running);
+        self.running = tokio::sync::Mutex::new(Some(running));
         self
     }
 
@@ -462,8 +463,16 @@ impl TestApp {
         &self.config.database_url
     }
 
+    /// Stops the service, as a crash or an operator would: its address
+    /// answers nothing from now on (the database and emulator stay).
+    pub async fn stop(&self) {
+        if let Some(r) = self.running.lock().await.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+
     pub async fn finish(mut self) {
-        if let Some(r) = self.running.take() {
+        if let Some(r) = self.running.get_mut().take() {
             r.shutdown().await.unwrap();
         }
         if let Some(name) = self.postgres_db.take() {

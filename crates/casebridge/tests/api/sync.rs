@@ -1024,6 +1024,23 @@ async fn returning_email_contacts_append_to_their_open_case(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // A channel name casebridge does not know is refused, with the list.
+    let (status, answer) = app
+        .patch(
+            "/v1/creatio/connection",
+            &org.key,
+            json!({"case_append_channels": ["email", "fax"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(
+        answer["fields"][0]["field"], "case_append_channels",
+        "{answer}"
+    );
+    let hint = answer["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("whatsapp"), "{hint}");
+    let (_, now) = app.get("/v1/creatio/connection", &org.key).await;
+    assert_eq!(now["case_append_channels"], json!([]), "{now}");
     app.finish().await;
 }
 
