@@ -133,7 +133,8 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
-        .routes(routes!(orgs::create_org))
+        .routes(routes!(orgs::create_org, orgs::list_orgs))
+        .routes(routes!(orgs::delete_org))
         .routes(routes!(orgs::create_key, orgs::list_keys))
         .routes(routes!(orgs::revoke_key))
         .routes(routes!(

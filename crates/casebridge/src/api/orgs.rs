@@ -11,6 +11,7 @@ use super::openapi::ErrorBody;
 use super::AppState;
 use crate::domain::OrgId;
 use crate::secrets::{random_token, token_hash};
+use crate::storage::connections;
 use crate::storage::orgs::{self, ApiKey, NewKey, Role};
 use crate::storage::rfc3339;
 
@@ -28,6 +29,42 @@ pub struct NewApiKey {
     role: Role,
     #[serde(default)]
     name: Option<String>,
+}
+
+/// `DELETE /v1/orgs/{id}`: the org's name, typed again, as confirmation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteOrg {
+    confirm: String,
+}
+
+/// An org as the operator lists it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgListedOut {
+    pub id: OrgId,
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+    /// The Creatio connection: `active`, `needs_attention`,
+    /// `disconnected`, or `none` before the first Test & Save.
+    pub connection: String,
+    pub conversations: i64,
+}
+
+/// `GET /v1/orgs`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrgsOut {
+    pub orgs: Vec<OrgListedOut>,
+}
+
+/// `DELETE /v1/orgs/{id}`: what was deleted.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeletedOrgOut {
+    pub id: OrgId,
+    pub name: String,
+    /// Rows deleted, per table.
+    pub rows: std::collections::BTreeMap<String, u64>,
+    pub note: &'static str,
 }
 
 /// An org.
@@ -166,6 +203,89 @@ pub async fn create_org(
             },
         }),
     ))
+}
+
+/// `GET /v1/orgs`: every org, for the operator.
+#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 200, description = "Every org, oldest first, with its connection's status", body = OrgsOut), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+pub async fn list_orgs(State(state): State<AppState>, _: Operator) -> ApiResult<Json<OrgsOut>> {
+    let listed = orgs::list_orgs(&state.app.db).await?;
+    Ok(Json(OrgsOut {
+        orgs: listed
+            .into_iter()
+            .map(|o| OrgListedOut {
+                id: o.org.id,
+                name: o.org.name,
+                created_at: rfc3339(o.org.created_at),
+                connection: o.connection.unwrap_or_else(|| "none".into()),
+                conversations: o.conversations,
+            })
+            .collect(),
+    }))
+}
+
+/// `DELETE /v1/orgs/{id}`: disconnects the org from Creatio, then deletes
+/// it and everything casebridge holds for it (conversations, messages,
+/// contacts' names and addresses, events, jobs, deliveries, keys,
+/// settings, the erasure log) in one transaction. Creatio is not touched:
+/// its cases stay. Confirmed by the org's name in the body.
+#[utoipa::path(delete, path = "/v1/orgs/{id}", tag = "orgs", security(("operator_token" = [])), params(("id" = String, Path, description = "The org's id")), request_body(content = inline(DeleteOrgDoc), description = "`{\"confirm\": \"<the org's name>\"}`"), responses((status = 200, description = "Deleted: the rows removed per table", body = DeletedOrgOut), (status = 400, description = "No confirmation, or not the org's name", body = ErrorBody), (status = 404, description = "No such org", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+pub async fn delete_org(
+    State(state): State<AppState>,
+    _: Operator,
+    Path(org_id): Path<String>,
+    Body(body): Body<DeleteOrg>,
+) -> ApiResult<Json<DeletedOrgOut>> {
+    let org_id = OrgId::from(org_id);
+    let Some(org) = orgs::get_org(&state.app.db, &org_id).await? else {
+        return Err(ApiError::not_found(
+            format!("There is no org {org_id}"),
+            "List the orgs with GET /v1/orgs.",
+        ));
+    };
+    if body.confirm != org.name {
+        let message = format!(
+            "confirm must be the org's name, {:?}, to delete it",
+            org.name
+        );
+        let hint = "Deleting an org removes everything casebridge holds for it and cannot be undone: type its name in confirm.";
+        return Err(
+            ApiError::invalid(message.clone(), hint).with_fields(vec![FieldProblem {
+                field: "confirm".into(),
+                message,
+                hint: Some(hint.into()),
+            }]),
+        );
+    }
+    // Disconnect first: no worker starts another job of the org, and the
+    // webhook URL answers 404, before its rows go.
+    if connections::disconnect(&state.app.db, &org_id).await? {
+        state.app.clients.forget(&org_id);
+    }
+    let Some(deleted) = orgs::delete_org(&state.app.db, &org_id).await? else {
+        return Err(ApiError::not_found(
+            format!("There is no org {org_id}"),
+            "It was deleted meanwhile; list the orgs with GET /v1/orgs.",
+        ));
+    };
+    let total: u64 = deleted.iter().map(|(_, n)| n).sum();
+    tracing::info!(org_id = %org_id, rows = total, "Deleted an org and everything casebridge held for it.");
+    Ok(Json(DeletedOrgOut {
+        id: org.id,
+        name: org.name,
+        rows: deleted
+            .into_iter()
+            .map(|(table, n)| (table.to_string(), n))
+            .collect(),
+        note: "Everything casebridge held for this org is deleted. Creatio was not touched: its cases and activities stay.",
+    }))
+}
+
+/// The documented body of `DELETE /v1/orgs/{id}`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: the handler reads [`DeleteOrg`]
+pub struct DeleteOrgDoc {
+    /// The org's name, exactly.
+    confirm: String,
 }
 
 /// `POST /v1/api-keys`: a new key for the caller's org.

@@ -203,6 +203,91 @@ pub async fn get_org(db: &Db, org_id: &OrgId) -> Result<Option<Org>> {
     .transpose()
 }
 
+/// An org as the operator lists it.
+#[derive(Debug, Clone)]
+pub struct OrgListed {
+    pub org: Org,
+    /// The Creatio connection's status; `None` before the first Test & Save.
+    pub connection: Option<String>,
+    pub conversations: i64,
+}
+
+/// Every org, oldest first, with its connection's status and how many
+/// conversations it holds.
+pub async fn list_orgs(db: &Db) -> Result<Vec<OrgListed>> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.name, o.created_at, c.status, \
+         (SELECT COUNT(*) FROM conversations v WHERE v.org_id = o.id) AS conversations \
+         FROM orgs o LEFT JOIN creatio_connections c ON c.org_id = o.id \
+         ORDER BY o.created_at, o.id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OrgListed {
+                org: Org {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    created_at: r.try_get("created_at")?,
+                },
+                connection: r.try_get("status")?,
+                conversations: r.try_get("conversations")?,
+            })
+        })
+        .collect()
+}
+
+/// Every table that holds an org's rows (each has `org_id`), those that
+/// refer to others first. A test checks that no table with an `org_id`
+/// column is missing from it.
+pub const ORG_TABLES: &[&str] = &[
+    "delivery_attempts",
+    "deliveries",
+    "delivery_endpoints",
+    "ai_evaluations",
+    "ai_fields",
+    "written_records",
+    "timeline",
+    "jobs",
+    "messages",
+    "events",
+    "conversations",
+    "erasures",
+    "webhook_tokens",
+    "api_keys",
+    "creatio_connections",
+];
+
+/// Deletes an org and every row it has, in one transaction; returns the
+/// rows deleted per table (the org's own row last, as `orgs`). `None` when
+/// there is no such org.
+pub async fn delete_org(db: &Db, org_id: &OrgId) -> Result<Option<Vec<(&'static str, u64)>>> {
+    let mut tx = db.write().await?;
+    let mut deleted = Vec::with_capacity(ORG_TABLES.len() + 1);
+    for table in ORG_TABLES {
+        let sql = format!("DELETE FROM {table} WHERE org_id = $1");
+        let n = sqlx::query(&sql)
+            .bind(org_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        deleted.push((*table, n));
+    }
+    let n = sqlx::query("DELETE FROM orgs WHERE id = $1")
+        .bind(org_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        // Nothing was there to delete; nothing changes.
+        return Ok(None);
+    }
+    deleted.push(("orgs", n));
+    tx.commit().await?;
+    Ok(Some(deleted))
+}
+
 /// The stored hash of the generated operator token, if one was generated.
 pub async fn admin_token_hash(db: &Db) -> Result<Option<String>> {
     let row = sqlx::query("SELECT value FROM instance_settings WHERE name = 'admin_token_hash'")

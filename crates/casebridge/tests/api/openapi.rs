@@ -18,6 +18,8 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
     ("POST", "/v1/orgs"),
+    ("GET", "/v1/orgs"),
+    ("DELETE", "/v1/orgs/{id}"),
     ("POST", "/v1/api-keys"),
     ("GET", "/v1/api-keys"),
     ("DELETE", "/v1/api-keys/{id}"),

@@ -12,6 +12,7 @@ on_both_backends!(
     one_org_never_sees_another,
     bad_bodies_get_a_400_naming_the_field,
     health_and_unknown_routes,
+    the_operator_lists_orgs_and_deletes_one_with_everything_it_held,
 );
 
 async fn operator_creates_orgs_and_admins_mint_keys(backend: Backend) {
@@ -257,5 +258,147 @@ async fn health_and_unknown_routes(backend: Backend) {
     assert_eq!(body["error"]["code"], "not_found");
     let (status, body) = app.call(Method::PUT, "/v1/orgs", None, None).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    app.finish().await;
+}
+
+/// The tables of the database that have an `org_id` column, read from its
+/// own catalogue (so a table added later cannot be missed).
+async fn tables_with_org_id(app: &TestApp) -> Vec<String> {
+    let sql = match app.backend {
+        Backend::Sqlite => {
+            "SELECT m.name AS t FROM sqlite_master m, pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND p.name = 'org_id'"
+        }
+        Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.columns \
+             WHERE column_name = 'org_id' AND table_schema = current_schema()"
+        }
+    };
+    let rows = sqlx::query(sql).fetch_all(app.db.pool()).await.unwrap();
+    let mut tables: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, "t")).collect();
+    tables.sort();
+    tables
+}
+
+async fn rows_of(app: &TestApp, table: &str, org: &casebridge::domain::OrgId) -> i64 {
+    let row = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n FROM {table} WHERE org_id = $1"
+    ))
+    .bind(org.as_str())
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    sqlx::Row::get(&row, "n")
+}
+
+async fn the_operator_lists_orgs_and_deletes_one_with_everything_it_held(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let gone = app.create_org("Gone Ltd").await;
+    let kept = app.create_org("Kept Inc").await;
+    for org in [&gone, &kept] {
+        app.connect(&org.key).await;
+        app.send(
+            &org.key,
+            json!([{"id": "e1", "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",
+                    "conversation": {"id": "c1", "channel": "web",
+                                     "contact": {"name": "Ada Lovelace", "email": "ada@example.com"}},
+                    "message": {"id": "m1", "role": "customer", "text": "My printer is on fire"}}]),
+        )
+        .await;
+        app.settled(&org.key, "c1").await;
+    }
+    let (_, conn) = app.get("/v1/creatio/connection", &gone.key).await;
+    let webhook = conn["webhook_url"].as_str().unwrap().to_string();
+
+    // Listed for the operator only.
+    let (status, _) = app.get("/v1/orgs", &gone.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, list) = app.get("/v1/orgs", &app.admin_token).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let names: Vec<&str> = list["orgs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Gone Ltd", "Kept Inc"]);
+    assert_eq!(list["orgs"][0]["connection"], "active");
+    assert_eq!(list["orgs"][0]["conversations"], 1);
+
+    // Every table with an org_id is one the delete empties.
+    let mut known: Vec<String> = casebridge::storage::orgs::ORG_TABLES
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    known.sort();
+    assert_eq!(tables_with_org_id(&app).await, known);
+
+    // Confirmed by the name; a wrong one, or none, changes nothing.
+    let path = format!("/v1/orgs/{}", gone.id);
+    for body in [json!({"confirm": "Gone"}), json!({})] {
+        let (status, answer) = app
+            .call(Method::DELETE, &path, Some(&app.admin_token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    let (status, answer) = app
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&gone.key),
+            Some(json!({"confirm": "Gone Ltd"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an org key deleted an org: {answer}"
+    );
+    assert_eq!(rows_of(&app, "conversations", &gone.id).await, 1);
+
+    let (status, answer) = app
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&app.admin_token),
+            Some(json!({"confirm": "Gone Ltd"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["rows"]["orgs"], 1, "{answer}");
+    assert!(
+        answer["rows"]["messages"].as_u64().unwrap() >= 1,
+        "{answer}"
+    );
+    for table in &known {
+        assert_eq!(rows_of(&app, table, &gone.id).await, 0, "{table} kept rows");
+    }
+    // The other org is whole.
+    assert_eq!(rows_of(&app, "messages", &kept.id).await, 1);
+    let (status, _) = app.get("/v1/conversations/c1", &kept.key).await;
+    assert_eq!(status, StatusCode::OK);
+    // The deleted org's key and webhook URL are refused.
+    let (status, _) = app.get("/v1/conversations/c1", &gone.key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let called = app
+        .http
+        .post(&webhook)
+        .json(&json!({"event_type": "new_activity", "caseId": uuid::Uuid::new_v4()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(called.status(), StatusCode::NOT_FOUND);
+    // Again: 404, and the list has one org.
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            &path,
+            Some(&app.admin_token),
+            Some(json!({"confirm": "Gone Ltd"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = app.get("/v1/orgs", &app.admin_token).await;
+    assert_eq!(list["orgs"].as_array().unwrap().len(), 1, "{list}");
     app.finish().await;
 }
