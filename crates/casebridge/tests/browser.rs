@@ -901,6 +901,62 @@ async fn at_390_px_wide_no_tab_scrolls_sideways() {
 }
 
 #[tokio::test]
+async fn the_conversation_list_shows_more_and_finds_one() {
+    run("conversation_paging", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let events: Vec<Value> = (0..52)
+            .map(|i| {
+                message(
+                    &format!("evt_p{i}"),
+                    &format!("c_page_{i:02}"),
+                    &format!("m_{i}"),
+                    "Hello",
+                )
+            })
+            .collect();
+        s.app.send(&s.org.key, json!(events)).await;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.click("a[data-tab='activity']").await?;
+        let rows = "document.querySelectorAll('#conversations tbody tr').length";
+        page.visible("#conversations-more").await?;
+        ensure!(js(&s, rows).await? == json!(50), "{}", js(&s, rows).await?);
+        page.click("#conversations-more").await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while js(&s, rows).await? != json!(52) {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "never 52 rows: {}",
+                js(&s, rows).await?
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        ensure!(
+            js(&s, "document.getElementById('conversations-more').hidden").await? == json!(true),
+            "Show more after the last page"
+        );
+
+        page.fill("#conversation-search", "c_page_07").await?;
+        page.click("#conversation-search-button").await?;
+        while js(&s, rows).await? != json!(1) {
+            ensure!(
+                std::time::Instant::now() < deadline + std::time::Duration::from_secs(20),
+                "the search never narrowed the list"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        page.wait_text("#conversations tbody", "c_page_07").await?;
+        page.fill("#conversation-search", "nobody@example.com")
+            .await?;
+        page.click("#conversation-search-button").await?;
+        page.wait_text("#conversations-empty", "No conversation matches")
+            .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_failing_or_panicking_browser_test_leaves_a_screenshot() {
     let name = "deliberately_failing";
     let path = harness::failure_screenshot_dir().join(format!("{name}.png"));

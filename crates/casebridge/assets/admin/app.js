@@ -433,6 +433,7 @@
   }
 
   const REPORT_EMPTY = $("report-empty").textContent;
+  const CONVERSATIONS_EMPTY = $("conversations-empty").textContent;
 
   function appendChannelBoxes() {
     return [...document.querySelectorAll('input[name="append-channel"]')];
@@ -1149,13 +1150,32 @@
     }
   }
 
+  /** The list's query: the state filter and the search, as asked. */
+  function conversationsQuery() {
+    const filter = $("conversation-state").value;
+    const q = $("conversation-search").value.trim();
+    return "/v1/conversations?limit=50" + (filter ? "&state=" + encodeURIComponent(filter) : "") + (q ? "&q=" + encodeURIComponent(q) : "");
+  }
+
+  /** Pages shown after the first ("Show more"): kept while the query is
+   * the same; the first page is read again on each refresh. */
+  const morePages = { query: null, rows: [], cursor: null };
+
   async function loadConversations() {
     const box = $("conversations-result");
-    const filter = $("conversation-state").value;
+    const query = conversationsQuery();
+    if (morePages.query !== query) Object.assign(morePages, { query, rows: [], cursor: null });
     try {
-      const answer = await api("GET", "/v1/conversations?limit=50" + (filter ? "&state=" + encodeURIComponent(filter) : ""));
+      const answer = await api("GET", query);
       showResult(box);
-      const list = answer.conversations;
+      const list = answer.conversations.concat(morePages.rows.filter((r) => !answer.conversations.some((c) => c.id === r.id)));
+      const cursor = morePages.rows.length ? morePages.cursor : answer.next_cursor;
+      $("conversations-more").hidden = !cursor;
+      $("conversations-more").dataset.cursor = cursor || "";
+      const searching = $("conversation-search").value.trim();
+      $("conversations-empty").textContent = searching
+        ? "No conversation matches \u201c" + searching + "\u201d. Search by a conversation id or its beginning, a case number, or an e-mail address."
+        : CONVERSATIONS_EMPTY;
       $("conversations-empty").hidden = list.length > 0;
       replaceRows($("conversations").tBodies[0], "conversations", list, list.map(conversationRow));
     } catch (e) {
@@ -1419,6 +1439,24 @@
 
   $("refresh").addEventListener("click", () => busy($("refresh"), refreshActivity));
   $("conversation-state").addEventListener("change", loadConversations);
+  $("conversation-search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy($("conversation-search-button"), loadConversations);
+  });
+  $("conversations-more").addEventListener("click", () =>
+    busy($("conversations-more"), async () => {
+      const query = conversationsQuery();
+      try {
+        const answer = await api("GET", query + "&cursor=" + encodeURIComponent($("conversations-more").dataset.cursor));
+        if (morePages.query !== query) Object.assign(morePages, { query, rows: [], cursor: null });
+        morePages.rows = morePages.rows.concat(answer.conversations);
+        morePages.cursor = answer.next_cursor;
+        await loadConversations();
+      } catch (e) {
+        showError($("conversations-result"), e, "More conversations could not be read");
+      }
+    })
+  );
   $("delivery-filter").addEventListener("change", loadDeliveries);
   $("auto-refresh").addEventListener("change", () => announce($("auto-refresh").checked ? "Refreshing every 5 seconds." : "Automatic refresh off."));
 

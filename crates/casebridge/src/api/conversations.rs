@@ -72,6 +72,24 @@ pub struct JobCountsOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConversationsOut {
     pub conversations: Vec<ConversationSummaryOut>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A page's end as an opaque cursor: its last row's `updated_at` and id.
+fn cursor_of(updated_at: i64, id: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{updated_at}:{id}"))
+}
+
+fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.to_string()))
 }
 
 impl ConversationSummaryOut {
@@ -102,8 +120,8 @@ impl ConversationSummaryOut {
     }
 }
 
-/// `GET /v1/conversations?state=&limit=`.
-#[utoipa::path(get, path = "/v1/conversations", tag = "sync", security(("api_key" = [])), params(("state" = Option<String>, Query, description = "open, handed_off or resolved"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50")), responses((status = 200, description = "Recent conversations, most recently changed first, with case number, sync state and counts", body = ConversationsOut), (status = 400, description = "Invalid input; the error names the parameter and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+/// `GET /v1/conversations?state=&q=&limit=&cursor=`.
+#[utoipa::path(get, path = "/v1/conversations", tag = "sync", security(("api_key" = [])), params(("state" = Option<String>, Query, description = "open, handed_off or resolved"), ("q" = Option<String>, Query, description = "A conversation id or its beginning, a case number, or a contact's e-mail address (any case)"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, description = "Recent conversations, most recently changed first, with case number, sync state and counts", body = ConversationsOut), (status = 400, description = "Invalid input; the error names the parameter and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -111,8 +129,8 @@ pub async fn list(
 ) -> ApiResult<Json<ConversationsOut>> {
     let params = QueryParams::known(
         &params,
-        &["state", "limit"],
-        "Filter with state (open, handed_off or resolved) and limit.",
+        &["state", "q", "limit", "cursor"],
+        "Filter with state (open, handed_off or resolved), search with q, page with limit and cursor.",
     )?;
     let wanted = match params.get("state").filter(|s| !s.is_empty()) {
         None => None,
@@ -136,11 +154,41 @@ pub async fn list(
         Some(conn) if conn.create_case_only_on_handoff => "handoff_only",
         _ => "every_conversation",
     };
-    let found = views::recent_conversations(&state.app.db, &caller.org_id, wanted, limit).await?;
+    let search = params.get("q").map(str::trim).filter(|q| !q.is_empty());
+    if search.is_some_and(|q| q.chars().count() > 320) {
+        return Err(ApiError::invalid(
+            "q is longer than 320 characters",
+            "Search by a conversation id or its beginning, a case number, or an e-mail address.",
+        ));
+    }
+    let after = match params.get("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            ApiError::invalid(
+                format!("cursor {c:?} is not one this API gave"),
+                "Pass next_cursor from the previous page as it is, or leave cursor out for the first page.",
+            )
+        })?),
+    };
+    let filter = views::ConversationFilter {
+        state: wanted,
+        search: search.map(str::to_string),
+        after,
+    };
+    // One more than asked tells whether there is a next page.
+    let mut found =
+        views::recent_conversations(&state.app.db, &caller.org_id, &filter, limit + 1).await?;
+    let more = found.len() as i64 > limit;
+    found.truncate(limit as usize);
+    let next_cursor = found
+        .last()
+        .filter(|_| more)
+        .map(|s| cursor_of(s.conversation.updated_at, s.conversation.id.as_str()));
     Ok(Json(ConversationsOut {
         conversations: found
             .iter()
             .map(|s| ConversationSummaryOut::of(s, mode))
             .collect(),
+        next_cursor,
     }))
 }

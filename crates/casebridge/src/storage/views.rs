@@ -167,10 +167,22 @@ pub struct ConversationSummary {
 /// counts the activity list shows; `state` keeps only those in it. Counts
 /// are subqueries (COUNT, which both backends read as BIGINT) so one query
 /// serves the page however many conversations it lists.
+/// Which conversations a list shows: a state, a search, and where the
+/// previous page ended.
+#[derive(Debug, Default, Clone)]
+pub struct ConversationFilter {
+    pub state: Option<ConversationState>,
+    /// A conversation id or its beginning, a case number, or a contact's
+    /// e-mail address (any case).
+    pub search: Option<String>,
+    /// The last row of the previous page: its `updated_at` and id.
+    pub after: Option<(i64, String)>,
+}
+
 pub async fn recent_conversations(
     db: &Db,
     org_id: &OrgId,
-    state: Option<ConversationState>,
+    filter: &ConversationFilter,
     limit: i64,
 ) -> Result<Vec<ConversationSummary>> {
     let columns: Vec<String> = CONVERSATION_COLUMNS
@@ -186,14 +198,25 @@ pub async fn recent_conversations(
          (SELECT COUNT(*) FROM jobs j WHERE j.org_id = c.org_id AND j.conversation_id = c.id AND j.state = 'dead' AND {moot}) AS jobs_moot, \
          (SELECT t.summary FROM timeline t WHERE t.org_id = c.org_id AND t.conversation_id = c.id ORDER BY t.id DESC LIMIT 1) AS last_event \
          FROM conversations c WHERE c.org_id = $1 AND ($2 = '' OR c.state = $2) \
+         AND ($4 = '' OR substr(c.id, 1, length($4)) = $4 OR c.case_number = $4 \
+              OR lower(c.contact_email) = $5) \
+         AND (c.updated_at < $6 OR (c.updated_at = $6 AND c.id < $7)) \
          ORDER BY c.updated_at DESC, c.id DESC LIMIT $3",
         columns.join(", "),
         moot = super::jobs::MOOT
     );
+    let search = filter.search.as_deref().unwrap_or("");
+    // The first page starts after every row: a time no row has, and an id
+    // no row reaches at that time.
+    let (after_at, after_id) = filter.after.clone().unwrap_or((i64::MAX, String::new()));
     let rows = sqlx::query(&sql)
         .bind(org_id)
-        .bind(state.map_or("", ConversationState::as_str))
+        .bind(filter.state.map_or("", ConversationState::as_str))
         .bind(limit)
+        .bind(search)
+        .bind(search.to_lowercase())
+        .bind(after_at)
+        .bind(after_id)
         .fetch_all(db.pool())
         .await?;
     rows.iter()

@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_backends;
 
-on_both_backends!(recent_conversations_list_newest_first_with_their_case_and_sync_state);
+on_both_backends!(
+    recent_conversations_list_newest_first_with_their_case_and_sync_state,
+    the_list_pages_with_a_cursor_and_finds_by_id_case_number_or_email,
+);
 
 fn message(event: &str, conversation: &str, text: &str) -> Value {
     json!({
@@ -36,7 +39,7 @@ async fn recent_conversations_list_newest_first_with_their_case_and_sync_state(b
 
     let (status, empty) = app.get("/v1/conversations", &org.key).await;
     assert_eq!(status, StatusCode::OK, "{empty}");
-    assert_eq!(empty, json!({"conversations": []}));
+    assert_eq!(empty, json!({"conversations": [], "next_cursor": null}));
 
     app.send(&org.key, message("e1", "c_a", "First question"))
         .await;
@@ -116,7 +119,7 @@ async fn recent_conversations_list_newest_first_with_their_case_and_sync_state(b
 
     // Another org sees none of them.
     let (_, theirs) = app.get("/v1/conversations", &other.key).await;
-    assert_eq!(theirs, json!({"conversations": []}));
+    assert_eq!(theirs, json!({"conversations": [], "next_cursor": null}));
 
     for (query, hint) in [
         ("state=closed", "open, handed_off or resolved"),
@@ -143,5 +146,71 @@ async fn recent_conversations_list_newest_first_with_their_case_and_sync_state(b
         .get("/v1/conversations", ingest["key"].as_str().unwrap())
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    app.finish().await;
+}
+
+async fn the_list_pages_with_a_cursor_and_finds_by_id_case_number_or_email(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let org = app.create_org("Acme").await;
+    app.connect(&org.key).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut m = message(&format!("e{i}"), &format!("c_{i}"), "Hello");
+            m["conversation"]["contact"]["email"] = json!(format!("Person{i}@Example.com"));
+            m
+        })
+        .collect();
+    app.send(&org.key, json!(events)).await;
+    for i in 0..5 {
+        app.settled(&org.key, &format!("c_{i}")).await;
+    }
+
+    // Pages of two: every conversation once, in order, then no cursor.
+    let (_, all) = app.get("/v1/conversations?limit=50", &org.key).await;
+    let everything: Vec<String> = ids(&all).iter().map(|s| s.to_string()).collect();
+    assert_eq!(everything.len(), 5);
+    assert!(all["next_cursor"].is_null(), "{all}");
+    let mut paged = Vec::new();
+    let mut path = "/v1/conversations?limit=2".to_string();
+    for _ in 0..5 {
+        let (status, page) = app.get(&path, &org.key).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        paged.extend(ids(&page).iter().map(|s| s.to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/conversations?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, everything);
+
+    // Search: an id's beginning, an exact id, an e-mail in any case, a case number.
+    let (_, found) = app.get("/v1/conversations?q=c_", &org.key).await;
+    assert_eq!(ids(&found).len(), 5);
+    let (_, found) = app.get("/v1/conversations?q=c_3", &org.key).await;
+    assert_eq!(ids(&found), ["c_3"]);
+    let (_, found) = app
+        .get("/v1/conversations?q=person2%40example.COM", &org.key)
+        .await;
+    assert_eq!(ids(&found), ["c_2"]);
+    let number = app.settled(&org.key, "c_4").await["case"]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, found) = app
+        .get(&format!("/v1/conversations?q={number}"), &org.key)
+        .await;
+    assert_eq!(ids(&found), ["c_4"]);
+    let (_, found) = app.get("/v1/conversations?q=nobody", &org.key).await;
+    assert_eq!(ids(&found), Vec::<&str>::new());
+
+    // A cursor this API did not give is refused with a hint.
+    let (status, body) = app
+        .get("/v1/conversations?cursor=not-a-cursor", &org.key)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("next_cursor"));
     app.finish().await;
 }
