@@ -1113,7 +1113,8 @@
         )
       )
     );
-    return el("div", {}, facts, values.length ? table : el("p", { class: "muted" }, "No fields to fill."));
+    const warning = answer.warning ? el("div", { class: "result", id: "ai-preview-warning", "data-kind": "warn" }, el("p", { class: "message" }, answer.warning)) : null;
+    return el("div", {}, warning, facts, values.length ? el("div", { class: "table-wrap" }, table) : el("p", { class: "muted" }, "No fields to fill."));
   }
 
   // ---------------------------------------------------------------- activity

@@ -342,6 +342,12 @@ impl Provider {
         }
     }
 
+    /// Whether the provider understands English only (the offline one's
+    /// stemmer, stop words and negations are English).
+    pub fn english_only(&self) -> bool {
+        matches!(self, Provider::Offline)
+    }
+
     /// Decides every mapping's value. Never fails: a provider that cannot
     /// answer leaves the fields empty and says why, so a hand-off is never
     /// held up by the AI.

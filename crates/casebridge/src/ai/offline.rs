@@ -334,9 +334,14 @@ fn score(
             let idf = |s: &String| 1.0 / spread[s.as_str()] as f64;
             let found: Vec<&String> = p.iter().filter(|s| seen.contains_key(*s)).collect();
             // Half the words of a phrase make a partial match (its score
-            // is its coverage), so "bug" meets "general bugs".
+            // is its coverage), so "bug" meets "general bugs", but only
+            // with the phrase's last word, its head in English: "single"
+            // alone is no evidence of "a single user affected" ("every
+            // single record is gone" is not about one user).
             let needed = p.len().div_ceil(2);
-            if found.len() < needed {
+            let partial = found.len() < p.len();
+            if found.len() < needed || (partial && !p.last().is_some_and(|h| seen.contains_key(h)))
+            {
                 return None;
             }
             let coverage = found.iter().map(|s| seen[*s] * idf(s)).sum::<f64>()
@@ -637,6 +642,27 @@ mod tests {
         let t = Transcript::parse("Customer: hello?");
         let a = decide(&priority(), &t);
         assert_eq!(a.value, None, "{a:?}");
+    }
+
+    #[test]
+    fn a_modifier_alone_is_no_evidence_for_a_phrase() {
+        let mut m = priority();
+        m.description = "Pick the urgency.\n\
+            - Critical if data loss or a security breach\n\
+            - Medium if a single user affected or general bugs"
+            .into();
+        m.options.truncate(1);
+        m.options.push(Choice {
+            name: "Medium".into(),
+            id: Uuid::from_u128(9),
+        });
+        // "single" is only the modifier of "a single user affected".
+        let t = Transcript::parse("Customer: every single record in our account is gone!");
+        let a = decide(&m, &t);
+        assert_ne!(a.value.as_deref(), Some("Medium"), "{a:?}");
+        // The head word still meets its phrase: "bugs" of "general bugs".
+        let t = Transcript::parse("Customer: I found some bugs in the export");
+        assert_eq!(decide(&m, &t).value.as_deref(), Some("Medium"));
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct PreviewOut {
     pub values: Vec<FieldValue>,
     pub language: Option<Language>,
     pub sentiment: Option<Sentiment>,
+    /// What makes these values less reliable than they look: the offline
+    /// provider reads English only, and the transcript is in another
+    /// language.
+    pub warning: Option<String>,
 }
 
 /// The values decided again, and the columns written to the case.
@@ -236,11 +240,23 @@ pub async fn preview(
         ));
     }
     let evaluation = state.app.ai.evaluate(&mappings, &transcript).await;
+    let language = detect_language(&transcript);
+    let warning = language
+        .as_ref()
+        .filter(|l| state.app.ai.english_only() && l.code != "en")
+        .map(|l| {
+            format!(
+                "The offline provider reads English only, and this transcript is in {}: its choices are likely empty or wrong. \
+                 For other languages use a model (CASEBRIDGE_AI_PROVIDER=openai).",
+                l.name.as_deref().unwrap_or(&l.code)
+            )
+        });
     Ok(Json(PreviewOut {
         provider: evaluation.provider,
         values: evaluation.values,
-        language: detect_language(&transcript),
+        language,
         sentiment: detect_sentiment(&transcript),
+        warning,
     }))
 }
 

@@ -621,6 +621,23 @@ async fn preview_and_rerun(backend: Backend) {
     assert_eq!(preview["values"][2]["value"], "ORD-100200");
     assert_eq!(preview["sentiment"]["label"], "positive");
     assert_eq!(preview["language"]["code"], "en");
+    assert!(preview["warning"].is_null(), "{preview}");
+    // The offline provider reads English only, and says so.
+    let (status, german) = app
+        .post(
+            "/v1/creatio/ai-fields/preview",
+            &org.key,
+            json!({"transcript": "Customer: Meine Bestellung ist nie angekommen und niemand beantwortet meine E-Mails.",
+                   "fields": mappings()["fields"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{german}");
+    assert_eq!(german["language"]["code"], "de");
+    let warning = german["warning"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("English only") && warning.contains("German"),
+        "{german}"
+    );
     let (_, read) = app.get("/v1/creatio/ai-fields", &org.key).await;
     assert_eq!(read["fields"], json!([]), "a preview saves nothing");
     let (status, body) = app
