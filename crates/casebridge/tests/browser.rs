@@ -311,6 +311,21 @@ async fn ai_fields_are_saved_and_previewed_from_the_page() {
         page.sign_in(&s.org.key).await?;
         page.click("a[data-tab='ai-fields']").await?;
         page.wait_text("#ai-provider", "offline").await?;
+        // The column picker offers Case's columns; picking a lookup makes
+        // the field a dropdown.
+        page.wait_attr("#case-columns option[value='PriorityId']", "value", "PriorityId")
+            .await?;
+        page.click("#ai-add").await?;
+        let first = "#ai-field-list .ai-field:nth-of-type(1)";
+        page.find(&format!("{first} [data-key='type']"))
+            .await?
+            .select_by_label("Text")
+            .await?;
+        page.fill(&format!("{first} [data-key='field_name']"), "PriorityId")
+            .await?;
+        page.click(&format!("{first} [data-key='title']")).await?;
+        ensure!(page.value(&format!("{first} [data-key='type']")).await? == "dropdown");
+        page.click(&format!("{first} .actions button")).await?;
         save_priority_and_order_number(&s).await?;
         // Saved mappings come back resolved against Creatio.
         page.wait_text("#ai-field-list", "Lookup CasePriority").await?;
@@ -1049,6 +1064,21 @@ async fn screenshots() {
         // AI fields: two mappings typed into the editor, and a preview.
         page.click("a[data-tab='ai-fields']").await?;
         page.wait_text("#ai-provider", "offline").await?;
+        // The column picker offers Case's columns; picking a lookup makes
+        // the field a dropdown.
+        page.wait_attr("#case-columns option[value='PriorityId']", "value", "PriorityId")
+            .await?;
+        page.click("#ai-add").await?;
+        let first = "#ai-field-list .ai-field:nth-of-type(1)";
+        page.find(&format!("{first} [data-key='type']"))
+            .await?
+            .select_by_label("Text")
+            .await?;
+        page.fill(&format!("{first} [data-key='field_name']"), "PriorityId")
+            .await?;
+        page.click(&format!("{first} [data-key='title']")).await?;
+        ensure!(page.value(&format!("{first} [data-key='type']")).await? == "dropdown");
+        page.click(&format!("{first} .actions button")).await?;
         save_priority_and_order_number(&s).await?;
         page.fill(
             "#ai-transcript",

@@ -954,7 +954,7 @@
       el(
         "div",
         { class: "grid-3" },
-        el("div", { class: "field" }, el("label", { for: id("name") }, "Creatio column"), el("input", { id: id("name"), type: "text", "data-key": "field_name", spellcheck: "false", placeholder: "PriorityId" })),
+        el("div", { class: "field" }, el("label", { for: id("name") }, "Creatio column"), el("input", { id: id("name"), type: "text", "data-key": "field_name", spellcheck: "false", autocomplete: "off", list: "case-columns", placeholder: "PriorityId", "aria-describedby": id("name-help"), onchange: (e) => columnPicked(row, e.target.value) }), el("p", { class: "help", id: id("name-help") }, "Pick from your Creatio's Case columns as you type.")),
         el("div", { class: "field" }, el("label", { for: id("title") }, "Display title"), el("input", { id: id("title"), type: "text", "data-key": "title", placeholder: "Priority" })),
         el(
           "div",
@@ -1025,7 +1025,38 @@
     });
   }
 
+  /** The connected Creatio's Case columns (from $metadata), offered in
+   * every "Creatio column" input through a datalist. */
+  let caseColumns = [];
+
+  async function loadColumns() {
+    const list = $("case-columns");
+    if (!isConnected()) {
+      caseColumns = [];
+      list.replaceChildren();
+      return;
+    }
+    try {
+      caseColumns = (await api("GET", "/v1/creatio/ai-fields/columns")).columns;
+      list.replaceChildren(
+        ...caseColumns.map((c) => el("option", { value: c.field_name }, c.type === "dropdown" ? "Dropdown: lookup " + c.lookup : "Text" + (c.max_length ? ", " + c.max_length + " characters" : "")))
+      );
+    } catch (e) {
+      caseColumns = [];
+      list.replaceChildren();
+    }
+  }
+
+  /** A column picked: its type follows, so a lookup is a dropdown. */
+  function columnPicked(row, name) {
+    const c = caseColumns.find((col) => col.field_name === name.trim());
+    if (!c) return;
+    row.querySelector('[data-key="type"]').value = c.type;
+    if (c.max_length && !row.querySelector('[data-key="max_length"]').value) row.querySelector('[data-key="max_length"]').value = c.max_length;
+  }
+
   async function loadAiFields() {
+    loadColumns();
     const box = $("ai-unavailable");
     try {
       const answer = await api("GET", "/v1/creatio/ai-fields");

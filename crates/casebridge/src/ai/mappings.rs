@@ -182,16 +182,21 @@ fn check_field(i: usize, f: &MappingIn, problems: &mut Vec<Problem>) {
     }
 }
 
+/// The org's Case entity as its `$metadata` describes it.
+pub async fn case_schema(client: &Client) -> Result<CaseSchema, Refused> {
+    let csdl = client.metadata().await.map_err(|error| Refused::Creatio {
+        what: "Could not read Creatio's $metadata to check the columns".into(),
+        error,
+    })?;
+    CaseSchema::parse(&csdl).map_err(|e| Refused::Schema(e.to_string()))
+}
+
 /// Checks the mappings (already [`check_shape`]d) against the org's
 /// Creatio: each column exists on Case and suits its type, each dropdown
 /// option is a row of the lookup. Returns them resolved: columns, lookups,
 /// option GUIDs and sizes.
 pub async fn resolve(client: &Client, fields: Vec<MappingIn>) -> Result<Vec<Mapping>, Refused> {
-    let csdl = client.metadata().await.map_err(|error| Refused::Creatio {
-        what: "Could not read Creatio's $metadata to check the columns".into(),
-        error,
-    })?;
-    let schema = CaseSchema::parse(&csdl).map_err(|e| Refused::Schema(e.to_string()))?;
+    let schema = case_schema(client).await?;
     let mut problems = Vec::new();
     let mut lookups = Lookups::new(client);
     let mut out = Vec::new();

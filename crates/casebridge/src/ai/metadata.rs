@@ -18,6 +18,16 @@ pub enum Column {
     Lookup { column: String, entity_set: String },
 }
 
+impl Column {
+    /// The name an AI field's `field_name` takes.
+    pub fn name(&self) -> &str {
+        match self {
+            Column::Text { name, .. } => name,
+            Column::Lookup { column, .. } => column,
+        }
+    }
+}
+
 /// The `Case` entity type as `$metadata` describes it.
 #[derive(Debug, Default)]
 pub struct CaseSchema {
@@ -68,6 +78,26 @@ impl CaseSchema {
             }
         }
         Ok(schema)
+    }
+
+    /// Every Case column an AI field can fill, by name: the text columns
+    /// and the lookups (as `<Name>Id`).
+    pub fn fillable(&self) -> Vec<Column> {
+        let mut out: Vec<Column> = self
+            .properties
+            .iter()
+            .filter(|(_, (ty, _))| ty == "Edm.String")
+            .map(|(name, (_, max))| Column::Text {
+                name: name.clone(),
+                max_length: *max,
+            })
+            .chain(self.navigations.iter().map(|(nav, set)| Column::Lookup {
+                column: format!("{nav}Id"),
+                entity_set: set.clone(),
+            }))
+            .collect();
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out
     }
 
     /// The column `field_name` (`PriorityId`, `Priority` or `UsrOrderNumber`)

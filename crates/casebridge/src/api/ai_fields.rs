@@ -16,6 +16,7 @@ use super::extract::{Admin, Body};
 use super::openapi::ErrorBody;
 use super::AppState;
 use crate::ai::mappings::{self, MappingIn, Problem, Refused};
+use crate::ai::metadata::Column;
 use crate::ai::signals::{detect_language, detect_sentiment, Language, Sentiment};
 use crate::ai::{FieldValue, Line, Mapping, Speaker, Transcript, MAX_MAPPINGS};
 use crate::domain::MessageRole;
@@ -158,6 +159,57 @@ pub async fn read(
 ) -> ApiResult<Json<MappingsOut>> {
     let mappings = ai_fields::mappings(&state.app.db, &caller.org_id).await?;
     Ok(Json(mappings_out(&state, mappings)))
+}
+
+/// A Case column an AI field can fill.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ColumnOut {
+    /// What to put in `field_name`.
+    pub field_name: String,
+    /// `text` or `dropdown` (a lookup).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A dropdown's lookup (entity set).
+    pub lookup: Option<String>,
+    /// A text column's size, when `$metadata` gives it.
+    pub max_length: Option<usize>,
+}
+
+/// `GET /v1/creatio/ai-fields/columns`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ColumnsOut {
+    pub columns: Vec<ColumnOut>,
+}
+
+/// The Case columns of the org's Creatio an AI field can fill, read from
+/// its `$metadata`, for the page's column picker.
+#[utoipa::path(get, path = "/v1/creatio/ai-fields/columns", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "Case's text and lookup columns, by name", body = ColumnsOut), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+pub async fn columns(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> ApiResult<Json<ColumnsOut>> {
+    let client = creatio_client(&state, &caller.org_id).await?;
+    let schema = mappings::case_schema(&client).await.map_err(refused)?;
+    Ok(Json(ColumnsOut {
+        columns: schema
+            .fillable()
+            .into_iter()
+            .map(|c| match c {
+                Column::Text { name, max_length } => ColumnOut {
+                    field_name: name,
+                    kind: "text",
+                    lookup: None,
+                    max_length,
+                },
+                Column::Lookup { column, entity_set } => ColumnOut {
+                    field_name: column,
+                    kind: "dropdown",
+                    lookup: Some(entity_set),
+                    max_length: None,
+                },
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(put, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), request_body = MappingsBody, responses((status = 200, description = "Saved: each mapping with its column, lookup, option GUIDs and size", body = MappingsOut), (status = 400, description = "A column that does not exist or does not fit, or an option that is not a lookup value; each problem named with the closest names", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]

@@ -148,6 +148,7 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(lookups::list))
         .routes(routes!(ai_fields::read, ai_fields::put))
         .routes(routes!(ai_fields::preview))
+        .routes(routes!(ai_fields::columns))
         .routes(routes!(ai_fields::rerun))
         .routes(routes!(events::conversation, erasure::erase_conversation))
         .routes(routes!(erasure::erase_contact))

@@ -413,7 +413,30 @@ async fn checked_at_save(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("Test & Save"));
+    let (status, _) = app.get("/v1/creatio/ai-fields/columns", &org.key).await;
+    assert_eq!(status, StatusCode::CONFLICT, "columns before a connection");
     app.connect(&org.key).await;
+
+    // The column picker: Case's text and lookup columns from $metadata.
+    let (status, columns) = app.get("/v1/creatio/ai-fields/columns", &org.key).await;
+    assert_eq!(status, StatusCode::OK, "{columns}");
+    let find = |name: &str| {
+        columns["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field_name"] == name)
+            .cloned()
+    };
+    assert_eq!(
+        find("PriorityId"),
+        Some(
+            json!({"field_name": "PriorityId", "type": "dropdown", "lookup": "CasePriority", "max_length": null})
+        )
+    );
+    assert_eq!(find("UsrOrderNumber").unwrap()["type"], "text");
+    assert_eq!(find("Subject").unwrap()["type"], "text");
+    assert!(find("CreatedOn").is_none(), "a date column is not offered");
 
     let refused = [
         (

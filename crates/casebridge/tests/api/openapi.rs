@@ -34,6 +34,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/v1/creatio/ai-fields"),
     ("PUT", "/v1/creatio/ai-fields"),
     ("POST", "/v1/creatio/ai-fields/preview"),
+    ("GET", "/v1/creatio/ai-fields/columns"),
     ("POST", "/v1/conversations/{id}/ai-fields/rerun"),
     ("POST", "/v1/events"),
     ("GET", "/v1/conversations/{id}"),
