@@ -1064,21 +1064,6 @@ async fn screenshots() {
         // AI fields: two mappings typed into the editor, and a preview.
         page.click("a[data-tab='ai-fields']").await?;
         page.wait_text("#ai-provider", "offline").await?;
-        // The column picker offers Case's columns; picking a lookup makes
-        // the field a dropdown.
-        page.wait_attr("#case-columns option[value='PriorityId']", "value", "PriorityId")
-            .await?;
-        page.click("#ai-add").await?;
-        let first = "#ai-field-list .ai-field:nth-of-type(1)";
-        page.find(&format!("{first} [data-key='type']"))
-            .await?
-            .select_by_label("Text")
-            .await?;
-        page.fill(&format!("{first} [data-key='field_name']"), "PriorityId")
-            .await?;
-        page.click(&format!("{first} [data-key='title']")).await?;
-        ensure!(page.value(&format!("{first} [data-key='type']")).await? == "dropdown");
-        page.click(&format!("{first} .actions button")).await?;
         save_priority_and_order_number(&s).await?;
         page.fill(
             "#ai-transcript",
@@ -1117,6 +1102,19 @@ async fn screenshots() {
             .await?;
         page.wait_text("#conversation-timeline", "case").await?;
         shot("activity.png").await?;
+
+        // API keys: an ingest key just created, shown once.
+        page.click("a[data-tab='keys']").await?;
+        page.fill("#key-name", "Chat platform (production)").await?;
+        page.click("#create-key").await?;
+        page.wait_text("#key-result", "Created ingest key").await?;
+        shot("api-keys.png").await?;
+
+        // A phone: the connection tab at 390 px.
+        page.click("a[data-tab='connection']").await?;
+        page.visible("#connection-title").await?;
+        page.fit_to_content(390).await?;
+        page.save_screenshot(&out.join("connection-390.png")).await?;
         Ok(())
     })
     .await
