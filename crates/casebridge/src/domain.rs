@@ -241,6 +241,26 @@ pub async fn with_cause<F: std::future::Future>(cause: Cause, work: F) -> F::Out
     CAUSE.scope(cause, work).await
 }
 
+/// The channels casebridge knows, as events name them: each maps to a
+/// Creatio case origin (`sync::records`), and a setting that lists
+/// channels (`case_append_channels`) takes only these. An event may name
+/// another channel: its case's origin is Chat.
+pub const KNOWN_CHANNELS: &[&str] = &[
+    "web",
+    "chat",
+    "api",
+    "email",
+    "phone",
+    "call",
+    "voice",
+    "whatsapp",
+    "sms",
+    "messenger",
+    "telegram",
+    "instagram",
+    "facebook",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,23 +298,3 @@ mod tests {
         assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
     }
 }
-
-/// The channels casebridge knows, as events name them: each maps to a
-/// Creatio case origin (`sync::records`), and a setting that lists
-/// channels (`case_append_channels`) takes only these. An event may name
-/// another channel: its case's origin is Chat.
-pub const KNOWN_CHANNELS: &[&str] = &[
-    "web",
-    "chat",
-    "api",
-    "email",
-    "phone",
-    "call",
-    "voice",
-    "whatsapp",
-    "sms",
-    "messenger",
-    "telegram",
-    "instagram",
-    "facebook",
-];

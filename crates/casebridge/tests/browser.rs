@@ -972,6 +972,34 @@ async fn the_conversation_list_shows_more_and_finds_one() {
 }
 
 #[tokio::test]
+async fn before_a_connection_the_webhook_and_ai_tabs_say_to_connect_first() {
+    run("not_connected", |s| async move {
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.wait_text("#status-badge", "Not connected").await?;
+        page.click("a[data-tab='webhook']").await?;
+        page.wait_text("#webhook-unavailable", "Connect Creatio first")
+            .await?;
+        ensure!(
+            js(&s, "document.getElementById('templates-card').hidden").await? == json!(true),
+            "an empty process card before a connection"
+        );
+        page.click("a[data-tab='ai-fields']").await?;
+        page.wait_text("#ai-unavailable", "Connect Creatio first")
+            .await?;
+        for button in ["ai-add", "ai-save"] {
+            ensure!(
+                js(&s, &format!("document.getElementById('{button}').disabled")).await?
+                    == json!(true),
+                "{button} works without a connection"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn a_failing_or_panicking_browser_test_leaves_a_screenshot() {
     let name = "deliberately_failing";
     let path = harness::failure_screenshot_dir().join(format!("{name}.png"));

@@ -465,6 +465,7 @@ impl TestApp {
 
     /// Stops the service, as a crash or an operator would: its address
     /// answers nothing from now on (the database and emulator stay).
+    #[allow(dead_code)] // for the browser tests' server-down state
     pub async fn stop(&self) {
         if let Some(r) = self.running.lock().await.take() {
             r.shutdown().await.unwrap();

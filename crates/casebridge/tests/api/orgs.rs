@@ -291,6 +291,21 @@ async fn rows_of(app: &TestApp, table: &str, org: &casebridge::domain::OrgId) ->
     sqlx::Row::get(&row, "n")
 }
 
+/// `DELETE` of an org with its name as confirmation, with `token`.
+async fn delete_confirmed(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+) -> (StatusCode, serde_json::Value) {
+    app.call(
+        Method::DELETE,
+        path,
+        Some(token),
+        Some(json!({"confirm": "Gone Ltd"})),
+    )
+    .await
+}
+
 async fn the_operator_lists_orgs_and_deletes_one_with_everything_it_held(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let gone = app.create_org("Gone Ltd").await;
@@ -341,14 +356,7 @@ async fn the_operator_lists_orgs_and_deletes_one_with_everything_it_held(backend
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     }
-    let (status, answer) = app
-        .call(
-            Method::DELETE,
-            &path,
-            Some(&gone.key),
-            Some(json!({"confirm": "Gone Ltd"})),
-        )
-        .await;
+    let (status, answer) = delete_confirmed(&app, &path, &gone.key).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -356,14 +364,7 @@ async fn the_operator_lists_orgs_and_deletes_one_with_everything_it_held(backend
     );
     assert_eq!(rows_of(&app, "conversations", &gone.id).await, 1);
 
-    let (status, answer) = app
-        .call(
-            Method::DELETE,
-            &path,
-            Some(&app.admin_token),
-            Some(json!({"confirm": "Gone Ltd"})),
-        )
-        .await;
+    let (status, answer) = delete_confirmed(&app, &path, &app.admin_token).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["rows"]["orgs"], 1, "{answer}");
     assert!(
@@ -389,14 +390,7 @@ async fn the_operator_lists_orgs_and_deletes_one_with_everything_it_held(backend
         .unwrap();
     assert_eq!(called.status(), StatusCode::NOT_FOUND);
     // Again: 404, and the list has one org.
-    let (status, _) = app
-        .call(
-            Method::DELETE,
-            &path,
-            Some(&app.admin_token),
-            Some(json!({"confirm": "Gone Ltd"})),
-        )
-        .await;
+    let (status, _) = delete_confirmed(&app, &path, &app.admin_token).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, list) = app.get("/v1/orgs", &app.admin_token).await;
     assert_eq!(list["orgs"].as_array().unwrap().len(), 1, "{list}");

@@ -189,6 +189,13 @@ async fn two_way_org(app: &TestApp, minimal_bodies: bool) -> (Org, Receiver, Str
 async fn install_processes(app: &TestApp, org: &Org, minimal: bool) {
     let (status, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
     assert_eq!(status, StatusCode::OK, "{templates}");
+    // The echo filter is part of the agent-reply process, with why.
+    let filter = templates["processes"][0]["signal"]["filter"].to_string();
+    assert!(
+        filter.contains("Created by ≠ the integration user (contact Id ")
+            && filter.contains("required: without it"),
+        "{filter}"
+    );
     for p in templates["processes"].as_array().unwrap() {
         let call = &p["call_web_service"];
         let mut body = call["body"].clone();
