@@ -32,9 +32,10 @@ pub struct NewApiKey {
 }
 
 /// `DELETE /v1/orgs/{id}`: the org's name, typed again, as confirmation.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteOrg {
+    /// The org's name, exactly.
     confirm: String,
 }
 
@@ -228,7 +229,7 @@ pub async fn list_orgs(State(state): State<AppState>, _: Operator) -> ApiResult<
 /// contacts' names and addresses, events, jobs, deliveries, keys,
 /// settings, the erasure log) in one transaction. Creatio is not touched:
 /// its cases stay. Confirmed by the org's name in the body.
-#[utoipa::path(delete, path = "/v1/orgs/{id}", tag = "orgs", security(("operator_token" = [])), params(("id" = String, Path, description = "The org's id")), request_body(content = inline(DeleteOrgDoc), description = "`{\"confirm\": \"<the org's name>\"}`"), responses((status = 200, description = "Deleted: the rows removed per table", body = DeletedOrgOut), (status = 400, description = "No confirmation, or not the org's name", body = ErrorBody), (status = 404, description = "No such org", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/orgs/{id}", tag = "orgs", security(("operator_token" = [])), params(("id" = String, Path, description = "The org's id")), request_body = DeleteOrg, responses((status = 200, description = "Deleted: the rows removed per table", body = DeletedOrgOut), (status = 400, description = "No confirmation, or not the org's name", body = ErrorBody), (status = 404, description = "No such org", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn delete_org(
     State(state): State<AppState>,
     _: Operator,
@@ -278,14 +279,6 @@ pub async fn delete_org(
             .collect(),
         note: "Everything casebridge held for this org is deleted. Creatio was not touched: its cases and activities stay.",
     }))
-}
-
-/// The documented body of `DELETE /v1/orgs/{id}`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // documentation only: the handler reads [`DeleteOrg`]
-pub struct DeleteOrgDoc {
-    /// The org's name, exactly.
-    confirm: String,
 }
 
 /// `POST /v1/api-keys`: a new key for the caller's org.

@@ -163,10 +163,6 @@ pub struct ConversationSummary {
     pub last_event: Option<String>,
 }
 
-/// The org's most recently changed conversations, newest first, with the
-/// counts the activity list shows; `state` keeps only those in it. Counts
-/// are subqueries (COUNT, which both backends read as BIGINT) so one query
-/// serves the page however many conversations it lists.
 /// Which conversations a list shows: a state, a search, and where the
 /// previous page ended.
 #[derive(Debug, Default, Clone)]
@@ -179,6 +175,10 @@ pub struct ConversationFilter {
     pub after: Option<(i64, String)>,
 }
 
+/// The org's most recently changed conversations, newest first, with the
+/// counts the activity list shows, of those `filter` keeps, one page. Counts
+/// are subqueries (COUNT, which both backends read as BIGINT) so one query
+/// serves the page however many conversations it lists.
 pub async fn recent_conversations(
     db: &Db,
     org_id: &OrgId,

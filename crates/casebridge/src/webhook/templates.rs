@@ -76,7 +76,7 @@ pub fn templates(url: &str, technical_user: Option<&str>) -> ProcessTemplates {
     let not_ours = match technical_user {
         Some(id) => format!("Created by ≠ the integration user (contact Id {id}); {why}"),
         None => format!(
-            "Created by ≠ the integration user (its contact Id is shown here after Test & Save); {why}"
+            "Created by ≠ the integration user (the user the OAuth app runs as; Test & Save found no contact for it, so pick it by name); {why}"
         ),
     };
     let call = |body: Value, body_parameters: Vec<BodyParameter>| CallWebService {
