@@ -65,6 +65,16 @@ enum Command {
     /// Put a backup in place as the configured database (which must not
     /// exist yet), with its key, checking both first.
     Restore(BackupArgs),
+    /// Print the OpenAPI 3.1 document the service serves at /openapi.json,
+    /// or write it to a file (the repository keeps it in docs/openapi.json).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(clap::Args)]
+struct OpenapiArgs {
+    /// Write the document to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -514,6 +524,18 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Ready(args) => run_ready(args).await,
+        Command::Openapi(args) => {
+            let doc = casebridge::api::openapi_json();
+            match args.out {
+                None => print!("{doc}"),
+                Some(path) => {
+                    std::fs::write(&path, doc)
+                        .with_context(|| format!("could not write {}", path.display()))?;
+                    eprintln!("Wrote the OpenAPI document to {}.", path.display());
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Migrate(args) => {
             init_logging("warn", LogFormat::Text);
             run_migrate(args)

@@ -152,7 +152,7 @@ fn mappings_out(state: &AppState, mappings: Vec<Mapping>) -> MappingsOut {
     }
 }
 
-#[utoipa::path(get, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "The provider and the saved mappings (with their columns and option GUIDs)", body = MappingsOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/ai-fields", operation_id = "getAiFields", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "The provider and the saved mappings (with their columns and option GUIDs)", body = MappingsOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -183,7 +183,7 @@ pub struct ColumnsOut {
 
 /// The Case columns of the org's Creatio an AI field can fill, read from
 /// its `$metadata`, for the page's column picker.
-#[utoipa::path(get, path = "/v1/creatio/ai-fields/columns", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "Case's text and lookup columns, by name", body = ColumnsOut), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/ai-fields/columns", operation_id = "listCaseColumns", tag = "ai-fields", security(("api_key" = [])), responses((status = 200, description = "Case's text and lookup columns, by name", body = ColumnsOut), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn columns(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -212,7 +212,7 @@ pub async fn columns(
     }))
 }
 
-#[utoipa::path(put, path = "/v1/creatio/ai-fields", tag = "ai-fields", security(("api_key" = [])), request_body = MappingsBody, responses((status = 200, description = "Saved: each mapping with its column, lookup, option GUIDs and size", body = MappingsOut), (status = 400, description = "A column that does not exist or does not fit, or an option that is not a lookup value; each problem named with the closest names", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/creatio/ai-fields", operation_id = "putAiFields", tag = "ai-fields", security(("api_key" = [])), request_body = MappingsBody, responses((status = 200, description = "Saved: each mapping with its column, lookup, option GUIDs and size", body = MappingsOut), (status = 400, description = "A column that does not exist or does not fit, or an option that is not a lookup value; each problem named with the closest names", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 502, description = "Creatio could not be read", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -272,7 +272,7 @@ fn transcript_from(input: TranscriptIn) -> ApiResult<Transcript> {
     Ok(t)
 }
 
-#[utoipa::path(post, path = "/v1/creatio/ai-fields/preview", tag = "ai-fields", security(("api_key" = [])), request_body = PreviewBody, responses((status = 200, description = "The value each mapping would get and why, and the detected language and sentiment; nothing is written", body = PreviewOut), (status = 400, description = "Invalid transcript or mappings", body = ErrorBody), (status = 409, description = "No mappings saved or given, or not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/ai-fields/preview", operation_id = "previewAiFields", tag = "ai-fields", security(("api_key" = [])), request_body = PreviewBody, responses((status = 200, description = "The value each mapping would get and why, and the detected language and sentiment; nothing is written", body = PreviewOut), (status = 400, description = "Invalid transcript or mappings", body = ErrorBody), (status = 409, description = "No mappings saved or given, or not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn preview(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -312,7 +312,7 @@ pub async fn preview(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/conversations/{id}/ai-fields/rerun", tag = "ai-fields", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "The values decided again and written to the case (fields left empty are not touched)", body = RerunOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "No case yet, no mappings, or not connected", body = ErrorBody), (status = 502, description = "Creatio refused the update", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/conversations/{id}/ai-fields/rerun", operation_id = "rerunAiFields", tag = "ai-fields", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "The values decided again and written to the case (fields left empty are not touched)", body = RerunOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "No case yet, no mappings, or not connected", body = ErrorBody), (status = 502, description = "Creatio refused the update", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rerun(
     State(state): State<AppState>,
     Admin(caller): Admin,

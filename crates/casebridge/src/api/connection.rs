@@ -26,7 +26,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 }
 
 /// Test & Save body.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
     instance_url: Option<String>,
@@ -53,7 +53,7 @@ fn yes() -> bool {
 }
 
 /// PATCH body: absent keeps a value, `null` clears an optional one.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionPatch {
     instance_url: Option<String>,
@@ -72,7 +72,8 @@ pub struct ConnectionPatch {
     case_append_channels: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+/// Webhook token rotation.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
     /// How long the previous URL keeps working (default one day).
@@ -353,7 +354,7 @@ async fn ensure_webhook_token(state: &AppState, org_id: &OrgId) -> ApiResult<()>
 }
 
 /// `GET /v1/creatio/connection`
-#[utoipa::path(get, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, body = ConnectionOut, description = "Settings (secret masked), status, webhook URL, last report"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/connection", operation_id = "getConnection", tag = "connection", security(("api_key" = [])), responses((status = 200, body = ConnectionOut, description = "Settings (secret masked), status, webhook URL, last report"), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -364,7 +365,7 @@ pub async fn read(
 
 /// `POST /v1/creatio/connection`: Test & Save. Nothing is stored unless
 /// every required check passes.
-#[utoipa::path(post, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Every check passed; saved and active; the report and the webhook URL", body = SavedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing saved; the report says which and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/connection", operation_id = "testAndSaveConnection", tag = "connection", request_body = ConnectionBody, security(("api_key" = [])), responses((status = 200, description = "Every check passed; saved and active; the report and the webhook URL", body = SavedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing saved; the report says which and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn test_and_save(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -413,7 +414,7 @@ pub async fn test_and_save(
 /// `PATCH /v1/creatio/connection`: changes fields; re-tests everything
 /// when the credentials or addresses change, the GUIDs when only they do.
 /// A new secret is tested before it replaces the old one.
-#[utoipa::path(patch, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Changed (re-tested as needed)", body = ChangedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing changed", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/creatio/connection", operation_id = "changeConnection", tag = "connection", request_body = ConnectionPatch, security(("api_key" = [])), responses((status = 200, description = "Changed (re-tested as needed)", body = ChangedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 422, description = "A check failed; nothing changed", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn change(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -493,7 +494,7 @@ pub async fn change(
 
 /// `DELETE /v1/creatio/connection`: disconnect. Credentials are deleted and
 /// the webhook token revoked; links and logs stay; Creatio is not touched.
-#[utoipa::path(delete, path = "/v1/creatio/connection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Disconnected: credentials deleted, webhook token revoked, jobs cancelled", body = ConnectionOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/creatio/connection", operation_id = "disconnectCreatio", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "Disconnected: credentials deleted, webhook token revoked, jobs cancelled", body = ConnectionOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn disconnect(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -510,7 +511,7 @@ pub async fn disconnect(
 
 /// `POST /v1/creatio/connection/test`: re-runs every check on the saved
 /// settings; the status follows the outcome (a pass resumes a paused sync).
-#[utoipa::path(post, path = "/v1/creatio/connection/test", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The report; the status follows it", body = RetestedOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/connection/test", operation_id = "retestConnection", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The report; the status follows it", body = RetestedOut), (status = 404, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn retest(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -545,7 +546,7 @@ pub async fn retest(
 
 /// `POST /v1/creatio/webhook-token/rotate`: a new webhook URL; the old one
 /// keeps working for the grace period so processes can be updated.
-#[utoipa::path(post, path = "/v1/creatio/webhook-token/rotate", tag = "connection", security(("api_key" = [])), responses((status = 200, description = "The new webhook URL; the old one works for the grace period", body = RotatedTokenOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/creatio/webhook-token/rotate", operation_id = "rotateWebhookToken", tag = "connection", request_body = RotateBody, security(("api_key" = [])), responses((status = 200, description = "The new webhook URL; the old one works for the grace period", body = RotatedTokenOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_webhook_token(
     State(state): State<AppState>,
     Admin(caller): Admin,

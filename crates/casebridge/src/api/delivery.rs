@@ -26,9 +26,11 @@ use crate::storage::{now_ms, rfc3339};
 const ROTATION_GRACE_MS: i64 = 24 * 3_600_000;
 const STATES: &[&str] = &["pending", "delivering", "delivered", "dead"];
 
-#[derive(Deserialize)]
+/// Where deliveries go.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutDelivery {
+    /// The receiver's URL (https, or http on an allowed private network).
     url: String,
 }
 
@@ -193,7 +195,7 @@ fn masked(secret: &str) -> String {
 
 /// `GET /v1/delivery`: the signing secret masked (it is shown in the
 /// answers of `PUT` and of the rotation).
-#[utoipa::path(get, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts", body = EndpointOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/delivery", operation_id = "getDeliveryEndpoint", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "URL, state, the signing secret masked, delivery counts", body = EndpointOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn read(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -246,7 +248,7 @@ async fn check_url(state: &AppState, raw: &str) -> ApiResult<String> {
 
 /// `PUT /v1/delivery`: sets the URL (and re-enables a disabled endpoint).
 /// The first save creates the signing secret; later saves keep it.
-#[utoipa::path(put, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "Changed (and enabled)", body = EndpointOut), (status = 201, description = "Created, with a new whsec_ secret", body = EndpointOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(put, path = "/v1/delivery", operation_id = "putDeliveryEndpoint", tag = "two-way", request_body = PutDelivery, security(("api_key" = [])), responses((status = 200, description = "Changed (and enabled)", body = EndpointOut), (status = 201, description = "Created, with a new whsec_ secret", body = EndpointOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -280,7 +282,7 @@ pub async fn put(
 }
 
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
-#[utoipa::path(delete, path = "/v1/delivery", tag = "two-way", security(("api_key" = [])), responses((status = 204, description = "Removed; queued deliveries wait"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/delivery", operation_id = "removeDeliveryEndpoint", tag = "two-way", security(("api_key" = [])), responses((status = 204, description = "Removed; queued deliveries wait"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<StatusCode> {
     if !deliveries::delete_endpoint(&state.app.db, &caller.org_id).await? {
         return Err(no_endpoint());
@@ -292,7 +294,7 @@ pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiR
 /// `POST /v1/delivery/secret/rotate`: a new secret; the old one keeps
 /// signing (a second signature) for 24 hours, so the receiver can switch
 /// without losing a delivery.
-#[utoipa::path(post, path = "/v1/delivery/secret/rotate", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The new secret; the old one signs too for 24 h", body = RotatedSecretOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/delivery/secret/rotate", operation_id = "rotateDeliverySecret", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The new secret; the old one signs too for 24 h", body = RotatedSecretOut), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -315,7 +317,7 @@ pub async fn rotate_secret(
 }
 
 /// `GET /v1/deliveries?status=&conversation_id=&before=&limit=`.
-#[utoipa::path(get, path = "/v1/deliveries", tag = "two-way", security(("api_key" = [])), params(("status" = Option<String>, Query, description = "pending, delivering, delivered or dead"), ("conversation_id" = Option<String>, Query), ("before" = Option<String>, Query, description = "a delivery id, for paging"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), responses((status = 200, description = "Deliveries, newest first", body = DeliveriesOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/deliveries", operation_id = "listDeliveries", tag = "two-way", security(("api_key" = [])), params(("status" = Option<String>, Query, description = "pending, delivering, delivered or dead"), ("conversation_id" = Option<String>, Query), ("before" = Option<String>, Query, description = "a delivery id, for paging"), ("limit" = Option<i64>, Query, description = "1 to 500, default 50")), responses((status = 200, description = "Deliveries, newest first", body = DeliveriesOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -381,7 +383,7 @@ pub(super) fn no_delivery(id: &str) -> ApiError {
 }
 
 /// `GET /v1/deliveries/{id}`: the delivery and every attempt.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id (its webhook-id)")), responses((status = 200, description = "The delivery and every attempt", body = DeliveryWithAttemptsOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "getDelivery", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id (its webhook-id)")), responses((status = 200, description = "The delivery and every attempt", body = DeliveryWithAttemptsOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -410,7 +412,7 @@ pub async fn get(
 
 /// `POST /v1/deliveries/{id}/replay`: sends a dead (or delivered) delivery
 /// again, same `webhook-id`, fresh schedule.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/replay", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Queued again, same webhook-id", body = ReplayedOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Still queued", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/deliveries/{id}/replay", operation_id = "replayDelivery", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Queued again, same webhook-id", body = ReplayedOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Still queued", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
     Admin(caller): Admin,

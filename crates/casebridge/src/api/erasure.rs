@@ -162,7 +162,7 @@ async fn erase(
 }
 
 /// `DELETE /v1/conversations/{id}`: erases the conversation's personal data.
-#[utoipa::path(delete, path = "/v1/conversations/{id}", tag = "privacy", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Erased: what was removed, the audit id, and what Creatio still holds", body = ErasedOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/conversations/{id}", operation_id = "eraseConversation", tag = "privacy", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id")), responses((status = 200, description = "Erased: what was removed, the audit id, and what Creatio still holds", body = ErasedOut), (status = 404, description = "No such conversation", body = ErrorBody), (status = 409, description = "Still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
 pub async fn erase_conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -172,7 +172,8 @@ pub async fn erase_conversation(
     erase(&state, &caller, &[c], "conversation", Some(id.as_str())).await
 }
 
-#[derive(Deserialize)]
+/// The contact whose conversations are erased: one of the two.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactErasure {
     email: Option<String>,
@@ -201,7 +202,7 @@ impl Wanted {
 
 /// `POST /v1/erasure` `{"email"}` or `{"phone"}`: erases every conversation
 /// of that contact, all or none.
-#[utoipa::path(post, path = "/v1/erasure", tag = "privacy", security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds", body = ErasedOut), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/erasure", operation_id = "eraseContact", tag = "privacy", request_body = ContactErasure, security(("api_key" = [])), responses((status = 200, description = "Erased (possibly nothing: no conversation had that contact); the audit id, and what Creatio still holds", body = ErasedOut), (status = 400, description = "Neither or both of email and phone, or an invalid one", body = ErrorBody), (status = 409, description = "A conversation is still syncing; nothing was erased", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)))]
 pub async fn erase_contact(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -247,7 +248,7 @@ pub async fn erase_contact(
 }
 
 /// `GET /v1/erasures?limit=`: the org's erasures, newest first.
-#[utoipa::path(get, path = "/v1/erasures", tag = "privacy", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, description = "Audit lines: when, which key, the scope, and the rows removed; no personal data", body = ErasuresOut), (status = 400, description = "Invalid limit", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/erasures", operation_id = "listErasures", tag = "privacy", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 500, default 100")), responses((status = 200, description = "Audit lines: when, which key, the scope, and the rows removed; no personal data", body = ErasuresOut), (status = 400, description = "Invalid limit", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -325,7 +326,7 @@ pub struct SizesOut {
 
 /// `GET /v1/retention` (operator): the retention settings, the last purge
 /// and the stored sizes.
-#[utoipa::path(get, path = "/v1/retention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size", body = RetentionOut), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/retention", operation_id = "getRetention", tag = "privacy", security(("operator_token" = [])), responses((status = 200, description = "Settings, last purge pass, rows per table and database size", body = RetentionOut), (status = 401, description = "Missing or wrong admin token", body = ErrorBody)))]
 pub async fn retention(
     State(state): State<AppState>,
     _op: Operator,

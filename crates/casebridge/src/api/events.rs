@@ -140,7 +140,7 @@ fn invalid_events(errors: Vec<Invalid>) -> ApiError {
 
 /// `POST /v1/events`: validated, then every event, message and job is
 /// written in one transaction before `202`.
-#[utoipa::path(post, path = "/v1/events", tag = "sync", security(("api_key" = [])), responses((status = 202, description = "Stored with their jobs in one transaction", body = IngestedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "The org has no active connection; nothing stored", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/events", operation_id = "ingestEvents", tag = "sync", request_body = crate::sync::events::EventsIn, security(("api_key" = [])), responses((status = 202, description = "Stored with their jobs in one transaction", body = IngestedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "The org has no active connection; nothing stored", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,7 +228,7 @@ fn timeline_page(query: &HashMap<String, String>) -> ApiResult<(Option<String>, 
 
 /// `GET /v1/conversations/{id}`: the case link, state and timeline (the
 /// newest 200 lines; `timeline_before` pages back).
-#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id"), ("timeline_before" = Option<String>, Query, description = "Page back: the timeline_older.before of the previous answer"), ("timeline_limit" = Option<u32>, Query, description = "Timeline lines per answer, 1 to 1000 (default 200)")), responses((status = 200, description = "Case link, state, jobs and the newest timeline lines", body = ConversationOut), (status = 400, description = "Invalid paging parameter", body = ErrorBody), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/conversations/{id}", operation_id = "getConversation", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The platform's conversation id"), ("timeline_before" = Option<String>, Query, description = "Page back: the timeline_older.before of the previous answer"), ("timeline_limit" = Option<u32>, Query, description = "Timeline lines per answer, 1 to 1000 (default 200)")), responses((status = 200, description = "Case link, state, jobs and the newest timeline lines", body = ConversationOut), (status = 400, description = "Invalid paging parameter", body = ErrorBody), (status = 404, description = "No such conversation", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn conversation(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -15,13 +15,13 @@ pub struct HealthOut {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is up", body = HealthOut)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "ops", responses((status = 200, description = "The process is up", body = HealthOut)))]
 pub async fn healthz() -> Json<HealthOut> {
     Json(HealthOut { status: "ok" })
 }
 
 /// The process can do its work: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The database answers", body = HealthOut), (status = 503, description = "The database does not answer", body = ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", tag = "ops", responses((status = 200, description = "The database answers", body = HealthOut), (status = 503, description = "The database does not answer", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>> {
     state.app.db.ping().await.map_err(|e| {
         ApiError::new(
@@ -34,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>>
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(

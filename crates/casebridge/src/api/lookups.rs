@@ -53,7 +53,7 @@ pub enum LookupItem {
     },
 }
 
-#[utoipa::path(get, path = "/v1/creatio/lookups/{kind}", tag = "connection", security(("api_key" = [])), params(("kind" = String, Path, description = "case-statuses, groups or contacts"), ("search" = Option<String>, Query, description = "contacts: part of the name")), responses((status = 200, description = "Ids and names from the org's Creatio", body = LookupOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/lookups/{kind}", operation_id = "listLookups", tag = "connection", security(("api_key" = [])), params(("kind" = String, Path, description = "case-statuses, groups or contacts"), ("search" = Option<String>, Query, description = "contacts: part of the name")), responses((status = 200, description = "Ids and names from the org's Creatio", body = LookupOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "Not connected", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -94,10 +94,7 @@ pub fn metrics_router(state: AppState) -> Router {
 /// document served at `/openapi.json` lists exactly what is served.
 pub fn router(state: AppState) -> Router {
     let (router, doc) = documented_router().split_for_parts();
-    let doc = openapi::Document(Arc::new(
-        doc.to_pretty_json()
-            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
-    ));
+    let doc = openapi::Document(Arc::new(openapi::render(doc)));
     router
         .route_layer(axum::middleware::from_fn(access::note_route))
         .layer(axum::Extension(doc))
@@ -118,6 +115,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(extract::refuse_nul_in_uri))
         .layer(axum::middleware::from_fn(access::request_id_and_access_log))
         .with_state(state)
+}
+
+/// The OpenAPI document as `/openapi.json` serves it (`casebridge openapi`
+/// writes it to `docs/openapi.json`).
+pub fn openapi_json() -> String {
+    openapi::render(documented_router().split_for_parts().1)
 }
 
 /// The routes and their OpenAPI document, from one list.

@@ -65,12 +65,22 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// The document as JSON, pretty-printed with a final new line (as the
+/// committed `docs/openapi.json` is).
+pub fn render(doc: utoipa::openapi::OpenApi) -> String {
+    let mut text = doc
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
 /// The rendered document, shared with the handler.
 #[derive(Clone)]
 pub struct Document(pub Arc<String>);
 
 /// `GET /openapi.json`.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "This OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", tag = "ops", responses((status = 200, description = "This OpenAPI 3.1 document")))]
 pub async fn openapi_json(Extension(doc): Extension<Document>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "application/json")],

@@ -17,13 +17,15 @@ use crate::storage::rfc3339;
 
 const KEY_PREFIX: &str = "cbk_";
 
-#[derive(Deserialize)]
+/// A new org.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
     name: String,
 }
 
-#[derive(Deserialize)]
+/// A new API key.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     role: Role,
@@ -163,7 +165,7 @@ fn mint() -> (String, String, String) {
 }
 
 /// `POST /v1/orgs`: a new org and its first admin key.
-#[utoipa::path(post, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 201, description = "The org and its first admin API key (shown once)", body = CreatedOrg), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/orgs", operation_id = "createOrg", tag = "orgs", request_body = NewOrg, security(("operator_token" = [])), responses((status = 201, description = "The org and its first admin API key (shown once)", body = CreatedOrg), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn create_org(
     State(state): State<AppState>,
     _: Operator,
@@ -207,7 +209,7 @@ pub async fn create_org(
 }
 
 /// `GET /v1/orgs`: every org, for the operator.
-#[utoipa::path(get, path = "/v1/orgs", tag = "orgs", security(("operator_token" = [])), responses((status = 200, description = "Every org, oldest first, with its connection's status", body = OrgsOut), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/orgs", operation_id = "listOrgs", tag = "orgs", security(("operator_token" = [])), responses((status = 200, description = "Every org, oldest first, with its connection's status", body = OrgsOut), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn list_orgs(State(state): State<AppState>, _: Operator) -> ApiResult<Json<OrgsOut>> {
     let listed = orgs::list_orgs(&state.app.db).await?;
     Ok(Json(OrgsOut {
@@ -229,7 +231,7 @@ pub async fn list_orgs(State(state): State<AppState>, _: Operator) -> ApiResult<
 /// contacts' names and addresses, events, jobs, deliveries, keys,
 /// settings, the erasure log) in one transaction. Creatio is not touched:
 /// its cases stay. Confirmed by the org's name in the body.
-#[utoipa::path(delete, path = "/v1/orgs/{id}", tag = "orgs", security(("operator_token" = [])), params(("id" = String, Path, description = "The org's id")), request_body = DeleteOrg, responses((status = 200, description = "Deleted: the rows removed per table", body = DeletedOrgOut), (status = 400, description = "No confirmation, or not the org's name", body = ErrorBody), (status = 404, description = "No such org", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/orgs/{id}", operation_id = "deleteOrg", tag = "orgs", security(("operator_token" = [])), params(("id" = String, Path, description = "The org's id")), request_body = DeleteOrg, responses((status = 200, description = "Deleted: the rows removed per table", body = DeletedOrgOut), (status = 400, description = "No confirmation, or not the org's name", body = ErrorBody), (status = 404, description = "No such org", body = ErrorBody), (status = 401, description = "Missing or wrong operator token", body = ErrorBody)))]
 pub async fn delete_org(
     State(state): State<AppState>,
     _: Operator,
@@ -282,7 +284,7 @@ pub async fn delete_org(
 }
 
 /// `POST /v1/api-keys`: a new key for the caller's org.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 201, description = "The new key (shown once)", body = NewKeyOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "orgs", request_body = NewApiKey, security(("api_key" = [])), responses((status = 201, description = "The new key (shown once)", body = NewKeyOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -319,7 +321,7 @@ pub async fn create_key(
 }
 
 /// `GET /v1/api-keys`: the org's live keys (never the keys themselves).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "orgs", security(("api_key" = [])), responses((status = 200, description = "The org's keys, without their secrets", body = ApiKeysOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "listApiKeys", tag = "orgs", security(("api_key" = [])), responses((status = 200, description = "The org's keys, without their secrets", body = ApiKeysOut), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn list_keys(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -331,7 +333,7 @@ pub async fn list_keys(
 }
 
 /// `DELETE /v1/api-keys/{id}`: revokes a key of the caller's org.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "orgs", security(("api_key" = [])), params(("id" = String, Path, description = "The key's id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), (status = 409, description = "The last admin key cannot be revoked", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "orgs", security(("api_key" = [])), params(("id" = String, Path, description = "The key's id")), responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", body = ErrorBody), (status = 409, description = "The last admin key cannot be revoked", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     Admin(caller): Admin,

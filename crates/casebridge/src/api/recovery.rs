@@ -42,7 +42,7 @@ pub struct RetriedJobOut {
 
 /// `POST /v1/jobs/{id}/retry`: queues a dead Creatio job again, now, in its
 /// place in its conversation.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The job's id (from the conversation's open_jobs)")), responses((status = 202, description = "Queued again", body = RetriedJobOut), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job is not dead", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retryJob", tag = "sync", security(("api_key" = [])), params(("id" = String, Path, description = "The job's id (from the conversation's open_jobs)")), responses((status = 202, description = "Queued again", body = RetriedJobOut), (status = 404, description = "No such job", body = ErrorBody), (status = 409, description = "The job is not dead", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn retry_job(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -141,7 +141,7 @@ pub struct RetriedJobsOut {
 
 /// `POST /v1/jobs/retry`: queues again every dead job dead-lettered since a
 /// time, each conversation's in order.
-#[utoipa::path(post, path = "/v1/jobs/retry", tag = "sync", security(("api_key" = [])), request_body = RetryJobsIn, responses((status = 202, description = "Queued again", body = RetriedJobsOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/jobs/retry", operation_id = "retryDeadJobs", tag = "sync", security(("api_key" = [])), request_body = RetryJobsIn, responses((status = 202, description = "Queued again", body = RetriedJobsOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn retry_jobs(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -222,7 +222,7 @@ pub struct RetriedDeliveryOut {
 
 /// `POST /v1/deliveries/{id}/retry`: sends a pending delivery now rather
 /// than on its schedule (a dead one is queued again).
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Due now", body = RetriedDeliveryOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Being sent or already delivered", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", operation_id = "retryDelivery", tag = "two-way", security(("api_key" = [])), params(("id" = String, Path, description = "The delivery's id")), responses((status = 202, description = "Due now", body = RetriedDeliveryOut), (status = 404, description = "No such delivery", body = ErrorBody), (status = 409, description = "Being sent or already delivered", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -272,7 +272,7 @@ pub struct RecoveredOut {
 
 /// `POST /v1/deliveries/recover`: queues again every delivery dead-lettered
 /// since a time, each conversation's in order.
-#[utoipa::path(post, path = "/v1/deliveries/recover", tag = "two-way", security(("api_key" = [])), request_body = RecoverIn, responses((status = 202, description = "Queued again", body = RecoveredOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/deliveries/recover", operation_id = "recoverDeliveries", tag = "two-way", security(("api_key" = [])), request_body = RecoverIn, responses((status = 202, description = "Queued again", body = RecoveredOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn recover_deliveries(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -37,7 +37,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// A process call. Answered `200` only once its work is durably queued
 /// ([`crate::webhook::accept`]).
-#[utoipa::path(post, path = "/webhooks/creatio/{token}", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)", body = CallOut), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
+#[utoipa::path(post, path = "/webhooks/creatio/{token}", operation_id = "creatioWebhook", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)", body = CallOut), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
 pub async fn creatio(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -110,7 +110,7 @@ fn refusal(refused: Refused) -> Response {
 
 /// `GET /v1/creatio/process-templates`: the two business processes an
 /// admin builds in Creatio, with this org's URL, ready to paste.
-#[utoipa::path(get, path = "/v1/creatio/process-templates", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The agent-reply and closure processes, ready to paste", body = ProcessTemplates), (status = 409, description = "Not connected yet", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/creatio/process-templates", operation_id = "getProcessTemplates", tag = "two-way", security(("api_key" = [])), responses((status = 200, description = "The agent-reply and closure processes, ready to paste", body = ProcessTemplates), (status = 409, description = "Not connected yet", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn process_templates(
     State(state): State<AppState>,
     Admin(caller): Admin,

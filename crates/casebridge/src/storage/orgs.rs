@@ -6,7 +6,9 @@ use super::{now_ms, Db, Result, WriteQuery, WriteTx};
 use crate::domain::OrgId;
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything in its org, including settings and new keys.

@@ -25,65 +25,142 @@ pub const MAX_EVENTS: usize = 1000;
 pub const MAX_TEXT: usize = 100_000;
 const MAX_ID: usize = 200;
 
-#[derive(Debug, Deserialize)]
+/// One event, as `POST /v1/events` takes it (its OpenAPI schema is derived
+/// from this type and the ones it holds; the limits are those `parse_body`
+/// checks).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventIn {
+    /// The platform's id of the event, 1 to 200 printable characters: a
+    /// repeated id is a duplicate, stored once.
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub id: EventId,
+    /// What happened; the event then carries `message` (message.created)
+    /// or `handoff` (conversation.handoff).
     #[serde(rename = "type")]
+    #[schema(value_type = EventType)]
     pub kind: String,
+    /// RFC 3339; when absent, the time casebridge received it.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
     pub conversation: ConversationJson,
+    /// Required for `message.created`.
     #[serde(default)]
     pub message: Option<MessageJson>,
+    /// Required for `conversation.handoff`.
     #[serde(default)]
     pub handoff: Option<HandoffJson>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An event's `type`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the values `check_body` matches, for the OpenAPI document
+pub enum EventType {
+    #[schema(rename = "message.created")]
+    MessageCreated,
+    #[schema(rename = "conversation.handoff")]
+    ConversationHandoff,
+    #[schema(rename = "conversation.resolved")]
+    ConversationResolved,
+}
+
+/// `POST /v1/events` takes one event or an array of 1 to 1,000 (16 MB at
+/// most).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the shapes `parse_body` accepts, for the OpenAPI document
+pub enum EventsIn {
+    One(EventIn),
+    Many(Vec<EventIn>),
+}
+
+/// The conversation an event belongs to.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = EventConversation)]
 pub struct ConversationJson {
+    /// The platform's conversation id, 1 to 200 printable characters.
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub id: ConversationId,
+    /// A short word (letters, digits, `_`, `-`; at most 32), `web` when
+    /// absent: web, email, phone, whatsapp, sms, … (it sets the case's
+    /// origin).
     #[serde(default)]
+    #[schema(max_length = 32, example = "web")]
     pub channel: Option<String>,
+    /// Where an agent opens the conversation on the platform: http(s), at
+    /// most 2,000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub url: Option<String>,
     #[serde(default)]
     pub contact: Option<ContactJson>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The customer, as the platform knows them: matched to a Creatio
+/// contact by e-mail, then phone.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = EventContact)]
 pub struct ContactJson {
     #[serde(default)]
+    #[schema(max_length = 250)]
     pub name: Option<String>,
     #[serde(default)]
+    #[schema(format = Email, max_length = 250)]
     pub email: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A `message.created` event's message: text, attachments or both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = EventMessage)]
 pub struct MessageJson {
+    /// The platform's message id, 1 to 200 printable characters.
+    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub id: MessageId,
+    /// `customer`, `ai` or `agent`.
+    #[schema(example = "customer")]
     pub role: String,
+    /// At most 100,000 characters.
     #[serde(default)]
+    #[schema(max_length = 100000)]
     pub text: String,
+    /// At most 50.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub attachments: Vec<AttachmentJson>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+/// A file attached to a message, by link.
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = EventAttachment)]
 pub struct AttachmentJson {
+    #[schema(max_length = 250)]
     pub name: String,
+    #[schema(max_length = 2000)]
     pub url: String,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize, Clone)]
+/// A `conversation.handoff` event's hand-off to a person.
+#[derive(Debug, Deserialize, serde::Serialize, Clone, utoipa::ToSchema)]
+#[schema(as = EventHandoff)]
 pub struct HandoffJson {
+    /// For the agent, 1 to 20,000 characters.
+    #[schema(min_length = 1, max_length = 20000)]
     pub summary: String,
+    /// Why the AI handed over, at most 2,000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub reason: String,
+    /// A language code (`en`, `pt-BR`); detected when absent.
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub language: Option<String>,
+    /// `positive`, `neutral` or `negative`; detected when absent.
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub sentiment: Option<String>,
 }
 

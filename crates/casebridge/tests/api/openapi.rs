@@ -131,3 +131,64 @@ async fn the_document_matches_the_routes_served() {
         .contains("openapi.json"));
     app.finish().await;
 }
+
+/// The document in the repository (`docs/openapi.json`, what integrators
+/// generate clients from) is the one the code serves, byte for byte.
+#[tokio::test]
+async fn the_committed_document_is_the_served_one() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let served = reqwest::get(format!("{}/openapi.json", app.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        served == committed,
+        "docs/openapi.json differs from the document the code serves: \
+         run `cargo run -- openapi --out docs/openapi.json` and commit it"
+    );
+    app.finish().await;
+}
+
+/// Each operation has a unique, camelCase operationId (a generated
+/// client's method name) and one tag (its module).
+#[test]
+fn operation_ids_are_unique_and_meaningful() {
+    let doc: Value = serde_json::from_str(&casebridge::api::openapi_json()).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default();
+            assert!(
+                id.len() > 3
+                    && id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()),
+                "{method} {path}: operationId {id:?} is not camelCase"
+            );
+            assert!(seen.insert(id.to_string()), "{method} {path}: {id} twice");
+            assert_eq!(
+                op["tags"].as_array().map(Vec::len),
+                Some(1),
+                "{method} {path}"
+            );
+        }
+    }
+    assert_eq!(seen.len(), CONTRACT.len());
+    // The event body is typed: its type is one of three, with limits.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["EventType"]["enum"],
+        serde_json::json!([
+            "message.created",
+            "conversation.handoff",
+            "conversation.resolved"
+        ])
+    );
+    assert_eq!(
+        schemas["EventMessage"]["properties"]["text"]["maxLength"],
+        100000
+    );
+}
