@@ -71,7 +71,7 @@ pub enum EventType {
 #[serde(untagged)]
 #[allow(dead_code)] // the shapes `parse_body` accepts, for the OpenAPI document
 pub enum EventsIn {
-    One(EventIn),
+    One(Box<EventIn>),
     Many(Vec<EventIn>),
 }
 
