@@ -28,6 +28,75 @@ pub const AGENT_REPLY: &str = "agent.reply";
 pub const CONVERSATION_RESOLVED: &str = "conversation.resolved";
 pub const CASE_LINKED: &str = "case.linked";
 
+/// What a delivery reports: the `data` of each `type` (their OpenAPI
+/// schemas, under `webhooks` in the document, come from these types).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Delivered {
+    AgentReply(AgentReply),
+    ConversationResolved(ConversationResolved),
+    CaseLinked(CaseLinked),
+}
+
+impl Delivered {
+    /// The envelope's `type`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Delivered::AgentReply(_) => AGENT_REPLY,
+            Delivered::ConversationResolved(_) => CONVERSATION_RESOLVED,
+            Delivered::CaseLinked(_) => CASE_LINKED,
+        }
+    }
+}
+
+/// `agent.reply`: an agent answered on the case in Creatio.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentReply {
+    pub conversation_id: ConversationId,
+    pub case_id: uuid::Uuid,
+    pub case_number: Option<String>,
+    /// The Creatio activity that holds the reply: one delivery per activity.
+    pub activity_id: uuid::Uuid,
+    /// The reply as plain text (an HTML e-mail body laid out as text), at
+    /// most 16,000 characters (a longer one is cut with a note).
+    pub text: String,
+    /// Who wrote it in Creatio; `null` when Creatio does not say.
+    pub author: Option<ReplyAuthor>,
+    /// When the activity was created in Creatio (RFC 3339).
+    pub created_at: Option<String>,
+}
+
+/// The agent who wrote a reply.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplyAuthor {
+    /// The agent's Creatio contact.
+    pub contact_id: uuid::Uuid,
+    /// `null` when the contact is gone.
+    pub name: Option<String>,
+}
+
+/// `conversation.resolved`: the case was closed or resolved in Creatio.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ConversationResolved {
+    pub conversation_id: ConversationId,
+    pub case_id: uuid::Uuid,
+    pub case_number: Option<String>,
+    /// The status's name in Creatio ("Closed", "Resolved").
+    pub status: String,
+    pub status_id: Option<uuid::Uuid>,
+    pub is_final: bool,
+    pub is_resolved: bool,
+}
+
+/// `case.linked`: the conversation has a Creatio case (once per case).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CaseLinked {
+    pub conversation_id: ConversationId,
+    pub case_id: String,
+    /// The case's number ("SR00001234"), when Creatio gave one.
+    pub case_number: Option<String>,
+}
+
 /// The context a delivery secret is sealed under.
 pub fn secret_context(org_id: &OrgId) -> String {
     format!("delivery_secret:{org_id}")
@@ -43,16 +112,17 @@ pub fn payload(event_type: &str, data: Value) -> String {
     .to_string()
 }
 
-/// Queues a delivery of `event_type` unless `dedupe_key` was queued before;
-/// the new delivery's id when it was queued.
+/// Queues a delivery of `what` unless `dedupe_key` was queued before; the
+/// new delivery's id when it was queued.
 pub async fn queue(
     tx: &mut WriteTx,
     org_id: &OrgId,
     conversation_id: &ConversationId,
     dedupe_key: &str,
-    event_type: &str,
-    data: Value,
+    what: Delivered,
 ) -> Result<Option<String>> {
+    let event_type = what.event_type();
+    let data = serde_json::to_value(&what).unwrap_or(Value::Null);
     deliveries::enqueue(
         tx,
         &NewDelivery {
@@ -80,8 +150,11 @@ pub async fn queue_case_linked(
         org_id,
         conversation_id,
         &format!("linked:{conversation_id}:{case_id}"),
-        CASE_LINKED,
-        json!({"conversation_id": conversation_id, "case_id": case_id, "case_number": case_number}),
+        Delivered::CaseLinked(CaseLinked {
+            conversation_id: conversation_id.clone(),
+            case_id: case_id.to_string(),
+            case_number: case_number.map(str::to_string),
+        }),
     )
     .await
 }

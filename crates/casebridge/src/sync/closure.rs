@@ -5,7 +5,6 @@
 //! resolved already.
 
 use creatio::models::{Case, CaseStatus};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::context::{timeline, Context, JobError};
@@ -146,14 +145,14 @@ async fn announce(
     status: &CaseStatus,
 ) -> Result<(), JobError> {
     let name = status.name.clone().unwrap_or_default();
-    let data = json!({
-        "conversation_id": ctx.conversation.id,
-        "case_id": case_id,
-        "case_number": ctx.conversation.case_number,
-        "status": name,
-        "status_id": status.id,
-        "is_final": status.is_final == Some(true),
-        "is_resolved": status.is_resolved == Some(true),
+    let data = deliver::Delivered::ConversationResolved(deliver::ConversationResolved {
+        conversation_id: ctx.conversation.id.clone(),
+        case_id,
+        case_number: ctx.conversation.case_number.clone(),
+        status: name.clone(),
+        status_id: status.id,
+        is_final: status.is_final == Some(true),
+        is_resolved: status.is_resolved == Some(true),
     });
     let mut tx = ctx.services.db.write().await?;
     let delivery = deliver::queue(
@@ -161,7 +160,6 @@ async fn announce(
         &job.org_id,
         &job.conversation_id,
         &format!("resolved:{}", job.id),
-        deliver::CONVERSATION_RESOLVED,
         data,
     )
     .await?;

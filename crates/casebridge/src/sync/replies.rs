@@ -27,11 +27,10 @@ use creatio::ids::email_type;
 use creatio::models::{Activity, Contact};
 use creatio::query::{col, lookup, Query};
 use creatio::Error as CreatioError;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::context::{timeline, Context, JobError};
-use crate::deliver;
+use crate::deliver::{self, AgentReply, ReplyAuthor};
 use crate::storage::deliveries;
 use crate::storage::jobs::Job;
 use crate::storage::timeline;
@@ -180,7 +179,7 @@ async fn with_authors(
     ctx: &Context<'_>,
     case_id: Uuid,
     replies: Vec<(Uuid, &Activity, String)>,
-) -> Result<Vec<(Uuid, serde_json::Value)>, JobError> {
+) -> Result<Vec<(Uuid, AgentReply)>, JobError> {
     let mut authors: HashMap<Uuid, Option<String>> = HashMap::new();
     let mut fresh = Vec::with_capacity(replies.len());
     for (id, a, text) in replies {
@@ -189,20 +188,25 @@ async fn with_authors(
                 if let Entry::Vacant(slot) = authors.entry(contact) {
                     slot.insert(author_name(ctx, contact).await?);
                 }
-                json!({"contact_id": contact, "name": authors[&contact]})
+                Some(ReplyAuthor {
+                    contact_id: contact,
+                    name: authors[&contact].clone(),
+                })
             }
-            None => json!(null),
+            None => None,
         };
-        let data = json!({
-            "conversation_id": ctx.conversation.id,
-            "case_id": case_id,
-            "case_number": ctx.conversation.case_number,
-            "activity_id": id,
-            "text": text,
-            "author": author,
-            "created_at": a.created_on.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        });
-        fresh.push((id, data));
+        let reply = AgentReply {
+            conversation_id: ctx.conversation.id.clone(),
+            case_id,
+            case_number: ctx.conversation.case_number.clone(),
+            activity_id: id,
+            text,
+            author,
+            created_at: a
+                .created_on
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        };
+        fresh.push((id, reply));
     }
     Ok(fresh)
 }
@@ -212,25 +216,25 @@ async fn with_authors(
 async fn queue_replies(
     ctx: &Context<'_>,
     job: &Job,
-    fresh: Vec<(Uuid, serde_json::Value)>,
+    fresh: Vec<(Uuid, AgentReply)>,
 ) -> Result<usize, JobError> {
     if fresh.is_empty() {
         return Ok(0);
     }
     let mut queued = 0;
     let mut tx = ctx.services.db.write().await?;
-    for (id, data) in fresh {
-        let who = data["author"]["name"]
-            .as_str()
-            .unwrap_or("an agent")
-            .to_string();
+    for (id, reply) in fresh {
+        let who = reply
+            .author
+            .as_ref()
+            .and_then(|a| a.name.clone())
+            .unwrap_or_else(|| "an agent".into());
         let queued_as = deliver::queue(
             &mut tx,
             &job.org_id,
             &job.conversation_id,
             &reply_key(id),
-            deliver::AGENT_REPLY,
-            data,
+            deliver::Delivered::AgentReply(reply),
         )
         .await?;
         if let Some(delivery_id) = queued_as {

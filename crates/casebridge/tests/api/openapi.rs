@@ -191,4 +191,30 @@ fn operation_ids_are_unique_and_meaningful() {
         schemas["EventMessage"]["properties"]["text"]["maxLength"],
         100000
     );
+    // The deliveries casebridge sends, with their headers and payloads.
+    for (event_type, schema) in [
+        ("agent.reply", "AgentReply"),
+        ("conversation.resolved", "ConversationResolved"),
+        ("case.linked", "CaseLinked"),
+    ] {
+        let hook = &doc["webhooks"][event_type]["post"];
+        let body = &hook["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(body["properties"]["type"]["const"], event_type);
+        assert_eq!(
+            body["properties"]["data"]["$ref"],
+            format!("#/components/schemas/{schema}")
+        );
+        assert!(schemas[schema]["properties"].is_object(), "{schema}");
+        let headers: Vec<&str> = hook["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            headers,
+            ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        );
+        assert!(hook["responses"]["410"].is_object());
+    }
 }

@@ -85,16 +85,9 @@ async fn a_write_wakes_the_workers_only_when_it_commits(backend: Backend) {
 
     // A queued delivery wakes the senders, on commit.
     let mut tx = db.write().await.unwrap();
-    let queued = casebridge::deliver::queue(
-        &mut tx,
-        &org.id,
-        &"a".into(),
-        "reply:1",
-        casebridge::deliver::AGENT_REPLY,
-        json!({"text": "hello"}),
-    )
-    .await
-    .unwrap();
+    let queued = casebridge::deliver::queue(&mut tx, &org.id, &"a".into(), "reply:1", linked("a"))
+        .await
+        .unwrap();
     assert!(queued.is_some());
     tx.commit().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), deliveries_woken)
@@ -176,21 +169,23 @@ async fn jobs_are_claimed_in_order_leased_and_reaped(backend: Backend) {
     app.finish().await;
 }
 
+/// A delivery to queue: what it says does not matter here.
+fn linked(conversation: &str) -> casebridge::deliver::Delivered {
+    casebridge::deliver::Delivered::CaseLinked(casebridge::deliver::CaseLinked {
+        conversation_id: conversation.into(),
+        case_id: "00000000-0000-0000-0000-000000000001".into(),
+        case_number: None,
+    })
+}
+
 async fn deliveries_are_claimed_in_order_leased_and_reaped(backend: Backend) {
     let (app, org) = api_only(backend).await;
     let db = &app.db.clone();
     let mut tx = db.write().await.unwrap();
     for (conv, key) in [("a", "k1"), ("a", "k2"), ("b", "k3")] {
-        casebridge::deliver::queue(
-            &mut tx,
-            &org.id,
-            &conv.into(),
-            key,
-            casebridge::deliver::AGENT_REPLY,
-            json!({"text": key}),
-        )
-        .await
-        .unwrap();
+        casebridge::deliver::queue(&mut tx, &org.id, &conv.into(), key, linked(conv))
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
     assert!(
