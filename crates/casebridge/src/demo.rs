@@ -34,6 +34,9 @@ const WAIT: Duration = Duration::from_secs(30);
 pub struct Options {
     /// Leave everything running after the story, until Ctrl-C.
     pub keep_running: bool,
+    /// With `keep_running`: where to write the addresses and keys as
+    /// `NAME=value` lines, for scripts and the examples (`examples/`).
+    pub write_env: Option<PathBuf>,
 }
 
 /// One request the stand-in platform received, signature checked.
@@ -256,7 +259,8 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
     demo.summary(&receiver, &case, &reply).await?;
     println!("All {} steps verified.", demo.story.steps);
     if options.keep_running {
-        demo.keep_running(&receiver).await?;
+        demo.keep_running(&receiver, options.write_env.as_deref())
+            .await?;
     }
     demo.running.shutdown().await?;
     demo.emulator.shutdown().await;
@@ -271,6 +275,8 @@ struct Demo {
     client_secret: String,
     running: crate::server::Running,
     base: String,
+    /// The operator token the demo's service was started with.
+    admin_token: String,
     api: Api,
     /// The demo's own view of Creatio, to check what casebridge wrote.
     creatio: creatio::Client,
@@ -363,6 +369,7 @@ impl Demo {
             client_secret,
             running,
             base,
+            admin_token,
             api,
             creatio,
         })
@@ -837,9 +844,28 @@ impl Demo {
     }
 
     /// `--keep-running`: where everything is, until Ctrl-C.
-    async fn keep_running(&self, receiver: &Receiver) -> anyhow::Result<()> {
+    async fn keep_running(
+        &self,
+        receiver: &Receiver,
+        write_env: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
         let (base, key) = (&self.base, &self.api.key);
         let (emulator, secret) = (self.emulator.url(), &self.client_secret);
+        if let Some(path) = write_env {
+            let lines = [
+                ("CASEBRIDGE_URL", base.as_str()),
+                ("CASEBRIDGE_OPERATOR_TOKEN", self.admin_token.as_str()),
+                ("CASEBRIDGE_API_KEY", key.as_str()),
+                ("CREATIO_URL", emulator),
+                ("CREATIO_CLIENT_ID", CLIENT_ID),
+                ("CREATIO_CLIENT_SECRET", secret.as_str()),
+            ]
+            .map(|(name, value)| format!("{name}={value}\n"))
+            .concat();
+            std::fs::write(path, lines)
+                .with_context(|| format!("could not write {}", path.display()))?;
+            println!("  written to {}: CASEBRIDGE_URL, CASEBRIDGE_OPERATOR_TOKEN, CASEBRIDGE_API_KEY, CREATIO_URL, CREATIO_CLIENT_ID, CREATIO_CLIENT_SECRET", path.display());
+        }
         println!();
         println!("Everything stays up until Ctrl-C:");
         println!("  admin page:       {base}/   (sign in with the API key below)");

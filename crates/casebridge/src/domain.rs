@@ -138,6 +138,10 @@ macro_rules! word_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        // utoipa does not see the variants' renames through this macro; the
+        // words are the variants in snake_case, which it does see (a test
+        // holds the schema to the words).
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
         }
@@ -265,6 +269,21 @@ pub const KNOWN_CHANNELS: &[&str] = &[
 mod tests {
     use super::*;
 
+    /// A word enum's words as its OpenAPI schema lists them, and as
+    /// `as_str` says them.
+    fn schema_words<T: utoipa::PartialSchema + std::fmt::Display>(
+        all: &[T],
+    ) -> (Vec<String>, Vec<String>) {
+        let schema = serde_json::to_value(T::schema()).unwrap();
+        let listed = schema["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        (listed, all.iter().map(|v| v.to_string()).collect())
+    }
+
     #[tokio::test]
     async fn a_cause_holds_within_its_work_only() {
         assert!(current_cause().request_id.is_none());
@@ -296,5 +315,13 @@ mod tests {
         assert_eq!(MessageRole::parse("Customer"), None, "words are exact");
         assert_eq!(MessageRole::listed(), "customer, ai or agent");
         assert_eq!(ConversationState::HandedOff.to_string(), "handed_off");
+        // The OpenAPI schema lists the same words.
+        for words in [
+            schema_words::<ConversationState>(ConversationState::ALL),
+            schema_words::<MessageRole>(MessageRole::ALL),
+            schema_words::<JobKind>(JobKind::ALL),
+        ] {
+            assert_eq!(words.0, words.1);
+        }
     }
 }

@@ -103,6 +103,10 @@ struct DemoArgs {
     /// Leave everything running afterwards and print how to explore it.
     #[arg(long)]
     keep_running: bool,
+    /// With --keep-running: write the addresses, keys and tokens to FILE as
+    /// NAME=value lines (for scripts and the examples in examples/).
+    #[arg(long, value_name = "FILE", requires = "keep_running")]
+    write_env: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -510,6 +514,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             );
             let ok = casebridge::demo::run(casebridge::demo::Options {
                 keep_running: args.keep_running,
+                write_env: args.write_env,
             })
             .await?;
             Ok(if ok {
