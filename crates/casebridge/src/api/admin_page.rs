@@ -89,13 +89,13 @@ fn serve(asset: &Asset, request: &HeaderMap) -> Response {
 }
 
 /// `GET /`: the admin page.
-#[utoipa::path(get, path = "/", operation_id = "adminPage", tag = "admin", responses((status = 200, description = "The admin page: Settings → Integrations → Creatio (sign in with an org admin API key)", content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)")))]
+#[utoipa::path(get, path = "/", operation_id = "adminPage", tag = "admin", responses((status = 200, description = "The admin page: Settings → Integrations → Creatio (sign in with an org admin API key)", body = String, content_type = "text/html"), (status = 304, description = "Not modified (If-None-Match)")))]
 pub async fn index(headers: HeaderMap) -> Response {
     serve(&INDEX, &headers)
 }
 
 /// `GET /admin/{asset}`: the page's script, style sheet and icon.
-#[utoipa::path(get, path = "/admin/{asset}", operation_id = "adminAsset", tag = "admin", params(("asset" = String, Path, description = "app.js, app.css or favicon.svg")), responses((status = 200, description = "The file, with its content type"), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = ErrorBody)))]
+#[utoipa::path(get, path = "/admin/{asset}", operation_id = "adminAsset", tag = "admin", params(("asset" = String, Path, description = "app.js, app.css or favicon.svg")), responses((status = 200, description = "The file, with its content type", content((String = "application/javascript"), (String = "text/css"), (String = "image/svg+xml"))), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = ErrorBody)))]
 pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => serve(a, &headers),

@@ -34,7 +34,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<HealthOut>>
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "ops", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     (
         [(

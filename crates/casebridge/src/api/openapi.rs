@@ -174,7 +174,7 @@ fn webhooks() -> serde_json::Value {
 pub struct Document(pub Arc<String>);
 
 /// `GET /openapi.json`.
-#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", tag = "ops", responses((status = 200, description = "This OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", operation_id = "getOpenApiDocument", tag = "ops", responses((status = 200, description = "This OpenAPI 3.1 document", body = Object, content_type = "application/json")))]
 pub async fn openapi_json(Extension(doc): Extension<Document>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "application/json")],
