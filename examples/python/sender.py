@@ -11,6 +11,7 @@ which step failed, when anything is not as expected.
     python sender.py            # with the variables `casebridge demo --write-env` writes
 """
 
+import datetime
 import os
 import queue
 import sys
@@ -28,12 +29,12 @@ from casebridge_client.models import (
     CreatedOrg,
     DeliveriesOut,
     EndpointOut,
-    Event,
     EventContact,
     EventConversation,
     EventMessage,
-    EventType,
     IngestedOut,
+    MessageCreatedEvent,
+    MessageCreatedType,
     NewOrg,
     PutDelivery,
     SavedOut,
@@ -93,10 +94,10 @@ def main():
     conversation = f"py-{uuid.uuid4().hex[:8]}"
     contact = EventContact(name="Ada Lovelace", email="ada@example.com")
     events = [
-        Event(
+        MessageCreatedEvent(
             id=f"{conversation}-e{n}",
-            type_=EventType.MESSAGE_CREATED,
-            occurred_at=f"2026-12-01T10:0{n}:00Z",
+            type_=MessageCreatedType.MESSAGE_CREATED,
+            occurred_at=datetime.datetime(2026, 12, 1, 10, n, tzinfo=datetime.timezone.utc),
             conversation=EventConversation(id=conversation, channel="web", contact=contact),
             message=EventMessage(id=f"{conversation}-m{n}", role=role, text=text),
         )

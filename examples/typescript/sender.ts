@@ -9,7 +9,7 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./casebridge.js";
 import { portOf, serve, type Delivery } from "./receiver.js";
 
-type Event = components["schemas"]["Event"];
+type Event = components["schemas"]["TypedEvent"];
 
 function env(name: string): string {
   const value = process.env[name];

@@ -25,24 +25,14 @@ pub const MAX_EVENTS: usize = 1000;
 pub const MAX_TEXT: usize = 100_000;
 const MAX_ID: usize = 200;
 
-/// One event, as `POST /v1/events` takes it (its OpenAPI schema is derived
-/// from this type and the ones it holds; the limits are those `parse_body`
-/// checks).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = Event)]
+/// One event, as `POST /v1/events` takes it and `parse_body` reads it
+/// (the OpenAPI document describes it by type: [`TypedEvent`]).
+#[derive(Debug, Deserialize)]
 pub struct EventIn {
-    /// The platform's id of the event, 1 to 200 printable characters: a
-    /// repeated id is a duplicate, stored once.
-    #[schema(value_type = String, min_length = 1, max_length = 200)]
     pub id: EventId,
-    /// What happened; the event then carries `message` (message.created)
-    /// or `handoff` (conversation.handoff).
     #[serde(rename = "type")]
-    #[schema(value_type = EventType)]
     pub kind: String,
-    /// RFC 3339; when absent, the time casebridge received it.
     #[serde(default)]
-    #[schema(format = DateTime)]
     pub occurred_at: Option<String>,
     pub conversation: ConversationJson,
     /// Required for `message.created`.
@@ -53,26 +43,96 @@ pub struct EventIn {
     pub handoff: Option<HandoffJson>,
 }
 
-/// An event's `type`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // the values `check_body` matches, for the OpenAPI document
-pub enum EventType {
-    #[schema(rename = "message.created")]
-    MessageCreated,
-    #[schema(rename = "conversation.handoff")]
-    ConversationHandoff,
-    #[schema(rename = "conversation.resolved")]
-    ConversationResolved,
-}
-
 /// `POST /v1/events` takes one event or an array of 1 to 1,000 (16 MB at
 /// most).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)] // the shapes `parse_body` accepts, for the OpenAPI document
 pub enum EventsIn {
-    One(Box<EventIn>),
-    Many(Vec<EventIn>),
+    One(Box<TypedEvent>),
+    Many(Vec<TypedEvent>),
+}
+
+/// An event, by its `type`: the OpenAPI document's discriminated union of
+/// what [`EventIn`] takes (`check_body` requires each type's part; a test
+/// holds these to `EventIn`'s fields).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(discriminator(property_name = "type", mapping(
+    ("message.created" = "#/components/schemas/MessageCreatedEvent"),
+    ("conversation.handoff" = "#/components/schemas/ConversationHandoffEvent"),
+    ("conversation.resolved" = "#/components/schemas/ConversationResolvedEvent"),
+)))]
+#[allow(dead_code)] // for the OpenAPI document; `parse_body` reads EventIn
+pub enum TypedEvent {
+    MessageCreated(MessageCreatedEvent),
+    ConversationHandoff(ConversationHandoffEvent),
+    ConversationResolved(ConversationResolvedEvent),
+}
+
+/// A union member's `type`: one value each.
+macro_rules! event_type {
+    ($name:ident, $text:literal) => {
+        #[derive(Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        pub enum $name {
+            #[serde(rename = $text)]
+            #[schema(rename = $text)]
+            Only,
+        }
+    };
+}
+event_type!(MessageCreatedType, "message.created");
+event_type!(ConversationHandoffType, "conversation.handoff");
+event_type!(ConversationResolvedType, "conversation.resolved");
+
+/// `message.created`: a message in the conversation (the customer's, the
+/// AI's or an agent's on the platform).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct MessageCreatedEvent {
+    /// The platform's id of the event, 1 to 200 printable characters: a
+    /// repeated id is a duplicate, stored once.
+    #[schema(min_length = 1, max_length = 200)]
+    id: String,
+    #[serde(rename = "type")]
+    kind: MessageCreatedType,
+    /// RFC 3339; when absent, the time casebridge received it.
+    #[schema(format = DateTime)]
+    occurred_at: Option<String>,
+    conversation: ConversationJson,
+    message: MessageJson,
+}
+
+/// `conversation.handoff`: the AI hands the conversation to a person.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConversationHandoffEvent {
+    /// The platform's id of the event, 1 to 200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
+    id: String,
+    #[serde(rename = "type")]
+    kind: ConversationHandoffType,
+    /// RFC 3339; when absent, the time casebridge received it.
+    #[schema(format = DateTime)]
+    occurred_at: Option<String>,
+    conversation: ConversationJson,
+    handoff: HandoffJson,
+}
+
+/// `conversation.resolved`: the conversation was resolved on the platform.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ConversationResolvedEvent {
+    /// The platform's id of the event, 1 to 200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
+    id: String,
+    #[serde(rename = "type")]
+    kind: ConversationResolvedType,
+    /// RFC 3339; when absent, the time casebridge received it.
+    #[schema(format = DateTime)]
+    occurred_at: Option<String>,
+    conversation: ConversationJson,
 }
 
 /// The conversation an event belongs to.
@@ -822,6 +882,42 @@ async fn queue_jobs(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The OpenAPI union ([`TypedEvent`]) and the parser ([`parse_body`])
+    /// take the same events and refuse the same: each type with its part,
+    /// and none without it.
+    #[test]
+    fn the_documented_union_and_the_parser_agree() {
+        let conversation = json!({"id": "c1", "channel": "web",
+                                  "contact": {"name": "Ada", "email": "ada@example.com"}});
+        let good = [
+            json!({"id": "e1", "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",
+                   "conversation": conversation,
+                   "message": {"id": "m1", "role": "customer", "text": "My printer is on fire"}}),
+            json!({"id": "e2", "type": "conversation.handoff", "conversation": conversation,
+                   "handoff": {"summary": "Needs a person", "reason": "asked for one"}}),
+            json!({"id": "e3", "type": "conversation.resolved", "conversation": conversation}),
+        ];
+        for e in &good {
+            assert!(
+                serde_json::from_value::<TypedEvent>(e.clone()).is_ok(),
+                "{e}"
+            );
+            assert!(parse_body(e).is_ok(), "{e}");
+        }
+        let bad = [
+            json!({"id": "e4", "type": "message.created", "conversation": conversation}),
+            json!({"id": "e5", "type": "conversation.handoff", "conversation": conversation}),
+            json!({"id": "e6", "type": "case.closed", "conversation": conversation}),
+        ];
+        for e in &bad {
+            assert!(
+                serde_json::from_value::<TypedEvent>(e.clone()).is_err(),
+                "{e}"
+            );
+            assert!(parse_body(e).is_err(), "{e}");
+        }
+    }
 
     fn message(role: &str, text: &str) -> Value {
         json!({"id": "e1", "type": "message.created", "occurred_at": "2026-11-22T10:00:00Z",

@@ -177,16 +177,32 @@ fn operation_ids_are_unique_and_meaningful() {
         }
     }
     assert_eq!(seen.len(), CONTRACT.len());
-    // The event body is typed: its type is one of three, with limits.
+    // The event body is typed: a union discriminated by `type`, each
+    // member with its required part, with limits.
     let schemas = &doc["components"]["schemas"];
-    assert_eq!(
-        schemas["EventType"]["enum"],
-        serde_json::json!([
-            "message.created",
+    let union = &schemas["TypedEvent"];
+    assert_eq!(union["discriminator"]["propertyName"], "type");
+    for (event_type, member, part) in [
+        ("message.created", "MessageCreatedEvent", Some("message")),
+        (
             "conversation.handoff",
-            "conversation.resolved"
-        ])
-    );
+            "ConversationHandoffEvent",
+            Some("handoff"),
+        ),
+        ("conversation.resolved", "ConversationResolvedEvent", None),
+    ] {
+        assert_eq!(
+            union["discriminator"]["mapping"][event_type],
+            format!("#/components/schemas/{member}")
+        );
+        let required = schemas[member]["required"].to_string();
+        for field in ["id", "type", "conversation"].into_iter().chain(part) {
+            assert!(
+                required.contains(&format!("\"{field}\"")),
+                "{member} needs {field}"
+            );
+        }
+    }
     assert_eq!(
         schemas["EventMessage"]["properties"]["text"]["maxLength"],
         100000
