@@ -27,6 +27,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// Test & Save body.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"instance_url": "https://acme.creatio.com", "client_id": "3F2504E04F8911D39A0C0305E82C3301",
+    "client_secret": "…", "create_case_only_on_handoff": false}))]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionBody {
     instance_url: Option<String>,

@@ -37,7 +37,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// A process call. Answered `200` only once its work is durably queued
 /// ([`crate::webhook::accept`]).
-#[utoipa::path(post, path = "/webhooks/creatio/{token}", operation_id = "creatioWebhook", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (part of the webhook URL)")), responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)", body = CallOut), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
+#[utoipa::path(post, path = "/webhooks/creatio/{token}", operation_id = "creatioWebhook", tag = "two-way", params(("token" = String, Path, description = "The org's webhook token (`cbw_…`): the credential of this endpoint, so the whole URL is a secret kept in Creatio's business process; rotate it with rotateWebhookToken")), request_body = crate::webhook::parse::ProcessCall, responses((status = 200, description = "Queued (or already queued, or ignored for an unknown case)", body = CallOut), (status = 400, description = "Placeholder, non-GUID or missing field; the hint names the process parameter to fix", body = ErrorBody), (status = 404, description = "Unknown or revoked token", body = ErrorBody), (status = 429, description = "Rate-limited; see Retry-After", body = ErrorBody)))]
 pub async fn creatio(
     State(state): State<AppState>,
     Path(token): Path<String>,

@@ -88,7 +88,13 @@ event_type!(ConversationResolvedType, "conversation.resolved");
 
 /// `message.created`: a message in the conversation (the customer's, the
 /// AI's or an agent's on the platform).
+// The examples are the demo's own events (`casebridge demo`).
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "evt-m1", "type": "message.created", "occurred_at": "2026-12-01T10:00:00Z",
+    "conversation": {"id": "demo-conversation-1", "channel": "web",
+        "url": "https://chat.example.com/inbox/demo-conversation-1",
+        "contact": {"name": "Ada Lovelace", "email": "ada.demo@example.com", "phone": "+15550100"}},
+    "message": {"id": "m1", "role": "customer", "text": "My order #A-1042 arrived broken."}}))]
 #[allow(dead_code)]
 pub struct MessageCreatedEvent {
     /// The platform's id of the event, 1 to 200 printable characters: a
@@ -106,6 +112,12 @@ pub struct MessageCreatedEvent {
 
 /// `conversation.handoff`: the AI hands the conversation to a person.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "evt-handoff", "type": "conversation.handoff", "occurred_at": "2026-12-01T10:03:00Z",
+    "conversation": {"id": "demo-conversation-1", "channel": "web",
+        "url": "https://chat.example.com/inbox/demo-conversation-1",
+        "contact": {"name": "Ada Lovelace", "email": "ada.demo@example.com", "phone": "+15550100"}},
+    "handoff": {"summary": "Order #A-1042 arrived with a cracked screen and does not power on; customer wants a replacement.",
+                "reason": "Replacement needs a human decision", "language": "en", "sentiment": "negative"}}))]
 #[allow(dead_code)]
 pub struct ConversationHandoffEvent {
     /// The platform's id of the event, 1 to 200 printable characters.
@@ -122,6 +134,10 @@ pub struct ConversationHandoffEvent {
 
 /// `conversation.resolved`: the conversation was resolved on the platform.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "evt-resolved", "type": "conversation.resolved", "occurred_at": "2026-12-01T10:09:00Z",
+    "conversation": {"id": "demo-conversation-1", "channel": "web",
+        "url": "https://chat.example.com/inbox/demo-conversation-1",
+        "contact": {"name": "Ada Lovelace", "email": "ada.demo@example.com", "phone": "+15550100"}}}))]
 #[allow(dead_code)]
 pub struct ConversationResolvedEvent {
     /// The platform's id of the event, 1 to 200 printable characters.
@@ -916,6 +932,18 @@ mod tests {
                 "{e}"
             );
             assert!(parse_body(e).is_err(), "{e}");
+        }
+        // The document's examples are events the parser takes.
+        use utoipa::PartialSchema;
+        for schema in [
+            MessageCreatedEvent::schema(),
+            ConversationHandoffEvent::schema(),
+            ConversationResolvedEvent::schema(),
+        ] {
+            let example = serde_json::to_value(schema).unwrap()["example"].clone();
+            assert!(example.is_object(), "no example");
+            assert!(parse_body(&example).is_ok(), "{example}");
+            assert!(serde_json::from_value::<TypedEvent>(example).is_ok());
         }
     }
 

@@ -21,6 +21,26 @@ pub const EVENT_TYPES: &[&str] = &[
     "case_status_changed",
 ];
 
+/// The body a process sends, for the OpenAPI document ([`parse`] reads it,
+/// tolerating other spellings of the keys and braces around GUIDs). The
+/// example is the agent-reply template's body, substituted.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"event_type": "new_activity",
+    "caseId": "54088cc2-1769-5972-84b9-280623c39e0a",
+    "activityId": "0a5d4c38-3f3e-4b8e-9a57-4d1c8b7f2e61"}))]
+#[allow(dead_code, non_snake_case)] // documentation of the JSON keys
+pub struct ProcessCall {
+    /// `new_activity`, `case_status_changed`, `case_closed` or `case_resolved`.
+    #[schema(example = "new_activity")]
+    event_type: String,
+    /// The case (`[#Case.Id#]`).
+    caseId: Uuid,
+    /// The added activity (`[#Activity.Id#]`), for `new_activity`.
+    activityId: Option<Uuid>,
+    /// The new status (`[#Case.StatusId#]`), for a status change.
+    statusId: Option<Uuid>,
+}
+
 /// A checked webhook call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -172,6 +192,14 @@ pub fn parse(body: &[u8]) -> Result<Call, Problem> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_documented_example_is_a_call_parse_takes() {
+        use utoipa::PartialSchema;
+        let example = serde_json::to_value(ProcessCall::schema()).unwrap()["example"].clone();
+        let call = parse(example.to_string().as_bytes()).expect("the example parses");
+        assert_eq!(call.event_type, "new_activity");
+    }
 
     const CASE: &str = "0b6a4c3e-2f1d-4e5a-9b8c-7d6e5f4a3b2c";
 
