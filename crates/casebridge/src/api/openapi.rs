@@ -15,6 +15,11 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[allow(dead_code)] // documents the JSON built in `error.rs`
 pub struct ErrorBody {
     error: ErrorDetail,
+    /// 400 on a request with wrong fields: every one, each with what to do.
+    fields: Option<Vec<super::error::FieldProblem>>,
+    /// 422 from Test & Save or a change: the check report, one line per
+    /// check, with the hint for each that failed.
+    report: Option<crate::connection::checks::Report>,
 }
 
 #[derive(ToSchema)]
