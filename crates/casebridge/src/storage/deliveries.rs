@@ -435,8 +435,11 @@ pub async fn recover(db: &Db, org_id: &OrgId, since: i64) -> Result<Vec<super::o
     for group in requeued.chunk_by(|a, b| a.conversation_id == b.conversation_id) {
         let ids: Vec<&str> = group.iter().map(|r| r.id.as_str()).collect();
         let line = format!(
-            "Recovered by an admin: {} dead deliveries queued again ({})",
-            group.len(),
+            "Recovered by an admin: {} queued again ({})",
+            match group.len() {
+                1 => "1 dead delivery".to_string(),
+                n => format!("{n} dead deliveries"),
+            },
             ids.join(", ")
         );
         add_timeline(
