@@ -67,6 +67,7 @@ pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod backup;
+pub mod chatwoot;
 pub mod client;
 pub mod config;
 pub mod connection;
