@@ -582,14 +582,6 @@ async fn a_pending_delivery_is_sent_now_from_the_page() {
     .await
 }
 
-/// Evaluates a JavaScript expression on the page.
-async fn js(s: &Session, expression: &str) -> Result<Value> {
-    Ok(s.page
-        .browser
-        .execute(&format!("return {expression};"), vec![])
-        .await?)
-}
-
 #[tokio::test]
 async fn api_keys_are_created_shown_once_and_revoked_from_the_page() {
     run("api_keys", |s| async move {
@@ -683,7 +675,12 @@ async fn api_keys_are_created_shown_once_and_revoked_from_the_page() {
         page.sign_in(&s.org.key).await?;
         page.click("a[data-tab='keys']").await?;
         ensure!(page.value("#new-key-value").await?.is_empty());
-        ensure!(js(&s, "document.getElementById('new-key').hidden").await? == json!(true));
+        ensure!(
+            s.page
+                .eval("document.getElementById('new-key').hidden")
+                .await?
+                == json!(true)
+        );
         Ok(())
     })
     .await
@@ -723,7 +720,7 @@ async fn connection_errors_are_shown_beside_each_field_in_words() {
             .await?;
         ensure!(!result.contains("instance_url"), "raw names: {result}");
         ensure!(
-            js(&s, "document.activeElement.id").await? == json!("instance-url"),
+            s.page.eval("document.activeElement.id").await? == json!("instance-url"),
             "focus is not on the first wrong field"
         );
 
@@ -739,7 +736,10 @@ async fn connection_errors_are_shown_beside_each_field_in_words() {
         page.wait_text("#identity-service-url-error", "OAuth20IdentityServerUrl")
             .await?;
         ensure!(
-            js(&s, "document.getElementById('instance-url-error').hidden").await? == json!(true),
+            s.page
+                .eval("document.getElementById('instance-url-error').hidden")
+                .await?
+                == json!(true),
             "a fixed field still shows its error"
         );
         page.wait_text("#connection-result", "one field needs a change")
@@ -751,11 +751,9 @@ async fn connection_errors_are_shown_beside_each_field_in_words() {
         page.wait_text("#connection-result", "pick the case defaults")
             .await?;
         ensure!(
-            js(
-                &s,
-                "document.querySelectorAll('[aria-invalid=\"true\"]').length"
-            )
-            .await?
+            s.page
+                .eval("document.querySelectorAll('[aria-invalid=\"true\"]').length")
+                .await?
                 == json!(0),
             "fields are still marked"
         );
@@ -771,13 +769,16 @@ async fn contact_creation_and_case_append_channels_are_set_from_the_page() {
         let page = &s.page;
         page.sign_in(&s.org.key).await?;
         page.wait_text("#status-badge", "Active").await?;
-        ensure!(js(&s, "document.getElementById('create-contacts').checked").await? == json!(true));
         ensure!(
-            js(
-                &s,
-                "document.querySelector('input[name=append-channel][value=email]').checked"
-            )
-            .await?
+            s.page
+                .eval("document.getElementById('create-contacts').checked")
+                .await?
+                == json!(true)
+        );
+        ensure!(
+            s.page
+                .eval("document.querySelector('input[name=append-channel][value=email]').checked")
+                .await?
                 == json!(true)
         );
         page.click("#create-contacts").await?;
@@ -810,14 +811,11 @@ async fn needs_attention_shows_the_problem_not_the_passing_report_from_before() 
             json!([message("evt_n1", "c_n", "m_1", "Hello")]),
         )
         .await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while connection(&s).await["status"] != "needs_attention" {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "never needs attention"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let c = app.connection_when(&s.org.key, "needs_attention").await;
+        ensure!(
+            c["status"] == "needs_attention",
+            "never needs attention: {c}"
+        );
 
         let page = &s.page;
         page.sign_in(&s.org.key).await?;
@@ -829,7 +827,10 @@ async fn needs_attention_shows_the_problem_not_the_passing_report_from_before() 
         page.wait_text("#report-empty", "passed, but since then")
             .await?;
         ensure!(
-            js(&s, "document.querySelectorAll('#check-report li').length").await? == json!(0),
+            s.page
+                .eval("document.querySelectorAll('#check-report li').length")
+                .await?
+                == json!(0),
             "the old all-pass report stands beside the warning"
         );
 
@@ -865,7 +866,10 @@ async fn when_the_server_is_down_the_page_says_so_and_claims_no_empty_lists() {
             .await?;
         for empty in ["deliveries-empty", "conversations-empty"] {
             ensure!(
-                js(&s, &format!("document.getElementById('{empty}').hidden")).await? == json!(true),
+                s.page
+                    .eval(&format!("document.getElementById('{empty}').hidden"))
+                    .await?
+                    == json!(true),
                 "{empty} claims an empty list under an error"
             );
         }
@@ -889,15 +893,14 @@ async fn at_390_px_wide_no_tab_scrolls_sideways() {
         let page = &s.page;
         page.browser.set_window_size(390, 844).await?;
         page.sign_in(&s.org.key).await?;
-        let inner = js(&s, "window.innerWidth").await?;
+        let inner = s.page.eval("window.innerWidth").await?;
         ensure!(inner.as_u64().is_some_and(|w| w <= 390), "innerWidth {inner}");
         for tab in ["connection", "webhook", "ai-fields", "activity", "keys"] {
             page.click(&format!("a[data-tab='{tab}']")).await?;
             page.visible(&format!("#panel-{tab} h2")).await?;
             // Let the tab's data arrive and render.
             tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-            let widths = js(
-                &s,
+            let widths = s.page.eval(
                 "[document.documentElement.scrollWidth, window.innerWidth, \
                  [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && e.parentElement.getBoundingClientRect().right <= window.innerWidth + 1).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)]",
             )
@@ -935,31 +938,24 @@ async fn the_conversation_list_shows_more_and_finds_one() {
         page.click("a[data-tab='activity']").await?;
         let rows = "document.querySelectorAll('#conversations tbody tr').length";
         page.visible("#conversations-more").await?;
-        ensure!(js(&s, rows).await? == json!(50), "{}", js(&s, rows).await?);
-        page.click("#conversations-more").await?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while js(&s, rows).await? != json!(52) {
-            ensure!(
-                std::time::Instant::now() < deadline,
-                "never 52 rows: {}",
-                js(&s, rows).await?
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
         ensure!(
-            js(&s, "document.getElementById('conversations-more').hidden").await? == json!(true),
+            s.page.eval(rows).await? == json!(50),
+            "{}",
+            s.page.eval(rows).await?
+        );
+        page.click("#conversations-more").await?;
+        page.wait_eval(rows, json!(52)).await?;
+        ensure!(
+            s.page
+                .eval("document.getElementById('conversations-more').hidden")
+                .await?
+                == json!(true),
             "Show more after the last page"
         );
 
         page.fill("#conversation-search", "c_page_07").await?;
         page.click("#conversation-search-button").await?;
-        while js(&s, rows).await? != json!(1) {
-            ensure!(
-                std::time::Instant::now() < deadline + std::time::Duration::from_secs(20),
-                "the search never narrowed the list"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        page.wait_eval(rows, json!(1)).await?;
         page.wait_text("#conversations tbody", "c_page_07").await?;
         page.fill("#conversation-search", "nobody@example.com")
             .await?;
@@ -981,7 +977,10 @@ async fn before_a_connection_the_webhook_and_ai_tabs_say_to_connect_first() {
         page.wait_text("#webhook-unavailable", "Connect Creatio first")
             .await?;
         ensure!(
-            js(&s, "document.getElementById('templates-card').hidden").await? == json!(true),
+            s.page
+                .eval("document.getElementById('templates-card').hidden")
+                .await?
+                == json!(true),
             "an empty process card before a connection"
         );
         page.click("a[data-tab='ai-fields']").await?;
@@ -989,7 +988,9 @@ async fn before_a_connection_the_webhook_and_ai_tabs_say_to_connect_first() {
             .await?;
         for button in ["ai-add", "ai-save"] {
             ensure!(
-                js(&s, &format!("document.getElementById('{button}').disabled")).await?
+                s.page
+                    .eval(&format!("document.getElementById('{button}').disabled"))
+                    .await?
                     == json!(true),
                 "{button} works without a connection"
             );

@@ -543,14 +543,7 @@ async fn a_saved_url_the_guard_now_refuses_pauses_the_org(backend: Backend) {
         .restart_with(|c| c.allow_private_targets = Vec::new())
         .await;
     narrowed.send(&org.key, event("e1", "c1", "hello")).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let connection = loop {
-        let (_, c) = narrowed.get("/v1/creatio/connection", &org.key).await;
-        if c["status"] == "needs_attention" || std::time::Instant::now() > deadline {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let connection = narrowed.connection_when(&org.key, "needs_attention").await;
     assert_eq!(connection["status"], "needs_attention", "{connection}");
     let detail = connection["status_detail"].as_str().unwrap();
     assert!(

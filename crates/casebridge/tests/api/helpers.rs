@@ -186,6 +186,19 @@ impl TestApp {
         self
     }
 
+    /// The org's connection once its status is `status` (within 20 s; the
+    /// last one seen otherwise, for the caller's assertion to show).
+    pub async fn connection_when(&self, key: &str, status: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, c) = self.get("/v1/creatio/connection", key).await;
+            if c["status"] == status || std::time::Instant::now() > deadline {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn call(
         &self,

@@ -3,8 +3,6 @@
 //! time, each conversation in order, and a dead job that a later success
 //! made moot. Deliveries' retry-now and recover are in `two_way`.
 
-use creatio::models::Activity;
-use creatio::query::{lookup, Query};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -170,16 +168,7 @@ async fn a_bulk_retry_takes_what_died_since_in_conversation_order_and_leaves_moo
     assert!(c1["jobs"].get("dead").is_none(), "{c1}");
     assert!(timeline_has(&c1, "recovery since"), "{c1}");
     let case_id: uuid::Uuid = c1["case"]["id"].as_str().unwrap().parse().unwrap();
-    let activities: Vec<Activity> = app
-        .creatio()
-        .list(
-            Query::new()
-                .filter(lookup("Case").eq(case_id))
-                .order_by_asc("CreatedOn")
-                .order_by_asc("StartDate"),
-        )
-        .await
-        .unwrap();
+    let activities = crate::sync::activities(&app, case_id).await;
     let titles: Vec<String> = activities
         .iter()
         .map(|a| a.title.clone().unwrap_or_default())

@@ -52,7 +52,8 @@ fn resolved(event: &str, conv: &str) -> Value {
     json!({"id": event, "type": "conversation.resolved", "conversation": {"id": conv}})
 }
 
-async fn activities(app: &TestApp, case_id: Uuid) -> Vec<Activity> {
+/// The case's activities in Creatio, oldest first.
+pub(crate) async fn activities(app: &TestApp, case_id: Uuid) -> Vec<Activity> {
     app.creatio()
         .list(
             Query::new()
@@ -846,22 +847,15 @@ async fn dead_credentials_pause_the_org_until_test_and_save(backend: Backend) {
         ]),
     )
     .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let (_, c) = app.get("/v1/creatio/connection", &org.key).await;
-        if c["status"] == "needs_attention" {
-            assert!(
-                c["status_detail"]
-                    .as_str()
-                    .unwrap()
-                    .contains("invalid_client"),
-                "{c}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "never paused: {c}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let c = app.connection_when(&org.key, "needs_attention").await;
+    assert_eq!(c["status"], "needs_attention", "never paused: {c}");
+    assert!(
+        c["status_detail"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_client"),
+        "{c}"
+    );
     let (_, conv) = app.get("/v1/conversations/c1", &org.key).await;
     assert_eq!(conv["jobs"]["pending"], 2, "jobs are kept: {conv}");
     // Events keep being accepted while paused.

@@ -198,6 +198,29 @@ impl Page {
         }
     }
 
+    /// Evaluates a JavaScript expression on the page.
+    pub async fn eval(&self, expression: &str) -> Result<Value> {
+        Ok(self
+            .browser
+            .execute(&format!("return {expression};"), vec![])
+            .await?)
+    }
+
+    /// Waits until a JavaScript expression evaluates to `wanted`.
+    pub async fn wait_eval(&self, expression: &str, wanted: Value) -> Result<()> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let last = self.eval(expression).await?;
+            if last == wanted {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{expression} never was {wanted} within {WAIT:?}; it is {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The value property of a form field.
     pub async fn value(&self, css: &str) -> Result<String> {
         Ok(self
