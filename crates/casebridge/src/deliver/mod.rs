@@ -18,7 +18,6 @@ pub mod sender;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{json, Value};
 
 use crate::domain::{ConversationId, OrgId};
 use crate::storage::deliveries::{self, NewDelivery};
@@ -102,14 +101,27 @@ pub fn secret_context(org_id: &OrgId) -> String {
     format!("delivery_secret:{org_id}")
 }
 
-/// The bytes sent for an event: the envelope around `data`.
-pub fn payload(event_type: &str, data: Value) -> String {
-    json!({
-        "type": event_type,
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "data": data,
-    })
-    .to_string()
+/// The envelope a delivery is sent in (Standard Webhooks' recommended
+/// shape): what `webhooks` in the OpenAPI document describes.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    timestamp: String,
+    data: &'a Delivered,
+}
+
+impl Delivered {
+    /// The bytes sent: the envelope around this `data`, stamped now.
+    pub fn payload(&self) -> String {
+        let envelope = Envelope {
+            event_type: self.event_type(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            data: self,
+        };
+        // Plain structs of strings, ids and bools: serialising cannot fail.
+        serde_json::to_string(&envelope).expect("a delivery serialises")
+    }
 }
 
 /// Queues a delivery of `what` unless `dedupe_key` was queued before; the
@@ -121,16 +133,14 @@ pub async fn queue(
     dedupe_key: &str,
     what: Delivered,
 ) -> Result<Option<String>> {
-    let event_type = what.event_type();
-    let data = serde_json::to_value(&what).unwrap_or(Value::Null);
     deliveries::enqueue(
         tx,
         &NewDelivery {
             org_id,
             conversation_id,
             dedupe_key,
-            event_type,
-            payload: &payload(event_type, data),
+            event_type: what.event_type(),
+            payload: &what.payload(),
         },
     )
     .await
@@ -338,7 +348,15 @@ mod tests {
     fn signatures_verify_with_the_standardwebhooks_crate_for_every_secret() {
         let old = SecretString::from(crate::secrets::webhook_secret());
         let new = SecretString::from(crate::secrets::webhook_secret());
-        let body = payload(AGENT_REPLY, json!({"text": "hi"}));
+        let body = Delivered::CaseLinked(CaseLinked {
+            conversation_id: "c1".into(),
+            case_id: "00000000-0000-0000-0000-000000000001".into(),
+            case_number: None,
+        })
+        .payload();
+        let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(sent["type"], CASE_LINKED);
+        assert_eq!(sent["data"]["conversation_id"], "c1");
         let ts = chrono::Utc::now().timestamp();
         let sig = signature(&[new.clone(), old.clone()], "msg_1", ts, &body).unwrap();
         assert_eq!(sig.split(' ').count(), 2);
