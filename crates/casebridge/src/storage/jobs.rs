@@ -259,6 +259,12 @@ pub const MOOT: &str = "(CASE WHEN j.kind = 'message' THEN EXISTS (SELECT 1 FROM
    ELSE EXISTS (SELECT 1 FROM jobs l WHERE l.org_id = j.org_id AND l.conversation_id = j.conversation_id \
      AND l.kind = j.kind AND l.seq > j.seq AND l.state = 'done') END)";
 
+/// The `moot` column of a query on jobs `j`: 1 for a dead job whose work a
+/// later success did ([`MOOT`]), else 0 (BIGINT on both backends).
+pub fn moot_column() -> String {
+    format!("CAST(CASE WHEN j.state = 'dead' AND {MOOT} THEN 1 ELSE 0 END AS BIGINT) AS moot")
+}
+
 /// A dead job as a retry finds it.
 #[derive(Debug, Clone)]
 pub struct DeadJob {
@@ -276,9 +282,9 @@ pub struct DeadJob {
 /// One of the org's jobs, with whether it is moot (only a dead one can be).
 pub async fn find(db: &Db, org_id: &OrgId, id: &str) -> Result<Option<DeadJob>> {
     let row = sqlx::query(&format!(
-        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, \
-         CAST(CASE WHEN j.state = 'dead' AND {MOOT} THEN 1 ELSE 0 END AS BIGINT) AS moot \
-         FROM jobs j WHERE j.org_id = $1 AND j.id = $2"
+        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, {} \
+         FROM jobs j WHERE j.org_id = $1 AND j.id = $2",
+        moot_column()
     ))
     .bind(org_id)
     .bind(id)
@@ -312,10 +318,10 @@ pub struct DeadFilter<'a> {
 /// ones included (marked).
 pub async fn dead(db: &Db, org_id: &OrgId, filter: &DeadFilter<'_>) -> Result<Vec<DeadJob>> {
     let rows = sqlx::query(&format!(
-        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, \
-         CAST(CASE WHEN {MOOT} THEN 1 ELSE 0 END AS BIGINT) AS moot \
+        "SELECT j.id, j.conversation_id, j.seq, j.kind, j.state, j.attempts, j.last_error, {} \
          FROM jobs j WHERE j.org_id = $1 AND j.state = 'dead' AND j.updated_at >= $2 \
-         AND ($3 IS NULL OR j.conversation_id = $3) ORDER BY j.conversation_id, j.seq"
+         AND ($3 IS NULL OR j.conversation_id = $3) ORDER BY j.conversation_id, j.seq",
+        moot_column()
     ))
     .bind(org_id)
     .bind(filter.since)

@@ -120,11 +120,10 @@ pub async fn open_jobs(
     conversation_id: &ConversationId,
 ) -> Result<Vec<JobView>> {
     let rows = sqlx::query(&format!(
-        "SELECT j.id, j.seq, j.kind, j.state, j.attempts, j.run_after, j.last_error, \
-         CAST(CASE WHEN j.state = 'dead' AND {} THEN 1 ELSE 0 END AS BIGINT) AS moot FROM jobs j \
+        "SELECT j.id, j.seq, j.kind, j.state, j.attempts, j.run_after, j.last_error, {} FROM jobs j \
          WHERE j.org_id = $1 AND j.conversation_id = $2 AND j.state IN ('pending', 'running', 'dead') \
          ORDER BY j.seq LIMIT 50",
-        super::jobs::MOOT
+        super::jobs::moot_column()
     ))
     .bind(org_id)
     .bind(conversation_id)
