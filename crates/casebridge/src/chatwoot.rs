@@ -3,9 +3,9 @@
 //! the Chatwoot version it was read from, is in `docs/reference/chatwoot.md`
 //! (v4.15.1; its sections are cited below as §n).
 //!
-//! Not built yet: the per-org connector settings, the endpoint that feeds
-//! these events into the durable ingest, and the outbound half (replies and
-//! closures to Chatwoot's API).
+//! The connector's settings are in `storage::chatwoot`, the webhook endpoint
+//! in `api::chatwoot`, the outbound half (replies and closures through
+//! Chatwoot's API) in `deliver::chatwoot`.
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -64,9 +64,84 @@ pub fn verify(
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Which status change is the hand-off to a person.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Handoff {
+    /// The conversation leaves `pending` for `open`: the agent bot handed
+    /// off (`bot_handoff!`, §4.2), or an agent took it from the bot.
+    #[default]
+    PendingToOpen,
+    /// The conversation becomes `open` from any other status, or is first
+    /// seen open: inboxes without a bot, where every conversation is for a
+    /// person.
+    AnyOpen,
+}
+
+impl Handoff {
+    pub const WORDS: &'static [&'static str] = &["pending_to_open", "any_open"];
+
+    pub fn parse(word: &str) -> Option<Handoff> {
+        match word {
+            "pending_to_open" => Some(Handoff::PendingToOpen),
+            "any_open" => Some(Handoff::AnyOpen),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handoff::PendingToOpen => "pending_to_open",
+            Handoff::AnyOpen => "any_open",
+        }
+    }
+
+    /// Whether becoming `open` from `previous` is the hand-off.
+    fn is_handoff(self, previous: Option<&str>) -> bool {
+        match self {
+            Handoff::PendingToOpen => previous == Some("pending"),
+            Handoff::AnyOpen => previous != Some("open"),
+        }
+    }
+}
+
+/// What casebridge knew of the conversation before this payload.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The last status it saw.
+    pub status: Option<&'a str>,
+    /// The status it set itself through Chatwoot's API (a closure from
+    /// Creatio), until Chatwoot reports another.
+    pub set_by_casebridge: Option<&'a str>,
+}
+
+/// The contexts the connector's secrets are sealed under.
+pub fn api_token_context(org_id: &crate::domain::OrgId) -> String {
+    format!("chatwoot_api_token:{org_id}")
+}
+pub fn webhook_secret_context(org_id: &crate::domain::OrgId) -> String {
+    format!("chatwoot_webhook_secret:{org_id}")
+}
+pub fn path_token_context(org_id: &crate::domain::OrgId) -> String {
+    format!("chatwoot_path_token:{org_id}")
+}
+
+/// The events to tick on Chatwoot's webhook (Settings → Integrations →
+/// Webhooks).
+pub const EVENTS_TO_TICK: &[&str] = &[
+    "message_created",
+    "conversation_status_changed",
+    "conversation_updated",
+];
+
+/// The start of the `source_id` of every message casebridge posts (the
+/// delivery's id follows): with `content_attributes.casebridge`, how its
+/// own message is told when Chatwoot's webhook reports it.
+pub const SOURCE_ID_PREFIX: &str = "casebridge:";
+
 /// What the org decided about Chatwoot's messages and hand-offs.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    pub handoff: Handoff,
     /// Human agents' replies typed in Chatwoot go to Creatio as agent
     /// messages (else they are skipped).
     pub agent_messages: bool,
@@ -86,14 +161,47 @@ pub enum Mapped {
 
 /// Maps one Chatwoot webhook payload to casebridge events. Unknown events
 /// and the ones casebridge does not use are `Ignored` with the reason.
-pub fn map(payload: &Value, options: &Options) -> Mapped {
+pub fn map(payload: &Value, options: &Options, known: &Known) -> Mapped {
     let event = payload["event"].as_str().unwrap_or_default();
     match event {
         "message_created" => message(payload, options),
-        "conversation_status_changed" | "conversation_updated" => status(payload, options),
+        "conversation_status_changed" | "conversation_updated" => status(payload, options, known),
         "" => Mapped::Ignored("the payload has no \"event\"".into()),
         other => Mapped::Ignored(format!("{other} is not an event casebridge uses")),
     }
+}
+
+/// What a payload says of its conversation's status: the conversation id
+/// casebridge keeps, the status, and whether the payload is a status event
+/// (a message's payload shows the status as it was when Chatwoot sent it,
+/// §1.0; only status events move a known status on).
+pub fn status_shown(payload: &Value) -> Option<(String, String, bool)> {
+    let (conversation, status_event) = match payload["event"].as_str()? {
+        "message_created" | "message_updated" => (&payload["conversation"], false),
+        "conversation_status_changed" | "conversation_updated" | "conversation_created" => {
+            (payload, true)
+        }
+        _ => return None,
+    };
+    Some((
+        conversation_id(conversation)?,
+        conversation["status"].as_str()?.to_string(),
+        status_event,
+    ))
+}
+
+/// The inbox a payload is about: `inbox.id` on messages, `inbox_id` on
+/// conversations (§1.1, §1.2).
+pub fn inbox_id(payload: &Value) -> Option<i64> {
+    payload["inbox"]["id"]
+        .as_i64()
+        .or_else(|| payload["inbox_id"].as_i64())
+        .or_else(|| payload["conversation"]["inbox_id"].as_i64())
+}
+
+/// Chatwoot's number of a conversation casebridge keeps as `cw-{id}`.
+pub fn chatwoot_number(conversation_id: &str) -> Option<i64> {
+    conversation_id.strip_prefix("cw-")?.parse().ok()
 }
 
 /// The conversation casebridge keeps for a Chatwoot conversation: its
@@ -151,7 +259,10 @@ fn message(payload: &Value, options: &Options) -> Mapped {
     if payload["private"].as_bool() == Some(true) {
         return Mapped::Ignored("a private note stays in Chatwoot".into());
     }
-    if payload["content_attributes"]["casebridge"].as_bool() == Some(true) {
+    let ours_by_source = payload["source_id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with(SOURCE_ID_PREFIX));
+    if payload["content_attributes"]["casebridge"].as_bool() == Some(true) || ours_by_source {
         return Mapped::Ignored(
             "casebridge wrote this message itself (an agent's reply from Creatio)".into(),
         );
@@ -214,14 +325,23 @@ fn previous_status(payload: &Value) -> Option<&str> {
         .find_map(|change| change["status"]["previous_value"].as_str())
 }
 
-fn status(payload: &Value, options: &Options) -> Mapped {
+fn status(payload: &Value, options: &Options, known: &Known) -> Mapped {
     let Some(conversation) = conversation_json(payload) else {
         return Mapped::Ignored("the conversation has no id".into());
     };
     // Chatwoot's number of the conversation (the event ids say it once).
     let id = payload["id"].as_i64().unwrap_or_default();
-    let event = payload["event"].as_str().unwrap_or_default();
+    // The change as the payload says it (only conversation_updated does,
+    // §1.4), else the status casebridge saw last: with auto-assignment the
+    // payload shows only the assignment (issue #9277, §4.3).
+    let previous = previous_status(payload).or(known.status);
     match payload["status"].as_str() {
+        Some("resolved") if known.set_by_casebridge == Some("resolved") => Mapped::Ignored(
+            "casebridge resolved this conversation itself (the case was closed in Creatio)".into(),
+        ),
+        Some("resolved") if previous == Some("resolved") => {
+            Mapped::Ignored("the conversation was resolved already".into())
+        }
         Some("resolved") => Mapped::Events(vec![json!({
             // One per conversation and resolution: `updated_at` tells a
             // later resolution (after a reopen) from a repeat.
@@ -229,25 +349,28 @@ fn status(payload: &Value, options: &Options) -> Mapped {
             "type": "conversation.resolved",
             "conversation": conversation,
         })]),
-        // The bot's hand-off: pending → open (§4). `conversation_updated`
-        // says the previous status; `conversation_status_changed` does not
-        // (its changed_attributes is null), so an open conversation there
-        // counts as handed off, and the id makes the pair one event.
-        Some("open")
-            if event == "conversation_status_changed"
-                || previous_status(payload) == Some("pending") =>
-        {
-            Mapped::Events(vec![json!({
-                "id": format!("cw-handoff-{id}"),
-                "type": "conversation.handoff",
-                "conversation": conversation,
-                "handoff": {
-                    "summary": summary(payload, options),
-                    "reason": "The Chatwoot agent bot handed the conversation to a person",
-                },
-            })])
-        }
-        Some(other) => Mapped::Ignored(format!("the conversation is {other}; casebridge acts on a hand-off (pending → open) and on resolved")),
+        // The hand-off. Chatwoot sends it twice (conversation_status_changed
+        // and conversation_updated); the id makes the pair one event.
+        Some("open") if options.handoff.is_handoff(previous) => Mapped::Events(vec![json!({
+            "id": format!("cw-handoff-{id}"),
+            "type": "conversation.handoff",
+            "conversation": conversation,
+            "handoff": {
+                "summary": summary(payload, options),
+                "reason": "The Chatwoot agent bot handed the conversation to a person",
+            },
+        })]),
+        Some("open") => Mapped::Ignored(format!(
+            "the conversation is open, and was {}; the hand-off is {}",
+            previous.unwrap_or("not seen before"),
+            match options.handoff {
+                Handoff::PendingToOpen => "pending → open",
+                Handoff::AnyOpen => "any status → open",
+            }
+        )),
+        Some(other) => Mapped::Ignored(format!(
+            "the conversation is {other}; casebridge acts on a hand-off and on resolved"
+        )),
         None => Mapped::Ignored("the conversation has no status".into()),
     }
 }
@@ -319,7 +442,7 @@ mod tests {
 
     #[test]
     fn an_incoming_message_is_the_customers_and_parses_as_an_event() {
-        let e = events(map(&incoming(), &Options::default()));
+        let e = events(map(&incoming(), &Options::default(), &Known::default()));
         assert_eq!(e.len(), 1);
         assert_eq!(e[0]["type"], "message.created");
         assert_eq!(e[0]["id"], "cw-message-4521");
@@ -340,7 +463,7 @@ mod tests {
         bot["message_type"] = json!("outgoing");
         bot["sender"] = json!({"id": 2, "name": "Order Bot", "type": "agent_bot"});
         assert_eq!(
-            events(map(&bot, &Options::default()))[0]["message"]["role"],
+            events(map(&bot, &Options::default(), &Known::default()))[0]["message"]["role"],
             "ai"
         );
 
@@ -349,7 +472,7 @@ mod tests {
         human["sender"] =
             json!({"id": 5, "name": "Jane Agent", "email": "jane@acme.com", "type": "user"});
         assert!(matches!(
-            map(&human, &Options::default()),
+            map(&human, &Options::default(), &Known::default()),
             Mapped::Ignored(_)
         ));
         let with_agents = Options {
@@ -357,7 +480,7 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(
-            events(map(&human, &with_agents))[0]["message"]["role"],
+            events(map(&human, &with_agents, &Known::default()))[0]["message"]["role"],
             "agent"
         );
     }
@@ -367,13 +490,19 @@ mod tests {
         let mut note = incoming();
         note["private"] = json!(true);
         assert!(
-            matches!(map(&note, &Options::default()), Mapped::Ignored(w) if w.contains("private"))
+            matches!(map(&note, &Options::default(), &Known::default()), Mapped::Ignored(w) if w.contains("private"))
         );
         let mut ours = incoming();
         ours["message_type"] = json!("outgoing");
         ours["content_attributes"] = json!({"casebridge": true});
         assert!(
-            matches!(map(&ours, &Options::default()), Mapped::Ignored(w) if w.contains("itself"))
+            matches!(map(&ours, &Options::default(), &Known::default()), Mapped::Ignored(w) if w.contains("itself"))
+        );
+        // A Chatwoot that drops unknown content_attributes keeps source_id.
+        ours["content_attributes"] = json!({});
+        ours["source_id"] = json!("casebridge:msg_01");
+        assert!(
+            matches!(map(&ours, &Options::default(), &Known::default()), Mapped::Ignored(w) if w.contains("itself"))
         );
     }
 
@@ -384,7 +513,7 @@ mod tests {
         m["attachments"] = json!([{"id": 77, "message_id": 4522, "file_type": "image", "account_id": 1,
             "extension": "png",
             "data_url": "https://chat.acme.com/rails/active_storage/blobs/redirect/abc/screenshot.png"}]);
-        let e = events(map(&m, &Options::default()));
+        let e = events(map(&m, &Options::default(), &Known::default()));
         assert_eq!(e[0]["message"]["attachments"][0]["name"], "screenshot.png");
         assert!(crate::sync::events::parse_body(&e[0]).is_ok(), "{}", e[0]);
     }
@@ -398,7 +527,7 @@ mod tests {
             json!([{"status": {"previous_value": "pending", "current_value": "open"}}]);
         updated["messages"] =
             json!([{"message_type": 1, "content": "Let me get a person for the refund."}]);
-        let e = events(map(&updated, &Options::default()));
+        let e = events(map(&updated, &Options::default(), &Known::default()));
         assert_eq!(e[0]["type"], "conversation.handoff");
         assert_eq!(e[0]["id"], "cw-handoff-123");
         assert_eq!(
@@ -412,17 +541,58 @@ mod tests {
         let mut changed = updated.clone();
         changed["event"] = json!("conversation_status_changed");
         changed["changed_attributes"] = Value::Null;
+        let was_pending = Known {
+            status: Some("pending"),
+            ..Known::default()
+        };
         assert_eq!(
-            events(map(&changed, &Options::default()))[0]["id"],
+            events(map(&changed, &Options::default(), &was_pending))[0]["id"],
             e[0]["id"]
         );
+        // Without a known status, an open conversation there is no hand-off
+        // under the default rule: a reopened one looks the same.
+        assert!(matches!(
+            map(&changed, &Options::default(), &Known::default()),
+            Mapped::Ignored(_)
+        ));
 
-        // An assignment on an open conversation is no hand-off.
+        // An assignment on an open conversation is no hand-off...
         let mut assigned = updated.clone();
         assigned["changed_attributes"] =
             json!([{"assignee_id": {"previous_value": null, "current_value": 5}}]);
+        let was_open = Known {
+            status: Some("open"),
+            ..Known::default()
+        };
         assert!(matches!(
-            map(&assigned, &Options::default()),
+            map(&assigned, &Options::default(), &was_open),
+            Mapped::Ignored(_)
+        ));
+        // ...but when auto-assignment swallowed the status change (issue
+        // #9277, §4.3), the status casebridge saw last says it.
+        assert_eq!(
+            events(map(&assigned, &Options::default(), &was_pending))[0]["type"],
+            "conversation.handoff"
+        );
+        // A reopened conversation is no hand-off; under any_open it is.
+        let was_resolved = Known {
+            status: Some("resolved"),
+            ..Known::default()
+        };
+        assert!(matches!(
+            map(&changed, &Options::default(), &was_resolved),
+            Mapped::Ignored(_)
+        ));
+        let any_open = Options {
+            handoff: Handoff::AnyOpen,
+            ..Options::default()
+        };
+        assert_eq!(
+            events(map(&changed, &any_open, &was_resolved))[0]["type"],
+            "conversation.handoff"
+        );
+        assert!(matches!(
+            map(&changed, &any_open, &was_open),
             Mapped::Ignored(_)
         ));
 
@@ -434,7 +604,7 @@ mod tests {
             ..Options::default()
         };
         assert_eq!(
-            events(map(&with_summary, &options))[0]["handoff"]["summary"],
+            events(map(&with_summary, &options, &Known::default()))[0]["handoff"]["summary"],
             "Refund for order #1042"
         );
 
@@ -442,19 +612,27 @@ mod tests {
         resolved["status"] = json!("resolved");
         resolved["event"] = json!("conversation_status_changed");
         resolved["updated_at"] = json!(1781691330.456);
-        let e = events(map(&resolved, &Options::default()));
+        let e = events(map(&resolved, &Options::default(), &Known::default()));
         assert_eq!(e[0]["type"], "conversation.resolved");
         assert!(crate::sync::events::parse_body(&e[0]).is_ok(), "{}", e[0]);
+        // casebridge's own toggle_status comes back: no echo.
+        let ours = Known {
+            status: Some("resolved"),
+            set_by_casebridge: Some("resolved"),
+        };
+        assert!(
+            matches!(map(&resolved, &Options::default(), &ours), Mapped::Ignored(w) if w.contains("itself"))
+        );
     }
 
     #[test]
     fn other_events_are_ignored_with_the_reason() {
         let typing = json!({"event": "conversation_typing_on"});
         assert!(
-            matches!(map(&typing, &Options::default()), Mapped::Ignored(w) if w.contains("typing"))
+            matches!(map(&typing, &Options::default(), &Known::default()), Mapped::Ignored(w) if w.contains("typing"))
         );
         assert!(matches!(
-            map(&json!({}), &Options::default()),
+            map(&json!({}), &Options::default(), &Known::default()),
             Mapped::Ignored(_)
         ));
     }

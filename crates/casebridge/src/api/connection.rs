@@ -282,7 +282,7 @@ async fn view(state: &AppState, c: &Connection) -> ApiResult<ConnectionOut> {
     })
 }
 
-fn check_failed(report: &Report, what: &str) -> ApiError {
+pub(super) fn check_failed(report: &Report, what: &str) -> ApiError {
     let (message, hint) = match report.first_failure() {
         Some(f) => (
             format!("{what}: check '{}' failed: {}", f.name, f.message),

@@ -34,6 +34,18 @@ pub struct PutDelivery {
     url: String,
 }
 
+/// The delivery URL's endpoints leave a Chatwoot org's platform alone.
+async fn refuse_if_chatwoot(state: &AppState, org_id: &crate::domain::OrgId) -> ApiResult<()> {
+    if super::chatwoot::is_chatwoot(state, org_id).await? {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "This org's deliveries go to Chatwoot (its connector); an org has one chat platform",
+            "Remove the Chatwoot connector first (DELETE /v1/connectors/chatwoot) to send deliveries to a URL instead.",
+        ));
+    }
+    Ok(())
+}
+
 fn no_endpoint() -> ApiError {
     ApiError::not_found(
         "This org has no delivery URL",
@@ -54,6 +66,9 @@ enum Secret {
 /// The org's delivery URL.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointOut {
+    /// `webhook` (signed deliveries to `url`) or `chatwoot` (the Chatwoot
+    /// connector's API at `url`; see GET /v1/connectors/chatwoot).
+    pub platform: String,
     pub url: String,
     /// `enabled`, or `disabled` after the receiver answered 410.
     pub state: String,
@@ -174,6 +189,7 @@ async fn endpoint_view(state: &AppState, e: &Endpoint, show: Secret) -> ApiResul
     let previous_until = e.previous_until.filter(|u| *u > now_ms());
     let counts = deliveries::counts(&state.app.db, &e.org_id).await?;
     Ok(EndpointOut {
+        platform: e.platform.clone(),
         url: e.url.clone(),
         state: e.state.clone(),
         disabled_reason: e.disabled_reason.clone(),
@@ -256,6 +272,7 @@ pub async fn put(
 ) -> ApiResult<(StatusCode, Json<EndpointOut>)> {
     let input: PutDelivery = parse_json(&body)?;
     let url = check_url(&state, &input.url).await?;
+    refuse_if_chatwoot(&state, &caller.org_id).await?;
     let existing = deliveries::endpoint(&state.app.db, &caller.org_id).await?;
     // A first save creates the secret; later saves keep the stored one.
     let sealed = match &existing {
@@ -284,6 +301,7 @@ pub async fn put(
 /// `DELETE /v1/delivery`: stops deliveries; queued ones wait for a new URL.
 #[utoipa::path(delete, path = "/v1/delivery", operation_id = "removeDeliveryEndpoint", tag = "two-way", security(("api_key" = [])), responses((status = 204, description = "Removed; queued deliveries wait"), (status = 404, description = "No delivery URL", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
 pub async fn delete(State(state): State<AppState>, Admin(caller): Admin) -> ApiResult<StatusCode> {
+    refuse_if_chatwoot(&state, &caller.org_id).await?;
     if !deliveries::delete_endpoint(&state.app.db, &caller.org_id).await? {
         return Err(no_endpoint());
     }
@@ -299,6 +317,7 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
 ) -> ApiResult<Json<RotatedSecretOut>> {
+    refuse_if_chatwoot(&state, &caller.org_id).await?;
     let secret = webhook_secret();
     let sealed = state
         .app

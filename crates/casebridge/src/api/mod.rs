@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin_page;
 pub mod ai_fields;
+pub mod chatwoot;
 pub mod connection;
 pub mod conversations;
 pub mod delivery;
@@ -131,6 +132,9 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
     let webhooks = OpenApiRouter::new()
         .routes(routes!(webhooks::creatio))
         .layer(axum::extract::DefaultBodyLimit::max(webhooks::MAX_BODY));
+    let chatwoot_webhook = OpenApiRouter::new()
+        .routes(routes!(chatwoot::webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(chatwoot::MAX_BODY));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -161,6 +165,7 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::process_templates))
         .routes(routes!(delivery::read, delivery::put, delivery::delete))
         .routes(routes!(delivery::rotate_secret))
+        .routes(routes!(chatwoot::read, chatwoot::put, chatwoot::delete))
         .routes(routes!(delivery::list))
         .routes(routes!(delivery::get))
         .routes(routes!(delivery::replay))
@@ -172,4 +177,5 @@ pub fn documented_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_page::asset))
         .merge(events)
         .merge(webhooks)
+        .merge(chatwoot_webhook)
 }

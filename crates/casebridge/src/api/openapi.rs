@@ -69,6 +69,7 @@ impl Modify for Security {
         (name = "connection", description = "The Creatio connection: Test & Save, change, disconnect, lookups"),
         (name = "sync", description = "Chat → Creatio: events and conversations"),
         (name = "two-way", description = "Creatio → chat: business-process webhooks and signed deliveries"),
+        (name = "chatwoot", description = "The Chatwoot connector: settings with Test & Save, and Chatwoot's webhook"),
         (name = "ai-fields", description = "Case columns filled from the transcript at hand-off: mappings, preview, re-run"),
         (name = "privacy", description = "Erasure of a conversation's or a contact's personal data, its audit, and retention"),
         (name = "admin", description = "The admin page (HTML, script, style sheet), served at /"),

@@ -13,6 +13,7 @@
 //! from issue 6's flat field lists: the fields it names are all there,
 //! inside `data`, so receivers dispatch on `type` as the spec suggests.)
 
+mod chatwoot;
 pub mod sender;
 
 use std::time::Duration;

@@ -100,20 +100,38 @@ pub fn spawn(
 
 /// What one POST came to.
 #[derive(Default)]
-struct Answer {
-    status: Option<u16>,
+pub(super) struct Answer {
+    pub(super) status: Option<u16>,
     retry_after: Option<Duration>,
     error: Option<String>,
     response: Option<String>,
     /// Not sent, and sending again would not help (a setting is wrong).
     unsendable: bool,
+    /// Nothing to send for this platform (Chatwoot has no place for a
+    /// `case.linked`): done without a request, and why.
+    nothing_to_send: Option<&'static str>,
 }
 
 impl Answer {
-    fn unsendable(why: String) -> Answer {
+    pub(super) fn unsendable(why: String) -> Answer {
         Answer {
             error: Some(why),
             unsendable: true,
+            ..Answer::default()
+        }
+    }
+
+    /// Not sent this time; worth another attempt.
+    pub(super) fn failed(why: String) -> Answer {
+        Answer {
+            error: Some(why),
+            ..Answer::default()
+        }
+    }
+
+    pub(super) fn nothing_to_send(why: &'static str) -> Answer {
+        Answer {
+            nothing_to_send: Some(why),
             ..Answer::default()
         }
     }
@@ -129,16 +147,25 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
             return;
         }
     };
-    let answer = match signing_secrets(services, &endpoint) {
-        Err(why) => Answer::unsendable(why),
-        Ok(secrets) => match refused_address(services, &endpoint.url) {
-            Some(why) => Answer::unsendable(why),
-            None => post(services, schedule, &endpoint.url, &d, &secrets).await,
-        },
+    let (url, answer) = if endpoint.platform == "chatwoot" {
+        match refused_address(services, &endpoint.url) {
+            Some(why) => (endpoint.url.clone(), Answer::unsendable(why)),
+            None => super::chatwoot::send(services, schedule, &d).await,
+        }
+    } else {
+        let answer = match signing_secrets(services, &endpoint) {
+            Err(why) => Answer::unsendable(why),
+            Ok(secrets) => match refused_address(services, &endpoint.url) {
+                Some(why) => Answer::unsendable(why),
+                None => post(services, schedule, &endpoint.url, &d, &secrets).await,
+            },
+        };
+        (endpoint.url.clone(), answer)
     };
     let latency_ms = started.elapsed().as_millis() as i64;
     let verdict = match answer.status {
         Some(status) => Verdict::of_status(status),
+        None if answer.nothing_to_send.is_some() => Verdict::Delivered,
         None if answer.unsendable => Verdict::Refused(describe(&answer)),
         // Timeouts and connection errors are retried.
         None => Verdict::Retry,
@@ -166,11 +193,11 @@ async fn attempt(services: &Services, schedule: &Schedule, d: Delivery) {
             org_id: &d.org_id,
             conversation_id: &d.conversation_id,
             number: d.attempts,
-            url: &endpoint.url,
+            url: &url,
             status: answer.status,
             latency_ms,
             error: error.as_deref(),
-            response: answer.response.as_deref(),
+            response: answer.response.as_deref().or(answer.nothing_to_send),
             timeline: (if delivered { "delivery" } else { "error" }, &summary),
         },
         outcome,
@@ -199,12 +226,15 @@ fn decide<'a>(
     match verdict {
         Verdict::Delivered => (
             Outcome::Delivered,
-            format!(
-                "Delivered {} {} to the platform ({}, {latency_ms} ms)",
-                d.event_type,
-                d.id,
-                answer.status.unwrap_or_default()
-            ),
+            match answer.nothing_to_send {
+                Some(why) => format!("Delivery {} done: {why}", d.id),
+                None => format!(
+                    "Delivered {} {} to the platform ({}, {latency_ms} ms)",
+                    d.event_type,
+                    d.id,
+                    answer.status.unwrap_or_default()
+                ),
+            },
         ),
         Verdict::Gone => (
             Outcome::Gone {
@@ -322,7 +352,17 @@ async fn post(
     if let Some(traceparent) = crate::telemetry::traceparent_of(&span) {
         request = request.header("traceparent", traceparent);
     }
-    let sent = request.body(d.payload.clone()).send().await;
+    call(request.body(d.payload.clone()), schedule).await.0
+}
+
+/// Sends a request and reads its answer: the status, `Retry-After`, the
+/// start of the body (and the body as JSON, when it is).
+pub(super) async fn call(
+    request: reqwest::RequestBuilder,
+    schedule: &Schedule,
+) -> (Answer, Option<serde_json::Value>) {
+    let span = tracing::Span::current();
+    let sent = request.send().await;
     match sent {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -334,13 +374,17 @@ async fn post(
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
             let text = response.text().await.unwrap_or_default();
+            let json = serde_json::from_str(&text).ok();
             let response = (!text.is_empty()).then(|| text.chars().take(KEEP_RESPONSE).collect());
-            Answer {
-                status: Some(status),
-                retry_after,
-                response,
-                ..Answer::default()
-            }
+            (
+                Answer {
+                    status: Some(status),
+                    retry_after,
+                    response,
+                    ..Answer::default()
+                },
+                json,
+            )
         }
         Err(e) => {
             let error = if e.is_timeout() {
@@ -353,10 +397,7 @@ async fn post(
             } else {
                 format!("the request failed: {}", creatio::transport_reason(&e))
             };
-            Answer {
-                error: Some(error),
-                ..Answer::default()
-            }
+            (Answer::failed(error), None)
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Endpoint {
     /// `enabled` or `disabled`.
     pub state: String,
     pub disabled_reason: Option<String>,
+    /// `webhook` (a receiver of signed deliveries) or `chatwoot` (the
+    /// org's Chatwoot connector: its API).
+    pub platform: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -35,7 +38,7 @@ pub struct Endpoint {
 pub async fn endpoint(db: &Db, org_id: &OrgId) -> Result<Option<Endpoint>> {
     let row = sqlx::query(
         "SELECT org_id, url, secret_sealed, previous_sealed, previous_until, state, disabled_reason, \
-         created_at, updated_at FROM delivery_endpoints WHERE org_id = $1",
+         platform, created_at, updated_at FROM delivery_endpoints WHERE org_id = $1",
     )
     .bind(org_id)
     .fetch_optional(db.pool())
@@ -49,6 +52,7 @@ pub async fn endpoint(db: &Db, org_id: &OrgId) -> Result<Option<Endpoint>> {
             previous_until: r.try_get("previous_until")?,
             state: r.try_get("state")?,
             disabled_reason: r.try_get("disabled_reason")?,
+            platform: r.try_get("platform")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
@@ -64,7 +68,7 @@ pub async fn put_endpoint(db: &Db, org_id: &OrgId, url: &str, new_secret: &str) 
         "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at) \
          VALUES ($1, $2, $3, 'enabled', $4, $4) \
          ON CONFLICT (org_id) DO UPDATE SET url = excluded.url, state = 'enabled', \
-         disabled_reason = NULL, updated_at = excluded.updated_at",
+         disabled_reason = NULL, platform = 'webhook', updated_at = excluded.updated_at",
     )
     .bind(org_id)
     .bind(url)

@@ -7,6 +7,7 @@
 //! table's queries live in the module named after it.
 
 pub mod ai_fields;
+pub mod chatwoot;
 pub mod connections;
 pub mod conversations;
 pub mod deliveries;

@@ -244,6 +244,8 @@ pub async fn list_orgs(db: &Db) -> Result<Vec<OrgListed>> {
 /// refer to others first. A test checks that no table with an `org_id`
 /// column is missing from it.
 pub const ORG_TABLES: &[&str] = &[
+    "chatwoot_statuses",
+    "chatwoot_connectors",
     "delivery_attempts",
     "deliveries",
     "delivery_endpoints",

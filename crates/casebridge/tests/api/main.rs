@@ -7,6 +7,7 @@ mod helpers;
 mod access;
 mod admin_page;
 mod ai_fields;
+mod chatwoot;
 mod concurrency;
 mod connection;
 mod conversations;

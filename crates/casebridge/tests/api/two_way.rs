@@ -186,7 +186,7 @@ async fn two_way_org(app: &TestApp, minimal_bodies: bool) -> (Org, Receiver, Str
 
 /// Defines the emulator's business processes exactly as the templates say
 /// (`minimal`: only `event_type` and `caseId` in the body).
-async fn install_processes(app: &TestApp, org: &Org, minimal: bool) {
+pub(crate) async fn install_processes(app: &TestApp, org: &Org, minimal: bool) {
     let (status, templates) = app.get("/v1/creatio/process-templates", &org.key).await;
     assert_eq!(status, StatusCode::OK, "{templates}");
     // The echo filter is part of the agent-reply process, with why.
@@ -218,7 +218,7 @@ async fn process_calls(app: &TestApp) -> Vec<Value> {
 
 /// Waits until the emulator logged `n` process calls (each is logged after
 /// casebridge answered it) and the conversation has no job left.
-async fn calls_settled(app: &TestApp, org: &Org, conv: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn calls_settled(app: &TestApp, org: &Org, conv: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let calls = process_calls(app).await;
@@ -252,7 +252,7 @@ async fn deliveries(app: &TestApp, org: &Org, query: &str) -> Vec<Value> {
 }
 
 /// Waits until every delivery has left the queue.
-async fn deliveries_settled(app: &TestApp, org: &Org) -> Vec<Value> {
+pub(crate) async fn deliveries_settled(app: &TestApp, org: &Org) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all = deliveries(app, org, "").await;
