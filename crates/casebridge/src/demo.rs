@@ -37,6 +37,20 @@ pub struct Options {
     /// With `keep_running`: where to write the addresses and keys as
     /// `NAME=value` lines, for scripts and the examples (`examples/`).
     pub write_env: Option<PathBuf>,
+    /// The chat platform of the story.
+    pub platform: Platform,
+}
+
+/// Which chat platform the demo's conversation comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    /// Any platform, through `POST /v1/events` and signed deliveries to a
+    /// receiver.
+    #[default]
+    Webhooks,
+    /// Chatwoot, through the connector: a stand-in Chatwoot (v4.15.1's
+    /// payloads and API) sends its webhooks and takes the replies.
+    Chatwoot,
 }
 
 /// One request the stand-in platform received, signature checked.
@@ -154,12 +168,14 @@ impl Api {
 
     /// Waits until the conversation has no job left, and returns it.
     async fn settled(&self) -> anyhow::Result<Value> {
+        self.settled_one(CONVERSATION).await
+    }
+
+    /// Waits until conversation `id` has no job left, and returns it.
+    async fn settled_one(&self, id: &str) -> anyhow::Result<Value> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let conv = want(
-                self.client.conversation(&self.key, CONVERSATION).await?,
-                200,
-            )?;
+            let conv = want(self.client.conversation(&self.key, id).await?, 200)?;
             let busy =
                 conv["jobs"].get("pending").is_some() || conv["jobs"].get("running").is_some();
             if !busy {
@@ -169,10 +185,7 @@ impl Api {
                 // The conversation row and its job counts are read one
                 // after the other, so the row may predate the last job's
                 // commit (its case number still unknown): read once more.
-                return want(
-                    self.client.conversation(&self.key, CONVERSATION).await?,
-                    200,
-                );
+                return want(self.client.conversation(&self.key, id).await?, 200);
             }
             if Instant::now() > deadline {
                 bail!(
@@ -242,6 +255,9 @@ pub async fn run(options: Options) -> anyhow::Result<bool> {
 /// The story, chapter by chapter; each chapter prints its step and checks
 /// what it claims.
 async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
+    if options.platform == Platform::Chatwoot {
+        return chatwoot_story(dir).await;
+    }
     println!("casebridge demo: Creatio emulator, casebridge and a chat platform's receiver, all on loopback");
     let mut demo = Demo::start(dir).await?;
     demo.test_and_save().await?;
@@ -265,6 +281,39 @@ async fn story(dir: &std::path::Path, options: &Options) -> anyhow::Result<()> {
     demo.running.shutdown().await?;
     demo.emulator.shutdown().await;
     Ok(())
+}
+
+/// The story with Chatwoot as the chat platform: the connector instead of
+/// `/v1/events` and a delivery URL.
+async fn chatwoot_story(dir: &std::path::Path) -> anyhow::Result<()> {
+    println!(
+        "casebridge demo: Creatio emulator, casebridge and a Chatwoot stand-in, all on loopback"
+    );
+    let mut demo = Demo::start(dir).await?;
+    demo.test_and_save().await?;
+    demo.pick_defaults().await?;
+    let chatwoot = demo.chatwoot_connect().await?;
+    demo.processes().await?;
+    let (conversation, case) = demo.chatwoot_conversation(&chatwoot).await?;
+    demo.chatwoot_reply(&chatwoot, conversation, &case).await?;
+    demo.chatwoot_resolution(&chatwoot, conversation, &case)
+        .await?;
+    println!("All {} steps verified.", demo.story.steps);
+    chatwoot.shutdown().await;
+    demo.running.shutdown().await?;
+    demo.emulator.shutdown().await;
+    Ok(())
+}
+
+/// The stand-in's agent token.
+const CHATWOOT_TOKEN: &str = "demo-chatwoot-agent-token";
+const CHATWOOT_SECRET: &str = "demo-chatwoot-webhook-secret";
+
+/// casebridge's answer to the stand-in's last webhook call.
+fn chatwoot_answer(sent: Option<&chatwoot_standin::Sent>) -> Value {
+    sent.and_then(|s| s.answer.as_deref())
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// What the chapters share: the emulator, the service, the org's API.
@@ -839,6 +888,237 @@ impl Demo {
             "summary",
             format!("1 case, {} activities by casebridge (3 messages + hand-off note) and 1 by the agent, 0 duplicates; {} deliveries, each once, all signed",
                 ours.len(), all.len()),
+        );
+        Ok(())
+    }
+
+    /// Chatwoot connected: a wrong token refused with its hint, the right
+    /// one checked against the stand-in's API; its webhook points here.
+    async fn chatwoot_connect(&mut self) -> anyhow::Result<chatwoot_standin::StandIn> {
+        let chatwoot = chatwoot_standin::StandIn::start(CHATWOOT_TOKEN)
+            .await
+            .context("could not start the Chatwoot stand-in")?;
+        let api = &self.api;
+        let mut settings = json!({"base_url": chatwoot.url(), "account_id": chatwoot.account_id(),
+                                  "api_token": "not-the-token", "webhook_secret": CHATWOOT_SECRET});
+        let refused = api
+            .client
+            .call(
+                reqwest::Method::PUT,
+                "/v1/connectors/chatwoot",
+                Some(&api.key),
+                Some(&settings),
+            )
+            .await?;
+        if refused.status != 422 {
+            bail!(
+                "a wrong Chatwoot token answered {}: {}",
+                refused.status,
+                refused.body
+            );
+        }
+        settings["api_token"] = json!(CHATWOOT_TOKEN);
+        let saved = want(
+            api.client
+                .call(
+                    reqwest::Method::PUT,
+                    "/v1/connectors/chatwoot",
+                    Some(&api.key),
+                    Some(&settings),
+                )
+                .await?,
+            201,
+        )?;
+        let url = saved["connector"]["webhook_url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no webhook URL in {saved}"))?;
+        chatwoot.set_webhook(url, Some(CHATWOOT_SECRET));
+        self.story.ok(
+            "chatwoot",
+            format!(
+                "wrong token refused ({}); right one: {} (account {}); Chatwoot's webhook → {}…, events {}",
+                refused.body["error"]["message"].as_str().unwrap_or("?"),
+                saved["report"]["checks"][0]["message"].as_str().unwrap_or("?"),
+                chatwoot.account_id(),
+                &url[..url.find("cbc_").map_or(url.len(), |i| i + 4)],
+                saved["connector"]["events_to_tick"]
+            ),
+        );
+        Ok(chatwoot)
+    }
+
+    /// A Chatwoot conversation: the customer writes, the bot answers and
+    /// hands off; a case with the activities in order and the note.
+    async fn chatwoot_conversation(
+        &mut self,
+        chatwoot: &chatwoot_standin::StandIn,
+    ) -> anyhow::Result<(i64, CaseRef)> {
+        let conversation = chatwoot.open_conversation(
+            chatwoot_standin::Inbox::website_with_bot(),
+            chatwoot_standin::Contact {
+                name: "Maria Lopez".into(),
+                email: Some("maria.demo@example.com".into()),
+                phone: None,
+            },
+        );
+        let id = format!("cw-{conversation}");
+        chatwoot
+            .customer_says(
+                conversation,
+                "My order #A-1042 arrived broken, the screen is cracked.",
+            )
+            .await;
+        chatwoot.resend_last().await;
+        let repeated = chatwoot_answer(chatwoot.sent().last());
+        if repeated["status"] != "duplicate" {
+            bail!("a repeated Chatwoot webhook was not a duplicate: {repeated}");
+        }
+        chatwoot
+            .bot_says(
+                conversation,
+                "I'm sorry! A replacement needs a person; I'm handing you over.",
+            )
+            .await;
+        let answers = chatwoot.bot_hands_off(conversation).await;
+        if answers != [Some(200), Some(200)] {
+            bail!("the hand-off's webhooks were answered {answers:?}");
+        }
+        let conv = self.api.settled_one(&id).await?;
+        let case_id: Uuid = conv["case"]["id"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("no case for {id}: {conv}"))?;
+        let titles: Vec<String> = self
+            .activities(case_id)
+            .await?
+            .iter()
+            .map(|a| a.title.clone().unwrap_or_default())
+            .collect();
+        if titles.len() != 3
+            || !titles[0].starts_with("Customer:")
+            || !titles[1].starts_with("AI:")
+            || !titles[2].starts_with("Hand-off")
+        {
+            bail!("the case's activities are {titles:?}");
+        }
+        self.story.ok(
+            "chatwoot chat",
+            format!(
+                "customer, bot, bot hand-off in Chatwoot conversation {conversation} → case {} with {} (a repeated webhook: duplicate); state {}",
+                conv["case"]["number"].as_str().unwrap_or("?"),
+                titles.join(" | "),
+                conv["state"].as_str().unwrap_or("?")
+            ),
+        );
+        Ok((
+            conversation,
+            CaseRef {
+                id: case_id,
+                number: conv["case"]["number"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+        ))
+    }
+
+    /// Sarah answers in Creatio: one outgoing message in Chatwoot; its own
+    /// `message_created` comes back and is not echoed.
+    async fn chatwoot_reply(
+        &mut self,
+        chatwoot: &chatwoot_standin::StandIn,
+        conversation: i64,
+        case: &CaseRef,
+    ) -> anyhow::Result<()> {
+        let text = "A replacement ships today; no need to return the broken one.";
+        self.http
+            .post(format!("{}/__emulator/agent-reply", self.emulator.url()))
+            .json(&json!({"case_id": case.id, "text": format!("<p>{text}</p>")}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let deadline = Instant::now() + WAIT;
+        let echo = loop {
+            let echo = chatwoot
+                .sent()
+                .into_iter()
+                .find(|s| s.body.contains("casebridge:msg_") && s.answer.is_some());
+            if let Some(e) = echo {
+                break e;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the reply never reached Chatwoot: calls {:?}",
+                    chatwoot
+                        .calls()
+                        .iter()
+                        .map(|c| format!("{} {}", c.path, c.status))
+                        .collect::<Vec<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let answer = chatwoot_answer(Some(&echo));
+        let copies = chatwoot.conversation(conversation).map_or(0, |c| {
+            c.messages.iter().filter(|m| m.content == text).count()
+        });
+        if copies != 1 || answer["status"] != "ignored" {
+            bail!("{copies} copies of the reply in Chatwoot; its webhook was answered {answer}");
+        }
+        self.story.ok(
+            "agent reply",
+            format!(
+                "Sarah answered in Creatio → one outgoing message in Chatwoot conversation {conversation}; its message_created came back and was ignored ({})",
+                answer["reason"].as_str().unwrap_or("?")
+            ),
+        );
+        Ok(())
+    }
+
+    /// Sarah resolves the case: Chatwoot's conversation is resolved, and
+    /// Chatwoot's own status webhooks are not echoed.
+    async fn chatwoot_resolution(
+        &mut self,
+        chatwoot: &chatwoot_standin::StandIn,
+        conversation: i64,
+        case: &CaseRef,
+    ) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/__emulator/case-status", self.emulator.url()))
+            .json(&json!({"case_id": case.id, "status": "Resolved"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let answered: Vec<Value> = chatwoot
+                .sent()
+                .iter()
+                .filter(|s| s.event.starts_with("conversation_") && s.body.contains("\"resolved\""))
+                .map(|s| chatwoot_answer(Some(s)))
+                .collect();
+            if answered.len() == 2 && answered.iter().all(|a| !a.is_null()) {
+                if answered.iter().any(|a| a["status"] != "ignored") {
+                    bail!("casebridge's own resolution came back as news: {answered:?}");
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Chatwoot's conversation was not resolved: {:?}",
+                    chatwoot.conversation(conversation).map(|c| c.status)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let conv = self.api.settled_one(&format!("cw-{conversation}")).await?;
+        self.story.ok(
+            "resolution",
+            format!(
+                "Sarah resolved case {} → Chatwoot conversation {conversation} resolved (toggle_status); its two status webhooks were casebridge's own, not echoed; conversation {}",
+                case.number,
+                conv["state"].as_str().unwrap_or("?")
+            ),
         );
         Ok(())
     }

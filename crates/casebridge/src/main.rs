@@ -107,6 +107,14 @@ struct DemoArgs {
     /// NAME=value lines (for scripts and the examples in examples/).
     #[arg(long, value_name = "FILE", requires = "keep_running")]
     write_env: Option<std::path::PathBuf>,
+    /// The chat platform the story's conversation comes from.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "webhooks",
+        conflicts_with = "keep_running"
+    )]
+    platform: casebridge::demo::Platform,
 }
 
 #[derive(clap::Args)]
@@ -515,6 +523,7 @@ async fn main() -> anyhow::Result<std::process::ExitCode> {
             let ok = casebridge::demo::run(casebridge::demo::Options {
                 keep_running: args.keep_running,
                 write_env: args.write_env,
+                platform: args.platform,
             })
             .await?;
             Ok(if ok {

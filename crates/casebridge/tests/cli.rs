@@ -114,6 +114,31 @@ fn demo_verifies_every_step_and_exits_zero() {
 }
 
 #[test]
+fn the_chatwoot_demo_tells_the_story_through_the_connector() {
+    let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
+        .args(["demo", "--platform", "chatwoot"])
+        .env_remove("CASEBRIDGE_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("[FAIL]"), "{stdout}");
+    for step in [
+        "Chatwoot stand-in",
+        "wrong token refused",
+        "a repeated webhook: duplicate",
+        "Hand-off",
+        "was ignored (casebridge wrote this message itself",
+        "Chatwoot conversation 123 resolved",
+        "not echoed",
+    ] {
+        assert!(stdout.contains(step), "{step}: {stdout}");
+    }
+    assert!(stderr.trim().is_empty(), "the demo logged errors: {stderr}");
+}
+
+#[test]
 fn emulator_command_refuses_a_zero_token_lifetime() {
     let out = Command::new(env!("CARGO_BIN_EXE_casebridge"))
         .args(["emulator", "--token-lifetime-secs", "0"])
