@@ -152,6 +152,12 @@ async fn a_chatwoot_conversation_becomes_a_case_and_replies_go_back_once(backend
         ],
         "in order, with the hand-off note"
     );
+    // Chatwoot sends no language or sentiment: casebridge detects them.
+    let note = activities[2].notes.clone().unwrap_or_default();
+    assert!(
+        note.contains("Language: en") && note.contains("Sentiment: "),
+        "{note}"
+    );
     let case: creatio::models::Case = app.creatio().get(case_id).await.unwrap();
     assert!(
         case.symptoms
