@@ -105,7 +105,7 @@ async fn a_chatwoot_conversation_becomes_a_case_and_replies_go_back_once(backend
 
     assert_eq!(
         chatwoot
-            .customer_says(conv, "Hi, where is my order #1042?")
+            .customer_says(conv, "Hi, where is my order #1042? It should have arrived last week and nobody answers my e-mails.")
             .await,
         Some(200)
     );
@@ -146,7 +146,7 @@ async fn a_chatwoot_conversation_becomes_a_case_and_replies_go_back_once(backend
     assert_eq!(
         titles(&activities),
         [
-            "Customer: Hi, where is my order #1042?",
+            "Customer: Hi, where is my order #1042? It should have arrived last week and nobody answers my e-mails.",
             "AI: Let me get a person to look at the refund.",
             "Hand-off: The Chatwoot agent bot handed the conversation to a person"
         ],
@@ -155,7 +155,9 @@ async fn a_chatwoot_conversation_becomes_a_case_and_replies_go_back_once(backend
     // Chatwoot sends no language or sentiment: casebridge detects them.
     let note = activities[2].notes.clone().unwrap_or_default();
     assert!(
-        note.contains("Language: en") && note.contains("Sentiment: "),
+        note.contains("Language: English (en, detected)")
+            && note.contains("Sentiment: ")
+            && note.matches("detected)").count() == 2,
         "{note}"
     );
     let case: creatio::models::Case = app.creatio().get(case_id).await.unwrap();
