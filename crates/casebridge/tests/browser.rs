@@ -763,6 +763,94 @@ async fn connection_errors_are_shown_beside_each_field_in_words() {
 }
 
 #[tokio::test]
+async fn chatwoot_is_connected_from_the_chat_platform_card() {
+    run("chatwoot_card", |s| async move {
+        s.app.connect(&s.org.key).await;
+        let token = "cw-browser-token-0001";
+        let chatwoot = chatwoot_standin::StandIn::start(token).await?;
+        let page = &s.page;
+        page.sign_in(&s.org.key).await?;
+        page.wait_text("#status-badge", "Active").await?;
+        page.click("a[data-tab='webhook']").await?;
+        page.click("#platform-chatwoot").await?;
+        page.wait_eval(
+            "document.getElementById('delivery-card').hidden",
+            json!(true),
+        )
+        .await?;
+        page.fill("#chatwoot-base-url", chatwoot.url()).await?;
+        page.fill("#chatwoot-account-id", "1").await?;
+        page.fill("#chatwoot-token", "not-the-token").await?;
+        page.click("#save-chatwoot").await?;
+        page.wait_text("#chatwoot-result", "refused the API access token")
+            .await?;
+        page.fill("#chatwoot-base-url", "ftp://chat.example.com")
+            .await?;
+        page.click("#save-chatwoot").await?;
+        page.wait_text("#chatwoot-base-url-error", "Chatwoot URL uses ftp:")
+            .await?;
+        page.fill("#chatwoot-base-url", chatwoot.url()).await?;
+        page.wait_text("#chatwoot-report", "Profile settings → Access Token")
+            .await?;
+        page.fill("#chatwoot-token", token).await?;
+        page.fill("#chatwoot-inboxes", "3, x").await?;
+        page.click("#save-chatwoot").await?;
+        page.wait_attr("#chatwoot-inboxes", "aria-invalid", "true")
+            .await?;
+        page.fill("#chatwoot-inboxes", "3").await?;
+        page.click("#save-chatwoot").await?;
+        page.wait_text(
+            "#chatwoot-result",
+            "Agents' replies and closures now go to Chatwoot",
+        )
+        .await?;
+        page.wait_text(
+            "#chatwoot-events",
+            "Message created, Conversation status changed, Conversation updated",
+        )
+        .await?;
+        let url = page.value("#chatwoot-webhook-url").await?;
+        ensure!(url.contains("/v1/connectors/chatwoot/cbc_"), "{url}");
+        ensure!(
+            page.eval("document.getElementById('platform-webhooks').disabled")
+                .await?
+                == json!(true),
+            "one chat platform per org"
+        );
+        let (_, c) = s.app.get("/v1/connectors/chatwoot", &s.org.key).await;
+        ensure!(
+            c["account_id"] == 1 && c["inbox_ids"] == json!([3]) && c["webhook_url"] == url,
+            "{c}"
+        );
+        // The URL the page shows is the one Chatwoot calls.
+        chatwoot.set_webhook(&url, None);
+        let conversation = chatwoot.open_conversation(
+            chatwoot_standin::Inbox::website_with_bot(),
+            chatwoot_standin::Contact {
+                name: "Maria Lopez".into(),
+                email: None,
+                phone: None,
+            },
+        );
+        ensure!(chatwoot.customer_says(conversation, "hello").await == Some(200));
+        // Disconnecting brings the delivery URL back.
+        page.eval("window.confirm = () => true").await?;
+        page.click("#remove-chatwoot").await?;
+        page.wait_text("#chatwoot-result", "Chatwoot disconnected")
+            .await?;
+        page.click("#platform-webhooks").await?;
+        page.wait_eval(
+            "document.getElementById('delivery-card').hidden",
+            json!(false),
+        )
+        .await?;
+        chatwoot.shutdown().await;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn contact_creation_and_case_append_channels_are_set_from_the_page() {
     run("contact_settings", |s| async move {
         s.app.connect(&s.org.key).await;

@@ -17,6 +17,8 @@
     signedIn: false,
     /** The connection as GET /v1/creatio/connection shows it; null when there is none. */
     connection: null,
+    /** The Chatwoot connector as GET /v1/connectors/chatwoot shows it; null when there is none. */
+    chatwoot: null,
     /** The lookups are read once per connection (they come from Creatio). */
     lookupsLoadedFor: null,
     aiFields: [],
@@ -444,9 +446,13 @@
   }
 
   function renderReport(report) {
-    const list = $("check-report");
-    list.replaceChildren();
     $("report-empty").hidden = !!report;
+    renderChecks($("check-report"), report);
+  }
+
+  /** A Test & Save report as a list: each check, its mark and what to do. */
+  function renderChecks(list, report) {
+    list.replaceChildren();
     if (!report) return;
     const marks = { pass: "Pass", warn: "Warn", fail: "Fail", skip: "Skip" };
     for (const check of report.checks) {
@@ -618,6 +624,12 @@
     resolved_status_id: "Resolved status",
     case_append_channels: "Channels",
     create_missing_contacts: "Create missing contacts",
+    base_url: "Chatwoot URL",
+    account_id: "Account ID",
+    api_token: "API access token",
+    webhook_secret: "Webhook secret",
+    inbox_ids: "Inbox IDs",
+    summary_attribute: "Summary attribute",
   };
 
   /** A field's error beside it, in words: "Instance URL is required. The
@@ -781,7 +793,159 @@
       loadTemplates();
     }
     loadDelivery();
+    loadChatwoot();
   }
+
+  // ---------------------------------------------------------------- chat platform: Chatwoot
+
+  const CHATWOOT_INPUTS = {
+    base_url: "chatwoot-base-url",
+    account_id: "chatwoot-account-id",
+    api_token: "chatwoot-token",
+    webhook_secret: "chatwoot-secret",
+    inbox_ids: "chatwoot-inboxes",
+    handoff: "chatwoot-handoff",
+    summary_attribute: "chatwoot-summary-attribute",
+  };
+
+  /** Shows the Chatwoot form or the delivery URL, as the choice says. */
+  function showPlatform() {
+    const chatwoot = $("platform-chatwoot").checked;
+    $("chatwoot-form").hidden = !chatwoot;
+    $("delivery-card").hidden = chatwoot;
+    $("chatwoot-webhook").hidden = !(chatwoot && state.chatwoot);
+    $("chatwoot-report").hidden = !chatwoot || !$("chatwoot-report").children.length;
+  }
+
+  for (const radio of document.querySelectorAll('input[name="platform"]')) {
+    radio.addEventListener("change", showPlatform);
+  }
+
+  function renderChatwoot(c) {
+    state.chatwoot = c;
+    $("remove-chatwoot").hidden = !c;
+    // While Chatwoot is connected the org cannot also have a delivery URL.
+    $("platform-webhooks").disabled = !!c;
+    $("platform-help").textContent = c
+      ? "An org has one chat platform: disconnect Chatwoot to use a delivery URL instead."
+      : "An org has one chat platform.";
+    if (c) {
+      $("platform-chatwoot").checked = true;
+      $("chatwoot-base-url").value = c.base_url;
+      $("chatwoot-account-id").value = c.account_id;
+      $("chatwoot-token").value = "";
+      $("chatwoot-token").placeholder = "saved: " + c.api_token;
+      $("chatwoot-secret").value = "";
+      $("chatwoot-secret").placeholder = c.webhook_secret_set ? "saved (leave empty to keep)" : "";
+      $("chatwoot-inboxes").value = (c.inbox_ids || []).join(", ");
+      $("chatwoot-handoff").value = c.handoff;
+      $("chatwoot-agent-messages").checked = !!c.agent_messages;
+      $("chatwoot-summary-attribute").value = c.summary_attribute || "";
+      $("chatwoot-webhook-url").value = c.webhook_url;
+      $("chatwoot-events").textContent =
+        "Tick these events: " + c.events_to_tick.map(humanize).join(", ") + ".";
+      renderChecks($("chatwoot-report"), c.last_check);
+    } else {
+      $("chatwoot-token").placeholder = "";
+      $("chatwoot-secret").placeholder = "";
+    }
+    showPlatform();
+  }
+
+  async function loadChatwoot() {
+    try {
+      renderChatwoot(await api("GET", "/v1/connectors/chatwoot"));
+    } catch (e) {
+      if (e.status === 404) renderChatwoot(null);
+      else showError($("chatwoot-result"), e, "The Chatwoot settings could not be read");
+    }
+  }
+
+  function chatwootBody() {
+    const body = {
+      base_url: $("chatwoot-base-url").value.trim(),
+      account_id: Number($("chatwoot-account-id").value || 0),
+      inbox_ids: $("chatwoot-inboxes")
+        .value.split(/[\s,]+/)
+        .filter(Boolean)
+        .map(Number),
+      handoff: $("chatwoot-handoff").value,
+      agent_messages: $("chatwoot-agent-messages").checked,
+      summary_attribute: $("chatwoot-summary-attribute").value.trim(),
+    };
+    const token = $("chatwoot-token").value.trim();
+    if (token) body.api_token = token;
+    const secret = $("chatwoot-secret").value.trim();
+    if (secret) body.webhook_secret = secret;
+    return body;
+  }
+
+  $("chatwoot-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy($("save-chatwoot"), async () => {
+      const box = $("chatwoot-result");
+      const body = chatwootBody();
+      if (body.inbox_ids.some((id) => !Number.isInteger(id) || id <= 0)) {
+        markFields(CHATWOOT_INPUTS, {
+          body: {
+            fields: [
+              {
+                field: "inbox_ids",
+                message: "inbox IDs are numbers",
+                hint: "List them as Chatwoot's URL shows them (/settings/inboxes/<id>), separated by commas, e.g. 3, 7.",
+              },
+            ],
+          },
+        });
+        showResult(box, "error", "Not saved: one field needs a change; it says what beside it.");
+        $("chatwoot-inboxes").focus();
+        return;
+      }
+      showResult(box, "info", "Testing the token and account with Chatwoot…");
+      let answer;
+      try {
+        answer = await api("PUT", "/v1/connectors/chatwoot", body);
+      } catch (e) {
+        const marked = markFields(CHATWOOT_INPUTS, e);
+        const report = e.body && e.body.report;
+        if (report) {
+          renderChecks($("chatwoot-report"), report);
+          $("chatwoot-report").hidden = false;
+        }
+        if (marked) {
+          showResult(box, "error", "Not saved: " + (marked === 1 ? "one field needs" : marked + " fields need") + " a change; each says what beside it.");
+          const first = document.querySelector('#chatwoot-form [aria-invalid="true"]');
+          if (first) first.focus();
+        } else showError(box, e, report ? null : "Not saved");
+        return;
+      }
+      markFields(CHATWOOT_INPUTS, null);
+      renderChatwoot(answer.connector);
+      renderChecks($("chatwoot-report"), answer.report);
+      $("chatwoot-report").hidden = false;
+      showResult(
+        box,
+        "ok",
+        "Saved: " + reportSummary(answer.report) + ". Agents' replies and closures now go to Chatwoot.",
+        "Paste the webhook URL below into Chatwoot and tick the events it lists."
+      );
+      loadDelivery();
+    });
+  });
+
+  $("remove-chatwoot").addEventListener("click", async () => {
+    if (!window.confirm("Disconnect Chatwoot? Its webhook URL stops working, and agents' replies wait, queued, until a chat platform is set again.")) return;
+    const box = $("chatwoot-result");
+    try {
+      await api("DELETE", "/v1/connectors/chatwoot");
+      renderChecks($("chatwoot-report"), null);
+      renderChatwoot(null);
+      showResult(box, "ok", "Chatwoot disconnected. Its webhook URL no longer works.");
+      loadDelivery();
+    } catch (e) {
+      showError(box, e, "Not disconnected");
+    }
+  });
 
   async function loadTemplates() {
     try {
