@@ -13,7 +13,9 @@
 //! own; the closed sets: message roles, conversation states, job kinds),
 //! [`ai`] (AI
 //! fields and their mappings checked against Creatio, the offline scorer or
-//! an OpenAI-compatible model, language and sentiment) and [`allocator`].
+//! an OpenAI-compatible model, language and sentiment), [`chatwoot`]
+//! (Chatwoot's webhook payloads as casebridge events, its signature) and
+//! [`allocator`].
 //!
 //! **Storage** ([`storage`]): SQLite or PostgreSQL behind one sqlx pool, a
 //! module per table or concern. Every write goes through
@@ -35,8 +37,8 @@
 //! the job outbox, rounds and per-job steps writing cases and activities
 //! exactly once, in order; Creatio's webhook jobs finding replies and
 //! closures) and [`deliver`] (Creatio → chat: deliveries queued once,
-//! signed per Standard Webhooks, retried on Svix's schedule, dead-lettered,
-//! replayed), and [`webhook`] (what Creatio's business processes send:
+//! signed per Standard Webhooks or, for a Chatwoot org, made as Chatwoot
+//! API calls, retried on Svix's schedule, dead-lettered, replayed), and [`webhook`] (what Creatio's business processes send:
 //! parsed, rate-limited per org, accepted as a queued look at the case).
 //!
 //! **HTTP** ([`api`]): one module per resource, one error shape, its own
