@@ -16,7 +16,7 @@
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::sender::{Answer, Services};
+use super::http::{call, Answer, Services};
 use super::{Schedule, AGENT_REPLY, CASE_LINKED, CONVERSATION_RESOLVED};
 use crate::chatwoot::{self, SOURCE_ID_PREFIX};
 use crate::storage::deliveries::Delivery;
@@ -129,7 +129,7 @@ pub(super) async fn send(
         .timeout(schedule.timeout)
         .header("api_access_token", token.expose_secret())
         .json(&body);
-    let (answer, response) = super::sender::call(request, schedule).await;
+    let (answer, response) = call(request, schedule).await;
     if answer.status.is_some_and(|s| (200..300).contains(&s)) && d.event_type == AGENT_REPLY {
         // The echo guard's memory, beside the marks on the message.
         if let Some(id) = response.as_ref().and_then(|r| r["id"].as_i64()) {

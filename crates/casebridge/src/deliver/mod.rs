@@ -14,6 +14,7 @@
 //! inside `data`, so receivers dispatch on `type` as the spec suggests.)
 
 mod chatwoot;
+mod http;
 pub mod sender;
 
 use std::time::Duration;
