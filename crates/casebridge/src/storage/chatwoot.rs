@@ -189,19 +189,16 @@ pub async fn record_status(
     conversation: &ConversationId,
     status: &str,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO chatwoot_statuses (org_id, conversation_id, status, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (org_id, conversation_id) DO UPDATE SET status = excluded.status, \
+    write_status(
+        tx,
+        org_id,
+        conversation,
+        status,
+        "DO UPDATE SET status = excluded.status, \
          set_by_casebridge = CASE WHEN chatwoot_statuses.set_by_casebridge = excluded.status \
            THEN chatwoot_statuses.set_by_casebridge ELSE NULL END, updated_at = excluded.updated_at",
     )
-    .bind(org_id)
-    .bind(conversation)
-    .bind(status)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Records the status a message's payload shows, only when casebridge has
@@ -214,10 +211,22 @@ pub async fn seed_status(
     conversation: &ConversationId,
     status: &str,
 ) -> Result<()> {
-    sqlx::query(
+    write_status(tx, org_id, conversation, status, "DO NOTHING").await
+}
+
+/// Inserts a conversation's status; `on_conflict` says what becomes of a
+/// known one.
+async fn write_status(
+    tx: &mut WriteTx,
+    org_id: &OrgId,
+    conversation: &ConversationId,
+    status: &str,
+    on_conflict: &str,
+) -> Result<()> {
+    sqlx::query(&format!(
         "INSERT INTO chatwoot_statuses (org_id, conversation_id, status, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (org_id, conversation_id) DO NOTHING",
-    )
+         ON CONFLICT (org_id, conversation_id) {on_conflict}"
+    ))
     .bind(org_id)
     .bind(conversation)
     .bind(status)

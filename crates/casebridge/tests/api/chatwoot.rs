@@ -294,32 +294,27 @@ async fn bad_tokens_signatures_and_settings_are_refused(backend: Backend) {
     let r = post(url.clone(), vec![]).await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("X-Chatwoot-Signature"));
-    let now = chrono::Utc::now().timestamp().to_string();
+    // A wrong secret, and the right one on a timestamp 10 minutes old.
     let forged = payload.replace("hello", "forged");
-    let wrong = chatwoot_standin::sign("not-the-secret", &now, &forged);
-    let r = post(
-        url.clone(),
-        vec![
-            ("x-chatwoot-signature", wrong),
-            ("x-chatwoot-timestamp", now),
-        ],
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 401);
-    let old = (chrono::Utc::now().timestamp() - 600).to_string();
-    let stale = chatwoot_standin::sign(SECRET, &old, &forged);
-    let r = post(
-        url.clone(),
-        vec![
-            ("x-chatwoot-signature", stale),
-            ("x-chatwoot-timestamp", old),
-        ],
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status(), 401);
-    assert!(r.text().await.unwrap().contains("replay"));
+    let now = chrono::Utc::now().timestamp();
+    for (secret, at, says) in [
+        ("not-the-secret", now, "does not match"),
+        (SECRET, now - 600, "replay"),
+    ] {
+        let at = at.to_string();
+        let signature = chatwoot_standin::sign(secret, &at, &forged);
+        let r = post(
+            url.clone(),
+            vec![
+                ("x-chatwoot-signature", signature),
+                ("x-chatwoot-timestamp", at),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.text().await.unwrap().contains(says), "{says}");
+    }
     let settled = app.settled(&org.key, &format!("cw-{conv}")).await;
     assert_eq!(
         settled["messages"]["received"], 1,
@@ -378,6 +373,22 @@ async fn bad_tokens_signatures_and_settings_are_refused(backend: Backend) {
     let (_, read) = app.get("/v1/connectors/chatwoot", &org.key).await;
     assert_eq!(read["account_id"], 1, "{read}");
     assert_eq!(read["webhook_secret_set"], true);
+    // Only the connector's inboxes: a conversation of another is ignored.
+    let (status, saved) = app
+        .put(
+            "/v1/connectors/chatwoot",
+            &org.key,
+            json!({"base_url": base, "account_id": 1, "inbox_ids": [99]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(chatwoot.customer_says(conv, "other inbox").await, Some(200));
+    assert_eq!(
+        last_answer(&chatwoot)["reason"],
+        "inbox 3 is not among the connector's inboxes"
+    );
+    let settled = app.settled(&org.key, &format!("cw-{conv}")).await;
+    assert_eq!(settled["messages"]["received"], 1, "{settled}");
     // One chat platform per org.
     let (status, e) = app
         .put(
