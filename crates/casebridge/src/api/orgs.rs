@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::error::{ApiError, ApiResult, Code, FieldProblem};
+use super::error::{ApiError, ApiResult, Code};
 use super::extract::{Admin, Body, Operator};
 use super::openapi::ErrorBody;
 use super::AppState;
+use crate::connection::FieldError;
 use crate::domain::OrgId;
 use crate::secrets::{random_token, token_hash};
 use crate::storage::connections;
@@ -140,18 +141,14 @@ pub struct ApiKeysOut {
 
 const SHOWN_ONCE: &str = "Store this key now: it is shown only once.";
 
-fn check_name(field: &str, name: &str, max: usize) -> ApiResult<String> {
+fn check_name(field: &'static str, name: &str, max: usize) -> ApiResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > max {
-        let message = format!("{field} must be 1 to {max} characters");
-        let hint = format!("Give a {field} a person will recognise, e.g. the company name.");
-        return Err(
-            ApiError::invalid(message.clone(), hint.clone()).with_fields(vec![FieldProblem {
-                field: field.to_string(),
-                message,
-                hint: Some(hint),
-            }]),
-        );
+        return Err(ApiError::fields(vec![FieldError {
+            field,
+            message: format!("{field} must be 1 to {max} characters"),
+            hint: format!("Give a {field} a person will recognise, e.g. the company name."),
+        }]));
     }
     Ok(name.to_string())
 }
@@ -246,18 +243,11 @@ pub async fn delete_org(
         ));
     };
     if body.confirm != org.name {
-        let message = format!(
-            "confirm must be the org's name, {:?}, to delete it",
-            org.name
-        );
-        let hint = "Deleting an org removes everything casebridge holds for it and cannot be undone: type its name in confirm.";
-        return Err(
-            ApiError::invalid(message.clone(), hint).with_fields(vec![FieldProblem {
-                field: "confirm".into(),
-                message,
-                hint: Some(hint.into()),
-            }]),
-        );
+        return Err(ApiError::fields(vec![FieldError {
+            field: "confirm",
+            message: format!("confirm must be the org's name, {:?}, to delete it", org.name),
+            hint: "Deleting an org removes everything casebridge holds for it and cannot be undone: type its name in confirm.".into(),
+        }]));
     }
     // Disconnect first: no worker starts another job of the org, and the
     // webhook URL answers 404, before its rows go.
