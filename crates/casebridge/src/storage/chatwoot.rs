@@ -118,20 +118,14 @@ pub async fn save(db: &Db, c: &Connector, endpoint_secret: &str) -> Result<()> {
     .bind(c.updated_at)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at, platform) \
-         VALUES ($1, $2, $3, 'enabled', $4, $4, 'chatwoot') \
-         ON CONFLICT (org_id) DO UPDATE SET url = excluded.url, state = 'enabled', \
-         disabled_reason = NULL, platform = 'chatwoot', updated_at = excluded.updated_at",
+    super::deliveries::upsert_endpoint(
+        &mut tx,
+        &c.org_id,
+        &c.base_url,
+        endpoint_secret,
+        "chatwoot",
     )
-    .bind(&c.org_id)
-    .bind(&c.base_url)
-    .bind(endpoint_secret)
-    .bind(now_ms())
-    .execute(&mut *tx)
     .await?;
-    // Deliveries waiting for a destination may go now.
-    tx.deliveries_queued();
     tx.commit().await
 }
 

@@ -63,22 +63,38 @@ pub async fn endpoint(db: &Db, org_id: &OrgId) -> Result<Option<Endpoint>> {
 /// Sets the URL and (re-)enables the endpoint. `new_secret` is the sealed
 /// secret for a first save; an existing endpoint keeps its secret.
 pub async fn put_endpoint(db: &Db, org_id: &OrgId, url: &str, new_secret: &str) -> Result<()> {
-    let now = now_ms();
-    let q = sqlx::query(
-        "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'enabled', $4, $4) \
+    let mut tx = db.write().await?;
+    upsert_endpoint(&mut tx, org_id, url, new_secret, "webhook").await?;
+    tx.commit().await
+}
+
+/// Sets the org's endpoint (`platform`: `webhook` or `chatwoot`) and
+/// enables it, in the caller's transaction; a first one gets
+/// `new_secret`, an existing one keeps its secret. Wakes the senders on
+/// commit: deliveries waiting for a destination (or for a disabled one)
+/// may go now.
+pub(super) async fn upsert_endpoint(
+    tx: &mut WriteTx,
+    org_id: &OrgId,
+    url: &str,
+    new_secret: &str,
+    platform: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO delivery_endpoints (org_id, url, secret_sealed, state, created_at, updated_at, platform) \
+         VALUES ($1, $2, $3, 'enabled', $4, $4, $5) \
          ON CONFLICT (org_id) DO UPDATE SET url = excluded.url, state = 'enabled', \
-         disabled_reason = NULL, platform = 'webhook', updated_at = excluded.updated_at",
+         disabled_reason = NULL, platform = excluded.platform, updated_at = excluded.updated_at",
     )
     .bind(org_id)
     .bind(url)
     .bind(new_secret)
-    .bind(now);
-    let mut tx = db.write().await?;
-    q.execute(&mut *tx).await?;
-    // Deliveries waiting for a URL (or for a disabled one) may go now.
+    .bind(now_ms())
+    .bind(platform)
+    .execute(&mut **tx)
+    .await?;
     tx.deliveries_queued();
-    tx.commit().await
+    Ok(())
 }
 
 /// Replaces the secret; the old one keeps signing until `previous_until`.
