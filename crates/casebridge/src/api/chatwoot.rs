@@ -740,12 +740,8 @@ async fn accept(
             store::seed_status(&mut tx, org_id, &conversation, status).await?;
         }
     }
-    let out = match mapped {
-        Mapped::Ignored(reason) => ChatwootCallOut {
-            status: "ignored",
-            reason: Some(reason),
-            events: vec![],
-        },
+    let (reason, answers) = match mapped {
+        Mapped::Ignored(reason) => (Some(reason), vec![]),
         Mapped::Events(list) => {
             let parsed = events::parse_body(&Value::Array(list)).map_err(|errors| {
                 let what = errors
@@ -759,24 +755,20 @@ async fn accept(
                     "This is a payload casebridge does not take; the log has the event. Report it with the Chatwoot version.",
                 )
             })?;
-            let answers = events::ingest_all(&mut tx, org_id, &parsed).await?;
-            let accepted = answers.iter().filter(|a| a.status == "accepted").count();
-            metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")
-                .increment(accepted as u64);
-            metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "duplicate")
-                .increment((answers.len() - accepted) as u64);
-            ChatwootCallOut {
-                status: if accepted > 0 {
-                    "accepted"
-                } else {
-                    "duplicate"
-                },
-                reason: None,
-                events: answers,
-            }
+            (None, events::ingest_all(&mut tx, org_id, &parsed).await?)
         }
     };
     tx.commit().await?;
+    let accepted = super::events::count_received(&answers);
+    let out = ChatwootCallOut {
+        status: match (&reason, accepted) {
+            (Some(_), _) => "ignored",
+            (None, 0) => "duplicate",
+            _ => "accepted",
+        },
+        reason,
+        events: answers,
+    };
     tracing::debug!(%org_id, event = %payload["event"], status = out.status, reason = ?out.reason, "Took a Chatwoot webhook call.");
     Ok(out)
 }

@@ -138,6 +138,17 @@ fn invalid_events(errors: Vec<Invalid>) -> ApiError {
     .with_fields(list)
 }
 
+/// Counts stored events by outcome (`casebridge_events_received_total`),
+/// once committed; how many were accepted (the rest were duplicates).
+pub(super) fn count_received(answers: &[events::Ingested]) -> usize {
+    let accepted = answers.iter().filter(|a| a.status == "accepted").count();
+    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")
+        .increment(accepted as u64);
+    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "duplicate")
+        .increment((answers.len() - accepted) as u64);
+    accepted
+}
+
 /// `POST /v1/events`: validated, then every event, message and job is
 /// written in one transaction before `202`.
 #[utoipa::path(post, path = "/v1/events", operation_id = "ingestEvents", tag = "sync", request_body = crate::sync::events::EventsIn, security(("api_key" = [])), responses((status = 202, description = "Stored with their jobs in one transaction", body = IngestedOut), (status = 400, description = "Invalid input; the error names the field and how to fix it", body = ErrorBody), (status = 409, description = "The org has no active connection; nothing stored", body = ErrorBody), (status = 401, description = "Missing or unknown API key", body = ErrorBody)))]
@@ -162,11 +173,7 @@ pub async fn ingest(
     let mut tx = state.app.db.write().await?;
     let answers = events::ingest_all(&mut tx, &caller.org_id, &parsed).await?;
     tx.commit().await?;
-    let accepted = answers.iter().filter(|a| a.status == "accepted").count();
-    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "accepted")
-        .increment(accepted as u64);
-    metrics::counter!(crate::metrics::EVENTS_RECEIVED, "outcome" => "duplicate")
-        .increment((answers.len() - accepted) as u64);
+    let accepted = count_received(&answers);
     tracing::debug!(org_id = %caller.org_id, accepted, duplicates = answers.len() - accepted, "Accepted events.");
     Ok((
         StatusCode::ACCEPTED,
