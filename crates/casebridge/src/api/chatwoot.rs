@@ -10,7 +10,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -620,16 +619,11 @@ async fn take(
         })?;
     let org_id = &connector.org_id;
     if let Err(wait) = state.webhook_limiter.check(&format!("chatwoot:{org_id}")) {
-        let secs = wait.as_secs().max(1);
-        return Err((
-            [(RETRY_AFTER, secs.to_string())],
-            ApiError::new(
-                Code::RateLimited,
-                "Too many Chatwoot webhook calls for this org",
-                format!("Retry after {secs} s."),
-            ),
-        )
-            .into_response());
+        return Err(super::webhooks::rate_limited(
+            "Too many Chatwoot webhook calls for this org",
+            wait,
+            "",
+        ));
     }
     if let Some(sealed) = &connector.webhook_secret_sealed {
         let secret = state

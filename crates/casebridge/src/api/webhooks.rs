@@ -76,6 +76,21 @@ pub async fn creatio(
     }
 }
 
+/// A 429 with `Retry-After` (whole seconds, at least one), the wait said
+/// in the hint and `advice` after it.
+pub(super) fn rate_limited(message: &str, wait: std::time::Duration, advice: &str) -> Response {
+    let secs = wait.as_secs().max(1);
+    (
+        [(RETRY_AFTER, secs.to_string())],
+        ApiError::new(
+            Code::RateLimited,
+            message,
+            format!("Retry after {secs} s.{advice}"),
+        ),
+    )
+        .into_response()
+}
+
 /// The answer to a refused call.
 fn refusal(refused: Refused) -> Response {
     match refused {
@@ -86,21 +101,11 @@ fn refusal(refused: Refused) -> Response {
              is rotated (the old one works for a grace period) and stops working at disconnect.",
         )
         .into_response(),
-        Refused::Limited(wait) => {
-            let secs = wait.as_secs().max(1);
-            (
-                [(RETRY_AFTER, secs.to_string())],
-                ApiError::new(
-                    Code::RateLimited,
-                    "Too many webhook calls for this org",
-                    format!(
-                        "Retry after {secs} s. If a business process calls this URL in a loop, \
-                         check its start signal and filter."
-                    ),
-                ),
-            )
-                .into_response()
-        }
+        Refused::Limited(wait) => rate_limited(
+            "Too many webhook calls for this org",
+            wait,
+            " If a business process calls this URL in a loop, check its start signal and filter.",
+        ),
         Refused::Invalid(p) => ApiError::invalid(p.message, p.hint)
             .with_data("field", &p.field)
             .into_response(),
