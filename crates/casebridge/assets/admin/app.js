@@ -669,6 +669,20 @@
     return markFields(FIELD_INPUTS, error);
   }
 
+  /** A save that failed: the fields it names marked, the first focused,
+   * the check report shown (`showReport`), and one line in `box`. */
+  function notSaved(box, form, inputs, error, showReport) {
+    const marked = markFields(inputs, error);
+    // A failed check's message already says nothing was saved.
+    const report = error.body && error.body.report;
+    if (report) showReport(report);
+    if (marked) {
+      showResult(box, "error", "Not saved: " + (marked === 1 ? "one field needs" : marked + " fields need") + " a change; each says what beside it.");
+      const first = form.querySelector('[aria-invalid="true"]');
+      if (first) first.focus();
+    } else showError(box, error, report ? null : "Not saved");
+  }
+
   function reportSummary(report) {
     const passed = report.checks.filter((c) => c.status === "pass").length;
     return passed + " of " + report.checks.length + " checks passed";
@@ -692,15 +706,7 @@
         answer = await api("PATCH", "/v1/creatio/connection", changes);
       }
     } catch (e) {
-      const marked = markInvalid(e);
-      // A failed check's message already says nothing was saved.
-      const report = e.body && e.body.report;
-      if (report) renderReport(report);
-      if (marked) {
-        showResult(box, "error", "Not saved: " + (marked === 1 ? "one field needs" : marked + " fields need") + " a change; each says what beside it.");
-        const first = document.querySelector('#connection-form [aria-invalid="true"]');
-        if (first) first.focus();
-      } else showError(box, e, report ? null : "Not saved");
+      notSaved(box, $("connection-form"), FIELD_INPUTS, e, renderReport);
       return;
     }
     markInvalid(null);
@@ -852,6 +858,11 @@
     showPlatform();
   }
 
+  function showChatwootReport(report) {
+    renderChecks($("chatwoot-report"), report);
+    $("chatwoot-report").hidden = false;
+  }
+
   async function loadChatwoot() {
     try {
       renderChatwoot(await api("GET", "/v1/connectors/chatwoot"));
@@ -886,19 +897,23 @@
       const box = $("chatwoot-result");
       const body = chatwootBody();
       if (body.inbox_ids.some((id) => !Number.isInteger(id) || id <= 0)) {
-        markFields(CHATWOOT_INPUTS, {
-          body: {
-            fields: [
-              {
-                field: "inbox_ids",
-                message: "inbox IDs are numbers",
-                hint: "List them as Chatwoot's URL shows them (/settings/inboxes/<id>), separated by commas, e.g. 3, 7.",
-              },
-            ],
+        notSaved(
+          box,
+          $("chatwoot-form"),
+          CHATWOOT_INPUTS,
+          {
+            body: {
+              fields: [
+                {
+                  field: "inbox_ids",
+                  message: "inbox IDs are numbers",
+                  hint: "List them as Chatwoot's URL shows them (/settings/inboxes/<id>), separated by commas, e.g. 3, 7.",
+                },
+              ],
+            },
           },
-        });
-        showResult(box, "error", "Not saved: one field needs a change; it says what beside it.");
-        $("chatwoot-inboxes").focus();
+          null
+        );
         return;
       }
       showResult(box, "info", "Testing the token and account with Chatwoot…");
@@ -906,23 +921,12 @@
       try {
         answer = await api("PUT", "/v1/connectors/chatwoot", body);
       } catch (e) {
-        const marked = markFields(CHATWOOT_INPUTS, e);
-        const report = e.body && e.body.report;
-        if (report) {
-          renderChecks($("chatwoot-report"), report);
-          $("chatwoot-report").hidden = false;
-        }
-        if (marked) {
-          showResult(box, "error", "Not saved: " + (marked === 1 ? "one field needs" : marked + " fields need") + " a change; each says what beside it.");
-          const first = document.querySelector('#chatwoot-form [aria-invalid="true"]');
-          if (first) first.focus();
-        } else showError(box, e, report ? null : "Not saved");
+        notSaved(box, $("chatwoot-form"), CHATWOOT_INPUTS, e, showChatwootReport);
         return;
       }
       markFields(CHATWOOT_INPUTS, null);
       renderChatwoot(answer.connector);
-      renderChecks($("chatwoot-report"), answer.report);
-      $("chatwoot-report").hidden = false;
+      showChatwootReport(answer.report);
       showResult(
         box,
         "ok",
