@@ -1710,8 +1710,9 @@
     const box = $("key-result");
     try {
       await api("DELETE", "/v1/api-keys/" + encodeURIComponent(k.id));
-      showResult(box, "ok", "Revoked " + (k.name ? "“" + k.name + "”" : k.prefix + "…") + ": requests with it are refused now.");
+      // The list first: when the message shows, the key is gone from it.
       await loadKeys();
+      showResult(box, "ok", "Revoked " + (k.name ? "“" + k.name + "”" : k.prefix + "…") + ": requests with it are refused now.");
     } catch (e) {
       if (state.signedIn) showError(box, e, "Not revoked");
     }
